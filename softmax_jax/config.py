@@ -1,0 +1,118 @@
+"""A run's hyperparameters: one frozen dataclass, overridden from strings, validated.
+
+Experiment files (`experiments/*.py`) define `get_config() -> Config`;
+`launch.py` turns the flags the user gave into string overrides of it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import math
+from pathlib import Path
+
+from softmax_jax.errors import UserError
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+  dataset: str = "fashion_mnist"  # a name in data.DATASETS
+  data_dir: str = ""  # TFDS data dir; "" = $TFDS_DATA_DIR or ~/tensorflow_datasets
+  loss: str = "xent"  # a name in losses.LOSSES
+  loss_input: str = "probs"  # l2/l1/huber compare one-hot y with: probs or logits
+  huber_delta: float = 0.1  # where huber turns from quadratic to linear
+  optimizer: str = "sgd"  # a name in optimizers.OPTIMIZERS
+  lr: float = 0.1  # learning rate
+  weight_decay: float = 0.0  # L2 penalty coefficient on W (not on b)
+  batch_size: int = 256  # examples per minibatch; the last partial one is dropped
+  epochs: int = 10  # passes over the training data, reshuffled each time
+  seed: int = 0  # seeds initialization and the shuffling
+  init_scale: float = 0.01  # standard deviation of the initial W
+
+  def validate(self) -> Config:
+    """Returns self, or raises UserError naming the flag and the fix."""
+    from softmax_jax import data, losses, optimizers  # pylint: disable=g-import-not-at-top
+    _check_choice("loss", self.loss, losses.LOSSES)
+    _check_choice("loss_input", self.loss_input, losses.LOSS_INPUTS)
+    _check_choice("optimizer", self.optimizer, optimizers.OPTIMIZERS)
+    _check_choice("dataset", self.dataset, data.DATASETS)
+    _check_positive("lr", self.lr)
+    _check_positive("huber_delta", self.huber_delta)
+    _check_positive("init_scale", self.init_scale, allow_zero=True)
+    _check_positive("weight_decay", self.weight_decay, allow_zero=True)
+    if self.batch_size < 1:
+      raise UserError(f"--batch_size must be at least 1, got {self.batch_size}")
+    if self.epochs < 1:
+      raise UserError(f"--epochs must be at least 1, got {self.epochs}")
+    if not 0 <= self.seed < 2**32:
+      raise UserError(f"--seed must be in [0, 2**32), got {self.seed}")
+    return self
+
+
+def _check_choice(flag, value, choices):
+  if value not in choices:
+    raise UserError(f"unknown --{flag}={value!r}; choose one of: "
+                    f"{', '.join(choices)}")
+
+
+def _check_positive(flag, value, allow_zero=False):
+  ok = math.isfinite(value) and (value >= 0 if allow_zero else value > 0)
+  if not ok:
+    bound = "a finite number >= 0" if allow_zero else "a finite number > 0"
+    raise UserError(f"--{flag} must be {bound}, got {value}")
+
+
+FIELDS = tuple(f.name for f in dataclasses.fields(Config))
+
+
+def parse_value(name: str, text: str):
+  """A flag's text as the type of the Config field `name`."""
+  kind = {f.name: f.type for f in dataclasses.fields(Config)}[name]
+  try:
+    if kind == "int":
+      return int(text)
+    if kind == "float":
+      return float(text)
+  except ValueError:
+    raise UserError(
+        f"--{name}={text!r} is not a{'n integer' if kind == 'int' else ' number'}"
+    ) from None
+  return text
+
+
+def with_overrides(config: Config, overrides: dict[str, str]) -> Config:
+  """The config with each field in `overrides` parsed from its text."""
+  unknown = set(overrides) - set(FIELDS)
+  if unknown:
+    raise UserError(f"unknown config field(s) {', '.join(sorted(unknown))}; "
+                    f"known: {', '.join(FIELDS)}")
+  parsed = {k: parse_value(k, v) for k, v in overrides.items()}
+  return dataclasses.replace(config, **parsed)
+
+
+def load_config_file(path: str | Path) -> Config:
+  """Calls `get_config()` of an experiments file such as experiments/d2l_fashion_mnist.py."""
+  path = Path(path)
+  if not path.is_file():
+    raise UserError(f"--config={path}: no such file; give a Python file with "
+                    "get_config(), e.g. experiments/d2l_fashion_mnist.py")
+  spec = importlib.util.spec_from_file_location(f"_experiment_{path.stem}", path)
+  module = importlib.util.module_from_spec(spec)
+  try:
+    spec.loader.exec_module(module)
+  except Exception as e:  # the user's file: report its error in one line
+    raise UserError(f"--config={path} failed to load: "
+                    f"{type(e).__name__}: {e}") from e
+  get_config = getattr(module, "get_config", None)
+  if not callable(get_config):
+    raise UserError(f"--config={path} has no get_config() function")
+  config = get_config()
+  if not isinstance(config, Config):
+    raise UserError(f"--config={path}: get_config() must return a "
+                    f"softmax_jax.config.Config, got {type(config).__name__}")
+  return config
+
+
+def to_dict(config: Config) -> dict:
+  return dataclasses.asdict(config)
+

@@ -1,0 +1,245 @@
+"""Image classification data: TFDS data sets, cached once as uint8 arrays.
+
+The first use of a data set goes through tensorflow-datasets (which needs
+TensorFlow); the arrays are then cached as `<data_dir>/softmax_jax/<name>.npz`
+so that later runs load them in well under a second and never import
+TensorFlow. Offline, Fashion-MNIST is prepared from Debian's
+`dataset-fashion-mnist` package (see `restore_upstream_gzip`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import fcntl
+import gzip
+import os
+import socket
+import struct
+import threading
+import zipfile
+from pathlib import Path
+from urllib.parse import urlparse
+
+import numpy as np
+
+from softmax_jax.errors import DataError
+
+# TFDS image-classification data sets with 28x28x1 `image` and `label` features.
+DATASETS = ("fashion_mnist", "mnist", "kmnist")
+
+DEBIAN_FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
+
+# Upstream gzip modification times of the Fashion-MNIST files (see below).
+_UPSTREAM_MTIME = {"train": 1504176606, "t10k": 1504176627}
+_CACHE_VERSION = 1
+_NETWORK_PROBE_SECONDS = 3.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Dataset:
+  """Train and test arrays: images flattened to uint8 rows, int32 labels."""
+  name: str
+  x_train: np.ndarray  # uint8 [N, D]
+  y_train: np.ndarray  # int32 [N]
+  x_test: np.ndarray  # uint8 [M, D]
+  y_test: np.ndarray  # int32 [M]
+  class_names: tuple[str, ...]
+
+  @property
+  def num_features(self) -> int:
+    return self.x_train.shape[1]
+
+  @property
+  def num_classes(self) -> int:
+    return len(self.class_names)
+
+
+def scale_pixels(x):
+  """uint8 pixels -> float32 features in [0, 1]; works on NumPy and JAX arrays."""
+  return x.astype(np.float32) * np.float32(1 / 255)
+
+
+def default_data_dir() -> Path:
+  """TFDS's own default, so prepared data sets are shared with other tools."""
+  return Path(os.environ.get("TFDS_DATA_DIR", "~/tensorflow_datasets")).expanduser()
+
+
+def cache_path(name: str, data_dir: str | os.PathLike) -> Path:
+  return Path(data_dir) / "softmax_jax" / f"{name.replace('/', '__')}.npz"
+
+
+def load(name: str, data_dir: str | os.PathLike | None = None) -> Dataset:
+  """Returns the data set, preparing and caching it on first use."""
+  if name not in DATASETS:
+    raise DataError(
+        f"unknown dataset {name!r}; choose one of: {', '.join(DATASETS)}")
+  data_dir = Path(data_dir) if data_dir else default_data_dir()
+  path = cache_path(name, data_dir)
+  dataset = _read_cache(path, name)
+  if dataset is not None:
+    return dataset
+  try:
+    path.parent.mkdir(parents=True, exist_ok=True)
+  except OSError as e:
+    raise DataError(f"cannot create the data cache in {path.parent}: "
+                    f"{e.strerror}; give a writable --data_dir") from e
+  # Two runs starting together on a fresh machine prepare the data once.
+  with _file_lock(path.with_suffix(".lock")):
+    dataset = _read_cache(path, name)
+    if dataset is None:
+      dataset = _load_with_tfds(name, data_dir)
+      _write_cache(path, dataset)
+  return dataset
+
+
+def _read_cache(path: Path, name: str) -> Dataset | None:
+  """The cached arrays, or None when absent or unreadable (then rebuilt)."""
+  if not path.exists():
+    return None
+  try:
+    with np.load(path, allow_pickle=False) as f:
+      if int(f["version"]) != _CACHE_VERSION:
+        return None
+      dataset = Dataset(
+          name=name,
+          x_train=f["x_train"], y_train=f["y_train"],
+          x_test=f["x_test"], y_test=f["y_test"],
+          class_names=tuple(str(c) for c in f["class_names"]))
+  except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile):
+    return None
+  ok = (dataset.x_train.ndim == 2 and dataset.x_test.ndim == 2
+        and dataset.x_train.shape[1] == dataset.x_test.shape[1]
+        and len(dataset.x_train) == len(dataset.y_train)
+        and len(dataset.x_test) == len(dataset.y_test))
+  return dataset if ok else None
+
+
+def _write_cache(path: Path, dataset: Dataset) -> None:
+  """Writes atomically: a reader sees the old state or the whole new file."""
+  tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+  try:
+    with open(tmp, "wb") as f:
+      np.savez(f, version=_CACHE_VERSION,
+               x_train=dataset.x_train, y_train=dataset.y_train,
+               x_test=dataset.x_test, y_test=dataset.y_test,
+               class_names=np.array(dataset.class_names))
+      f.flush()
+      os.fsync(f.fileno())
+    os.replace(tmp, path)
+  except OSError as e:
+    tmp.unlink(missing_ok=True)
+    raise DataError(f"cannot write the data cache {path}: {e.strerror}; "
+                    "free some disk space or give another --data_dir") from e
+
+
+@contextlib.contextmanager
+def _file_lock(path: Path):
+  with open(path, "a") as f:
+    fcntl.flock(f, fcntl.LOCK_EX)
+    try:
+      yield
+    finally:
+      fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _load_with_tfds(name: str, data_dir: Path) -> Dataset:
+  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  # TensorFlow only reads files here; keep it off any accelerator JAX uses.
+  tf.config.set_visible_devices([], "GPU")
+
+  builder = tfds.builder(name, data_dir=str(data_dir))
+  if not builder.is_prepared():
+    download_config = None
+    manual_dir = data_dir / "downloads" / "manual"
+    if name == "fashion_mnist" and DEBIAN_FASHION_MNIST_DIR.is_dir():
+      _restore_debian_fashion_mnist(manual_dir)
+      download_config = tfds.download.DownloadConfig(manual_dir=str(manual_dir))
+    else:
+      hosts = sorted({urlparse(u).hostname for u in builder.url_infos or {}})
+      if hosts and not _reachable(hosts[0]):
+        raise DataError(
+            f"dataset {name!r} is not prepared in {data_dir} and {hosts[0]} "
+            "cannot be reached: "
+            + ("install Debian's package (apt-get install dataset-fashion-mnist), "
+               if name == "fashion_mnist" else "")
+            + "give --data_dir of a TFDS data dir where it is prepared, "
+            "or connect to the internet")
+    builder.download_and_prepare(download_config=download_config)
+
+  arrays = {}
+  for split in ("train", "test"):
+    ds = tfds.as_numpy(builder.as_dataset(split=split, batch_size=-1))
+    images = ds["image"]
+    arrays[f"x_{split}"] = images.reshape(len(images), -1).astype(np.uint8)
+    arrays[f"y_{split}"] = ds["label"].astype(np.int32)
+  return Dataset(name=name, class_names=tuple(builder.info.features["label"].names),
+                 **arrays)
+
+
+def _reachable(host: str) -> bool:
+  """Whether a TCP connection to host:80 opens within a few seconds.
+
+  Offline, a TFDS download retries for minutes before failing; this probe lets
+  us fail in seconds instead. It runs in a thread because DNS has no timeout.
+  """
+  result = []
+
+  def probe():
+    try:
+      socket.create_connection((host, 80), timeout=_NETWORK_PROBE_SECONDS).close()
+      result.append(True)
+    except OSError:
+      pass
+
+  thread = threading.Thread(target=probe, daemon=True)
+  thread.start()
+  thread.join(_NETWORK_PROBE_SECONDS)
+  return bool(result)
+
+
+def restore_upstream_gzip(data: bytes, filename: str, mtime: int) -> bytes:
+  """Gives a gzip file the header upstream wrote: FNAME flag, mtime, name.
+
+  Debian's dataset-fashion-mnist recompressed nothing: it only rewrote the
+  10-byte gzip headers (no file name, another mtime). The deflate payload and
+  CRC are untouched, so restoring the header restores the upstream bytes, and
+  with them the SHA-256 checksums TFDS registers.
+  """
+  if data[:3] != b"\x1f\x8b\x08":
+    raise DataError(f"{filename} is not a gzip file")
+  flags = data[3]
+  if flags & ~0x08:  # only FNAME may be set
+    raise DataError(f"{filename}: unexpected gzip header flags {flags:#x}")
+  body = 10
+  if flags & 0x08:
+    body = data.index(b"\x00", 10) + 1
+  header = (b"\x1f\x8b\x08\x08" + struct.pack("<I", mtime) + b"\x00\x03"
+            + filename.removesuffix(".gz").encode() + b"\x00")
+  return header + data[body:]
+
+
+def _restore_debian_fashion_mnist(manual_dir: Path) -> None:
+  manual_dir.mkdir(parents=True, exist_ok=True)
+  for src in sorted(DEBIAN_FASHION_MNIST_DIR.glob("*-ubyte.gz")):
+    dst = manual_dir / src.name
+    if dst.exists():
+      continue
+    mtime = _UPSTREAM_MTIME[src.name.split("-")[0]]
+    restored = restore_upstream_gzip(src.read_bytes(), src.name, mtime)
+    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(restored)
+    os.replace(tmp, dst)
+
+
+def read_idx(data: bytes) -> np.ndarray:
+  """Decodes an (optionally gzipped) IDX file of unsigned bytes."""
+  if data[:2] == b"\x1f\x8b":
+    data = gzip.decompress(data)
+  zero, dtype, ndim = struct.unpack(">HBB", data[:4])
+  if zero != 0 or dtype != 0x08:
+    raise DataError("not an IDX file of unsigned bytes")
+  shape = struct.unpack(f">{ndim}I", data[4:4 + 4 * ndim])
+  return np.frombuffer(data, np.uint8, offset=4 + 4 * ndim).reshape(shape)

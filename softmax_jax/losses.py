@@ -1,0 +1,110 @@
+"""Stable log-softmax / softmax and the per-example losses of softmax regression.
+
+Every loss maps logits [B, K] and integer labels [B] to a per-example loss [B];
+the caller takes the mean. Cross-entropy works on the logits; the regression
+losses (l2, l1, huber) compare the one-hot code y with the softmax
+probabilities p, or, with `loss_input="logits"`, with the raw logits o (the
+"regress the one-hot code" variant).
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import jax
+import jax.numpy as jnp
+
+LOSS_INPUTS = ("probs", "logits")
+# Regression losses compare values in [0, 1]: with delta >= 1 Huber on
+# probabilities is exactly L2, so the default keeps its linear part in play.
+DEFAULT_HUBER_DELTA = 0.1
+
+
+def log_softmax(logits_BxK: jax.Array) -> jax.Array:
+  """log p = o - max(o) - log sum exp(o - max(o)): finite for any finite o."""
+  shifted = logits_BxK - jax.lax.stop_gradient(
+      jnp.max(logits_BxK, axis=-1, keepdims=True))
+  return shifted - jnp.log(jnp.sum(jnp.exp(shifted), axis=-1, keepdims=True))
+
+
+def softmax(logits_BxK: jax.Array) -> jax.Array:
+  """p = exp(o - max(o)) / sum exp(o - max(o)); rows sum to 1."""
+  shifted = logits_BxK - jax.lax.stop_gradient(
+      jnp.max(logits_BxK, axis=-1, keepdims=True))
+  e = jnp.exp(shifted)
+  return e / jnp.sum(e, axis=-1, keepdims=True)
+
+
+def one_hot(labels_B: jax.Array, num_classes: int) -> jax.Array:
+  return jax.nn.one_hot(labels_B, num_classes, dtype=jnp.float32)
+
+
+def _check(logits_BxK: jax.Array, labels_B: jax.Array) -> None:
+  if logits_BxK.ndim != 2 or labels_B.shape != logits_BxK.shape[:1]:
+    raise ValueError(f"expected logits [B, K] and labels [B], got "
+                     f"{logits_BxK.shape} and {labels_B.shape}")
+  if not jnp.issubdtype(labels_B.dtype, jnp.integer):
+    raise TypeError(f"labels must be integers, got {labels_B.dtype}")
+
+
+def cross_entropy(logits_BxK, labels_B, *, huber_delta=None, loss_input=None):
+  """-log p_y = logsumexp(o) - o_y. Its gradient in o is p - onehot(y).
+
+  `huber_delta` and `loss_input` are accepted for a uniform signature and
+  ignored: cross-entropy is always taken on the logits.
+  """
+  del huber_delta, loss_input
+  _check(logits_BxK, labels_B)
+  log_p = log_softmax(logits_BxK)
+  return -jnp.take_along_axis(log_p, labels_B[:, None], axis=-1)[:, 0]
+
+
+def _residual(logits_BxK, labels_B, loss_input):
+  """z - y where z is p (probs) or o (logits) and y the one-hot code."""
+  _check(logits_BxK, labels_B)
+  if loss_input not in LOSS_INPUTS:
+    raise ValueError(f"loss_input must be one of {LOSS_INPUTS}, got {loss_input!r}")
+  z = softmax(logits_BxK) if loss_input == "probs" else logits_BxK
+  return z - one_hot(labels_B, logits_BxK.shape[-1])
+
+
+def squared_error(logits_BxK, labels_B, *, huber_delta=None, loss_input="probs"):
+  """L2: sum_k (z_k - y_k)^2 / 2, as d2l's squared_loss."""
+  del huber_delta
+  r = _residual(logits_BxK, labels_B, loss_input)
+  return 0.5 * jnp.sum(r * r, axis=-1)
+
+
+def absolute_error(logits_BxK, labels_B, *, huber_delta=None, loss_input="probs"):
+  """L1: sum_k |z_k - y_k|."""
+  del huber_delta
+  r = _residual(logits_BxK, labels_B, loss_input)
+  return jnp.sum(jnp.abs(r), axis=-1)
+
+
+def huber(logits_BxK, labels_B, *, huber_delta=DEFAULT_HUBER_DELTA,
+          loss_input="probs"):
+  """sum_k h(z_k - y_k): h(r) = r^2/2 for |r| <= delta, else delta (|r| - delta/2).
+
+  Quadratic near the target like L2, linear far from it like L1 (scaled by
+  delta). `huber_delta` may be a traced value.
+  """
+  r = jnp.abs(_residual(logits_BxK, labels_B, loss_input))
+  quadratic = jnp.minimum(r, huber_delta)
+  return jnp.sum(0.5 * quadratic**2 + huber_delta * (r - quadratic), axis=-1)
+
+
+class Loss(Protocol):
+
+  def __call__(self, logits_BxK: jax.Array, labels_B: jax.Array, *,
+               huber_delta: float | jax.Array = ..., loss_input: str = ...
+               ) -> jax.Array:
+    ...
+
+
+LOSSES: dict[str, Loss] = {
+    "xent": cross_entropy,
+    "l2": squared_error,
+    "l1": absolute_error,
+    "huber": huber,
+}

@@ -1,0 +1,103 @@
+"""What a run leaves in its workdir: metrics.jsonl, summary.json, params.npz, curves.
+
+Whole files are written atomically (a temporary file, then a rename), so a
+killed run never leaves a half-written summary or params file behind.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from softmax_jax import plotting
+from softmax_jax.errors import UserError
+
+METRICS = "metrics.jsonl"
+SUMMARY = "summary.json"
+PARAMS = "params.npz"
+CURVES = "curves.png"
+OUTPUTS = (METRICS, SUMMARY, PARAMS, CURVES)
+
+
+def default_workdir(root: str | Path = "runs", tag: str = "") -> Path:
+  """A fresh folder under root, named by the time (and tag)."""
+  stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+  path = Path(root) / "-".join(filter(None, [stamp, tag]))
+  suffix = 1
+  while path.exists():
+    suffix += 1
+    path = Path(root) / "-".join(filter(None, [stamp, tag, str(suffix)]))
+  return path
+
+
+def prepare(workdir: str | Path, overwrite: bool = False) -> Path:
+  """Creates workdir, checks it is writable, and never clobbers a finished run."""
+  workdir = Path(workdir)
+  try:
+    workdir.mkdir(parents=True, exist_ok=True)
+  except OSError as e:
+    raise UserError(f"cannot create --workdir={workdir}: {e.strerror}") from e
+  if not workdir.is_dir():
+    raise UserError(f"--workdir={workdir} is not a directory")
+  existing = [name for name in OUTPUTS if (workdir / name).exists()]
+  if existing and not overwrite:
+    raise UserError(f"--workdir={workdir} already holds a run ({existing[0]}); "
+                    "give another --workdir or pass --overwrite")
+  probe = workdir / f".write-test-{os.getpid()}"
+  try:
+    probe.write_bytes(b"x" * 4096)
+  except OSError as e:
+    raise UserError(f"cannot write to --workdir={workdir}: {e.strerror}; "
+                    "choose a writable folder with free space") from e
+  finally:
+    probe.unlink(missing_ok=True)
+  for name in existing:
+    (workdir / name).unlink()
+  return workdir
+
+
+def append_metrics(workdir: Path, record: dict) -> None:
+  with open(workdir / METRICS, "a") as f:
+    f.write(json.dumps(record) + "\n")
+
+
+def read_metrics(workdir: Path) -> list[dict]:
+  with open(workdir / METRICS) as f:
+    return [json.loads(line) for line in f if line.strip()]
+
+
+def write_summary(workdir: Path, summary: dict) -> None:
+  _atomic_write(workdir / SUMMARY,
+                lambda f: f.write(json.dumps(summary, indent=2).encode()))
+
+
+def save_params(workdir: Path, params: dict) -> None:
+  _atomic_write(workdir / PARAMS,
+                lambda f: np.savez(f, **{k: np.asarray(v) for k, v in params.items()}))
+
+
+def save_curves(workdir: Path, history: list[dict], title: str = "") -> None:
+  _atomic_write(workdir / CURVES,
+                lambda f: plotting.plot_curves(history, f, title))
+
+
+def load_params(workdir: Path) -> dict[str, np.ndarray]:
+  with np.load(workdir / PARAMS) as f:
+    return {k: f[k] for k in f.files}
+
+
+def _atomic_write(path: Path, write) -> None:
+  tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+  try:
+    with open(tmp, "wb") as f:
+      write(f)
+      f.flush()
+      os.fsync(f.fileno())
+    os.replace(tmp, path)
+  except OSError as e:
+    tmp.unlink(missing_ok=True)
+    raise UserError(f"cannot write {path}: {e.strerror}") from e
