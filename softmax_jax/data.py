@@ -171,10 +171,11 @@ def _load_with_tfds(name: str, data_dir: Path) -> Dataset:
 
   arrays = {}
   for split in ("train", "test"):
-    ds = tfds.as_numpy(builder.as_dataset(split=split, batch_size=-1))
-    images = ds["image"]
+    # Batches, not batch_size=-1: that one needs the whole split in one tensor.
+    batches = list(tfds.as_numpy(builder.as_dataset(split=split, batch_size=10_000)))
+    images = np.concatenate([b["image"] for b in batches])
     arrays[f"x_{split}"] = images.reshape(len(images), -1).astype(np.uint8)
-    arrays[f"y_{split}"] = ds["label"].astype(np.int32)
+    arrays[f"y_{split}"] = np.concatenate([b["label"] for b in batches]).astype(np.int32)
   return Dataset(name=name, class_names=tuple(builder.info.features["label"].names),
                  **arrays)
 

@@ -1,0 +1,37 @@
+# make run   set up on first use, then train: python launch.py --loss=xent $(ARGS)
+# make test  set up on first use, then run the tests
+# make setup the virtual environment in .venv and the data set, idempotent
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+ARGS ?=
+DEBIAN_DATA := /usr/share/datasets/fashion-mnist
+
+.PHONY: setup venv data run test clean
+
+setup: venv data
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	touch $@
+
+# Offline, Fashion-MNIST comes from Debian's package (installed when we are root).
+data: venv
+	@if [ ! -d $(DEBIAN_DATA) ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  apt-get install -y -q dataset-fashion-mnist >/dev/null 2>&1 || \
+	  { apt-get update -q >/dev/null && apt-get install -y -q dataset-fashion-mnist >/dev/null; }; \
+	fi
+	$(PY) launch.py --mode=prepare_data
+
+run: setup
+	$(PY) launch.py --loss=xent $(ARGS)
+
+test: setup
+	$(PY) -m pytest -q tests
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

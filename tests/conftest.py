@@ -1,0 +1,47 @@
+"""Shared test helpers: tiny generated data sets, and the real one when present."""
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from softmax_jax import data  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+
+def synthetic_dataset(n_train=512, n_test=256, num_features=16, num_classes=4,
+                      seed=0, name="synthetic") -> data.Dataset:
+  """Linearly separable uint8 images: one bright prototype per class, plus noise."""
+  rng = np.random.default_rng(seed)
+  prototypes = rng.integers(0, 256, (num_classes, num_features))
+
+  def sample(n):
+    y = rng.integers(0, num_classes, n).astype(np.int32)
+    x = prototypes[y] + rng.normal(0, 20, (n, num_features))
+    return np.clip(x, 0, 255).astype(np.uint8), y
+
+  x_train, y_train = sample(n_train)
+  x_test, y_test = sample(n_test)
+  return data.Dataset(name=name, x_train=x_train, y_train=y_train,
+                      x_test=x_test, y_test=y_test,
+                      class_names=tuple(f"class{k}" for k in range(num_classes)))
+
+
+def write_cache(data_dir, dataset: data.Dataset, name="fashion_mnist"):
+  """Puts `dataset` where data.load(name, data_dir) finds its cached arrays."""
+  path = data.cache_path(name, data_dir)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  data._write_cache(path, dataset)  # pylint: disable=protected-access
+  return path
+
+
+@pytest.fixture(scope="session")
+def fashion_mnist():
+  """The real Fashion-MNIST, when `make setup` (or a run) has cached it."""
+  path = data.cache_path("fashion_mnist", data.default_data_dir())
+  if not path.exists():
+    pytest.skip(f"real Fashion-MNIST not cached at {path}; run `make setup`")
+  return data.load("fashion_mnist")

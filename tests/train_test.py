@@ -1,0 +1,122 @@
+"""Training: convergence, one trace per run, divergence, determinism, honest test use."""
+
+import dataclasses
+import functools
+
+import jax
+import numpy as np
+import pytest
+from conftest import synthetic_dataset
+
+from softmax_jax import losses
+from softmax_jax import model
+from softmax_jax import optimizers
+from softmax_jax import train
+from softmax_jax.config import Config
+from softmax_jax.errors import DivergedError, UserError
+
+TINY = Config(batch_size=32, epochs=3, lr=0.5)
+
+
+@pytest.mark.parametrize("loss", ["xent", "l2", "l1", "huber"])
+def test_learns_separable_data(loss):
+  ds = synthetic_dataset()
+  config = dataclasses.replace(TINY, loss=loss, lr=2.0 if loss != "xent" else 0.5,
+                               epochs=5)
+  result = train.train_and_evaluate(config, ds)
+  assert result.history[-1]["test_accuracy"] >= 0.95
+  assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
+
+
+def test_train_step_is_traced_once_per_run(monkeypatch):
+  traces = []
+  original = train.train_step
+
+  def counting_step(*args, **kwargs):
+    traces.append(1)
+    return original(*args, **kwargs)
+
+  monkeypatch.setattr(train, "train_step", counting_step)
+  result = train.train_and_evaluate(dataclasses.replace(TINY, epochs=4),
+                                    synthetic_dataset())
+  assert len(result.history) == 4
+  assert len(traces) == 1
+
+
+def test_history_and_summary():
+  result = train.train_and_evaluate(TINY, synthetic_dataset())
+  assert [r["epoch"] for r in result.history] == [1, 2, 3]
+  for r in result.history:
+    assert {"train_loss", "train_accuracy", "test_accuracy"} <= set(r)
+    assert 0 <= r["train_accuracy"] <= 1 and 0 <= r["test_accuracy"] <= 1
+  s = result.summary
+  assert s["num_params"] == 16 * 4 + 4
+  assert s["train_seconds"] > 0 and s["compile_seconds"] > 0
+  assert s["test_accuracy"] == result.history[-1]["test_accuracy"]
+
+
+def test_test_set_is_only_reported():
+  """Garbage in the test split changes no parameter and no training metric."""
+  ds = synthetic_dataset()
+  rng = np.random.default_rng(1)
+  garbage = dataclasses.replace(
+      ds, x_test=rng.integers(0, 256, ds.x_test.shape, dtype=np.uint8),
+      y_test=rng.integers(0, 4, ds.y_test.shape).astype(np.int32))
+  a = train.train_and_evaluate(TINY, ds)
+  b = train.train_and_evaluate(TINY, garbage)
+  np.testing.assert_array_equal(a.params["w"], b.params["w"])
+  assert ([r["train_loss"] for r in a.history] ==
+          [r["train_loss"] for r in b.history])
+  assert a.history[-1]["test_accuracy"] != b.history[-1]["test_accuracy"]
+
+
+def test_same_seed_same_run_other_seed_other_run():
+  ds = synthetic_dataset()
+  a = train.train_and_evaluate(TINY, ds)
+  b = train.train_and_evaluate(TINY, ds)
+  c = train.train_and_evaluate(dataclasses.replace(TINY, seed=1), ds)
+  assert a.history == b.history
+  np.testing.assert_array_equal(a.params["w"], b.params["w"])
+  assert not np.array_equal(a.params["w"], c.params["w"])
+
+
+def test_epoch_order_comes_from_its_key():
+  """Each epoch's key (fold_in(seed key, epoch)) reshuffles; the same key repeats."""
+  ds = synthetic_dataset()
+  params = model.init_params(jax.random.key(0), 16, 4)
+  tx = optimizers.make_optimizer("sgd", 0.5)
+  epoch = jax.jit(functools.partial(
+      train.train_epoch, batch_size=32, loss_fn=losses.cross_entropy,
+      loss_input="probs", optimizer=tx))
+
+  def run(epoch_key):
+    state = {"params": params, "opt_state": tx.init(params)}
+    state, _ = epoch(state, ds.x_train, ds.y_train, epoch_key,
+                     train.hyperparams(TINY))
+    return np.asarray(state["params"]["w"])
+
+  key = jax.random.key(0)
+  np.testing.assert_array_equal(run(jax.random.fold_in(key, 1)),
+                                run(jax.random.fold_in(key, 1)))
+  assert not np.array_equal(run(jax.random.fold_in(key, 1)),
+                            run(jax.random.fold_in(key, 2)))
+
+
+def test_divergence_stops_with_a_message():
+  config = dataclasses.replace(TINY, loss="l2", loss_input="logits", lr=1e3)
+  seen = []
+  with pytest.raises(DivergedError, match=r"diverged in epoch \d+.*smaller --lr"):
+    train.train_and_evaluate(config, synthetic_dataset(), on_epoch=seen.append)
+  assert seen and not np.isfinite(seen[-1]["train_loss"])
+
+
+def test_batch_larger_than_training_set_is_refused():
+  with pytest.raises(UserError, match="batch_size"):
+    train.train_and_evaluate(dataclasses.replace(TINY, batch_size=10_000),
+                             synthetic_dataset())
+
+
+def test_d2l_setup_reaches_083_on_real_fashion_mnist(fashion_mnist):
+  result = train.train_and_evaluate(Config(), fashion_mnist)
+  assert result.summary["test_accuracy"] >= 0.83
+  assert result.summary["num_params"] == 7850
