@@ -49,8 +49,8 @@ def build_config() -> config_lib.Config:
 
 
 def main(argv):
-  if not FLAGS.debug:  # JAX logs its search for TPUs at INFO level
-    logging.set_verbosity(logging.WARNING)
+  if not FLAGS.debug:  # JAX and TFDS log chatter a user cannot act on
+    logging.set_verbosity(logging.ERROR)
   if len(argv) > 1:
     raise UserError(f"unexpected argument {argv[1]!r}; flags look like --loss=xent")
   config = build_config()
@@ -69,7 +69,8 @@ def _parse_flags(argv):
   try:
     return FLAGS(argv)
   except flags.Error as e:
-    sys.exit(f"error: {e}; see --helpfull")
+    print(f"error: {e}; see --helpfull", file=sys.stderr)
+    sys.exit(2)
 
 
 def _main_reporting_errors(argv):

@@ -98,15 +98,17 @@ def load_config_file(path: str | Path) -> Config:
                     "get_config(), e.g. experiments/d2l_fashion_mnist.py")
   spec = importlib.util.spec_from_file_location(f"_experiment_{path.stem}", path)
   module = importlib.util.module_from_spec(spec)
-  try:
+  try:  # the user's code: report its errors in one line
     spec.loader.exec_module(module)
-  except Exception as e:  # the user's file: report its error in one line
+    get_config = getattr(module, "get_config", None)
+    if not callable(get_config):
+      raise UserError(f"--config={path} has no get_config() function")
+    config = get_config()
+  except UserError:
+    raise
+  except Exception as e:  # pylint: disable=broad-exception-caught
     raise UserError(f"--config={path} failed to load: "
                     f"{type(e).__name__}: {e}") from e
-  get_config = getattr(module, "get_config", None)
-  if not callable(get_config):
-    raise UserError(f"--config={path} has no get_config() function")
-  config = get_config()
   if not isinstance(config, Config):
     raise UserError(f"--config={path}: get_config() must return a "
                     f"softmax_jax.config.Config, got {type(config).__name__}")

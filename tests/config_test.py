@@ -1,0 +1,81 @@
+"""Config: defaults, overrides from flag text, validation, experiment files."""
+
+import dataclasses
+import re
+
+import pytest
+from conftest import ROOT
+
+from softmax_jax import config as config_lib
+from softmax_jax.config import Config
+from softmax_jax.errors import UserError
+
+
+def test_d2l_experiment_is_the_textbook_setup():
+  c = config_lib.load_config_file(ROOT / "experiments" / "d2l_fashion_mnist.py")
+  assert (c.dataset, c.loss, c.optimizer, c.lr, c.batch_size, c.epochs,
+          c.init_scale) == ("fashion_mnist", "xent", "sgd", 0.1, 256, 10, 0.01)
+  assert c == Config()  # launch.py's defaults are the same setup
+
+
+def test_overrides_are_parsed_to_the_field_types():
+  c = config_lib.with_overrides(Config(), {"lr": "0.5", "epochs": "3",
+                                           "loss": "l2"})
+  assert (c.lr, c.epochs, c.loss) == (0.5, 3, "l2")
+  assert isinstance(c.epochs, int) and isinstance(c.lr, float)
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"lr": "abc"}, "--lr='abc' is not a number"),
+    ({"lr": ""}, "--lr='' is not a number"),
+    ({"epochs": "2.5"}, "--epochs='2.5' is not an integer"),
+    ({"momentum": "0.9"}, "unknown config field"),
+])
+def test_bad_override_text(overrides, message):
+  with pytest.raises(UserError, match=message):
+    config_lib.with_overrides(Config(), overrides)
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"loss": "hinge"}, "unknown --loss='hinge'; choose one of: xent, l2, l1, huber"),
+    ({"optimizer": "rmsprop"}, "choose one of: sgd, momentum, adam"),
+    ({"dataset": "cifar"}, "choose one of: fashion_mnist"),
+    ({"loss_input": "probabilities"}, "choose one of: probs, logits"),
+    ({"lr": 0.0}, "--lr must be a finite number > 0"),
+    ({"lr": -0.1}, "--lr must be"),
+    ({"lr": float("nan")}, "--lr must be"),
+    ({"lr": float("inf")}, "--lr must be"),
+    ({"huber_delta": 0.0}, "--huber_delta must be"),
+    ({"weight_decay": -1.0}, "--weight_decay must be a finite number >= 0"),
+    ({"batch_size": 0}, "--batch_size must be at least 1"),
+    ({"epochs": 0}, "--epochs must be at least 1"),
+    ({"seed": -1}, "--seed must be in"),
+])
+def test_validation_names_the_flag(changes, message):
+  with pytest.raises(UserError, match=re.escape(message)):
+    dataclasses.replace(Config(), **changes).validate()
+
+
+def test_valid_config_passes():
+  assert Config(loss="huber", optimizer="adam", weight_decay=0.0).validate()
+
+
+def test_config_file_errors(tmp_path):
+  with pytest.raises(UserError, match="no such file"):
+    config_lib.load_config_file(tmp_path / "missing.py")
+  no_fn = tmp_path / "no_fn.py"
+  no_fn.write_text("x = 1\n")
+  with pytest.raises(UserError, match="has no get_config"):
+    config_lib.load_config_file(no_fn)
+  broken = tmp_path / "broken.py"
+  broken.write_text("def get_config(:\n")
+  with pytest.raises(UserError, match="failed to load: SyntaxError"):
+    config_lib.load_config_file(broken)
+  wrong = tmp_path / "wrong.py"
+  wrong.write_text("def get_config():\n  return {'lr': 0.1}\n")
+  with pytest.raises(UserError, match="must return a softmax_jax.config.Config"):
+    config_lib.load_config_file(wrong)
+  raising = tmp_path / "raising.py"
+  raising.write_text("def get_config():\n  return 1 / 0\n")
+  with pytest.raises(UserError, match="ZeroDivisionError"):
+    config_lib.load_config_file(raising)

@@ -1,0 +1,141 @@
+"""launch.py end to end on tiny data, and every input error as one clear line."""
+
+import concurrent.futures
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from conftest import ROOT, synthetic_dataset, write_cache
+
+
+def launch(*args, env=None):
+  return subprocess.run([sys.executable, str(ROOT / "launch.py"), *args],
+                        capture_output=True, text=True, cwd=ROOT, timeout=120,
+                        env={**os.environ, **(env or {})})
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+  path = tmp_path_factory.mktemp("data")
+  write_cache(path, synthetic_dataset())
+  return path
+
+
+def test_train_end_to_end(data_dir, tmp_path):
+  workdir = tmp_path / "run"
+  r = launch(f"--data_dir={data_dir}", f"--workdir={workdir}", "--epochs=3",
+             "--batch_size=32", "--lr=0.5")
+  assert r.returncode == 0, r.stderr
+  assert "epoch   3" in r.stdout and "test accuracy" in r.stdout
+  records = [json.loads(l) for l in (workdir / "metrics.jsonl").read_text().splitlines()]
+  assert [m["epoch"] for m in records] == [1, 2, 3]
+  assert {"train_loss", "train_accuracy", "test_accuracy"} <= set(records[0])
+  summary = json.loads((workdir / "summary.json").read_text())
+  assert summary["test_accuracy"] == records[-1]["test_accuracy"] > 0.9
+  assert summary["num_params"] == 16 * 4 + 4
+  assert summary["train_seconds"] > 0 and summary["compile_seconds"] > 0
+  assert summary["config"]["lr"] == 0.5 and summary["config"]["loss"] == "xent"
+  assert (workdir / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+  with np.load(workdir / "params.npz") as params:
+    assert params["w"].shape == (16, 4) and params["b"].shape == (4,)
+
+
+def test_config_file_and_flags_combine(data_dir, tmp_path):
+  config = tmp_path / "exp.py"
+  config.write_text(
+      "from softmax_jax.config import Config\n"
+      "def get_config():\n"
+      "  return Config(loss='huber', optimizer='adam', lr=0.05, epochs=5)\n")
+  workdir = tmp_path / "run"
+  r = launch(f"--config={config}", "--epochs=2", "--batch_size=64",
+             f"--data_dir={data_dir}", f"--workdir={workdir}")
+  assert r.returncode == 0, r.stderr
+  c = json.loads((workdir / "summary.json").read_text())["config"]
+  assert (c["loss"], c["optimizer"], c["lr"], c["epochs"], c["batch_size"]) == (
+      "huber", "adam", 0.05, 2, 64)
+
+
+BAD_INPUTS = {
+    "unknown loss": (["--loss=hinge"], "choose one of: xent, l2, l1, huber"),
+    "unknown optimizer": (["--optimizer=rmsprop"], "choose one of: sgd, momentum, adam"),
+    "unknown dataset": (["--dataset=imagenet"], "choose one of: fashion_mnist"),
+    "unknown loss input": (["--loss_input=probabilities"], "choose one of: probs, logits"),
+    "zero lr": (["--lr=0"], "--lr must be a finite number > 0"),
+    "negative lr": (["--lr=-1"], "--lr must be"),
+    "nan lr": (["--lr=nan"], "--lr must be"),
+    "text lr": (["--lr=fast"], "--lr='fast' is not a number"),
+    "zero batch": (["--batch_size=0"], "--batch_size must be at least 1"),
+    "zero epochs": (["--epochs=0"], "--epochs must be at least 1"),
+    "unknown flag": (["--momentum=0.9"], "Unknown command line flag 'momentum'"),
+    "missing config": (["--config=nowhere.py"], "no such file"),
+    "stray argument": (["xent"], "unexpected argument 'xent'"),
+    "batch too large": (["--batch_size=100000"], "larger than the training set"),
+    "divergence": (["--loss=l2", "--loss_input=logits", "--lr=10000",
+                    "--batch_size=16"],
+                   "diverged in epoch"),
+    "unwritable workdir": (["--workdir=/proc/version/run"], "cannot create --workdir"),
+}
+
+
+@pytest.fixture(scope="module")
+def bad_runs(data_dir, tmp_path_factory):
+  """Runs every bad input at once: each is a separate process."""
+  workdirs = {case: tmp_path_factory.mktemp("w") / "run" for case in BAD_INPUTS}
+  with concurrent.futures.ThreadPoolExecutor(4) as pool:
+    futures = {
+        case: pool.submit(launch, f"--data_dir={data_dir}", "--epochs=2",
+                          f"--workdir={workdirs[case]}", *args)
+        for case, (args, _) in BAD_INPUTS.items()}
+    return {case: (f.result(), workdirs[case]) for case, f in futures.items()}
+
+
+def assert_one_line_error(r, expected):
+  lines = [l for l in r.stderr.splitlines() if l.strip()]
+  assert r.returncode == 2, (r.returncode, r.stderr)
+  assert len(lines) == 1, r.stderr
+  assert lines[0].startswith("error: ") and expected in lines[0], lines[0]
+  assert "Traceback" not in r.stdout + r.stderr
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUTS))
+def test_bad_input_is_one_clear_line(bad_runs, case):
+  assert_one_line_error(bad_runs[case][0], BAD_INPUTS[case][1])
+
+
+def test_divergence_keeps_the_epochs_it_finished(bad_runs):
+  r, workdir = bad_runs["divergence"]
+  assert "smaller --lr (now 10000.0)" in r.stderr
+  records = [json.loads(l) for l in (workdir / "metrics.jsonl").read_text().splitlines()]
+  assert records and not np.isfinite(records[-1]["train_loss"])
+  assert f"epoch {records[-1]['epoch']}" in r.stderr
+  assert (workdir / "curves.png").exists() and not (workdir / "summary.json").exists()
+
+
+def test_existing_run_is_not_overwritten(data_dir, tmp_path):
+  workdir = tmp_path / "run"
+  args = [f"--data_dir={data_dir}", f"--workdir={workdir}", "--epochs=1",
+          "--batch_size=64"]
+  assert launch(*args).returncode == 0
+  before = (workdir / "summary.json").read_text()
+  assert_one_line_error(launch(*args, "--lr=0.3"), "already holds a run")
+  assert (workdir / "summary.json").read_text() == before
+  assert launch(*args, "--lr=0.3", "--overwrite").returncode == 0
+  assert json.loads((workdir / "summary.json").read_text())["config"]["lr"] == 0.3
+  assert len((workdir / "metrics.jsonl").read_text().splitlines()) == 1
+
+
+def test_missing_dataset_offline_fails_within_seconds(tmp_path):
+  from softmax_jax import data  # pylint: disable=g-import-not-at-top
+  if data._reachable("storage.googleapis.com"):  # pylint: disable=protected-access
+    pytest.skip("online: TFDS would download MNIST")
+  r = launch("--dataset=mnist", f"--data_dir={tmp_path}", "--mode=prepare_data")
+  assert_one_line_error(r, "cannot be reached")
+  assert "--data_dir" in r.stderr
+
+
+def test_debug_shows_the_traceback():
+  r = launch("--lr=0", "--debug")
+  assert r.returncode != 0 and "Traceback" in r.stderr
