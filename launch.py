@@ -82,7 +82,8 @@ def _main_reporting_errors(argv):
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)
   except KeyboardInterrupt:
-    print("interrupted; the finished epochs are in metrics.jsonl", file=sys.stderr)
+    print("interrupted; the epochs that finished are in the workdir's "
+          "metrics.jsonl", file=sys.stderr)
     sys.exit(130)
 
 

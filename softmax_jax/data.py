@@ -23,6 +23,7 @@ from urllib.parse import urlparse
 
 import numpy as np
 
+from softmax_jax import atomic_io
 from softmax_jax.errors import DataError
 
 # TFDS image-classification data sets with 28x28x1 `image` and `label` features.
@@ -116,19 +117,13 @@ def _read_cache(path: Path, name: str) -> Dataset | None:
 
 
 def _write_cache(path: Path, dataset: Dataset) -> None:
-  """Writes atomically: a reader sees the old state or the whole new file."""
-  tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
   try:
-    with open(tmp, "wb") as f:
-      np.savez(f, version=_CACHE_VERSION,
-               x_train=dataset.x_train, y_train=dataset.y_train,
-               x_test=dataset.x_test, y_test=dataset.y_test,
-               class_names=np.array(dataset.class_names))
-      f.flush()
-      os.fsync(f.fileno())
-    os.replace(tmp, path)
+    atomic_io.atomic_write(path, lambda f: np.savez(
+        f, version=_CACHE_VERSION,
+        x_train=dataset.x_train, y_train=dataset.y_train,
+        x_test=dataset.x_test, y_test=dataset.y_test,
+        class_names=np.array(dataset.class_names)))
   except OSError as e:
-    tmp.unlink(missing_ok=True)
     raise DataError(f"cannot write the data cache {path}: {e.strerror}; "
                     "free some disk space or give another --data_dir") from e
 
@@ -232,9 +227,7 @@ def _restore_debian_fashion_mnist(manual_dir: Path) -> None:
       continue
     mtime = _UPSTREAM_MTIME[src.name.split("-")[0]]
     restored = restore_upstream_gzip(src.read_bytes(), src.name, mtime)
-    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(restored)
-    os.replace(tmp, dst)
+    atomic_io.atomic_write(dst, lambda f: f.write(restored))
 
 
 def read_idx(data: bytes) -> np.ndarray:

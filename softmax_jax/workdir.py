@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from softmax_jax import atomic_io
 from softmax_jax import plotting
 from softmax_jax.errors import UserError
 
@@ -91,13 +92,8 @@ def load_params(workdir: Path) -> dict[str, np.ndarray]:
 
 
 def _atomic_write(path: Path, write) -> None:
-  tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
   try:
-    with open(tmp, "wb") as f:
-      write(f)
-      f.flush()
-      os.fsync(f.fileno())
-    os.replace(tmp, path)
+    atomic_io.atomic_write(path, write)
   except OSError as e:
-    tmp.unlink(missing_ok=True)
-    raise UserError(f"cannot write {path}: {e.strerror}") from e
+    raise UserError(f"cannot write {path}: {e.strerror}; free some disk "
+                    "space or choose another --workdir") from e

@@ -60,22 +60,20 @@ def test_valid_config_passes():
   assert Config(loss="huber", optimizer="adam", weight_decay=0.0).validate()
 
 
-def test_config_file_errors(tmp_path):
+def test_missing_config_file(tmp_path):
   with pytest.raises(UserError, match="no such file"):
     config_lib.load_config_file(tmp_path / "missing.py")
-  no_fn = tmp_path / "no_fn.py"
-  no_fn.write_text("x = 1\n")
-  with pytest.raises(UserError, match="has no get_config"):
-    config_lib.load_config_file(no_fn)
-  broken = tmp_path / "broken.py"
-  broken.write_text("def get_config(:\n")
-  with pytest.raises(UserError, match="failed to load: SyntaxError"):
-    config_lib.load_config_file(broken)
-  wrong = tmp_path / "wrong.py"
-  wrong.write_text("def get_config():\n  return {'lr': 0.1}\n")
-  with pytest.raises(UserError, match="must return a softmax_jax.config.Config"):
-    config_lib.load_config_file(wrong)
-  raising = tmp_path / "raising.py"
-  raising.write_text("def get_config():\n  return 1 / 0\n")
-  with pytest.raises(UserError, match="ZeroDivisionError"):
-    config_lib.load_config_file(raising)
+
+
+@pytest.mark.parametrize("source, message", [
+    ("x = 1\n", "has no get_config"),
+    ("def get_config(:\n", "failed to load: SyntaxError"),
+    ("def get_config():\n  return {'lr': 0.1}\n",
+     "must return a softmax_jax.config.Config"),
+    ("def get_config():\n  return 1 / 0\n", "ZeroDivisionError"),
+])
+def test_bad_config_file(tmp_path, source, message):
+  path = tmp_path / "exp.py"
+  path.write_text(source)
+  with pytest.raises(UserError, match=message):
+    config_lib.load_config_file(path)
