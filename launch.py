@@ -1,8 +1,10 @@
 """Trains softmax regression: `python launch.py --loss=xent`.
 
 Flags override the fields of the experiment config (--config, default: the
-d2l ch. 3 setup). Every mistake in the input ends in one line on stderr and
-exit status 2; --debug shows the traceback instead.
+d2l ch. 3 setup). A comma-separated list makes a sweep axis:
+`--loss=xent,l2 --lr=0.1,1` trains 4 configurations. Every mistake in the
+input ends in one line on stderr and exit status 2; --debug shows the
+traceback instead.
 """
 
 import sys
@@ -27,25 +29,35 @@ _HELP = {
     "epochs": "Number of passes over the training data.",
     "seed": "Random seed for initialization and shuffling.",
     "init_scale": "Standard deviation of the initial weights.",
+    "val_fraction": "Share of the training set held out for validation "
+                    "(auto: none for one run, 1/6 for a sweep).",
 }
 _DEFAULTS = config_lib.Config()
 for _name in config_lib.FIELDS:
-  flags.DEFINE_string(_name, str(getattr(_DEFAULTS, _name)), _HELP[_name])
-flags.DEFINE_string("config", None, "Experiment file with get_config(), e.g. "
-                    "experiments/d2l_fashion_mnist.py; flags override its fields.")
+  _default = getattr(_DEFAULTS, _name)
+  flags.DEFINE_string(_name, "auto" if _default is None else str(_default),
+                      _HELP[_name])
+flags.DEFINE_string("config", None, "Experiment file with get_config() (and "
+                    "optionally get_sweep()), e.g. experiments/loss_sweep.py; "
+                    "flags override its fields.")
 flags.DEFINE_string("workdir", None, "Output folder (default: a new folder under runs/).")
 flags.DEFINE_bool("overwrite", False, "Replace the outputs of a run in --workdir.")
 flags.DEFINE_enum("mode", "train", ["train", "prepare_data"],
                   "train, or only prepare and cache the data set.")
 flags.DEFINE_bool("debug", False, "Show full tracebacks.")
+flags.DEFINE_string("coordinator_address", None, "Multi-host runs: host:port "
+                    "of process 0, the same on every host.")
+flags.DEFINE_integer("num_processes", None, "Multi-host runs: number of processes.")
+flags.DEFINE_integer("process_id", None, "Multi-host runs: this process's index.")
 FLAGS = flags.FLAGS
 
 
-def build_config() -> config_lib.Config:
-  base = (config_lib.load_config_file(FLAGS.config) if FLAGS.config
-          else config_lib.Config())
-  overrides = {n: FLAGS[n].value for n in config_lib.FIELDS if FLAGS[n].present}
-  return config_lib.with_overrides(base, overrides).validate()
+def build_configs():
+  from softmax_jax import sweep  # pylint: disable=g-import-not-at-top
+  base, file_sweep = (config_lib.load_experiment(FLAGS.config) if FLAGS.config
+                      else (config_lib.Config(), []))
+  texts = {n: FLAGS[n].value for n in config_lib.FIELDS if FLAGS[n].present}
+  return sweep.build(base, file_sweep, texts)
 
 
 def main(argv):
@@ -53,16 +65,21 @@ def main(argv):
     logging.set_verbosity(logging.ERROR)
   if len(argv) > 1:
     raise UserError(f"unexpected argument {argv[1]!r}; flags look like --loss=xent")
-  config = build_config()
+  if FLAGS.coordinator_address:  # before any other JAX call
+    from softmax_jax import distributed  # pylint: disable=g-import-not-at-top
+    distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes,
+                           FLAGS.process_id)
+  configs = build_configs()
   if FLAGS.mode == "prepare_data":
     from softmax_jax import data  # pylint: disable=g-import-not-at-top
-    dataset = data.load(config.dataset, config.data_dir or None)
-    print(f"{config.dataset} ready: {len(dataset.x_train):,} train / "
+    c = configs[0]
+    dataset = data.load(c.dataset, c.data_dir or None)
+    print(f"{c.dataset} ready: {len(dataset.x_train):,} train / "
           f"{len(dataset.x_test):,} test examples, cached in "
-          f"{data.cache_path(config.dataset, config.data_dir or data.default_data_dir())}")
+          f"{data.cache_path(c.dataset, c.data_dir or data.default_data_dir())}")
     return
   from softmax_jax import runner  # pylint: disable=g-import-not-at-top
-  runner.run(config, FLAGS.workdir, overwrite=FLAGS.overwrite)
+  runner.run(configs, FLAGS.workdir, overwrite=FLAGS.overwrite)
 
 
 def _parse_flags(argv):

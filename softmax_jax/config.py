@@ -28,6 +28,9 @@ class Config:
   epochs: int = 10  # passes over the training data, reshuffled each time
   seed: int = 0  # seeds initialization and the shuffling
   init_scale: float = 0.01  # standard deviation of the initial W
+  # Share of the training set held out for validation (model selection);
+  # None: 0 for a single run (d2l trains on all 60,000), 1/6 for a sweep.
+  val_fraction: float | None = None
 
   def validate(self) -> Config:
     """Returns self, or raises UserError naming the flag and the fix."""
@@ -44,8 +47,10 @@ class Config:
       raise UserError(f"--batch_size must be at least 1, got {self.batch_size}")
     if self.epochs < 1:
       raise UserError(f"--epochs must be at least 1, got {self.epochs}")
-    if not 0 <= self.seed < 2**32:
-      raise UserError(f"--seed must be in [0, 2**32), got {self.seed}")
+    if not 0 <= self.seed < 2**31:
+      raise UserError(f"--seed must be in [0, 2**31), got {self.seed}")
+    if self.val_fraction is not None and not 0 <= self.val_fraction < 1:
+      raise UserError(f"--val_fraction must be in [0, 1), got {self.val_fraction}")
     return self
 
 
@@ -68,10 +73,12 @@ FIELDS = tuple(f.name for f in dataclasses.fields(Config))
 def parse_value(name: str, text: str):
   """A flag's text as the type of the Config field `name`."""
   kind = {f.name: f.type for f in dataclasses.fields(Config)}[name]
+  if kind.endswith("| None") and text.strip().lower() in ("", "none", "auto"):
+    return None
   try:
     if kind == "int":
       return int(text)
-    if kind == "float":
+    if kind.startswith("float"):
       return float(text)
   except ValueError:
     raise UserError(
@@ -90,8 +97,12 @@ def with_overrides(config: Config, overrides: dict[str, str]) -> Config:
   return dataclasses.replace(config, **parsed)
 
 
-def load_config_file(path: str | Path) -> Config:
-  """Calls `get_config()` of an experiments file such as experiments/d2l_fashion_mnist.py."""
+def load_experiment(path: str | Path) -> tuple[Config, list[dict]]:
+  """An experiments file's `get_config()` and, if it has one, `get_sweep()`.
+
+  get_sweep() returns a list of override dicts (see softmax_jax.sweep); a file
+  without it describes a single run.
+  """
   path = Path(path)
   if not path.is_file():
     raise UserError(f"--config={path}: no such file; give a Python file with "
@@ -104,6 +115,10 @@ def load_config_file(path: str | Path) -> Config:
     if not callable(get_config):
       raise UserError(f"--config={path} has no get_config() function")
     config = get_config()
+    get_sweep = getattr(module, "get_sweep", None)
+    if get_sweep is not None and not callable(get_sweep):
+      raise UserError(f"--config={path}: get_sweep must be a function")
+    entries = get_sweep() if get_sweep else []
   except UserError:
     raise
   except Exception as e:  # pylint: disable=broad-exception-caught
@@ -112,7 +127,11 @@ def load_config_file(path: str | Path) -> Config:
   if not isinstance(config, Config):
     raise UserError(f"--config={path}: get_config() must return a "
                     f"softmax_jax.config.Config, got {type(config).__name__}")
-  return config
+  if not (isinstance(entries, list) and all(isinstance(e, dict) for e in entries)):
+    raise UserError(f"--config={path}: get_sweep() must return a list of "
+                    "dicts of overrides, e.g. sweep.product(sweep.axis('lr', "
+                    "[0.1, 1.0]))")
+  return config, entries
 
 
 def to_dict(config: Config) -> dict:

@@ -45,3 +45,50 @@ def format_summary(summary: dict, workdir) -> str:
       f"{summary['backend']} device(s)",
       f"outputs in {workdir}",
   ])
+
+
+class SweepProgress:
+  """A progress bar over all model-epochs of a sweep."""
+
+  def __init__(self, total: int, enabled: bool = True):
+    self._bar = tqdm.tqdm(total=total, unit="model-epoch", leave=False,
+                          disable=None if enabled else True, file=sys.stderr,
+                          dynamic_ncols=True)
+
+  def update(self) -> None:
+    self._bar.update(1)
+
+  def close(self) -> None:
+    self._bar.close()
+
+
+def format_ranking(ranked: list[dict], swept: list[str], top: int = 20) -> str:
+  """The sweep's configurations, best validation accuracy first."""
+  header = ["rank", "id", *swept, "val acc", "test acc", "train loss", "status"]
+  lines = []
+  for rank, r in enumerate(ranked[:top], 1):
+    lines.append([str(rank), str(r["config_id"]),
+                  *[f"{r[f]:g}" if isinstance(r[f], float) else str(r[f])
+                    for f in swept],
+                  f"{r['val_accuracy']:.4f}", f"{r['test_accuracy']:.4f}",
+                  f"{r['final_train_loss']:.4g}", r["status"]])
+  widths = [max(len(row[k]) for row in [header, *lines]) for k in range(len(header))]
+  fmt = lambda row: "  ".join(v.rjust(w) for v, w in zip(row, widths))
+  text = [fmt(header), *map(fmt, lines)]
+  if len(ranked) > top:
+    text.append(f"... {len(ranked) - top} more in results.csv")
+  return "\n".join(text)
+
+
+def format_sweep_summary(summary: dict, workdir) -> str:
+  best = summary["best"]
+  swept = ", ".join(f"{f}={best['config'][f]}" for f in summary["swept"])
+  return "\n".join([
+      f"best by validation accuracy: {swept} (id {best['config_id']}): val acc "
+      f"{best['val_accuracy']:.4f}, test acc {best['test_accuracy']:.4f}",
+      f"{summary['num_configs']} configurations ({summary['num_diverged']} "
+      f"diverged) in {summary['num_groups']} compiled group(s): train "
+      f"{summary['train_seconds']:.2f} s ({summary['model_epochs_per_second']:.0f}"
+      f" model-epochs/s), compile {summary['compile_seconds']:.2f} s",
+      f"outputs in {workdir}",
+  ])

@@ -46,6 +46,8 @@ class Dataset:
   x_test: np.ndarray  # uint8 [M, D]
   y_test: np.ndarray  # int32 [M]
   class_names: tuple[str, ...]
+  x_val: np.ndarray | None = None  # uint8 [V, D], held out from train
+  y_val: np.ndarray | None = None  # int32 [V]
 
   @property
   def num_features(self) -> int:
@@ -54,6 +56,24 @@ class Dataset:
   @property
   def num_classes(self) -> int:
     return len(self.class_names)
+
+
+def hold_out_validation(dataset: Dataset, fraction: float) -> Dataset:
+  """Moves a fixed random `fraction` of the training set into x_val/y_val.
+
+  The split depends only on the data set (not on a run's seed), so every
+  configuration of a sweep is compared on the same validation examples.
+  """
+  num_val = round(fraction * len(dataset.x_train))
+  if num_val == 0:
+    return dataset
+  if num_val >= len(dataset.x_train):
+    raise DataError(f"--val_fraction={fraction} leaves no training examples")
+  order = np.random.default_rng(0).permutation(len(dataset.x_train))
+  val, train = np.sort(order[:num_val]), np.sort(order[num_val:])
+  return dataclasses.replace(
+      dataset, x_train=dataset.x_train[train], y_train=dataset.y_train[train],
+      x_val=dataset.x_train[val], y_val=dataset.y_train[val])
 
 
 def scale_pixels(x):

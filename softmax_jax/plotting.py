@@ -5,12 +5,16 @@ from __future__ import annotations
 from typing import BinaryIO
 
 
-def plot_curves(history: list[dict], out: BinaryIO, title: str = "") -> None:
-  """Train loss, train accuracy and test accuracy per epoch, as d2l's Animator."""
+def _pyplot():
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  return plt
 
+
+def plot_curves(history: list[dict], out: BinaryIO, title: str = "") -> None:
+  """Train loss, train accuracy and test accuracy per epoch, as d2l's Animator."""
+  plt = _pyplot()
   epochs = [r["epoch"] for r in history]
   fig, ax = plt.subplots(figsize=(5, 3.5), dpi=120)
   ax.plot(epochs, [r["train_loss"] for r in history], "-", label="train loss")
@@ -23,6 +27,33 @@ def plot_curves(history: list[dict], out: BinaryIO, title: str = "") -> None:
   ax.legend()
   if title:
     ax.set_title(title, fontsize=9)
+  fig.tight_layout()
+  fig.savefig(out, format="png")
+  plt.close(fig)
+
+
+def plot_sweep(rows: list[dict], out: BinaryIO) -> None:
+  """Validation accuracy against lr, one line per loss (mean over other axes)."""
+  plt = _pyplot()
+  fig, ax = plt.subplots(figsize=(5, 3.5), dpi=120)
+  by_loss: dict[str, dict[float, list[float]]] = {}
+  for r in rows:
+    if r["status"] == "ok":
+      by_loss.setdefault(r["loss"], {}).setdefault(r["lr"], []).append(
+          r["val_accuracy"])
+  for loss, by_lr in by_loss.items():
+    lrs = sorted(by_lr)
+    ax.plot(lrs, [sum(by_lr[lr]) / len(by_lr[lr]) for lr in lrs], "o-",
+            label=loss)
+  ax.set_xscale("log")
+  ax.set_xlabel("learning rate")
+  ax.set_ylabel("validation accuracy")
+  ax.grid(True, alpha=0.3)
+  ax.legend()
+  diverged = sum(r["status"] != "ok" for r in rows)
+  ax.set_title(f"{len(rows)} configurations"
+               + (f", {diverged} diverged (not shown)" if diverged else ""),
+               fontsize=9)
   fig.tight_layout()
   fig.savefig(out, format="png")
   plt.close(fig)

@@ -6,7 +6,9 @@ killed run never leaves a half-written summary or params file behind.
 
 from __future__ import annotations
 
+import csv
 import datetime
+import io
 import json
 import os
 from pathlib import Path
@@ -17,11 +19,15 @@ from softmax_jax import atomic_io
 from softmax_jax import plotting
 from softmax_jax.errors import UserError
 
-METRICS = "metrics.jsonl"
+METRICS = "metrics.jsonl"  # one record per epoch (and configuration)
 SUMMARY = "summary.json"
-PARAMS = "params.npz"
-CURVES = "curves.png"
-OUTPUTS = (METRICS, SUMMARY, PARAMS, CURVES)
+PARAMS = "params.npz"  # the trained (for a sweep: the best) parameters
+CURVES = "curves.png"  # a single run's training curves
+RESULTS = "results.csv"  # a sweep: one row per configuration
+SWEEP_PLOT = "sweep.png"  # a sweep: validation accuracy against lr
+OUTPUTS = (METRICS, SUMMARY, PARAMS, CURVES, RESULTS, SWEEP_PLOT)
+RESULT_COLUMNS = ("val_accuracy", "test_accuracy", "test_nll",
+                  "final_train_loss", "epochs_run", "status")
 
 
 def default_workdir(root: str | Path = "runs", tag: str = "") -> Path:
@@ -84,6 +90,30 @@ def save_params(workdir: Path, params: dict) -> None:
 def save_curves(workdir: Path, history: list[dict], title: str = "") -> None:
   _atomic_write(workdir / CURVES,
                 lambda f: plotting.plot_curves(history, f, title))
+
+
+def write_results(workdir: Path, rows: list[dict], swept: list[str]) -> None:
+  """results.csv: config_id, a column per swept flag, then the results."""
+  columns = ["config_id", *swept, *RESULT_COLUMNS]
+
+  def write(f):
+    text = io.StringIO()
+    writer = csv.DictWriter(text, columns, extrasaction="ignore",
+                            lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    f.write(text.getvalue().encode())
+
+  _atomic_write(workdir / RESULTS, write)
+
+
+def read_results(workdir: Path) -> list[dict]:
+  with open(workdir / RESULTS, newline="") as f:
+    return list(csv.DictReader(f))
+
+
+def save_sweep_plot(workdir: Path, rows: list[dict]) -> None:
+  _atomic_write(workdir / SWEEP_PLOT, lambda f: plotting.plot_sweep(rows, f))
 
 
 def load_params(workdir: Path) -> dict[str, np.ndarray]:

@@ -12,7 +12,7 @@ from softmax_jax.errors import UserError
 
 
 def test_d2l_experiment_is_the_textbook_setup():
-  c = config_lib.load_config_file(ROOT / "experiments" / "d2l_fashion_mnist.py")
+  c = config_lib.load_experiment(ROOT / "experiments" / "d2l_fashion_mnist.py")[0]
   assert (c.dataset, c.loss, c.optimizer, c.lr, c.batch_size, c.epochs,
           c.init_scale) == ("fashion_mnist", "xent", "sgd", 0.1, 256, 10, 0.01)
   assert c == Config()  # launch.py's defaults are the same setup
@@ -62,7 +62,7 @@ def test_valid_config_passes():
 
 def test_missing_config_file(tmp_path):
   with pytest.raises(UserError, match="no such file"):
-    config_lib.load_config_file(tmp_path / "missing.py")
+    config_lib.load_experiment(tmp_path / "missing.py")
 
 
 @pytest.mark.parametrize("source, message", [
@@ -76,4 +76,4 @@ def test_bad_config_file(tmp_path, source, message):
   path = tmp_path / "exp.py"
   path.write_text(source)
   with pytest.raises(UserError, match=message):
-    config_lib.load_config_file(path)
+    config_lib.load_experiment(path)

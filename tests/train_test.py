@@ -8,9 +8,6 @@ import numpy as np
 import pytest
 from conftest import synthetic_dataset
 
-from softmax_jax import losses
-from softmax_jax import model
-from softmax_jax import optimizers
 from softmax_jax import train
 from softmax_jax.config import Config
 from softmax_jax.errors import DivergedError, UserError
@@ -83,17 +80,16 @@ def test_same_seed_same_run_other_seed_other_run():
 def test_epoch_order_comes_from_its_key():
   """Each epoch's key (fold_in(seed key, epoch)) reshuffles; the same key repeats."""
   ds = synthetic_dataset()
-  params = model.init_params(jax.random.key(0), 16, 4)
-  tx = optimizers.make_optimizer("sgd", 0.5)
+  values = jax.tree.map(lambda v: v[0], train.config_values([TINY], ("xent",)))
+  state = train.init_state(values, num_features=16, num_classes=4,
+                           optimizer="sgd")
   epoch = jax.jit(functools.partial(
-      train.train_epoch, batch_size=32, loss_fn=losses.cross_entropy,
-      loss_input="probs", optimizer=tx))
+      train.train_epoch, batch_size=32, loss_names=("xent",),
+      loss_input="probs", optimizer="sgd"))
 
   def run(epoch_key):
-    state = {"params": params, "opt_state": tx.init(params)}
-    state, _ = epoch(state, ds.x_train, ds.y_train, epoch_key,
-                     train.hyperparams(TINY))
-    return np.asarray(state["params"]["w"])
+    new_state, _ = epoch(state, ds.x_train, ds.y_train, epoch_key, values)
+    return np.asarray(new_state["params"]["w"])
 
   key = jax.random.key(0)
   np.testing.assert_array_equal(run(jax.random.fold_in(key, 1)),

@@ -1,0 +1,81 @@
+"""Devices and hosts: how a group of configurations is laid out on the devices.
+
+A sweep's configuration axis is split over all devices (padded to a multiple
+of their number); a single run instead splits each minibatch over them (data
+parallel). Across hosts, `initialize` must run before any other JAX call; then
+`jax.devices()` lists every host's devices and the same code runs on all.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+AXIS = "devices"
+
+
+def initialize(coordinator_address: str, num_processes: int,
+               process_id: int) -> None:
+  """Joins a multi-host run; CPU hosts exchange collectives through gloo."""
+  jax.config.update("jax_cpu_collectives_implementation", "gloo")
+  jax.distributed.initialize(coordinator_address=coordinator_address,
+                             num_processes=num_processes, process_id=process_id)
+
+
+def is_main_process() -> bool:
+  return jax.process_index() == 0
+
+
+@dataclasses.dataclass(frozen=True)
+class Layout:
+  mesh: Mesh
+  split_configs: bool  # configs over devices; else each batch over devices
+
+  @property
+  def num_devices(self) -> int:
+    return self.mesh.size
+
+  def padded(self, num_configs: int) -> int:
+    """The configuration count rounded up to a multiple of the devices."""
+    if not self.split_configs:
+      return num_configs
+    return -(-num_configs // self.num_devices) * self.num_devices
+
+  @property
+  def configs(self) -> NamedSharding:
+    """Sharding of arrays whose leading axis is the configuration."""
+    return NamedSharding(self.mesh, P(AXIS) if self.split_configs else P())
+
+  @property
+  def replicated(self) -> NamedSharding:
+    return NamedSharding(self.mesh, P())
+
+  @property
+  def batch(self) -> NamedSharding | None:
+    """Sharding of a minibatch in data-parallel mode, else None."""
+    if self.split_configs or self.num_devices == 1:
+      return None
+    return NamedSharding(self.mesh, P(AXIS))
+
+
+def make_layout(num_configs: int, batch_size: int) -> Layout:
+  devices = jax.devices()
+  mesh = Mesh(np.array(devices), (AXIS,))
+  data_parallel = num_configs == 1 and batch_size % len(devices) == 0
+  return Layout(mesh=mesh, split_configs=not data_parallel)
+
+
+def put(array: np.ndarray, sharding: NamedSharding) -> jax.Array:
+  """A global array from a host array that every process holds in full."""
+  array = np.asarray(array)
+  return jax.make_array_from_callback(array.shape, sharding,
+                                      lambda index: array[index])
+
+
+def describe() -> str:
+  n, hosts = jax.device_count(), jax.process_count()
+  where = f" on {hosts} hosts" if hosts > 1 else ""
+  return f"{n} {jax.default_backend()} device{'s' if n > 1 else ''}{where}"

@@ -1,0 +1,123 @@
+"""Sweeps: lists of overrides, from comma-separated flags or an experiments file.
+
+A sweep is a list of dicts, each a set of Config field overrides. Build them
+with `axis`, `product` and `zipped`:
+
+  product(axis("loss", ["xent", "l2"]), axis("lr", [0.1, 1.0]))  # 4 configs
+  zipped(axis("lr", [0.1, 1.0]), axis("epochs", [10, 20]))  # 2 configs
+
+`python launch.py --loss=xent,l2 --lr=0.1,1` is the first of these.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+
+from softmax_jax import config as config_lib
+from softmax_jax.config import Config
+from softmax_jax.errors import UserError
+
+# Fields a sweep may vary. The value fields train together in one compiled
+# program; the others (see STATIC_FIELDS) split a sweep into groups.
+SWEEPABLE = ("loss", "lr", "weight_decay", "seed", "huber_delta", "init_scale",
+             "batch_size", "epochs", "optimizer", "loss_input")
+# Fields that change shapes or the program: one compiled program per value.
+STATIC_FIELDS = ("batch_size", "epochs", "optimizer", "loss_input")
+# Sweeps choose by validation accuracy; unless told, they hold out 10,000 of
+# Fashion-MNIST's 60,000 training examples.
+DEFAULT_VAL_FRACTION = 1 / 6
+
+
+def axis(name: str, values) -> list[dict]:
+  return [{name: v} for v in values]
+
+
+def product(*sweeps: list[dict]) -> list[dict]:
+  """Every combination, the last sweep varying fastest."""
+  return [_merge(combo) for combo in itertools.product(*sweeps)]
+
+
+def zipped(*sweeps: list[dict]) -> list[dict]:
+  """The i-th entries of each sweep together; all sweeps have one length."""
+  lengths = {len(s) for s in sweeps}
+  if len(lengths) > 1:
+    raise UserError(f"zipped sweeps differ in length: {sorted(lengths)}")
+  return [_merge(combo) for combo in zip(*sweeps)]
+
+
+def _merge(dicts) -> dict:
+  merged = {}
+  for d in dicts:
+    merged.update(d)
+  return merged
+
+
+def parse_flag_lists(texts: dict[str, str]) -> tuple[dict[str, str], list[dict]]:
+  """Splits flag texts into single values and a sweep over the comma lists."""
+  single, axes = {}, []
+  for name, text in texts.items():
+    if "," not in text:
+      single[name] = text
+      continue
+    if name not in SWEEPABLE:
+      raise UserError(f"--{name} cannot be swept (it got {text!r}); sweepable "
+                      f"flags: {', '.join(SWEEPABLE)}")
+    items = [item.strip() for item in text.split(",")]
+    if any(not item for item in items):
+      raise UserError(f"--{name}={text!r} has an empty item; write values "
+                      "separated by single commas, e.g. --lr=0.1,0.3")
+    axes.append(axis(name, [config_lib.parse_value(name, i) for i in items]))
+  return single, product(*axes) if axes else []
+
+
+def expand(base: Config, sweep: list[dict]) -> list[Config]:
+  """The validated configs of a sweep over base ([base] for an empty sweep)."""
+  configs = []
+  for overrides in sweep or [{}]:
+    if not isinstance(overrides, dict):
+      raise UserError(f"a sweep entry must be a dict of overrides, got "
+                      f"{overrides!r}")
+    unknown = set(overrides) - set(SWEEPABLE)
+    if unknown:
+      raise UserError(f"cannot sweep {', '.join(sorted(unknown))}; sweepable: "
+                      f"{', '.join(SWEEPABLE)}")
+    try:
+      typed = {k: config_lib.parse_value(k, str(v)) for k, v in overrides.items()}
+    except UserError as e:
+      raise UserError(f"sweep entry {overrides}: {e}") from None
+    configs.append(dataclasses.replace(base, **typed).validate())
+  return configs
+
+
+def build(base: Config, file_sweep: list[dict], flag_texts: dict[str, str]
+          ) -> list[Config]:
+  """The configs of `launch.py`: an experiments file's config and sweep, with flags.
+
+  A single-valued flag overrides the file's config and any axis of its sweep
+  over that field; comma-listed flags add axes (a cross product with the
+  file's sweep).
+  """
+  single, flag_sweep = parse_flag_lists(flag_texts)
+  base = config_lib.with_overrides(base, single)
+  file_sweep = [{k: v for k, v in e.items() if k not in single}
+                for e in file_sweep]
+  return expand(base, product(file_sweep or [{}], flag_sweep or [{}]))
+
+
+def swept_fields(configs: list[Config]) -> list[str]:
+  """The fields whose value differs between configs, in Config order."""
+  return [f for f in config_lib.FIELDS
+          if len({getattr(c, f) for c in configs}) > 1]
+
+
+def group_key(config: Config) -> tuple:
+  return tuple(getattr(config, f) for f in STATIC_FIELDS)
+
+
+def groups(configs: list[Config]) -> list[list[int]]:
+  """Indices of configs that can share one compiled program, in first-seen order."""
+  by_key: dict[tuple, list[int]] = {}
+  for i, c in enumerate(configs):
+    by_key.setdefault(group_key(c), []).append(i)
+  return list(by_key.values())
