@@ -100,8 +100,9 @@ def build(base: Config, file_sweep: list[dict], flag_texts: dict[str, str]
   """
   single, flag_sweep = parse_flag_lists(flag_texts)
   base = config_lib.with_overrides(base, single)
-  file_sweep = [{k: v for k, v in e.items() if k not in single}
-                for e in file_sweep]
+  stripped = [{k: v for k, v in e.items() if k not in single}
+              for e in file_sweep]
+  file_sweep = [e for i, e in enumerate(stripped) if e not in stripped[:i]]
   return expand(base, product(file_sweep or [{}], flag_sweep or [{}]))
 
 

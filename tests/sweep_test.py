@@ -1,0 +1,204 @@
+"""Sweeps: definitions, grouping, one program per group, equality with single runs."""
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+from conftest import ROOT, synthetic_dataset, write_cache
+
+from softmax_jax import config as config_lib
+from softmax_jax import data
+from softmax_jax import runner
+from softmax_jax import sweep
+from softmax_jax import train
+from softmax_jax import workdir as workdir_lib
+from softmax_jax.config import Config
+from softmax_jax.errors import UserError
+
+TINY = Config(batch_size=32, epochs=3, lr=0.5)
+
+
+def test_flag_lists_make_a_cross_product():
+  single, entries = sweep.parse_flag_lists(
+      {"loss": "xent,l2", "lr": "0.1, 1", "epochs": "3"})
+  assert single == {"epochs": "3"}
+  assert entries == [{"loss": "xent", "lr": 0.1}, {"loss": "xent", "lr": 1.0},
+                     {"loss": "l2", "lr": 0.1}, {"loss": "l2", "lr": 1.0}]
+
+
+@pytest.mark.parametrize("texts, message", [
+    ({"lr": "0.1,"}, "empty item"),
+    ({"lr": "0.1,,1"}, "empty item"),
+    ({"lr": "0.1,fast"}, "'fast' is not a number"),
+    ({"epochs": "1,2.5"}, "is not an integer"),
+    ({"dataset": "mnist,fashion_mnist"}, "--dataset cannot be swept"),
+    ({"val_fraction": "0.1,0.2"}, "--val_fraction cannot be swept"),
+])
+def test_bad_flag_lists(texts, message):
+  with pytest.raises(UserError, match=message):
+    sweep.parse_flag_lists(texts)
+
+
+def test_product_and_zipped():
+  assert len(sweep.product(sweep.axis("a", [1, 2, 3]), sweep.axis("b", [4, 5]))) == 6
+  assert sweep.zipped(sweep.axis("lr", [0.1, 1]), sweep.axis("seed", [0, 1])) == [
+      {"lr": 0.1, "seed": 0}, {"lr": 1, "seed": 1}]
+  with pytest.raises(UserError, match="differ in length"):
+    sweep.zipped(sweep.axis("lr", [0.1, 1]), sweep.axis("seed", [0]))
+
+
+def test_build_combines_file_sweep_and_flags():
+  file_sweep = sweep.axis("lr", [0.1, 1.0])
+  configs = sweep.build(Config(), file_sweep, {"seed": "0,1", "epochs": "2"})
+  assert [(c.lr, c.seed, c.epochs) for c in configs] == [
+      (0.1, 0, 2), (0.1, 1, 2), (1.0, 0, 2), (1.0, 1, 2)]
+  # A single-valued flag overrides the file's axis over that field.
+  assert [c.lr for c in sweep.build(Config(), file_sweep, {"lr": "0.3"})] == [0.3]
+
+
+def test_expand_validates_every_entry():
+  with pytest.raises(UserError, match="cannot sweep dataset"):
+    sweep.expand(Config(), [{"dataset": "mnist"}])
+  with pytest.raises(UserError, match="--lr must be"):
+    sweep.expand(Config(), [{"lr": 0.1}, {"lr": -1.0}])
+  with pytest.raises(UserError, match="not a number"):
+    sweep.expand(Config(), [{"lr": "fast"}])
+
+
+def test_loss_sweep_experiment():
+  base, entries = config_lib.load_experiment(ROOT / "experiments" / "loss_sweep.py")
+  configs = sweep.expand(base, entries)
+  assert len(configs) == 64
+  assert sweep.swept_fields(configs) == ["loss", "lr"]
+  assert len(sweep.groups(configs)) == 1
+
+
+@pytest.mark.parametrize("source, message", [
+    ("from softmax_jax.config import Config\n"
+     "def get_config(): return Config()\n"
+     "def get_sweep(): return {'lr': [0.1]}\n", "must return a list of dicts"),
+    ("from softmax_jax.config import Config\n"
+     "def get_config(): return Config()\n"
+     "get_sweep = [{'lr': 0.1}]\n", "get_sweep must be a function"),
+    ("def get_sweep(): return []\n", "has no get_config"),
+])
+def test_bad_sweep_files(tmp_path, source, message):
+  path = tmp_path / "sweep.py"
+  path.write_text(source)
+  with pytest.raises(UserError, match=message):
+    config_lib.load_experiment(path)
+
+
+def test_values_share_a_group_and_shapes_split_groups():
+  configs = sweep.expand(TINY, sweep.product(
+      sweep.axis("loss", ["xent", "huber"]), sweep.axis("lr", [0.1, 1.0]),
+      sweep.axis("batch_size", [16, 32])))
+  groups = sweep.groups(configs)
+  assert len(groups) == 2
+  for g in groups:
+    assert len({configs[i].batch_size for i in g}) == 1 and len(g) == 4
+
+
+def test_each_group_is_traced_once(monkeypatch):
+  traces = []
+  original = train.train_step
+  monkeypatch.setattr(train, "train_step",
+                      lambda *a, **k: traces.append(1) or original(*a, **k))
+  configs = sweep.expand(TINY, sweep.product(
+      sweep.axis("loss", ["xent", "l2", "l1", "huber"]),
+      sweep.axis("lr", [0.1, 1.0]), sweep.axis("optimizer", ["sgd", "adam"])))
+  result = train.train_configs(configs, synthetic_dataset())
+  assert result.num_groups == 2 and len(traces) == 2
+
+
+SWEEP = sweep.product(
+    sweep.zipped(sweep.axis("loss", ["xent", "l2", "l1", "huber", "xent"]),
+                 sweep.axis("huber_delta", [0.1, 0.1, 0.1, 0.3, 0.1]),
+                 sweep.axis("weight_decay", [0.0, 0.0, 0.0, 0.0, 0.01])),
+    sweep.zipped(sweep.axis("lr", [0.05, 0.3]), sweep.axis("seed", [0, 3])))
+
+
+def test_every_sweep_config_equals_its_single_run():
+  ds = data.hold_out_validation(synthetic_dataset(), 0.25)
+  configs = sweep.expand(TINY, SWEEP)
+  together = train.train_configs(configs, ds)
+  assert together.num_groups == 1
+  for config, run in zip(configs, together.runs):
+    alone = train.train_configs([config], ds).runs[0]
+    np.testing.assert_allclose(run.params["w"], alone.params["w"], rtol=1e-5,
+                               atol=1e-6)
+    for a, b in zip(run.history, alone.history):
+      assert a.keys() == b.keys()
+      for key in a:
+        assert a[key] == pytest.approx(b[key], rel=1e-5, abs=1e-6), (config, key)
+
+
+def test_a_diverged_config_does_not_disturb_the_others():
+  ds = data.hold_out_validation(synthetic_dataset(), 0.25)
+  base = dataclasses.replace(TINY, loss="l2", loss_input="logits")
+  configs = sweep.expand(base, sweep.axis("lr", [0.05, 1e4, 0.2]))
+  together = train.train_configs(configs, ds)
+  assert [r.status for r in together.runs] == ["ok", "diverged", "ok"]
+  assert len(together.runs[1].history) < 3  # stopped recording once diverged
+  for i in (0, 2):
+    alone = train.train_configs([configs[i]], ds).runs[0]
+    np.testing.assert_allclose(together.runs[i].params["w"], alone.params["w"],
+                               rtol=1e-5, atol=1e-6)
+
+
+def test_validation_split_is_fixed_and_disjoint():
+  ds = synthetic_dataset(n_train=600)
+  a = data.hold_out_validation(ds, 1 / 6)
+  b = data.hold_out_validation(ds, 1 / 6)
+  assert len(a.x_val) == 100 and len(a.x_train) == 500
+  np.testing.assert_array_equal(a.x_val, b.x_val)
+  rows = lambda x: {r.tobytes() for r in x}
+  assert rows(a.x_val) | rows(a.x_train) == rows(ds.x_train)
+  np.testing.assert_array_equal(a.x_test, ds.x_test)
+
+
+def _write_cache(tmp_path, garbage_test_labels):
+  ds = synthetic_dataset()
+  if garbage_test_labels:
+    rng = np.random.default_rng(1)
+    ds = dataclasses.replace(
+        ds, y_test=rng.integers(0, 4, ds.y_test.shape).astype(np.int32))
+  write_cache(tmp_path, ds)
+  return dataclasses.replace(TINY, data_dir=str(tmp_path))
+
+
+def test_sweep_outputs_and_honest_selection(tmp_path):
+  """The best is chosen on validation: a different test set changes no choice."""
+  summaries = []
+  for garbage in (False, True):
+    base = _write_cache(tmp_path / f"data{garbage}", garbage)
+    configs = sweep.expand(base, sweep.product(
+        sweep.axis("loss", ["xent", "l1"]), sweep.axis("lr", [0.01, 0.5])))
+    workdir = tmp_path / f"run{garbage}"
+    summaries.append(runner.run(configs, workdir, verbose=False))
+    rows = workdir_lib.read_results(workdir)
+    assert list(rows[0]) == ["config_id", "loss", "lr", "val_accuracy",
+                             "test_accuracy", "test_nll", "final_train_loss",
+                             "epochs_run", "status"]
+    assert len(rows) == 4 and {r["status"] for r in rows} == {"ok"}
+    best = max(rows, key=lambda r: float(r["val_accuracy"]))
+    assert summaries[-1]["best"]["config_id"] == int(best["config_id"])
+    assert summaries[-1]["test_accuracy"] == pytest.approx(float(best["test_accuracy"]))
+    records = [json.loads(l) for l in (workdir / "metrics.jsonl").read_text().splitlines()]
+    assert len(records) == 4 * 3
+    assert {(r["config_id"], r["epoch"]) for r in records} == {
+        (i, e) for i in range(4) for e in (1, 2, 3)}
+    assert (workdir / "sweep.png").read_bytes()[:4] == b"\x89PNG"
+    assert summaries[-1]["train_seconds"] > 0
+    assert summaries[-1]["compile_seconds"] > 0
+  a, b = (s["best"] for s in summaries)
+  assert (a["config_id"], a["val_accuracy"]) == (b["config_id"], b["val_accuracy"])
+  assert a["test_accuracy"] != b["test_accuracy"]
+
+
+def test_a_sweep_needs_a_validation_split(tmp_path):
+  configs = sweep.expand(dataclasses.replace(TINY, val_fraction=0.0),
+                         sweep.axis("lr", [0.1, 0.2]))
+  with pytest.raises(UserError, match="--val_fraction > 0"):
+    runner.run(configs, tmp_path / "run", verbose=False)
