@@ -108,6 +108,8 @@ def load_experiment(path: str | Path) -> tuple[Config, list[dict]]:
     raise UserError(f"--config={path}: no such file; give a Python file with "
                     "get_config(), e.g. experiments/d2l_fashion_mnist.py")
   spec = importlib.util.spec_from_file_location(f"_experiment_{path.stem}", path)
+  if spec is None:
+    raise UserError(f"--config={path} is not a Python (.py) file")
   module = importlib.util.module_from_spec(spec)
   try:  # the user's code: report its errors in one line
     spec.loader.exec_module(module)

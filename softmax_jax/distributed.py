@@ -14,15 +14,30 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from softmax_jax.errors import UserError
+
 AXIS = "devices"
 
 
 def initialize(coordinator_address: str, num_processes: int,
                process_id: int) -> None:
-  """Joins a multi-host run; CPU hosts exchange collectives through gloo."""
+  """Joins a multi-host run; CPU hosts exchange collectives through gloo.
+
+  On TPU pods and SLURM or Open MPI clusters, num_processes and process_id may
+  be None: JAX reads them from the environment.
+  """
   jax.config.update("jax_cpu_collectives_implementation", "gloo")
-  jax.distributed.initialize(coordinator_address=coordinator_address,
-                             num_processes=num_processes, process_id=process_id)
+  try:
+    jax.distributed.initialize(coordinator_address=coordinator_address,
+                               num_processes=num_processes,
+                               process_id=process_id)
+  except (RuntimeError, ValueError) as e:
+    first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    raise UserError(
+        f"cannot join the multi-host run at --coordinator_address="
+        f"{coordinator_address}: {first_line}; check that every process got "
+        "the same address and --num_processes, and a distinct --process_id"
+    ) from e
 
 
 def is_main_process() -> bool:

@@ -63,6 +63,9 @@ def test_valid_config_passes():
 def test_missing_config_file(tmp_path):
   with pytest.raises(UserError, match="no such file"):
     config_lib.load_experiment(tmp_path / "missing.py")
+  (tmp_path / "notes.md").write_text("# lr 0.1\n")
+  with pytest.raises(UserError, match="is not a Python"):
+    config_lib.load_experiment(tmp_path / "notes.md")
 
 
 @pytest.mark.parametrize("source, message", [

@@ -13,14 +13,14 @@ from softmax_jax import data  # pylint: disable=g-import-not-at-top,wrong-import
 
 
 def synthetic_dataset(n_train=512, n_test=256, num_features=16, num_classes=4,
-                      seed=0, name="synthetic") -> data.Dataset:
-  """Linearly separable uint8 images: one bright prototype per class, plus noise."""
+                      seed=0, name="synthetic", noise=20.0) -> data.Dataset:
+  """uint8 images: one prototype per class plus noise (separable at noise 20)."""
   rng = np.random.default_rng(seed)
   prototypes = rng.integers(0, 256, (num_classes, num_features))
 
   def sample(n):
     y = rng.integers(0, num_classes, n).astype(np.int32)
-    x = prototypes[y] + rng.normal(0, 20, (n, num_features))
+    x = prototypes[y] + rng.normal(0, noise, (n, num_features))
     return np.clip(x, 0, 255).astype(np.uint8), y
 
   x_train, y_train = sample(n_train)

@@ -77,6 +77,13 @@ BAD_INPUTS = {
                     "--batch_size=16"],
                    "diverged in epoch"),
     "unwritable workdir": (["--workdir=/proc/version/run"], "cannot create --workdir"),
+    "empty list item": (["--lr=0.1,"], "--lr='0.1,' has an empty item"),
+    "non-numeric list item": (["--lr=0.1,fast"], "--lr='fast' is not a number"),
+    "unsweepable flag": (["--dataset=mnist,fashion_mnist"], "--dataset cannot be swept"),
+    "sweep without validation": (["--lr=0.1,0.2", "--val_fraction=0"],
+                                 "give --val_fraction > 0"),
+    "experiment file without functions": (["--config={empty_experiment}"],
+                                          "has no get_config() function"),
 }
 
 
@@ -84,10 +91,13 @@ BAD_INPUTS = {
 def bad_runs(data_dir, tmp_path_factory):
   """Runs every bad input at once: each is a separate process."""
   workdirs = {case: tmp_path_factory.mktemp("w") / "run" for case in BAD_INPUTS}
+  empty_experiment = tmp_path_factory.mktemp("exp") / "empty.py"
+  empty_experiment.write_text("LEARNING_RATES = [0.1, 1.0]\n")
   with concurrent.futures.ThreadPoolExecutor(4) as pool:
     futures = {
         case: pool.submit(launch, f"--data_dir={data_dir}", "--epochs=2",
-                          f"--workdir={workdirs[case]}", *args)
+                          f"--workdir={workdirs[case]}",
+                          *(a.format(empty_experiment=empty_experiment) for a in args))
         for case, (args, _) in BAD_INPUTS.items()}
     return {case: (f.result(), workdirs[case]) for case, f in futures.items()}
 
