@@ -46,7 +46,8 @@ flags.DEFINE_enum("mode", "train", ["train", "prepare_data"],
                   "train, or only prepare and cache the data set.")
 flags.DEFINE_bool("debug", False, "Show full tracebacks.")
 flags.DEFINE_string("coordinator_address", None, "Multi-host runs: host:port "
-                    "of process 0, the same on every host.")
+                    "of process 0, the same on every host; 'auto' on TPU pod "
+                    "slices and SLURM/Open MPI clusters.")
 flags.DEFINE_integer("num_processes", None, "Multi-host runs: number of processes.")
 flags.DEFINE_integer("process_id", None, "Multi-host runs: this process's index.")
 FLAGS = flags.FLAGS

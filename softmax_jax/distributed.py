@@ -19,16 +19,17 @@ from softmax_jax.errors import UserError
 AXIS = "devices"
 
 
-def initialize(coordinator_address: str, num_processes: int,
-               process_id: int) -> None:
+def initialize(coordinator_address: str, num_processes: int | None,
+               process_id: int | None) -> None:
   """Joins a multi-host run; CPU hosts exchange collectives through gloo.
 
-  On TPU pods and SLURM or Open MPI clusters, num_processes and process_id may
-  be None: JAX reads them from the environment.
+  coordinator_address "auto": on Cloud TPU pod slices and SLURM or Open MPI
+  clusters JAX finds the coordinator, process count and index itself.
   """
   jax.config.update("jax_cpu_collectives_implementation", "gloo")
   try:
-    jax.distributed.initialize(coordinator_address=coordinator_address,
+    jax.distributed.initialize(coordinator_address=(
+        None if coordinator_address == "auto" else coordinator_address),
                                num_processes=num_processes,
                                process_id=process_id)
   except (RuntimeError, ValueError) as e:
