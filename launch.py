@@ -61,6 +61,18 @@ def build_configs():
   return sweep.build(base, file_sweep, texts)
 
 
+def _use_compilation_cache():
+  """Keeps compiled programs on disk: a repeated run skips most compilation."""
+  import os  # pylint: disable=g-import-not-at-top
+  import jax  # pylint: disable=g-import-not-at-top
+  cache = os.environ.get("SOFTMAX_JAX_COMPILATION_CACHE",
+                         os.path.expanduser("~/.cache/softmax_jax/xla"))
+  if cache:  # "" turns the cache off
+    jax.config.update("jax_compilation_cache_dir", cache)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
+
 def main(argv):
   if not FLAGS.debug:  # JAX and TFDS log chatter a user cannot act on
     logging.set_verbosity(logging.ERROR)
@@ -70,6 +82,7 @@ def main(argv):
     from softmax_jax import distributed  # pylint: disable=g-import-not-at-top
     distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes,
                            FLAGS.process_id)
+  _use_compilation_cache()
   configs = build_configs()
   if FLAGS.mode == "prepare_data":
     from softmax_jax import data  # pylint: disable=g-import-not-at-top
