@@ -1,13 +1,17 @@
 """Training: many configurations in one compiled program, an epoch per call.
 
-`train_epoch` shuffles the training set on the device (a permutation from
-(seed, epoch)), cuts it into minibatches and runs `train_step` over them with
-`lax.scan`; the data stay on the device as uint8 and are scaled inside the
-step. Configurations that differ only in values (lr, weight decay, seed, Huber
-delta, init scale, the loss) are one group: `jax.vmap` runs them side by side,
-their hyperparameters traced, the loss picked by `lax.switch`. Each group is
-traced and compiled once, before its first epoch. A single run is a group of
-one.
+A group is a stack of M configurations that differ only in values (lr, weight
+decay, seed, Huber delta, init scale, the loss): their parameters and
+optimizer states are stacked along a leading axis, their hyperparameters are
+traced values, and one program trains them all. `train_epoch` shuffles the
+training set on the device (a permutation from (seed, epoch)), cuts it into
+minibatches and runs `train_step` over them with `lax.scan`; the data stay on
+the device as uint8 and are scaled inside the step. The configurations are
+ordered by loss, so each loss is computed only on its own block of the stack
+(static slices) rather than every loss on every configuration. With one seed
+in the group, all configurations see the same minibatches, gathered once and
+multiplied by all weights in one matmul. Each group is traced and compiled
+once, before its first epoch; a single run is a group of one.
 """
 
 from __future__ import annotations
@@ -32,13 +36,12 @@ from softmax_jax import sweep
 from softmax_jax.config import Config
 from softmax_jax.errors import DivergedError, UserError
 
-State = dict  # {"params": model.Params, "opt_state": optax.OptState}
+State = dict  # {"params": model.Params, "opt_state": optax.OptState}, stacked
 OK, DIVERGED = "ok", "diverged"
 
 
-def config_values(configs: list[Config], loss_names: tuple[str, ...]
-                  ) -> dict[str, np.ndarray]:
-  """Per-configuration values, traced (and vmapped) rather than compiled in."""
+def config_values(configs: list[Config]) -> dict[str, np.ndarray]:
+  """Per-configuration values [M], traced rather than compiled in."""
   column = lambda f, dtype: np.array([getattr(c, f) for c in configs], dtype)
   return {
       "seed": column("seed", np.int32),
@@ -46,13 +49,21 @@ def config_values(configs: list[Config], loss_names: tuple[str, ...]
       "weight_decay": column("weight_decay", np.float32),
       "init_scale": column("init_scale", np.float32),
       "huber_delta": column("huber_delta", np.float32),
-      "loss_index": np.array([loss_names.index(c.loss) for c in configs],
-                             np.int32),
   }
 
 
+def loss_blocks(configs: list[Config]) -> tuple[tuple[str, int, int], ...]:
+  """(loss, start, stop) of each run of equal losses in the config order."""
+  blocks, start = [], 0
+  for i in range(1, len(configs) + 1):
+    if i == len(configs) or configs[i].loss != configs[start].loss:
+      blocks.append((configs[start].loss, start, i))
+      start = i
+  return tuple(blocks)
+
+
 def init_state(values, *, num_features, num_classes, optimizer) -> State:
-  """One configuration's initial params and optimizer state."""
+  """One configuration's initial params and optimizer state (vmap it to stack)."""
   init_key, _ = jax.random.split(jax.random.key(values["seed"]))
   params = model.init_params(init_key, num_features, num_classes,
                              values["init_scale"])
@@ -62,76 +73,87 @@ def init_state(values, *, num_features, num_classes, optimizer) -> State:
   return {"params": params, "opt_state": tx.init(params)}
 
 
-def per_example_loss(logits_BxK, y_B, values, *, loss_names, loss_input):
-  """The configuration's loss; with several in a group, lax.switch picks it."""
-  fns = [functools.partial(losses.LOSSES[name], loss_input=loss_input)
-         for name in loss_names]
-  if len(fns) == 1:
-    return fns[0](logits_BxK, y_B, huber_delta=values["huber_delta"])
-  branches = [lambda o, y, d, fn=fn: fn(o, y, huber_delta=d) for fn in fns]
-  return jax.lax.switch(values["loss_index"], branches, logits_BxK, y_B,
-                        values["huber_delta"])
+def stacked_losses(logits_MxBxK, y_B, huber_delta_M, *, blocks, loss_input):
+  """Each configuration's mean minibatch loss [M], each block with its loss."""
+  means = []
+  for name, start, stop in blocks:
+    fn = functools.partial(losses.LOSSES[name], loss_input=loss_input)
+    per_example = jax.vmap(
+        lambda o, d, y, fn=fn: fn(o, y, huber_delta=d),
+        in_axes=(0, 0, None if y_B.ndim == 1 else 0))(
+            logits_MxBxK[start:stop], huber_delta_M[start:stop],
+            y_B if y_B.ndim == 1 else y_B[start:stop])
+    means.append(jnp.mean(per_example, axis=-1))
+  return jnp.concatenate(means)
 
 
-def train_step(state: State, x_BxD, y_B, values, *, optimizer, **loss_kw):
-  """One optimizer step on the mean loss of a minibatch."""
+def train_step(state: State, x, y, values, *, optimizer, blocks, loss_input):
+  """One optimizer step for every configuration of the stack.
 
-  def mean_loss(params):
-    logits_BxK = model.logits(params, x_BxD)
-    return jnp.mean(per_example_loss(logits_BxK, y_B, values, **loss_kw)), logits_BxK
+  x is a minibatch [B, D] shared by all configurations, or [M, B, D] (y: [B]
+  or [M, B]). The gradient of the sum of the configurations' losses is each
+  configuration's own gradient, since no loss depends on another's params.
+  """
+  shared = x.ndim == 2
 
-  (loss, logits_BxK), grads = jax.value_and_grad(mean_loss, has_aux=True)(
-      state["params"])
+  def total_loss(params_M):
+    logits_MxBxK = jax.vmap(model.logits, in_axes=(0, None if shared else 0))(
+        params_M, x)
+    loss_M = stacked_losses(logits_MxBxK, y, values["huber_delta"],
+                            blocks=blocks, loss_input=loss_input)
+    return jnp.sum(loss_M), (loss_M, logits_MxBxK)
+
+  (_, (loss_M, logits_MxBxK)), grads = jax.value_and_grad(
+      total_loss, has_aux=True)(state["params"])
   # The update reads lr and weight decay from opt_state (inject_hyperparams);
   # the values given here are placeholders.
   tx = optimizers.make_optimizer(optimizer, 0.0, 0.0)
-  updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
+  updates, opt_state = jax.vmap(tx.update)(grads, state["opt_state"],
+                                           state["params"])
   params = optax.apply_updates(state["params"], updates)
-  correct = jnp.sum(jnp.argmax(logits_BxK, axis=-1) == y_B)
-  return {"params": params, "opt_state": opt_state}, {"loss": loss,
-                                                       "correct": correct}
+  correct_M = jnp.sum(jnp.argmax(logits_MxBxK, axis=-1) == y, axis=-1)
+  return {"params": params, "opt_state": opt_state}, {"loss": loss_M,
+                                                       "correct": correct_M}
 
 
-def train_epoch(state: State, x_NxD, y_N, key, values, *, batch_size,
+def epoch_order(seed, epoch, num_examples: int, batch_size: int):
+  """The minibatches [S, B] of one epoch: a permutation from (seed, epoch),
+  the last partial batch dropped."""
+  _, data_key = jax.random.split(jax.random.key(seed))
+  order = jax.random.permutation(jax.random.fold_in(data_key, epoch),
+                                 num_examples)
+  num_batches = num_examples // batch_size
+  return order[:num_batches * batch_size].reshape(num_batches, batch_size)
+
+
+def train_epoch(state: State, x_NxD, y_N, seeds, values, epoch, *, batch_size,
                 batch_sharding=None, **step_kw):
-  """One pass over the shuffled training set; the last partial batch is dropped.
+  """One pass over the shuffled training set for the whole stack.
 
-  Returns the new state and the epoch's mean minibatch loss and accuracy
-  (measured while training, as d2l's train_epoch_ch3 does).
+  `seeds` is a scalar when all configurations share a seed (and so the
+  minibatches), else one per configuration. Returns the new state and each
+  configuration's mean minibatch loss and accuracy over the epoch (measured
+  while training, as d2l's train_epoch_ch3 does).
   """
-  num_batches = x_NxD.shape[0] // batch_size
-  order = jax.random.permutation(key, x_NxD.shape[0])
-  batches_SxB = order[:num_batches * batch_size].reshape(num_batches, batch_size)
+  order = functools.partial(epoch_order, epoch=epoch,
+                            num_examples=x_NxD.shape[0], batch_size=batch_size)
+  if jnp.ndim(seeds) == 0:
+    batches = order(seeds)  # [S, B]
+  else:
+    batches = jnp.swapaxes(jax.vmap(order)(seeds), 0, 1)  # [S, M, B]
 
-  def body(state, idx_B):
-    x_BxD = data_lib.scale_pixels(x_NxD[idx_B])
+  def body(state, idx):
+    x = data_lib.scale_pixels(x_NxD[idx])
     if batch_sharding is not None:  # data parallel: each device takes a slice
-      x_BxD = jax.lax.with_sharding_constraint(x_BxD, batch_sharding)
-    return train_step(state, x_BxD, y_N[idx_B], values, **step_kw)
+      x = jax.lax.with_sharding_constraint(x, batch_sharding)
+    return train_step(state, x, y_N[idx], values, **step_kw)
 
-  state, m = jax.lax.scan(body, state, batches_SxB)
+  state, m = jax.lax.scan(body, state, batches)
+  num_examples = batches.shape[0] * batch_size
   return state, {
-      "train_loss": jnp.mean(m["loss"]),
-      "train_accuracy": jnp.sum(m["correct"]) / (num_batches * batch_size),
+      "train_loss": jnp.mean(m["loss"], axis=0),
+      "train_accuracy": jnp.sum(m["correct"], axis=0) / num_examples,
   }
-
-
-def group_epoch(states: State, x_NxD, y_N, seeds, values, epoch, *,
-                shared_order: bool, **epoch_kw):
-  """train_epoch for every configuration of a group, vmapped.
-
-  With one seed in the group (`shared_order`), `seeds` is a scalar: all
-  configurations see the same minibatches, gathered once and multiplied by
-  all their weights in one matmul.
-  """
-
-  def one(state, seed, values):
-    _, data_key = jax.random.split(jax.random.key(seed))
-    return train_epoch(state, x_NxD, y_N, jax.random.fold_in(data_key, epoch),
-                       values, **epoch_kw)
-
-  return jax.vmap(one, in_axes=(0, None if shared_order else 0, 0))(
-      states, seeds, values)
 
 
 def evaluate(params: model.Params, x_NxD, y_N) -> dict[str, jax.Array]:
@@ -190,11 +212,14 @@ def _train_group(configs: list[Config], dataset: data_lib.Dataset, on_epoch):
         f"--batch_size={c.batch_size} is larger than the training set "
         f"({len(dataset.x_train)} examples); choose a smaller batch size")
   layout = distributed.make_layout(len(configs), c.batch_size)
-  num_padded = layout.padded(len(configs))
-  padded = configs + [configs[-1]] * (num_padded - len(configs))
-  loss_names = tuple(dict.fromkeys(c.loss for c in configs))
+  # Ordered by loss, so each loss is one block of the stack; padded with
+  # copies of the last configuration to a multiple of the devices.
+  order = sorted(range(len(configs)), key=lambda i: configs[i].loss)
+  stacked = [configs[i] for i in order]
+  place = [order.index(j) for j in range(len(configs))]
+  stacked += [stacked[-1]] * (layout.padded(len(configs)) - len(configs))
   values = jax.tree.map(lambda v: distributed.put(v, layout.configs),
-                        config_values(padded, loss_names))
+                        config_values(stacked))
   shared_order = len({c.seed for c in configs}) == 1
   seeds = (distributed.put(np.int32(c.seed), layout.replicated) if shared_order
            else values["seed"])
@@ -211,9 +236,9 @@ def _train_group(configs: list[Config], dataset: data_lib.Dataset, on_epoch):
           num_classes=dataset.num_classes, optimizer=c.optimizer)),
       out_shardings=layout.configs)(values)
   epoch_fn = jax.jit(
-      functools.partial(group_epoch, shared_order=shared_order,
-                        batch_size=c.batch_size, batch_sharding=layout.batch,
-                        loss_names=loss_names, loss_input=c.loss_input,
+      functools.partial(train_epoch, batch_size=c.batch_size,
+                        batch_sharding=layout.batch,
+                        blocks=loss_blocks(stacked), loss_input=c.loss_input,
                         optimizer=c.optimizer),
       donate_argnums=0, out_shardings=(layout.configs, layout.replicated))
   epoch_fn = epoch_fn.lower(states, x_train, y_train, seeds, values,
@@ -236,16 +261,16 @@ def _train_group(configs: list[Config], dataset: data_lib.Dataset, on_epoch):
     train_seconds += time.perf_counter() - start
     evaluated = {split: jax.device_get(fn(states["params"], *evals[split]))
                  for split, fn in eval_fns.items()}
-    for j in range(len(configs)):
+    for j, s in enumerate(place):  # config j sits at s in the stack
       if status[j] == DIVERGED:
         continue
       record = {"epoch": epoch,
-                "train_loss": float(m["train_loss"][j]),
-                "train_accuracy": float(m["train_accuracy"][j])}
+                "train_loss": float(m["train_loss"][s]),
+                "train_accuracy": float(m["train_accuracy"][s])}
       for split in ("val", "test"):
         if split in evaluated:
-          record[f"{split}_accuracy"] = float(evaluated[split]["accuracy"][j])
-          record[f"{split}_nll"] = float(evaluated[split]["nll"][j])
+          record[f"{split}_accuracy"] = float(evaluated[split]["accuracy"][s])
+          record[f"{split}_nll"] = float(evaluated[split]["nll"][s])
       history[j].append(record)
       if on_epoch:
         on_epoch(j, record)
@@ -256,9 +281,9 @@ def _train_group(configs: list[Config], dataset: data_lib.Dataset, on_epoch):
 
   params = jax.device_get(
       jax.jit(lambda p: p, out_shardings=layout.replicated)(states["params"]))
-  runs = [RunResult(config=cfg, history=history[j], status=status[j],
-                    params=jax.tree.map(lambda p, j=j: np.asarray(p[j]), params))
-          for j, cfg in enumerate(configs)]
+  runs = [RunResult(config=configs[j], history=history[j], status=status[j],
+                    params=jax.tree.map(lambda p, s=s: np.asarray(p[s]), params))
+          for j, s in enumerate(place)]
   return runs, train_seconds, compile_seconds
 
 

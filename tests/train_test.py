@@ -77,25 +77,15 @@ def test_same_seed_same_run_other_seed_other_run():
   assert not np.array_equal(a.params["w"], c.params["w"])
 
 
-def test_epoch_order_comes_from_its_key():
-  """Each epoch's key (fold_in(seed key, epoch)) reshuffles; the same key repeats."""
-  ds = synthetic_dataset()
-  values = jax.tree.map(lambda v: v[0], train.config_values([TINY], ("xent",)))
-  state = train.init_state(values, num_features=16, num_classes=4,
-                           optimizer="sgd")
-  epoch = jax.jit(functools.partial(
-      train.train_epoch, batch_size=32, loss_names=("xent",),
-      loss_input="probs", optimizer="sgd"))
-
-  def run(epoch_key):
-    new_state, _ = epoch(state, ds.x_train, ds.y_train, epoch_key, values)
-    return np.asarray(new_state["params"]["w"])
-
-  key = jax.random.key(0)
-  np.testing.assert_array_equal(run(jax.random.fold_in(key, 1)),
-                                run(jax.random.fold_in(key, 1)))
-  assert not np.array_equal(run(jax.random.fold_in(key, 1)),
-                            run(jax.random.fold_in(key, 2)))
+def test_epoch_order_comes_from_seed_and_epoch():
+  """Each epoch reshuffles; the same (seed, epoch) gives the same minibatches."""
+  order = lambda seed, epoch: np.asarray(train.epoch_order(seed, epoch, 512, 32))
+  np.testing.assert_array_equal(order(0, 1), order(0, 1))
+  assert not np.array_equal(order(0, 1), order(0, 2))
+  assert not np.array_equal(order(0, 1), order(1, 1))
+  assert order(0, 1).shape == (16, 32)
+  assert sorted(order(0, 1).ravel().tolist()) == list(range(512))
+  assert train.epoch_order(0, 1, 500, 32).shape == (15, 32)  # partial dropped
 
 
 def test_divergence_stops_with_a_message():
