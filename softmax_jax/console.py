@@ -31,6 +31,20 @@ def format_epoch(r: dict) -> str:
           f"train acc {r['train_accuracy']:.4f}  test acc {r['test_accuracy']:.4f}")
 
 
+def format_evaluation(summary: dict) -> str:
+  """Test calibration, accuracy per class and the confusion matrix."""
+  names = list(summary["per_class_accuracy"])
+  width = max(len(n) for n in names)
+  lines = [f"test ECE {summary['ece']:.4f} (15 bins)   accuracy per class:"]
+  lines += [f"  {name:>{width}s}  {acc:.4f}"
+            for name, acc in summary["per_class_accuracy"].items()]
+  cells = [[str(v) for v in row] for row in summary["confusion_matrix"]]
+  cell = max(len(v) for row in cells for v in row)
+  lines.append("confusion matrix (rows: true, columns: predicted, in the order above):")
+  lines += ["  " + " ".join(v.rjust(cell) for v in row) for row in cells]
+  return "\n".join(lines)
+
+
 def format_summary(summary: dict, workdir) -> str:
   c = summary["config"]
   epochs = c["epochs"]

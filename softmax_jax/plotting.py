@@ -57,3 +57,98 @@ def plot_sweep(rows: list[dict], out: BinaryIO) -> None:
   fig.tight_layout()
   fig.savefig(out, format="png")
   plt.close(fig)
+
+
+def plot_reliability(count_M, confidence_M, accuracy_M, ece: float,
+                     out: BinaryIO) -> None:
+  """Accuracy against confidence per bin, with the diagonal of perfect calibration."""
+  plt = _pyplot()
+  num_bins = len(count_M)
+  edges = [b / num_bins for b in range(num_bins)]
+  filled = [c > 0 for c in count_M]
+  fig, ax = plt.subplots(figsize=(4.5, 4.5), dpi=120)
+  ax.bar([e for e, f in zip(edges, filled) if f],
+         [a for a, f in zip(accuracy_M, filled) if f], width=1 / num_bins,
+         align="edge", edgecolor="black", color="tab:blue", label="accuracy")
+  ax.bar([e for e, f in zip(edges, filled) if f],
+         [c - a for c, a, f in zip(confidence_M, accuracy_M, filled) if f],
+         bottom=[a for a, f in zip(accuracy_M, filled) if f],
+         width=1 / num_bins, align="edge", color="tab:red", alpha=0.3,
+         label="gap to confidence")
+  ax.plot([0, 1], [0, 1], "k--", label="perfect calibration")
+  ax.set_xlim(0, 1)
+  ax.set_ylim(0, 1)
+  ax.set_xlabel("confidence (top-1 probability)")
+  ax.set_ylabel("accuracy")
+  ax.set_title(f"Reliability, ECE = {ece:.4f} ({num_bins} bins)")
+  ax.legend(loc="upper left", fontsize=8)
+  fig.tight_layout()
+  fig.savefig(out, format="png")
+  plt.close(fig)
+
+
+def plot_confusion(confusion_KxK, class_names, out: BinaryIO) -> None:
+  """Counts of true (rows) against predicted (columns) classes."""
+  plt = _pyplot()
+  k = len(class_names)
+  fig, ax = plt.subplots(figsize=(1.5 + 0.6 * k, 1.2 + 0.55 * k), dpi=120)
+  ax.imshow(confusion_KxK, cmap="Blues")
+  threshold = max(max(row) for row in confusion_KxK) / 2
+  for i in range(k):
+    for j in range(k):
+      value = confusion_KxK[i][j]
+      ax.text(j, i, str(value), ha="center", va="center", fontsize=7,
+              color="white" if value > threshold else "black")
+  ax.set_xticks(range(k), class_names, rotation=45, ha="right", fontsize=8)
+  ax.set_yticks(range(k), class_names, fontsize=8)
+  ax.set_xlabel("predicted")
+  ax.set_ylabel("true")
+  ax.set_title("Confusion matrix (test set)")
+  fig.tight_layout()
+  fig.savefig(out, format="png")
+  plt.close(fig)
+
+
+def plot_predictions(x_NxD, labels_N, probs_NxK, class_names, image_shape,
+                     out: BinaryIO, rows: int = 3, cols: int = 8) -> None:
+  """Test images with true and predicted labels; the misclassified first, in red."""
+  plt = _pyplot()
+  predicted = probs_NxK.argmax(-1)
+  wrong = [i for i in range(len(labels_N)) if predicted[i] != labels_N[i]]
+  right = [i for i in range(len(labels_N)) if predicted[i] == labels_N[i]]
+  shown = (wrong[:rows * cols // 2] + right)[:rows * cols]
+  fig, axes = plt.subplots(rows, cols, figsize=(1.6 * cols, 1.9 * rows), dpi=110)
+  for ax, i in zip(axes.ravel(), shown):
+    ax.imshow(x_NxD[i].reshape(image_shape), cmap="gray")
+    ok = predicted[i] == labels_N[i]
+    ax.set_title(f"true: {class_names[labels_N[i]]}\npred: "
+                 f"{class_names[predicted[i]]} ({probs_NxK[i].max():.2f})",
+                 fontsize=7, color="black" if ok else "red")
+  for ax in axes.ravel():
+    ax.axis("off")
+  fig.suptitle("Test predictions (misclassified first, in red)", fontsize=9)
+  fig.tight_layout()
+  fig.savefig(out, format="png")
+  plt.close(fig)
+
+
+def plot_weights(w_DxK, class_names, image_shape, out: BinaryIO) -> None:
+  """Each class's weights as an image: the templates of a linear classifier."""
+  plt = _pyplot()
+  k = len(class_names)
+  cols = min(k, 5)
+  rows = -(-k // cols)
+  fig, axes = plt.subplots(rows, cols, figsize=(2 * cols, 2.2 * rows), dpi=110,
+                           squeeze=False)
+  for j, ax in enumerate(axes.ravel()):
+    ax.axis("off")
+    if j < k:
+      template = w_DxK[:, j].reshape(image_shape)
+      limit = abs(template).max() or 1.0
+      ax.imshow(template, cmap="RdBu_r", vmin=-limit, vmax=limit)
+      ax.set_title(class_names[j], fontsize=8)
+  fig.suptitle("Learned weights per class (red: evidence for, blue: against)",
+               fontsize=9)
+  fig.tight_layout()
+  fig.savefig(out, format="png")
+  plt.close(fig)

@@ -20,6 +20,7 @@ from softmax_jax import console
 from softmax_jax import data
 from softmax_jax import distributed
 from softmax_jax import model
+from softmax_jax import report
 from softmax_jax import sweep
 from softmax_jax import train
 from softmax_jax import workdir as workdir_lib
@@ -95,12 +96,19 @@ def _run_single(config, workdir, overwrite, verbose) -> dict:
     if history and writer:  # also after a divergence: the curves show where
       workdir_lib.save_curves(workdir, history, _title(config))
 
-  summary = {**result.summary, "dataset": config.dataset,
+  analysis = report.analyze(result.params, dataset.x_test, dataset.y_test,
+                            dataset.class_names)
+  summary = {**result.summary, **analysis.summary(), "dataset": config.dataset,
              "config": config_lib.to_dict(config), **_provenance()}
   if writer:
     workdir_lib.save_params(workdir, result.params)
+    figures = report.write_figures(workdir, analysis, result.params,
+                                   dataset.x_test)
+    report.write_markdown(workdir, _title(config), summary,
+                          [workdir_lib.CURVES, *figures])
     workdir_lib.write_summary(workdir, summary)
     if verbose:
+      print(console.format_evaluation(summary), flush=True)
       print(console.format_summary(summary, workdir), flush=True)
   return summary
 
@@ -135,12 +143,14 @@ def _run_sweep(configs, workdir, overwrite, verbose) -> dict:
     raise UserError(f"all {len(configs)} configurations diverged; try smaller "
                     "learning rates")
   best_run = result.runs[best["config_id"]]
+  analysis = report.analyze(best_run.params, dataset.x_test, dataset.y_test,
+                            dataset.class_names)
   summary = {
       "best": {"config_id": best["config_id"],
                "config": config_lib.to_dict(best_run.config),
                "val_accuracy": best["val_accuracy"],
                "test_accuracy": best["test_accuracy"]},
-      "test_accuracy": best["test_accuracy"],
+      **analysis.summary(),
       "val_accuracy": best["val_accuracy"],
       "train_seconds": result.train_seconds,
       "compile_seconds": result.compile_seconds,
@@ -159,12 +169,20 @@ def _run_sweep(configs, workdir, overwrite, verbose) -> dict:
       **_provenance(),
   }
   if writer:
+    ranking = console.format_ranking(ranked, swept)
     workdir_lib.write_results(workdir, rows, swept)
     workdir_lib.save_params(workdir, best_run.params)
     workdir_lib.save_sweep_plot(workdir, rows)
+    figures = report.write_figures(workdir, analysis, best_run.params,
+                                   dataset.x_test)
+    report.write_markdown(
+        workdir, f"Sweep of {len(configs)} configurations; the best: "
+        f"{_title(best_run.config)}", summary,
+        [workdir_lib.SWEEP_PLOT, *figures], ranking=ranking)
     workdir_lib.write_summary(workdir, summary)
     if verbose:
-      print(console.format_ranking(ranked, swept), flush=True)
+      print(ranking, flush=True)
+      print(console.format_evaluation(summary), flush=True)
       print(console.format_sweep_summary(summary, workdir), flush=True)
   return summary
 
@@ -177,6 +195,7 @@ def _result_row(i: int, run: train.RunResult, swept: list[str]) -> dict:
           "val_accuracy": last["val_accuracy"],
           "test_accuracy": last["test_accuracy"],
           "test_nll": last["test_nll"],
+          "ece": last["test_ece"],
           "final_train_loss": last["train_loss"],
           "epochs_run": len(run.history),
           "status": run.status}

@@ -30,6 +30,7 @@ import optax
 from softmax_jax import data as data_lib
 from softmax_jax import distributed
 from softmax_jax import losses
+from softmax_jax import metrics
 from softmax_jax import model
 from softmax_jax import optimizers
 from softmax_jax import sweep
@@ -157,11 +158,12 @@ def train_epoch(state: State, x_NxD, y_N, seeds, values, epoch, *, batch_size,
 
 
 def evaluate(params: model.Params, x_NxD, y_N) -> dict[str, jax.Array]:
-  """Accuracy and negative log-likelihood (mean cross-entropy) on a data set."""
+  """Accuracy, negative log-likelihood (mean cross-entropy) and ECE."""
   logits_NxK = model.logits(params, data_lib.scale_pixels(x_NxD))
   return {
       "accuracy": jnp.mean(jnp.argmax(logits_NxK, axis=-1) == y_N),
       "nll": jnp.mean(losses.cross_entropy(logits_NxK, y_N)),
+      "ece": metrics.expected_calibration_error(losses.softmax(logits_NxK), y_N),
   }
 
 
@@ -271,6 +273,7 @@ def _train_group(configs: list[Config], dataset: data_lib.Dataset, on_epoch):
         if split in evaluated:
           record[f"{split}_accuracy"] = float(evaluated[split]["accuracy"][s])
           record[f"{split}_nll"] = float(evaluated[split]["nll"][s])
+          record[f"{split}_ece"] = float(evaluated[split]["ece"][s])
       history[j].append(record)
       if on_epoch:
         on_epoch(j, record)
@@ -308,6 +311,7 @@ def train_and_evaluate(config: Config, dataset: data_lib.Dataset,
   summary = {
       "test_accuracy": last["test_accuracy"],
       "test_nll": last["test_nll"],
+      "ece": last["test_ece"],
       "train_loss": last["train_loss"],
       "train_accuracy": last["train_accuracy"],
       "train_seconds": result.train_seconds,

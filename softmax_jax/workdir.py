@@ -26,7 +26,7 @@ CURVES = "curves.png"  # a single run's training curves
 RESULTS = "results.csv"  # a sweep: one row per configuration
 SWEEP_PLOT = "sweep.png"  # a sweep: validation accuracy against lr
 OUTPUTS = (METRICS, SUMMARY, PARAMS, CURVES, RESULTS, SWEEP_PLOT)
-RESULT_COLUMNS = ("val_accuracy", "test_accuracy", "test_nll",
+RESULT_COLUMNS = ("val_accuracy", "test_accuracy", "test_nll", "ece",
                   "final_train_loss", "epochs_run", "status")
 
 
@@ -78,17 +78,17 @@ def read_metrics(workdir: Path) -> list[dict]:
 
 
 def write_summary(workdir: Path, summary: dict) -> None:
-  _atomic_write(workdir / SUMMARY,
+  write_file(workdir / SUMMARY,
                 lambda f: f.write(json.dumps(summary, indent=2).encode()))
 
 
 def save_params(workdir: Path, params: dict) -> None:
-  _atomic_write(workdir / PARAMS,
+  write_file(workdir / PARAMS,
                 lambda f: np.savez(f, **{k: np.asarray(v) for k, v in params.items()}))
 
 
 def save_curves(workdir: Path, history: list[dict], title: str = "") -> None:
-  _atomic_write(workdir / CURVES,
+  write_file(workdir / CURVES,
                 lambda f: plotting.plot_curves(history, f, title))
 
 
@@ -104,7 +104,7 @@ def write_results(workdir: Path, rows: list[dict], swept: list[str]) -> None:
     writer.writerows(rows)
     f.write(text.getvalue().encode())
 
-  _atomic_write(workdir / RESULTS, write)
+  write_file(workdir / RESULTS, write)
 
 
 def read_results(workdir: Path) -> list[dict]:
@@ -113,7 +113,7 @@ def read_results(workdir: Path) -> list[dict]:
 
 
 def save_sweep_plot(workdir: Path, rows: list[dict]) -> None:
-  _atomic_write(workdir / SWEEP_PLOT, lambda f: plotting.plot_sweep(rows, f))
+  write_file(workdir / SWEEP_PLOT, lambda f: plotting.plot_sweep(rows, f))
 
 
 def load_params(workdir: Path) -> dict[str, np.ndarray]:
@@ -121,7 +121,8 @@ def load_params(workdir: Path) -> dict[str, np.ndarray]:
     return {k: f[k] for k in f.files}
 
 
-def _atomic_write(path: Path, write) -> None:
+def write_file(path: Path, write) -> None:
+  """Calls write(f) on a binary file that appears at path whole or not at all."""
   try:
     atomic_io.atomic_write(path, write)
   except OSError as e:

@@ -38,7 +38,15 @@ def test_train_end_to_end(data_dir, tmp_path):
   assert summary["num_params"] == 16 * 4 + 4
   assert summary["train_seconds"] > 0 and summary["compile_seconds"] > 0
   assert summary["config"]["lr"] == 0.5 and summary["config"]["loss"] == "xent"
-  assert (workdir / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+  for figure in ("curves", "reliability", "confusion", "predictions", "weights"):
+    assert (workdir / f"{figure}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+  report = (workdir / "report.md").read_text()
+  assert "| test accuracy |" in report and "![reliability](reliability.png)" in report
+  assert set(summary["per_class_accuracy"]) == {f"class{k}" for k in range(4)}
+  confusion = np.array(summary["confusion_matrix"])
+  assert confusion.shape == (4, 4) and confusion.sum() == 256
+  assert np.trace(confusion) / 256 == pytest.approx(summary["test_accuracy"])
+  assert 0 <= summary["ece"] <= 1 and "test ECE" in r.stdout
   with np.load(workdir / "params.npz") as params:
     assert params["w"].shape == (16, 4) and params["b"].shape == (4,)
 

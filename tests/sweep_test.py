@@ -179,8 +179,8 @@ def test_sweep_outputs_and_honest_selection(tmp_path):
     summaries.append(runner.run(configs, workdir, verbose=False))
     rows = workdir_lib.read_results(workdir)
     assert list(rows[0]) == ["config_id", "loss", "lr", "val_accuracy",
-                             "test_accuracy", "test_nll", "final_train_loss",
-                             "epochs_run", "status"]
+                             "test_accuracy", "test_nll", "ece",
+                             "final_train_loss", "epochs_run", "status"]
     assert len(rows) == 4 and {r["status"] for r in rows} == {"ok"}
     best = max(rows, key=lambda r: float(r["val_accuracy"]))
     assert summaries[-1]["best"]["config_id"] == int(best["config_id"])

@@ -1,0 +1,74 @@
+"""Calibration and confusion: hand-made cases with known answers."""
+
+import jax
+import numpy as np
+import pytest
+
+from softmax_jax import metrics
+
+
+def _probs(confidences, predicted, k=3):
+  """Rows whose top class is `predicted` with the given confidence."""
+  rows = []
+  for c, p in zip(confidences, predicted):
+    row = np.full(k, (1 - c) / (k - 1))
+    row[p] = c
+    rows.append(row)
+  return np.array(rows, np.float32)
+
+
+def test_perfectly_calibrated_is_zero():
+  # 10 predictions at confidence 0.7 with 7 right; 10 at 0.9 with 9 right.
+  conf = [0.7] * 10 + [0.9] * 10
+  pred = [0] * 20
+  labels = [0] * 7 + [1] * 3 + [0] * 9 + [2]
+  ece = metrics.expected_calibration_error(_probs(conf, pred), np.array(labels))
+  assert float(ece) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_confident_and_wrong_is_large():
+  probs = _probs([0.99] * 8, [0] * 8)
+  ece = metrics.expected_calibration_error(probs, np.ones(8, np.int32))
+  assert float(ece) == pytest.approx(0.99, abs=1e-6)
+
+
+def test_hand_computed_mixture():
+  # Bin of 0.6 (4 examples, 2 right: gap 0.1); bin of 0.95 (4 examples, all right: gap 0.05).
+  probs = _probs([0.6] * 4 + [0.95] * 4, [0] * 8)
+  labels = np.array([0, 0, 1, 1, 0, 0, 0, 0])
+  ece = metrics.expected_calibration_error(probs, labels)
+  assert float(ece) == pytest.approx(0.5 * 0.1 + 0.5 * 0.05, abs=1e-6)
+
+
+def test_confidence_one_goes_in_the_last_bin():
+  probs = np.array([[1.0, 0.0], [1.0, 0.0]], np.float32)
+  count, confidence, accuracy = metrics.confidence_bins(probs, np.array([0, 1]))
+  assert count.tolist() == [0.0] * 14 + [2.0]
+  assert float(confidence[-1]) == 1.0 and float(accuracy[-1]) == 0.5
+  assert float(metrics.expected_calibration_error(probs, np.array([0, 1]))) == \
+      pytest.approx(0.5)
+
+
+def test_bins_are_equal_width():
+  probs = _probs([0.5, 0.99, 0.34, 0.2], [0, 0, 0, 0], k=20)
+  count, _, _ = metrics.confidence_bins(probs, np.zeros(4, np.int32))
+  # 0.5 in (7/15, 8/15], 0.99 in (14/15, 1], 0.34 in (5/15, 6/15], 0.2 in (2/15, 3/15]
+  assert np.nonzero(np.asarray(count))[0].tolist() == [2, 5, 7, 14]
+
+
+def test_confusion_matrix_against_a_hand_count():
+  labels = np.array([0, 0, 1, 1, 1, 2])
+  predicted = np.array([0, 1, 1, 1, 2, 0])
+  c = np.asarray(metrics.confusion_matrix(predicted, labels, 3))
+  assert c.tolist() == [[1, 1, 0], [0, 2, 1], [1, 0, 0]]
+  np.testing.assert_allclose(metrics.per_class_accuracy(c), [0.5, 2 / 3, 0.0])
+
+
+def test_metrics_jit_and_vmap():
+  probs = jax.nn.softmax(jax.random.normal(jax.random.key(0), (4, 50, 5)), -1)
+  labels = jax.random.randint(jax.random.key(1), (50,), 0, 5)
+  ece = jax.jit(jax.vmap(metrics.expected_calibration_error,
+                         in_axes=(0, None)))(probs, labels)
+  for m in range(4):
+    assert float(ece[m]) == pytest.approx(
+        float(metrics.expected_calibration_error(probs[m], labels)), rel=1e-5)
