@@ -14,7 +14,7 @@ from absl import flags
 from absl import logging
 
 from softmax_jax import config as config_lib
-from softmax_jax.errors import UserError
+from softmax_jax.errors import Interrupted, UserError
 
 _HELP = {
     "dataset": "TFDS data set name.",
@@ -42,8 +42,13 @@ flags.DEFINE_string("config", None, "Experiment file with get_config() (and "
                     "flags override its fields.")
 flags.DEFINE_string("workdir", None, "Output folder (default: a new folder under runs/).")
 flags.DEFINE_bool("overwrite", False, "Replace the outputs of a run in --workdir.")
-flags.DEFINE_enum("mode", "train", ["train", "prepare_data"],
-                  "train, or only prepare and cache the data set.")
+flags.DEFINE_enum("mode", "train", ["train", "eval", "predict", "prepare_data"],
+                  "train (or resume) a run; eval: reload --workdir's checkpoint, "
+                  "recompute the test metrics and redraw the figures; predict: "
+                  "classify --images with --workdir's model; prepare_data: only "
+                  "prepare and cache the data set.")
+flags.DEFINE_list("images", None, "--mode=predict: image files (PNG, JPEG, ...; "
+                  "converted to grayscale and resized) or .npy arrays.")
 flags.DEFINE_bool("debug", False, "Show full tracebacks.")
 flags.DEFINE_string("coordinator_address", None, "Multi-host runs: host:port "
                     "of process 0, the same on every host; 'auto' on TPU pod "
@@ -83,6 +88,9 @@ def main(argv):
     distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes,
                            FLAGS.process_id)
   _use_compilation_cache()
+  if FLAGS.mode in ("eval", "predict"):
+    _use_trained_model()
+    return
   configs = build_configs()
   if FLAGS.mode == "prepare_data":
     from softmax_jax import data  # pylint: disable=g-import-not-at-top
@@ -96,6 +104,36 @@ def main(argv):
   runner.run(configs, FLAGS.workdir, overwrite=FLAGS.overwrite)
 
 
+def _use_trained_model():
+  if not FLAGS.workdir:
+    raise UserError(f"--mode={FLAGS.mode} needs --workdir, the folder of a "
+                    "training run")
+  from softmax_jax import runner  # pylint: disable=g-import-not-at-top
+  if FLAGS.mode == "eval":
+    runner.evaluate(FLAGS.workdir)
+    return
+  if not FLAGS.images:
+    raise UserError("--mode=predict needs --images=a.png,b.png or "
+                    "--images=file.npy")
+  for path, top in zip(_expand(FLAGS.images), runner.predict(
+      FLAGS.workdir, FLAGS.images)):
+    print(f"{path}: " + ", ".join(f"{name} {p:.3f}" for name, p in top))
+
+
+def _expand(paths):
+  """One label per predicted image: a .npy of N images gives N labels."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  labels = []
+  for path in paths:
+    if path.endswith(".npy"):
+      n = np.load(path, mmap_mode="r").shape
+      count = 1 if len(n) == 2 and n[0] == n[1] else n[0]
+      labels += [f"{path}[{i}]" for i in range(count)]
+    else:
+      labels.append(path)
+  return labels
+
+
 def _parse_flags(argv):
   try:
     return FLAGS(argv)
@@ -107,14 +145,17 @@ def _parse_flags(argv):
 def _main_reporting_errors(argv):
   try:
     main(argv)
+  except Interrupted as e:
+    print(str(e), file=sys.stderr)
+    sys.exit(130)
   except UserError as e:
     if FLAGS.debug:
       raise
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)
   except KeyboardInterrupt:
-    print("interrupted; the epochs that finished are in the workdir's "
-          "metrics.jsonl", file=sys.stderr)
+    print("interrupted; run the same command again to resume from the last "
+          "checkpoint", file=sys.stderr)
     sys.exit(130)
 
 

@@ -69,7 +69,8 @@ class SweepProgress:
                           disable=None if enabled else True, file=sys.stderr,
                           dynamic_ncols=True)
 
-  def update(self) -> None:
+  def __call__(self, record: dict) -> None:
+    del record
     self._bar.update(1)
 
   def close(self) -> None:

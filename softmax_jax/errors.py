@@ -11,3 +11,7 @@ class DataError(UserError):
 
 class DivergedError(UserError):
   """Training produced a non-finite loss."""
+
+
+class Interrupted(UserError):
+  """Training stopped on request (Ctrl-C, SIGTERM) after a checkpoint."""

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import BinaryIO
 
+import numpy as np
+
 
 def _pyplot():
   import matplotlib  # pylint: disable=g-import-not-at-top
@@ -27,7 +29,7 @@ def plot_curves(history: list[dict], out: BinaryIO, title: str = "") -> None:
   ax.legend()
   if title:
     ax.set_title(title, fontsize=9)
-  fig.tight_layout()
+  fig.subplots_adjust(left=0.12, right=0.97, bottom=0.14, top=0.9)
   fig.savefig(out, format="png")
   plt.close(fig)
 
@@ -54,7 +56,7 @@ def plot_sweep(rows: list[dict], out: BinaryIO) -> None:
   ax.set_title(f"{len(rows)} configurations"
                + (f", {diverged} diverged (not shown)" if diverged else ""),
                fontsize=9)
-  fig.tight_layout()
+  fig.subplots_adjust(left=0.14, right=0.97, bottom=0.14, top=0.9)
   fig.savefig(out, format="png")
   plt.close(fig)
 
@@ -82,7 +84,7 @@ def plot_reliability(count_M, confidence_M, accuracy_M, ece: float,
   ax.set_ylabel("accuracy")
   ax.set_title(f"Reliability, ECE = {ece:.4f} ({num_bins} bins)")
   ax.legend(loc="upper left", fontsize=8)
-  fig.tight_layout()
+  fig.subplots_adjust(left=0.14, right=0.96, bottom=0.12, top=0.92)
   fig.savefig(out, format="png")
   plt.close(fig)
 
@@ -104,7 +106,7 @@ def plot_confusion(confusion_KxK, class_names, out: BinaryIO) -> None:
   ax.set_xlabel("predicted")
   ax.set_ylabel("true")
   ax.set_title("Confusion matrix (test set)")
-  fig.tight_layout()
+  fig.subplots_adjust(left=0.2, right=0.98, bottom=0.2, top=0.94)
   fig.savefig(out, format="png")
   plt.close(fig)
 
@@ -117,19 +119,36 @@ def plot_predictions(x_NxD, labels_N, probs_NxK, class_names, image_shape,
   wrong = [i for i in range(len(labels_N)) if predicted[i] != labels_N[i]]
   right = [i for i in range(len(labels_N)) if predicted[i] == labels_N[i]]
   shown = (wrong[:rows * cols // 2] + right)[:rows * cols]
-  fig, axes = plt.subplots(rows, cols, figsize=(1.6 * cols, 1.9 * rows), dpi=110)
-  for ax, i in zip(axes.ravel(), shown):
-    ax.imshow(x_NxD[i].reshape(image_shape), cmap="gray")
+  h, w = image_shape
+  pad = h // 3
+  fig, ax = plt.subplots(figsize=(1.6 * cols, 1.6 * rows * (h + pad) / (w + 2)
+                                  + 0.3), dpi=100)
+  ax.imshow(_mosaic([x_NxD[i].reshape(image_shape) for i in shown], rows, cols,
+                    pad), cmap="gray")
+  for n, i in enumerate(shown):
     ok = predicted[i] == labels_N[i]
-    ax.set_title(f"true: {class_names[labels_N[i]]}\npred: "
-                 f"{class_names[predicted[i]]} ({probs_NxK[i].max():.2f})",
-                 fontsize=7, color="black" if ok else "red")
-  for ax in axes.ravel():
-    ax.axis("off")
-  fig.suptitle("Test predictions (misclassified first, in red)", fontsize=9)
-  fig.tight_layout()
+    ax.text((n % cols + 0.5) * (w + 2) - 1, (n // cols) * (h + pad) + pad - 0.5,
+            f"true: {class_names[labels_N[i]]}\npred: "
+            f"{class_names[predicted[i]]} ({probs_NxK[i].max():.2f})",
+            ha="center", va="bottom", fontsize=7,
+            color="black" if ok else "red")
+  ax.axis("off")
+  ax.set_title("Test predictions (misclassified first, in red)", fontsize=9)
+  fig.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=0.93)
   fig.savefig(out, format="png")
   plt.close(fig)
+
+
+def _mosaic(images, rows, cols, pad, fill=np.nan):
+  """One array of images on a grid; each cell has `pad` free pixels above it
+  (for its caption) and 2 beside it."""
+  h, w = images[0].shape
+  grid = np.full((rows * (h + pad), cols * (w + 2)), fill, np.float32)
+  for n, image in enumerate(images):
+    r, c = divmod(n, cols)
+    grid[r * (h + pad) + pad:r * (h + pad) + pad + h,
+         c * (w + 2):c * (w + 2) + w] = image
+  return grid
 
 
 def plot_weights(w_DxK, class_names, image_shape, out: BinaryIO) -> None:
@@ -138,17 +157,20 @@ def plot_weights(w_DxK, class_names, image_shape, out: BinaryIO) -> None:
   k = len(class_names)
   cols = min(k, 5)
   rows = -(-k // cols)
-  fig, axes = plt.subplots(rows, cols, figsize=(2 * cols, 2.2 * rows), dpi=110,
-                           squeeze=False)
-  for j, ax in enumerate(axes.ravel()):
-    ax.axis("off")
-    if j < k:
-      template = w_DxK[:, j].reshape(image_shape)
-      limit = abs(template).max() or 1.0
-      ax.imshow(template, cmap="RdBu_r", vmin=-limit, vmax=limit)
-      ax.set_title(class_names[j], fontsize=8)
-  fig.suptitle("Learned weights per class (red: evidence for, blue: against)",
+  templates = [w_DxK[:, j].reshape(image_shape) for j in range(k)]
+  # Each template scaled to [-1, 1] by its own largest weight.
+  templates = [t / (np.abs(t).max() or 1.0) for t in templates]
+  h, w = image_shape
+  pad = h // 5
+  fig, ax = plt.subplots(figsize=(2 * cols, 2 * rows * (h + pad) / (w + 2)
+                                  + 0.4), dpi=100)
+  ax.imshow(_mosaic(templates, rows, cols, pad), cmap="RdBu_r", vmin=-1, vmax=1)
+  for j, name in enumerate(class_names):
+    ax.text((j % cols + 0.5) * (w + 2) - 1, (j // cols) * (h + pad) + pad - 0.5,
+            name, ha="center", va="bottom", fontsize=8)
+  ax.axis("off")
+  ax.set_title("Learned weights per class (red: evidence for, blue: against)",
                fontsize=9)
-  fig.tight_layout()
+  fig.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=0.9)
   fig.savefig(out, format="png")
   plt.close(fig)

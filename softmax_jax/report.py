@@ -16,11 +16,7 @@ from softmax_jax import model
 from softmax_jax import plotting
 from softmax_jax import workdir as workdir_lib
 
-RELIABILITY = "reliability.png"
-CONFUSION = "confusion.png"
-PREDICTIONS = "predictions.png"
-WEIGHTS = "weights.png"
-REPORT = "report.md"
+from softmax_jax.workdir import CONFUSION, PREDICTIONS, RELIABILITY, REPORT, WEIGHTS
 
 
 @dataclasses.dataclass

@@ -1,52 +1,144 @@
-"""From configs to a workdir: load data, train, write every output.
+"""From configs to a workdir: load data, train (or resume), write every output.
 
-One config is a single run (metrics per epoch, summary, params, curves). Several
-are a sweep: trained together, chosen by validation accuracy, written as
-results.csv, a ranked table, a plot and a summary of the best. In multi-host
-runs every process trains, and only process 0 writes and prints.
+One config is a single run; several are a sweep, chosen by validation
+accuracy. Every run checkpoints each epoch and resumes when started again
+with the same workdir and configs; Ctrl-C or SIGTERM stops it after the next
+checkpoint. `evaluate` and `predict` use a finished (or stopped) run's
+checkpoint. In multi-host runs every process trains, and only process 0
+writes and prints.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import math
 import platform
+import signal
 from pathlib import Path
 
 import jax
+import numpy as np
 
 from softmax_jax import config as config_lib
 from softmax_jax import console
 from softmax_jax import data
 from softmax_jax import distributed
+from softmax_jax import images as images_lib
+from softmax_jax import losses
 from softmax_jax import model
 from softmax_jax import report
 from softmax_jax import sweep
+from softmax_jax import tensorboard
 from softmax_jax import train
 from softmax_jax import workdir as workdir_lib
-from softmax_jax.errors import UserError
+from softmax_jax.errors import DivergedError, Interrupted, UserError
 
 
 def run(configs: list[config_lib.Config] | config_lib.Config,
         workdir: str | Path | None = None, *, overwrite: bool = False,
         verbose: bool = True) -> dict:
   """Trains the config(s), writes the outputs and returns the summary."""
+  configs = _validated(configs)
+  dataset = _load(configs)
+  single = len(configs) == 1
+  writer = distributed.is_main_process()
+  resume = False
+  if writer:
+    workdir, resume = workdir_lib.prepare(
+        workdir or workdir_lib.default_workdir(
+            tag=configs[0].loss if single else "sweep"),
+        [config_lib.to_dict(c) for c in configs], overwrite)
+  talk = verbose and writer
+  if talk:
+    _print_header(configs, dataset, resume)
+  # Orbax needs a folder every host shares to checkpoint multi-host runs.
+  checkpoints = (Path(workdir) / workdir_lib.CHECKPOINTS
+                 if writer and jax.process_count() == 1 else None)
+  swept = sweep.swept_fields(configs)
+  progress = (console.EpochLog(configs[0].epochs, enabled=talk) if single else
+              console.SweepProgress(sum(c.epochs for c in configs), enabled=talk))
+  board = tensorboard.Writer(Path(workdir) / workdir_lib.TENSORBOARD
+                             if writer else None)
+
+  def on_epoch(i, record):
+    if writer:
+      workdir_lib.append_metrics(workdir, _metrics_record(i, record, configs, swept))
+      board.epoch(i, record)
+    progress(record)
+
+  try:
+    with _stop_requests() as stop_requested:
+      result = train.train_configs(configs, dataset, on_epoch,
+                                   checkpoint_dir=checkpoints,
+                                   should_stop=stop_requested)
+  except train.Interrupted as e:
+    raise Interrupted(
+        f"stopped after epoch {e.epoch}, its checkpoint saved in {workdir}; "
+        "run the same command again to resume") from e
+  finally:
+    progress.close()
+    board.close()
+  if writer:  # the records of every epoch, also of epochs before a resume
+    workdir_lib.write_metrics(workdir, [
+        _metrics_record(i, r, configs, swept)
+        for i, run_ in enumerate(result.runs) for r in run_.history])
+  if single and result.runs[0].status == train.DIVERGED:
+    last = result.runs[0].history[-1]
+    if writer:
+      workdir_lib.save_curves(workdir, result.runs[0].history,
+                              _title(configs[0]))
+    raise DivergedError(
+        f"training diverged in epoch {last['epoch']}: the train loss is "
+        f"{last['train_loss']}; try a smaller --lr (now {configs[0].lr})")
+  return _write_outputs(configs, dataset, result, workdir if writer else None,
+                        talk, final=True)
+
+
+def evaluate(workdir: str | Path, verbose: bool = True) -> dict:
+  """Reloads a run's checkpoint, recomputes its test metrics, redraws figures."""
+  configs, dataset, result = _restore(workdir)
+  summary = _write_outputs(configs, dataset, result, Path(workdir), verbose,
+                           final=False)
+  recorded = _read_summary(workdir)
+  if verbose and recorded:
+    same = recorded.get("test_accuracy") == summary["test_accuracy"]
+    print(f"the run's summary.json says test accuracy "
+          f"{recorded['test_accuracy']:.4f}: "
+          f"{'the same' if same else 'DIFFERENT'}", flush=True)
+  return summary
+
+
+def predict(workdir: str | Path, image_paths: list[str], top: int = 3
+            ) -> list[list[tuple[str, float]]]:
+  """The top classes and probabilities of each image under a trained run."""
+  configs, dataset, result = _restore(workdir)
+  run_ = result.runs[_best_index(result)]
+  x_NxD = images_lib.load(image_paths, dataset.num_features)
+  probs = np.asarray(jax.jit(lambda p, x: losses.softmax(model.logits(
+      p, data.scale_pixels(x))))(run_.params, x_NxD))
+  del configs
+  ranked = []
+  for row in probs:
+    best = np.argsort(-row)[:top]
+    ranked.append([(dataset.class_names[k], float(row[k])) for k in best])
+  return ranked
+
+
+def _validated(configs) -> list[config_lib.Config]:
   if isinstance(configs, config_lib.Config):
     configs = [configs]
   for c in configs:
     c.validate()
-  if len(configs) == 1:
-    return _run_single(configs[0], workdir, overwrite, verbose)
-  return _run_sweep(configs, workdir, overwrite, verbose)
+  return list(configs)
 
 
-def _prepare(configs, workdir, overwrite, tag, verbose):
-  """The data set (with its validation split) and the workdir (process 0's)."""
+def _load(configs) -> data.Dataset:
+  """The data set, with the validation split a run or sweep uses."""
   fractions = {c.val_fraction for c in configs}
   if len({(c.dataset, c.data_dir) for c in configs}) > 1 or len(fractions) > 1:
     raise UserError("dataset, data_dir and val_fraction cannot be swept")
   c = configs[0]
-  dataset = data.load(c.dataset, c.data_dir or None)
   fraction = c.val_fraction
   if len(configs) > 1:
     if fraction is None:
@@ -54,137 +146,120 @@ def _prepare(configs, workdir, overwrite, tag, verbose):
     elif fraction == 0:
       raise UserError("a sweep chooses its best configuration on a validation "
                       "split: give --val_fraction > 0 (default 1/6)")
-  if fraction:
-    dataset = data.hold_out_validation(dataset, fraction)
-  writer = distributed.is_main_process()
-  if writer:
-    workdir = workdir_lib.prepare(
-        workdir or workdir_lib.default_workdir(tag=tag), overwrite)
-  if verbose and writer:
-    val = (f" ({len(dataset.x_val):,} held out for validation)"
-           if dataset.x_val is not None else "")
-    print(f"{c.dataset}: {len(dataset.x_train):,} train{val} / "
-          f"{len(dataset.x_test):,} test examples, {dataset.num_features} "
-          f"features, {dataset.num_classes} classes; "
-          f"{distributed.describe()}", flush=True)
-  return dataset, Path(workdir) if writer else None
+  dataset = data.load(c.dataset, c.data_dir or None)
+  return data.hold_out_validation(dataset, fraction) if fraction else dataset
 
 
-def _provenance() -> dict:
-  return {"date": datetime.datetime.now().isoformat(timespec="seconds"),
-          "jax_version": jax.__version__, "machine": platform.platform(),
-          "backend": jax.default_backend(), "num_devices": jax.device_count(),
-          "num_processes": jax.process_count()}
-
-
-def _run_single(config, workdir, overwrite, verbose) -> dict:
-  dataset, workdir = _prepare([config], workdir, overwrite, config.loss, verbose)
-  writer = workdir is not None
-  epoch_log = console.EpochLog(config.epochs, enabled=verbose and writer)
-  history = []
-
-  def on_epoch(record):
-    history.append(record)
-    if writer:
-      workdir_lib.append_metrics(workdir, record)
-    epoch_log(record)
-
+def _restore(workdir):
+  """The configs, data and checkpointed state of the run in workdir."""
+  workdir = Path(workdir)
+  recorded = workdir_lib.read_configs(workdir)
+  if recorded is None:
+    raise UserError(f"--workdir={workdir} holds no run ({workdir_lib.CONFIGS} "
+                    "is missing); give the workdir of a training run")
   try:
-    result = train.train_and_evaluate(config, dataset, on_epoch=on_epoch)
-  finally:
-    epoch_log.close()
-    if history and writer:  # also after a divergence: the curves show where
-      workdir_lib.save_curves(workdir, history, _title(config))
+    configs = _validated([config_lib.Config(**c) for c in recorded])
+  except TypeError as e:
+    raise UserError(f"{workdir / workdir_lib.CONFIGS} is not a run's record: "
+                    f"{e}") from e
+  dataset = _load(configs)
+  result = train.train_configs(
+      configs, dataset, checkpoint_dir=workdir / workdir_lib.CHECKPOINTS,
+      restore_only=True)
+  return configs, dataset, result
 
-  analysis = report.analyze(result.params, dataset.x_test, dataset.y_test,
+
+def _write_outputs(configs, dataset, result, workdir, verbose, final) -> dict:
+  """The summary, figures and report; `final` also writes params and summary.
+
+  A single run reports its own model; a sweep its best by validation accuracy.
+  """
+  single = len(configs) == 1
+  best_index = _best_index(result)
+  best = result.runs[best_index]
+  analysis = report.analyze(best.params, dataset.x_test, dataset.y_test,
                             dataset.class_names)
-  summary = {**result.summary, **analysis.summary(), "dataset": config.dataset,
-             "config": config_lib.to_dict(config), **_provenance()}
-  if writer:
-    workdir_lib.save_params(workdir, result.params)
-    figures = report.write_figures(workdir, analysis, result.params,
-                                   dataset.x_test)
-    report.write_markdown(workdir, _title(config), summary,
-                          [workdir_lib.CURVES, *figures])
-    workdir_lib.write_summary(workdir, summary)
-    if verbose:
-      print(console.format_evaluation(summary), flush=True)
-      print(console.format_summary(summary, workdir), flush=True)
-  return summary
-
-
-def _run_sweep(configs, workdir, overwrite, verbose) -> dict:
-  dataset, workdir = _prepare(configs, workdir, overwrite, "sweep", verbose)
-  writer = workdir is not None
-  swept = sweep.swept_fields(configs)
-  num_groups = len(sweep.groups(configs))
-  if verbose and writer:
-    print(f"sweep over {', '.join(swept)}: {len(configs)} configurations in "
-          f"{num_groups} compiled group{'s' if num_groups > 1 else ''}",
-          flush=True)
-  bar = console.SweepProgress(sum(c.epochs for c in configs),
-                              enabled=verbose and writer)
-
-  def on_epoch(i, record):
-    if writer:
-      workdir_lib.append_metrics(workdir, {
-          "config_id": i, **{f: getattr(configs[i], f) for f in swept}, **record})
-    bar.update()
-
-  try:
-    result = train.train_configs(configs, dataset, on_epoch=on_epoch)
-  finally:
-    bar.close()
-
-  rows = [_result_row(i, r, swept) for i, r in enumerate(result.runs)]
-  ranked = sorted(rows, key=_rank_key)
-  best = ranked[0]
-  if best["status"] != train.OK:
-    raise UserError(f"all {len(configs)} configurations diverged; try smaller "
-                    "learning rates")
-  best_run = result.runs[best["config_id"]]
-  analysis = report.analyze(best_run.params, dataset.x_test, dataset.y_test,
-                            dataset.class_names)
+  last = best.history[-1]
   summary = {
-      "best": {"config_id": best["config_id"],
-               "config": config_lib.to_dict(best_run.config),
-               "val_accuracy": best["val_accuracy"],
-               "test_accuracy": best["test_accuracy"]},
       **analysis.summary(),
-      "val_accuracy": best["val_accuracy"],
+      "train_loss": last["train_loss"],
+      "train_accuracy": last["train_accuracy"],
       "train_seconds": result.train_seconds,
       "compile_seconds": result.compile_seconds,
-      "num_configs": len(configs),
-      "num_groups": result.num_groups,
-      "num_diverged": sum(r["status"] != train.OK for r in rows),
-      "model_epochs_per_second": (
-          sum(len(r.history) for r in result.runs) / result.train_seconds),
-      "swept": swept,
-      "num_params": model.num_params(best_run.params),
+      "epochs_run": len(best.history),
+      "num_params": model.num_params(best.params),
       "num_train": int(len(dataset.x_train)),
-      "num_val": int(len(dataset.x_val)),
       "num_test": int(len(dataset.x_test)),
       "dataset": configs[0].dataset,
       "class_names": list(dataset.class_names),
       **_provenance(),
   }
-  if writer:
-    ranking = console.format_ranking(ranked, swept)
+  if dataset.x_val is not None:
+    summary.update(val_accuracy=last["val_accuracy"], val_nll=last["val_nll"],
+                   num_val=int(len(dataset.x_val)))
+  rows = ranked = swept = None
+  if single:
+    summary["config"] = config_lib.to_dict(configs[0])
+  else:
+    swept = sweep.swept_fields(configs)
+    rows = [_result_row(i, r, swept) for i, r in enumerate(result.runs)]
+    ranked = sorted(rows, key=_rank_key)
+    epochs = sum(len(r.history) for r in result.runs)
+    summary.update({
+        "best": {"config_id": best_index,
+                 "config": config_lib.to_dict(best.config),
+                 "val_accuracy": last["val_accuracy"],
+                 "test_accuracy": summary["test_accuracy"]},
+        "num_configs": len(configs),
+        "num_groups": result.num_groups,
+        "num_diverged": sum(r["status"] != train.OK for r in rows),
+        "model_epochs_per_second": (epochs / result.train_seconds
+                                    if result.train_seconds else None),
+        "swept": swept,
+    })
+  if workdir is None:  # not the writing process
+    return summary
+  ranking = console.format_ranking(ranked, swept) if rows else ""
+  if single:
+    workdir_lib.save_curves(workdir, best.history, _title(best.config))
+    figures = [workdir_lib.CURVES]
+  else:
     workdir_lib.write_results(workdir, rows, swept)
-    workdir_lib.save_params(workdir, best_run.params)
     workdir_lib.save_sweep_plot(workdir, rows)
-    figures = report.write_figures(workdir, analysis, best_run.params,
-                                   dataset.x_test)
-    report.write_markdown(
-        workdir, f"Sweep of {len(configs)} configurations; the best: "
-        f"{_title(best_run.config)}", summary,
-        [workdir_lib.SWEEP_PLOT, *figures], ranking=ranking)
+    figures = [workdir_lib.SWEEP_PLOT]
+  figures += report.write_figures(workdir, analysis, best.params, dataset.x_test)
+  title = (_title(best.config) if single else
+           f"Sweep of {len(configs)} configurations; the best: {_title(best.config)}")
+  report.write_markdown(workdir, title, summary, figures, ranking=ranking)
+  if final:
+    workdir_lib.save_params(workdir, best.params)
     workdir_lib.write_summary(workdir, summary)
-    if verbose:
+  if verbose:
+    if ranking:
       print(ranking, flush=True)
-      print(console.format_evaluation(summary), flush=True)
-      print(console.format_sweep_summary(summary, workdir), flush=True)
+    print(console.format_evaluation(summary), flush=True)
+    if final:
+      print((console.format_summary(summary, workdir) if single else
+             console.format_sweep_summary(summary, workdir)), flush=True)
   return summary
+
+
+def _best_index(result: train.SweepResult) -> int:
+  """The only run, or the sweep's best by final validation accuracy."""
+  if len(result.runs) == 1:
+    return 0
+  rows = [_result_row(i, r, []) for i, r in enumerate(result.runs)]
+  best = min(rows, key=_rank_key)
+  if best["status"] != train.OK:
+    raise UserError(f"all {len(rows)} configurations diverged; try smaller "
+                    "learning rates")
+  return best["config_id"]
+
+
+def _metrics_record(i: int, record: dict, configs, swept) -> dict:
+  if len(configs) == 1:
+    return record
+  return {"config_id": i, **{f: getattr(configs[i], f) for f in swept}, **record}
 
 
 def _result_row(i: int, run: train.RunResult, swept: list[str]) -> dict:
@@ -207,7 +282,64 @@ def _rank_key(row: dict):
   return (not ok, -row["val_accuracy"] if ok else 0.0, row["config_id"])
 
 
+@contextlib.contextmanager
+def _stop_requests():
+  """Turns the first Ctrl-C or SIGTERM into a stop after the next checkpoint."""
+  requested = []
+
+  def handler(signum, frame):
+    del frame
+    if requested:  # a second one: stop now
+      raise KeyboardInterrupt
+    requested.append(signum)
+    print("\nstopping after this epoch's checkpoint (again to stop at once)",
+          flush=True)
+
+  previous = {}
+  try:
+    for sig in (signal.SIGINT, signal.SIGTERM):
+      previous[sig] = signal.signal(sig, handler)
+  except ValueError:  # not the main thread: leave signals alone
+    pass
+  try:
+    yield lambda: bool(requested)
+  finally:
+    for sig, old in previous.items():
+      signal.signal(sig, old)
+
+
+def _print_header(configs, dataset, resume) -> None:
+  c = configs[0]
+  val = (f" ({len(dataset.x_val):,} held out for validation)"
+         if dataset.x_val is not None else "")
+  print(f"{c.dataset}: {len(dataset.x_train):,} train{val} / "
+        f"{len(dataset.x_test):,} test examples, {dataset.num_features} "
+        f"features, {dataset.num_classes} classes; {distributed.describe()}",
+        flush=True)
+  if len(configs) > 1:
+    swept = sweep.swept_fields(configs)
+    groups = len(sweep.groups(configs))
+    print(f"sweep over {', '.join(swept)}: {len(configs)} configurations in "
+          f"{groups} compiled group{'s' if groups > 1 else ''}", flush=True)
+  if resume:
+    print("resuming from the workdir's checkpoints", flush=True)
+
+
+def _read_summary(workdir) -> dict | None:
+  import json  # pylint: disable=g-import-not-at-top
+  try:
+    return json.loads((Path(workdir) / workdir_lib.SUMMARY).read_text())
+  except (OSError, ValueError):
+    return None
+
+
+def _provenance() -> dict:
+  return {"date": datetime.datetime.now().isoformat(timespec="seconds"),
+          "jax_version": jax.__version__, "machine": platform.platform(),
+          "backend": jax.default_backend(), "num_devices": jax.device_count(),
+          "num_processes": jax.process_count()}
+
+
 def _title(config: config_lib.Config) -> str:
   return (f"{config.dataset}, loss {config.loss}, {config.optimizer} "
           f"lr {config.lr:g}, batch {config.batch_size}")
-

@@ -20,6 +20,7 @@ import dataclasses
 import functools
 import math
 import time
+from pathlib import Path
 from typing import Callable
 
 import jax
@@ -27,6 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from softmax_jax import checkpoint as checkpoint_lib
 from softmax_jax import data as data_lib
 from softmax_jax import distributed
 from softmax_jax import losses
@@ -183,21 +185,43 @@ class SweepResult:
   num_groups: int
 
 
+class Interrupted(Exception):
+  """Training stopped on request after a checkpoint; rerunning resumes it."""
+
+  def __init__(self, epoch: int):
+    super().__init__(f"stopped after epoch {epoch}")
+    self.epoch = epoch
+
+
 def train_configs(configs: list[Config], dataset: data_lib.Dataset,
-                  on_epoch: Callable[[int, dict], None] | None = None
-                  ) -> SweepResult:
+                  on_epoch: Callable[[int, dict], None] | None = None, *,
+                  checkpoint_dir: str | Path | None = None,
+                  should_stop: Callable[[], bool] | None = None,
+                  restore_only: bool = False) -> SweepResult:
   """Trains every config; on_epoch(config index, record) after each epoch.
 
   The test split is only reported; a configuration whose loss turns
-  non-finite is marked diverged and leaves the others undisturbed.
+  non-finite is marked diverged and leaves the others undisturbed. With a
+  checkpoint_dir, each group saves its state after every epoch and resumes
+  from its newest readable checkpoint; should_stop() is asked after each
+  checkpoint and, when true, raises Interrupted. restore_only loads the
+  checkpoints without training (for evaluation).
   """
   runs: list[RunResult | None] = [None] * len(configs)
   train_seconds = compile_seconds = 0.0
   group_indices = sweep.groups(configs)
-  for indices in group_indices:
+  for g, indices in enumerate(group_indices):
     group = [configs[i] for i in indices]
     notify = on_epoch and (lambda j, r, indices=indices: on_epoch(indices[j], r))
-    group_runs, seconds, compiling = _train_group(group, dataset, notify)
+    checkpointer = None
+    if checkpoint_dir is not None:
+      checkpointer = checkpoint_lib.Checkpointer(Path(checkpoint_dir) / f"group_{g}")
+    try:
+      group_runs, seconds, compiling = _train_group(
+          group, dataset, notify, checkpointer, should_stop, restore_only)
+    finally:
+      if checkpointer:
+        checkpointer.close()
     train_seconds += seconds
     compile_seconds += compiling
     for i, run in zip(indices, group_runs):
@@ -207,7 +231,8 @@ def train_configs(configs: list[Config], dataset: data_lib.Dataset,
                      num_groups=len(group_indices))
 
 
-def _train_group(configs: list[Config], dataset: data_lib.Dataset, on_epoch):
+def _train_group(configs: list[Config], dataset: data_lib.Dataset, on_epoch,
+                 checkpointer, should_stop, restore_only):
   c = configs[0]
   if len(dataset.x_train) < c.batch_size:
     raise UserError(
@@ -226,10 +251,6 @@ def _train_group(configs: list[Config], dataset: data_lib.Dataset, on_epoch):
   seeds = (distributed.put(np.int32(c.seed), layout.replicated) if shared_order
            else values["seed"])
   replicate = lambda a: distributed.put(a, layout.replicated)
-  x_train, y_train = replicate(dataset.x_train), replicate(dataset.y_train)
-  evals = {"test": (replicate(dataset.x_test), replicate(dataset.y_test))}
-  if dataset.x_val is not None:
-    evals["val"] = (replicate(dataset.x_val), replicate(dataset.y_val))
 
   start = time.perf_counter()
   states = jax.jit(
@@ -237,12 +258,31 @@ def _train_group(configs: list[Config], dataset: data_lib.Dataset, on_epoch):
           init_state, num_features=dataset.num_features,
           num_classes=dataset.num_classes, optimizer=c.optimizer)),
       out_shardings=layout.configs)(values)
+  history = [[] for _ in configs]
+  status = [OK] * len(configs)
+  first_epoch = 1
+  restored = checkpointer.restore_latest(states) if checkpointer else None
+  if restored:
+    epoch, states, meta = restored
+    history, status, first_epoch = meta["history"], meta["status"], epoch + 1
+  elif restore_only:
+    raise UserError("no readable checkpoint in "
+                    f"{checkpointer.directory if checkpointer else '(none given)'}"
+                    "; train first (the same command without --mode)")
+  if restore_only or first_epoch > c.epochs or all(
+      s == DIVERGED for s in status):
+    return _results(configs, states, history, status, place, layout), 0.0, 0.0
+
+  x_train, y_train = replicate(dataset.x_train), replicate(dataset.y_train)
+  evals = {"test": (replicate(dataset.x_test), replicate(dataset.y_test))}
+  if dataset.x_val is not None:
+    evals["val"] = (replicate(dataset.x_val), replicate(dataset.y_val))
   epoch_fn = jax.jit(
       functools.partial(train_epoch, batch_size=c.batch_size,
                         batch_sharding=layout.batch,
                         blocks=loss_blocks(stacked), loss_input=c.loss_input,
                         optimizer=c.optimizer),
-      donate_argnums=0, out_shardings=(layout.configs, layout.replicated))
+      out_shardings=(layout.configs, layout.replicated))
   epoch_fn = epoch_fn.lower(states, x_train, y_train, seeds, values,
                             replicate(np.int32(0))).compile()
   eval_fns = {
@@ -252,10 +292,8 @@ def _train_group(configs: list[Config], dataset: data_lib.Dataset, on_epoch):
       for split, xy in evals.items()}
   compile_seconds = time.perf_counter() - start
 
-  history = [[] for _ in configs]
-  status = [OK] * len(configs)
   train_seconds = 0.0
-  for epoch in range(1, c.epochs + 1):
+  for epoch in range(first_epoch, c.epochs + 1):
     start = time.perf_counter()
     states, m = epoch_fn(states, x_train, y_train, seeds, values,
                          replicate(np.int32(epoch)))
@@ -279,15 +317,25 @@ def _train_group(configs: list[Config], dataset: data_lib.Dataset, on_epoch):
         on_epoch(j, record)
       if not math.isfinite(record["train_loss"]):
         status[j] = DIVERGED
+    if checkpointer:
+      checkpointer.save(epoch, states, {"epoch": epoch, "history": history,
+                                        "status": status})
     if all(s == DIVERGED for s in status):
       break
+    if should_stop and should_stop() and epoch < c.epochs:
+      raise Interrupted(epoch)
 
+  return (_results(configs, states, history, status, place, layout),
+          train_seconds, compile_seconds)
+
+
+def _results(configs, states, history, status, place, layout) -> list[RunResult]:
+  """Each configuration's run, its params taken out of the stack."""
   params = jax.device_get(
       jax.jit(lambda p: p, out_shardings=layout.replicated)(states["params"]))
-  runs = [RunResult(config=configs[j], history=history[j], status=status[j],
+  return [RunResult(config=configs[j], history=history[j], status=status[j],
                     params=jax.tree.map(lambda p, s=s: np.asarray(p[s]), params))
           for j, s in enumerate(place)]
-  return runs, train_seconds, compile_seconds
 
 
 @dataclasses.dataclass

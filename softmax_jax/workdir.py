@@ -1,7 +1,9 @@
-"""What a run leaves in its workdir: metrics.jsonl, summary.json, params.npz, curves.
+"""What a run leaves in its workdir, and how a workdir is claimed or resumed.
 
 Whole files are written atomically (a temporary file, then a rename), so a
-killed run never leaves a half-written summary or params file behind.
+killed run never leaves a half-written summary, params or figure behind.
+`configs.json` records what the workdir was started with: the same command
+again resumes from the checkpoints, another configuration is refused.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import datetime
 import io
 import json
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -19,13 +22,23 @@ from softmax_jax import atomic_io
 from softmax_jax import plotting
 from softmax_jax.errors import UserError
 
+CONFIGS = "configs.json"  # the configuration(s) this workdir trains
+CHECKPOINTS = "checkpoints"  # orbax checkpoints, a folder per sweep group
 METRICS = "metrics.jsonl"  # one record per epoch (and configuration)
 SUMMARY = "summary.json"
 PARAMS = "params.npz"  # the trained (for a sweep: the best) parameters
 CURVES = "curves.png"  # a single run's training curves
 RESULTS = "results.csv"  # a sweep: one row per configuration
 SWEEP_PLOT = "sweep.png"  # a sweep: validation accuracy against lr
-OUTPUTS = (METRICS, SUMMARY, PARAMS, CURVES, RESULTS, SWEEP_PLOT)
+RELIABILITY = "reliability.png"
+CONFUSION = "confusion.png"
+PREDICTIONS = "predictions.png"
+WEIGHTS = "weights.png"
+REPORT = "report.md"  # the summary table and the figures
+TENSORBOARD = "tensorboard"  # event files, a folder per configuration
+OUTPUTS = (CONFIGS, CHECKPOINTS, METRICS, SUMMARY, PARAMS, CURVES, RESULTS,
+           SWEEP_PLOT, RELIABILITY, CONFUSION, PREDICTIONS, WEIGHTS, REPORT,
+           TENSORBOARD)
 RESULT_COLUMNS = ("val_accuracy", "test_accuracy", "test_nll", "ece",
                   "final_train_loss", "epochs_run", "status")
 
@@ -41,8 +54,14 @@ def default_workdir(root: str | Path = "runs", tag: str = "") -> Path:
   return path
 
 
-def prepare(workdir: str | Path, overwrite: bool = False) -> Path:
-  """Creates workdir, checks it is writable, and never clobbers a finished run."""
+def prepare(workdir: str | Path, configs: list[dict],
+            overwrite: bool = False) -> tuple[Path, bool]:
+  """Claims workdir for `configs`; returns it and whether to resume there.
+
+  The same configs as recorded resume; other configs, or outputs without a
+  record, are refused unless overwrite (which deletes them). The folder must
+  be writable, which is checked before any training.
+  """
   workdir = Path(workdir)
   try:
     workdir.mkdir(parents=True, exist_ok=True)
@@ -51,9 +70,15 @@ def prepare(workdir: str | Path, overwrite: bool = False) -> Path:
   if not workdir.is_dir():
     raise UserError(f"--workdir={workdir} is not a directory")
   existing = [name for name in OUTPUTS if (workdir / name).exists()]
-  if existing and not overwrite:
-    raise UserError(f"--workdir={workdir} already holds a run ({existing[0]}); "
-                    "give another --workdir or pass --overwrite")
+  recorded = read_configs(workdir)
+  resume = recorded == configs and not overwrite
+  if existing and not resume and not overwrite:
+    if recorded is None:
+      reason = f"holds files of another run ({existing[0]})"
+    else:
+      reason = f"holds a run of another configuration ({_difference(recorded, configs)})"
+    raise UserError(f"--workdir={workdir} {reason}; give another --workdir, "
+                    "run the same configuration to resume, or pass --overwrite")
   probe = workdir / f".write-test-{os.getpid()}"
   try:
     probe.write_bytes(b"x" * 4096)
@@ -62,9 +87,37 @@ def prepare(workdir: str | Path, overwrite: bool = False) -> Path:
                     "choose a writable folder with free space") from e
   finally:
     probe.unlink(missing_ok=True)
-  for name in existing:
-    (workdir / name).unlink()
-  return workdir
+  if not resume:
+    for name in existing:
+      path = workdir / name
+      shutil.rmtree(path) if path.is_dir() else path.unlink()
+    write_file(workdir / CONFIGS,
+               lambda f: f.write(json.dumps(configs, indent=1).encode()))
+  return workdir, resume
+
+
+def read_configs(workdir: Path) -> list[dict] | None:
+  try:
+    with open(Path(workdir) / CONFIGS) as f:
+      return json.load(f)
+  except (OSError, ValueError):
+    return None
+
+
+def _difference(recorded: list[dict], configs: list[dict]) -> str:
+  if len(recorded) != len(configs):
+    return f"{len(recorded)} configurations there, {len(configs)} here"
+  for old, new in zip(recorded, configs):
+    for key in new:
+      if old.get(key) != new[key]:
+        return f"{key}={old.get(key)!r} there, {new[key]!r} here"
+  return "another order"
+
+
+def write_metrics(workdir: Path, records: list[dict]) -> None:
+  """Replaces metrics.jsonl whole (at the end, and on resume)."""
+  write_file(workdir / METRICS, lambda f: f.write(
+      "".join(json.dumps(r) + "\n" for r in records).encode()))
 
 
 def append_metrics(workdir: Path, record: dict) -> None:

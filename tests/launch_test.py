@@ -138,7 +138,8 @@ def test_existing_run_is_not_overwritten(data_dir, tmp_path):
           "--batch_size=64"]
   assert launch(*args).returncode == 0
   before = (workdir / "summary.json").read_text()
-  assert_one_line_error(launch(*args, "--lr=0.3"), "already holds a run")
+  assert_one_line_error(launch(*args, "--lr=0.3"),
+                        "holds a run of another configuration (lr=0.1 there, 0.3 here)")
   assert (workdir / "summary.json").read_text() == before
   assert launch(*args, "--lr=0.3", "--overwrite").returncode == 0
   assert json.loads((workdir / "summary.json").read_text())["config"]["lr"] == 0.3

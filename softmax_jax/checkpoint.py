@@ -1,0 +1,75 @@
+"""Checkpoints of a group's train state with orbax, one per finished epoch.
+
+Each checkpoint holds the stacked params and optimizer states, and as JSON the
+epoch, each configuration's history and status. The shuffling needs no saved
+RNG: an epoch's minibatches come from (seed, epoch). Orbax writes a checkpoint
+into a temporary folder and renames it when complete, so a kill at any moment
+leaves the previous checkpoints intact; a checkpoint that cannot be read is
+skipped in favour of the one before it.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import jax
+
+from softmax_jax.errors import UserError
+
+KEEP = 2  # the newest checkpoints kept; the older ones are deleted
+
+
+class Checkpointer:
+  """Saves and restores one group's train state under `directory`."""
+
+  def __init__(self, directory: str | Path):
+    import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
+    self._ocp = ocp
+    self.directory = Path(directory).absolute()
+    self._manager = ocp.CheckpointManager(
+        self.directory,
+        options=ocp.CheckpointManagerOptions(max_to_keep=KEEP, create=True,
+                                             enable_async_checkpointing=True))
+
+  def save(self, epoch: int, state, meta: dict) -> None:
+    """Starts writing the checkpoint of `epoch` in the background."""
+    ocp = self._ocp
+    try:
+      self._manager.save(epoch, args=ocp.args.Composite(
+          state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)))
+    except (OSError, ValueError) as e:
+      raise UserError(f"cannot write a checkpoint to {self.directory}: {e}; "
+                      "free some disk space or choose another --workdir") from e
+
+  def restore_latest(self, like_state):
+    """(epoch, state, meta) of the newest readable checkpoint, or None.
+
+    `like_state` gives the structure, shapes, dtypes and shardings to restore
+    into.
+    """
+    ocp = self._ocp
+    abstract = jax.tree.map(
+        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding),
+        like_state)
+    for epoch in sorted(self._manager.all_steps(), reverse=True):
+      try:
+        restored = self._manager.restore(epoch, args=ocp.args.Composite(
+            state=ocp.args.StandardRestore(abstract),
+            meta=ocp.args.JsonRestore()))
+        return epoch, restored["state"], restored["meta"]
+      except Exception as e:  # pylint: disable=broad-exception-caught
+        # Any failure to read means this checkpoint is unusable; an older one
+        # may still be fine, and training from it gives the same result.
+        logging.warning("checkpoint %d in %s is unreadable (%s: %s); trying "
+                        "an older one", epoch, self.directory,
+                        type(e).__name__, e)
+    return None
+
+  def latest_epoch(self) -> int | None:
+    return self._manager.latest_step()
+
+  def close(self) -> None:
+    """Waits for the writes in flight, so that the last checkpoint is complete."""
+    self._manager.wait_until_finished()
+    self._manager.close()
