@@ -66,6 +66,17 @@ def build_configs():
   return sweep.build(base, file_sweep, texts)
 
 
+def _show_notes():
+  """softmax_jax's own warnings (e.g. a checkpoint skipped) as 'note:' lines."""
+  import logging as std_logging  # pylint: disable=g-import-not-at-top
+  handler = std_logging.StreamHandler(sys.stderr)
+  handler.setFormatter(std_logging.Formatter("note: %(message)s"))
+  log = std_logging.getLogger("softmax_jax")
+  log.addHandler(handler)
+  log.setLevel(std_logging.INFO)
+  log.propagate = False
+
+
 def _use_compilation_cache():
   """Keeps compiled programs on disk: a repeated run skips most compilation."""
   import os  # pylint: disable=g-import-not-at-top
@@ -79,8 +90,9 @@ def _use_compilation_cache():
 
 
 def main(argv):
-  if not FLAGS.debug:  # JAX and TFDS log chatter a user cannot act on
-    logging.set_verbosity(logging.ERROR)
+  if not FLAGS.debug:  # JAX, TFDS and orbax log chatter a user cannot act on
+    logging.set_verbosity(logging.FATAL)
+  _show_notes()
   if len(argv) > 1:
     raise UserError(f"unexpected argument {argv[1]!r}; flags look like --loss=xent")
   if FLAGS.coordinator_address:  # before any other JAX call

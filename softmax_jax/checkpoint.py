@@ -18,6 +18,7 @@ import jax
 from softmax_jax.errors import UserError
 
 KEEP = 2  # the newest checkpoints kept; the older ones are deleted
+_log = logging.getLogger("softmax_jax")
 
 
 class Checkpointer:
@@ -27,6 +28,7 @@ class Checkpointer:
     import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
     self._ocp = ocp
     self.directory = Path(directory).absolute()
+    self.unreadable: list[int] = []
     self._manager = ocp.CheckpointManager(
         self.directory,
         options=ocp.CheckpointManagerOptions(max_to_keep=KEEP, create=True,
@@ -46,24 +48,27 @@ class Checkpointer:
     """(epoch, state, meta) of the newest readable checkpoint, or None.
 
     `like_state` gives the structure, shapes, dtypes and shardings to restore
-    into.
+    into. Unreadable checkpoints are skipped and listed in `self.unreadable`.
     """
     ocp = self._ocp
     abstract = jax.tree.map(
         lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding),
         like_state)
+    self.unreadable = []
     for epoch in sorted(self._manager.all_steps(), reverse=True):
       try:
         restored = self._manager.restore(epoch, args=ocp.args.Composite(
             state=ocp.args.StandardRestore(abstract),
             meta=ocp.args.JsonRestore()))
-        return epoch, restored["state"], restored["meta"]
-      except Exception as e:  # pylint: disable=broad-exception-caught
-        # Any failure to read means this checkpoint is unusable; an older one
-        # may still be fine, and training from it gives the same result.
-        logging.warning("checkpoint %d in %s is unreadable (%s: %s); trying "
-                        "an older one", epoch, self.directory,
-                        type(e).__name__, e)
+      except Exception:  # pylint: disable=broad-exception-caught
+        # Any failure to read makes this checkpoint unusable; an older one may
+        # still be fine, and training on from it gives the same result.
+        self.unreadable.append(epoch)
+        continue
+      if self.unreadable:
+        _log.warning("the checkpoint of epoch %s is unreadable; going on from "
+                     "epoch %d", ", ".join(map(str, self.unreadable)), epoch)
+      return epoch, restored["state"], restored["meta"]
     return None
 
   def latest_epoch(self) -> int | None:

@@ -266,9 +266,13 @@ def _train_group(configs: list[Config], dataset: data_lib.Dataset, on_epoch,
     epoch, states, meta = restored
     history, status, first_epoch = meta["history"], meta["status"], epoch + 1
   elif restore_only:
-    raise UserError("no readable checkpoint in "
-                    f"{checkpointer.directory if checkpointer else '(none given)'}"
-                    "; train first (the same command without --mode)")
+    where = checkpointer.directory if checkpointer else "(no folder given)"
+    unreadable = checkpointer.unreadable if checkpointer else []
+    raise UserError(
+        f"no readable checkpoint in {where}" + (
+            f" (those of epochs {', '.join(map(str, unreadable))} are "
+            "corrupted); train again with --overwrite" if unreadable else
+            "; train first (the same command without --mode)"))
   if restore_only or first_epoch > c.epochs or all(
       s == DIVERGED for s in status):
     return _results(configs, states, history, status, place, layout), 0.0, 0.0

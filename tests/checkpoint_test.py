@@ -1,0 +1,133 @@
+"""Checkpoints: resume equals an uninterrupted run, corruption, signals."""
+
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from conftest import ROOT, synthetic_dataset, write_cache
+
+from softmax_jax import data
+from softmax_jax import sweep
+from softmax_jax import train
+from softmax_jax.config import Config
+
+TINY = Config(batch_size=32, epochs=4, lr=0.3)
+
+
+def _stop_after(epoch):
+  seen = []
+
+  def on_epoch(i, record):
+    del i
+    seen.append(record["epoch"])
+
+  return on_epoch, lambda: bool(seen) and seen[-1] >= epoch
+
+
+def _assert_same_runs(a, b):
+  assert [r.history for r in a.runs] == [r.history for r in b.runs]
+  for ra, rb in zip(a.runs, b.runs):
+    np.testing.assert_array_equal(ra.params["w"], rb.params["w"])
+    np.testing.assert_array_equal(ra.params["b"], rb.params["b"])
+
+
+@pytest.mark.parametrize("configs", [
+    [TINY],
+    sweep.expand(TINY, sweep.product(sweep.axis("loss", ["xent", "huber"]),
+                                     sweep.axis("lr", [0.1, 0.5]),
+                                     sweep.axis("optimizer", ["sgd", "adam"]))),
+], ids=["single", "sweep of 2 groups"])
+def test_resume_is_bit_identical(tmp_path, configs):
+  ds = data.hold_out_validation(synthetic_dataset(), 0.25)
+  whole = train.train_configs(configs, ds, checkpoint_dir=tmp_path / "a")
+  on_epoch, stop = _stop_after(2)
+  with pytest.raises(train.Interrupted) as e:
+    train.train_configs(configs, ds, on_epoch, checkpoint_dir=tmp_path / "b",
+                        should_stop=stop)
+  assert e.value.epoch == 2
+  resumed_epochs = {}
+  resumed = train.train_configs(
+      configs, ds,
+      lambda i, r: resumed_epochs.setdefault(i, []).append(r["epoch"]),
+      checkpoint_dir=tmp_path / "b")
+  first_group, *later_groups = sweep.groups(configs)
+  for i in first_group:  # stopped after epoch 2: nothing before it again
+    assert resumed_epochs[i] == [3, 4]
+  for i in sum(later_groups, []):  # not started when stopped
+    assert resumed_epochs[i] == [1, 2, 3, 4]
+  _assert_same_runs(whole, resumed)
+
+
+def _corrupt(checkpoint_dir):
+  for root, _, files in os.walk(checkpoint_dir):
+    for name in files:
+      with open(os.path.join(root, name), "wb") as f:
+        f.write(b"\x00garbage")
+
+
+def test_a_corrupted_last_checkpoint_falls_back_to_the_previous(tmp_path):
+  ds = synthetic_dataset()
+  whole = train.train_configs([TINY], ds)
+  on_epoch, stop = _stop_after(3)
+  with pytest.raises(train.Interrupted):
+    train.train_configs([TINY], ds, on_epoch, checkpoint_dir=tmp_path,
+                        should_stop=stop)
+  _corrupt(tmp_path / "group_0" / "3")
+  resumed_epochs = []
+  resumed = train.train_configs(
+      [TINY], ds, lambda i, r: resumed_epochs.append(r["epoch"]),
+      checkpoint_dir=tmp_path)
+  assert resumed_epochs == [3, 4]  # from epoch 2's checkpoint
+  _assert_same_runs(whole, resumed)
+
+
+def test_restore_only_needs_a_readable_checkpoint(tmp_path):
+  from softmax_jax.errors import UserError  # pylint: disable=g-import-not-at-top
+  with pytest.raises(UserError, match="no readable checkpoint"):
+    train.train_configs([TINY], synthetic_dataset(), checkpoint_dir=tmp_path,
+                        restore_only=True)
+
+
+def test_sigterm_stops_after_a_checkpoint_and_the_rerun_resumes(tmp_path):
+  write_cache(tmp_path / "data", synthetic_dataset())
+  args = [sys.executable, str(ROOT / "launch.py"),
+          f"--data_dir={tmp_path / 'data'}", "--epochs=60", "--batch_size=32"]
+  whole = subprocess.run([*args, f"--workdir={tmp_path / 'a'}"],
+                         capture_output=True, text=True, cwd=ROOT, timeout=300)
+  assert whole.returncode == 0, whole.stderr
+  proc = subprocess.Popen([*args, f"--workdir={tmp_path / 'b'}"],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True, cwd=ROOT)
+  for line in proc.stdout:
+    if line.startswith("epoch"):
+      proc.send_signal(signal.SIGTERM)
+      break
+  out, err = proc.communicate(timeout=300)
+  assert proc.returncode == 130, err
+  assert "run the same command again to resume" in err
+  assert "Traceback" not in out + err
+  assert not (tmp_path / "b" / "summary.json").exists()
+  again = subprocess.run([*args, f"--workdir={tmp_path / 'b'}"],
+                         capture_output=True, text=True, cwd=ROOT, timeout=300)
+  assert again.returncode == 0, again.stderr
+  assert "resuming from the workdir's checkpoints" in again.stdout
+  for name in ("metrics.jsonl",):
+    assert (tmp_path / "a" / name).read_text() == (tmp_path / "b" / name).read_text()
+  with np.load(tmp_path / "a" / "params.npz") as a, \
+       np.load(tmp_path / "b" / "params.npz") as b:
+    np.testing.assert_array_equal(a["w"], b["w"])
+  summary = lambda d: json.loads((d / "summary.json").read_text())
+  assert summary(tmp_path / "a")["test_accuracy"] == summary(tmp_path / "b")["test_accuracy"]
+
+
+def test_checkpoints_keep_what_resume_needs(tmp_path):
+  configs = [dataclasses.replace(TINY, epochs=3)]
+  train.train_configs(configs, synthetic_dataset(), checkpoint_dir=tmp_path)
+  kept = sorted(int(p.name) for p in (tmp_path / "group_0").iterdir()
+                if p.name.isdigit())
+  assert kept == [2, 3]
