@@ -50,6 +50,12 @@ def run(configs: list[config_lib.Config] | config_lib.Config,
             tag=configs[0].loss if single else "sweep"),
         [config_lib.to_dict(c) for c in configs], overwrite)
   talk = verbose and writer
+  finished = _read_summary(workdir) if resume else None
+  if finished:  # the same command again: nothing left to train
+    if talk:
+      print(f"{workdir} holds this run, finished; its outputs are there "
+            "(--mode=eval recomputes them, --overwrite trains anew)", flush=True)
+    return finished
   if talk:
     _print_header(configs, dataset, resume)
   # Orbax needs a folder every host shares to checkpoint multi-host runs.

@@ -16,6 +16,7 @@ once, before its first epoch; a single run is a group of one.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import functools
 import math
@@ -260,11 +261,12 @@ def _train_group(configs: list[Config], dataset: data_lib.Dataset, on_epoch,
       out_shardings=layout.configs)(values)
   history = [[] for _ in configs]
   status = [OK] * len(configs)
-  first_epoch = 1
+  first_epoch, train_seconds = 1, 0.0
   restored = checkpointer.restore_latest(states) if checkpointer else None
   if restored:
     epoch, states, meta = restored
     history, status, first_epoch = meta["history"], meta["status"], epoch + 1
+    train_seconds = meta["train_seconds"]  # of the epochs before the stop
   elif restore_only:
     where = checkpointer.directory if checkpointer else "(no folder given)"
     unreadable = checkpointer.unreadable if checkpointer else []
@@ -275,7 +277,8 @@ def _train_group(configs: list[Config], dataset: data_lib.Dataset, on_epoch,
             "; train first (the same command without --mode)"))
   if restore_only or first_epoch > c.epochs or all(
       s == DIVERGED for s in status):
-    return _results(configs, states, history, status, place, layout), 0.0, 0.0
+    return (_results(configs, states, history, status, place, layout),
+            train_seconds, 0.0)
 
   x_train, y_train = replicate(dataset.x_train), replicate(dataset.y_train)
   evals = {"test": (replicate(dataset.x_test), replicate(dataset.y_test))}
@@ -296,7 +299,6 @@ def _train_group(configs: list[Config], dataset: data_lib.Dataset, on_epoch,
       for split, xy in evals.items()}
   compile_seconds = time.perf_counter() - start
 
-  train_seconds = 0.0
   for epoch in range(first_epoch, c.epochs + 1):
     start = time.perf_counter()
     states, m = epoch_fn(states, x_train, y_train, seeds, values,
@@ -322,8 +324,10 @@ def _train_group(configs: list[Config], dataset: data_lib.Dataset, on_epoch,
       if not math.isfinite(record["train_loss"]):
         status[j] = DIVERGED
     if checkpointer:
-      checkpointer.save(epoch, states, {"epoch": epoch, "history": history,
-                                        "status": status})
+      # A snapshot: the save finishes in the background while history grows.
+      checkpointer.save(epoch, states, copy.deepcopy({
+          "epoch": epoch, "history": history, "status": status,
+          "train_seconds": train_seconds}))
     if all(s == DIVERGED for s in status):
       break
     if should_stop and should_stop() and epoch < c.epochs:

@@ -138,6 +138,9 @@ def test_existing_run_is_not_overwritten(data_dir, tmp_path):
           "--batch_size=64"]
   assert launch(*args).returncode == 0
   before = (workdir / "summary.json").read_text()
+  again = launch(*args)  # the same command: finished, nothing to redo
+  assert again.returncode == 0 and "finished" in again.stdout
+  assert (workdir / "summary.json").read_text() == before
   assert_one_line_error(launch(*args, "--lr=0.3"),
                         "holds a run of another configuration (lr=0.1 there, 0.3 here)")
   assert (workdir / "summary.json").read_text() == before
