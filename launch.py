@@ -31,12 +31,23 @@ _HELP = {
     "init_scale": "Standard deviation of the initial weights.",
     "val_fraction": "Share of the training set held out for validation "
                     "(auto: none for one run, 1/6 for a sweep).",
+    "hidden": "Hidden ReLU layer sizes before the softmax layer, e.g. 256,128 "
+              "(sweep them in an experiments file).",
+    "phm_n": "n > 0: the softmax layer as a PHM layer, W = sum of n Kronecker "
+             "products (n must divide its input and output sizes).",
+    "standardize": "Standardize each feature with the training split's mean "
+                   "and standard deviation.",
+    "test_csv": "With --dataset=csv:PATH: the test set's CSV (default: a "
+                "seeded 20% split of PATH).",
 }
 _DEFAULTS = config_lib.Config()
 for _name in config_lib.FIELDS:
   _default = getattr(_DEFAULTS, _name)
-  flags.DEFINE_string(_name, "auto" if _default is None else str(_default),
-                      _HELP[_name])
+  if isinstance(_default, bool):
+    flags.DEFINE_bool(_name, _default, _HELP[_name])
+  else:
+    flags.DEFINE_string(_name, "auto" if _default is None else str(_default),
+                        _HELP[_name])
 flags.DEFINE_string("config", None, "Experiment file with get_config() (and "
                     "optionally get_sweep()), e.g. experiments/loss_sweep.py; "
                     "flags override its fields.")
@@ -62,7 +73,7 @@ def build_configs():
   from softmax_jax import sweep  # pylint: disable=g-import-not-at-top
   base, file_sweep = (config_lib.load_experiment(FLAGS.config) if FLAGS.config
                       else (config_lib.Config(), []))
-  texts = {n: FLAGS[n].value for n in config_lib.FIELDS if FLAGS[n].present}
+  texts = {n: str(FLAGS[n].value) for n in config_lib.FIELDS if FLAGS[n].present}
   return sweep.build(base, file_sweep, texts)
 
 

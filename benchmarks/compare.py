@@ -69,7 +69,7 @@ class Row:
 def load():
   from softmax_jax import data  # pylint: disable=g-import-not-at-top
   ds = data.load("fashion_mnist")
-  return ds, data.scale_pixels(ds.x_train), data.scale_pixels(ds.x_test)
+  return ds, data.to_features(ds.x_train), data.to_features(ds.x_test)
 
 
 # --------------------------------------------------------------- the machine

@@ -16,7 +16,7 @@ from softmax_jax.errors import UserError
 
 @dataclasses.dataclass(frozen=True)
 class Config:
-  dataset: str = "fashion_mnist"  # a name in data.DATASETS
+  dataset: str = "fashion_mnist"  # a TFDS image classification name, npz:PATH or csv:PATH
   data_dir: str = ""  # TFDS data dir; "" = $TFDS_DATA_DIR or ~/tensorflow_datasets
   loss: str = "xent"  # a name in losses.LOSSES
   loss_input: str = "probs"  # l2/l1/huber compare one-hot y with: probs or logits
@@ -28,6 +28,10 @@ class Config:
   epochs: int = 10  # passes over the training data, reshuffled each time
   seed: int = 0  # seeds initialization and the shuffling
   init_scale: float = 0.01  # standard deviation of the initial W
+  hidden: str = ""  # hidden ReLU layer sizes before the softmax layer, e.g. "256,128"
+  phm_n: int = 0  # n > 0: the softmax layer's W as a sum of n Kronecker products
+  standardize: bool = False  # per-feature standardization, statistics from train
+  test_csv: str = ""  # with dataset "csv:PATH": the test CSV ("" = split PATH)
   # Share of the training set held out for validation (model selection);
   # None: 0 for a single run (d2l trains on all 60,000), 1/6 for a sweep.
   val_fraction: float | None = None
@@ -38,7 +42,7 @@ class Config:
     _check_choice("loss", self.loss, losses.LOSSES)
     _check_choice("loss_input", self.loss_input, losses.LOSS_INPUTS)
     _check_choice("optimizer", self.optimizer, optimizers.OPTIMIZERS)
-    _check_choice("dataset", self.dataset, data.DATASETS)
+    data.check_name(self.dataset)
     _check_positive("lr", self.lr)
     _check_positive("huber_delta", self.huber_delta)
     _check_positive("init_scale", self.init_scale, allow_zero=True)
@@ -49,9 +53,26 @@ class Config:
       raise UserError(f"--epochs must be at least 1, got {self.epochs}")
     if not 0 <= self.seed < 2**31:
       raise UserError(f"--seed must be in [0, 2**31), got {self.seed}")
+    if self.phm_n < 0:
+      raise UserError(f"--phm_n must be 0 (a dense layer) or a positive "
+                      f"divisor of the layer sizes, got {self.phm_n}")
+    self.hidden_sizes  # pylint: disable=pointless-statement  (validates)
     if self.val_fraction is not None and not 0 <= self.val_fraction < 1:
       raise UserError(f"--val_fraction must be in [0, 1), got {self.val_fraction}")
     return self
+
+
+  @property
+  def hidden_sizes(self) -> tuple[int, ...]:
+    """The hidden layer sizes: "256,128" -> (256, 128)."""
+    try:
+      sizes = tuple(int(h) for h in self.hidden.split(",") if h.strip())
+    except ValueError:
+      sizes = ()
+    if any(h < 1 for h in sizes) or (self.hidden.strip() and not sizes):
+      raise UserError(f"--hidden={self.hidden!r}: give layer sizes as positive "
+                      "integers separated by commas, e.g. --hidden=256,128")
+    return sizes
 
 
 def _check_choice(flag, value, choices):
@@ -80,9 +101,14 @@ def parse_value(name: str, text: str):
       return int(text)
     if kind.startswith("float"):
       return float(text)
+    if kind == "bool":
+      if text.strip().lower() not in ("true", "false", "1", "0"):
+        raise ValueError(text)
+      return text.strip().lower() in ("true", "1")
   except ValueError:
     raise UserError(
-        f"--{name}={text!r} is not a{'n integer' if kind == 'int' else ' number'}"
+        f"--{name}={text!r} is not " + {"int": "an integer", "bool": "true or "
+                                       "false"}.get(kind, "a number")
     ) from None
   return text
 

@@ -1,10 +1,11 @@
-"""Image classification data: TFDS data sets, cached once as uint8 arrays.
+"""Data sets: TFDS image classification, or your own .npz/.csv, as arrays.
 
-The first use of a data set goes through tensorflow-datasets (which needs
+The first use of a TFDS data set goes through tensorflow-datasets (which needs
 TensorFlow); the arrays are then cached as `<data_dir>/softmax_jax/<name>.npz`
 so that later runs load them in well under a second and never import
 TensorFlow. Offline, Fashion-MNIST is prepared from Debian's
-`dataset-fashion-mnist` package (see `restore_upstream_gzip`).
+`dataset-fashion-mnist` package (see `restore_upstream_gzip`). Images are
+flattened to uint8 rows and scaled to [0, 1] inside the compiled step.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import dataclasses
 import fcntl
 import gzip
 import os
+import re
 import socket
 import struct
 import threading
@@ -24,30 +26,38 @@ from urllib.parse import urlparse
 import numpy as np
 
 from softmax_jax import atomic_io
+from softmax_jax import user_data
 from softmax_jax.errors import DataError
 
-# TFDS image-classification data sets with 28x28x1 `image` and `label` features.
-DATASETS = ("fashion_mnist", "mnist", "kmnist")
+# Some TFDS image classification data sets, for messages; any other TFDS data
+# set with `image` and `label` features works too.
+EXAMPLES = ("fashion_mnist", "mnist", "kmnist", "emnist/letters", "cifar10")
+_TFDS_NAME = re.compile(r"^[a-z0-9_]+(/[a-z0-9_]+)?(:[0-9.]+)?$")
 
 DEBIAN_FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 
 # Upstream gzip modification times of the Fashion-MNIST files (see below).
 _UPSTREAM_MTIME = {"train": 1504176606, "t10k": 1504176627}
-_CACHE_VERSION = 1
+_CACHE_VERSION = 2
 _NETWORK_PROBE_SECONDS = 3.0
+_FALLBACK_PROBE_HOST = "storage.googleapis.com"  # TFDS's mirror
 
 
 @dataclasses.dataclass(frozen=True)
 class Dataset:
-  """Train and test arrays: images flattened to uint8 rows, int32 labels."""
+  """Train and test arrays: one row of features per example, int32 labels."""
   name: str
-  x_train: np.ndarray  # uint8 [N, D]
+  x_train: np.ndarray  # [N, D]: uint8 pixels, or float32 features
   y_train: np.ndarray  # int32 [N]
-  x_test: np.ndarray  # uint8 [M, D]
+  x_test: np.ndarray  # [M, D]
   y_test: np.ndarray  # int32 [M]
   class_names: tuple[str, ...]
-  x_val: np.ndarray | None = None  # uint8 [V, D], held out from train
+  image_shape: tuple[int, ...] | None = None  # e.g. (28, 28, 1); None: not images
+  x_val: np.ndarray | None = None  # [V, D], held out from train
   y_val: np.ndarray | None = None  # int32 [V]
+  # With --standardize: features = (to_features(x) - mean) / std.
+  feature_mean: np.ndarray | None = None  # float32 [D]
+  feature_std: np.ndarray | None = None  # float32 [D]
 
   @property
   def num_features(self) -> int:
@@ -56,6 +66,80 @@ class Dataset:
   @property
   def num_classes(self) -> int:
     return len(self.class_names)
+
+
+def to_features(x):
+  """uint8 pixels -> float32 in [0, 1]; other features -> float32 as they are.
+
+  Works on NumPy and JAX arrays, so also inside compiled code.
+  """
+  if x.dtype == np.uint8:
+    return x.astype(np.float32) * np.float32(1 / 255)
+  return x.astype(np.float32)
+
+
+def default_data_dir() -> Path:
+  """TFDS's own default, so prepared data sets are shared with other tools."""
+  return Path(os.environ.get("TFDS_DATA_DIR", "~/tensorflow_datasets")).expanduser()
+
+
+def cache_path(name: str, data_dir: str | os.PathLike) -> Path:
+  return Path(data_dir) / "softmax_jax" / f"{name.replace('/', '__').replace(':', '@')}.npz"
+
+
+def check_name(name: str) -> None:
+  """Refuses a --dataset that is neither npz:PATH, csv:PATH nor a TFDS name."""
+  if name.startswith(("npz:", "csv:")):
+    if not name[4:]:
+      raise DataError(f"--dataset={name} needs a file path after the colon")
+    return
+  if not _TFDS_NAME.match(name):
+    raise DataError(f"unknown --dataset={name!r}; give a TFDS image "
+                    f"classification data set ({', '.join(EXAMPLES)}, ...), "
+                    "npz:PATH or csv:PATH")
+
+
+def load(name: str, data_dir: str | os.PathLike | None = None,
+         test_csv: str = "") -> Dataset:
+  """Returns the data set, preparing and caching a TFDS one on first use."""
+  check_name(name)
+  if name.startswith("npz:"):
+    return Dataset(name=name, **user_data.load_npz(name[4:]))
+  if name.startswith("csv:"):
+    return Dataset(name=name, **user_data.load_csv(name[4:], test_csv))
+  data_dir = Path(data_dir) if data_dir else default_data_dir()
+  path = cache_path(name, data_dir)
+  dataset = _read_cache(path, name)
+  if dataset is not None:
+    return dataset
+  try:
+    path.parent.mkdir(parents=True, exist_ok=True)
+  except OSError as e:
+    raise DataError(f"cannot create the data cache in {path.parent}: "
+                    f"{e.strerror}; give a writable --data_dir") from e
+  # Two runs starting together on a fresh machine prepare the data once.
+  with _file_lock(path.with_suffix(".lock")):
+    dataset = _read_cache(path, name)
+    if dataset is None:
+      dataset = _load_with_tfds(name, data_dir)
+      _write_cache(path, dataset)
+  return dataset
+
+
+def standardize(dataset: Dataset) -> Dataset:
+  """Per-feature (x - mean) / std, both from the training split only.
+
+  Constant features get std 1. The validation split, if any, is held out
+  first, so it does not inform the statistics either.
+  """
+  x = to_features(dataset.x_train)
+  mean = x.mean(axis=0, dtype=np.float64).astype(np.float32)
+  std = x.std(axis=0, dtype=np.float64).astype(np.float32)
+  std[std == 0] = 1.0
+  apply = lambda a: None if a is None else (to_features(a) - mean) / std
+  return dataclasses.replace(
+      dataset, x_train=apply(dataset.x_train), x_val=apply(dataset.x_val),
+      x_test=apply(dataset.x_test), feature_mean=mean, feature_std=std)
 
 
 def hold_out_validation(dataset: Dataset, fraction: float) -> Dataset:
@@ -76,44 +160,6 @@ def hold_out_validation(dataset: Dataset, fraction: float) -> Dataset:
       x_val=dataset.x_train[val], y_val=dataset.y_train[val])
 
 
-def scale_pixels(x):
-  """uint8 pixels -> float32 features in [0, 1]; works on NumPy and JAX arrays."""
-  return x.astype(np.float32) * np.float32(1 / 255)
-
-
-def default_data_dir() -> Path:
-  """TFDS's own default, so prepared data sets are shared with other tools."""
-  return Path(os.environ.get("TFDS_DATA_DIR", "~/tensorflow_datasets")).expanduser()
-
-
-def cache_path(name: str, data_dir: str | os.PathLike) -> Path:
-  return Path(data_dir) / "softmax_jax" / f"{name.replace('/', '__')}.npz"
-
-
-def load(name: str, data_dir: str | os.PathLike | None = None) -> Dataset:
-  """Returns the data set, preparing and caching it on first use."""
-  if name not in DATASETS:
-    raise DataError(
-        f"unknown dataset {name!r}; choose one of: {', '.join(DATASETS)}")
-  data_dir = Path(data_dir) if data_dir else default_data_dir()
-  path = cache_path(name, data_dir)
-  dataset = _read_cache(path, name)
-  if dataset is not None:
-    return dataset
-  try:
-    path.parent.mkdir(parents=True, exist_ok=True)
-  except OSError as e:
-    raise DataError(f"cannot create the data cache in {path.parent}: "
-                    f"{e.strerror}; give a writable --data_dir") from e
-  # Two runs starting together on a fresh machine prepare the data once.
-  with _file_lock(path.with_suffix(".lock")):
-    dataset = _read_cache(path, name)
-    if dataset is None:
-      dataset = _load_with_tfds(name, data_dir)
-      _write_cache(path, dataset)
-  return dataset
-
-
 def _read_cache(path: Path, name: str) -> Dataset | None:
   """The cached arrays, or None when absent or unreadable (then rebuilt)."""
   if not path.exists():
@@ -126,7 +172,8 @@ def _read_cache(path: Path, name: str) -> Dataset | None:
           name=name,
           x_train=f["x_train"], y_train=f["y_train"],
           x_test=f["x_test"], y_test=f["y_test"],
-          class_names=tuple(str(c) for c in f["class_names"]))
+          class_names=tuple(str(c) for c in f["class_names"]),
+          image_shape=tuple(int(d) for d in f["image_shape"]) or None)
   except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile):
     return None
   ok = (dataset.x_train.ndim == 2 and dataset.x_test.ndim == 2
@@ -142,7 +189,8 @@ def _write_cache(path: Path, dataset: Dataset) -> None:
         f, version=_CACHE_VERSION,
         x_train=dataset.x_train, y_train=dataset.y_train,
         x_test=dataset.x_test, y_test=dataset.y_test,
-        class_names=np.array(dataset.class_names)))
+        class_names=np.array(dataset.class_names),
+        image_shape=np.array(dataset.image_shape or (), np.int64)))
   except OSError as e:
     raise DataError(f"cannot write the data cache {path}: {e.strerror}; "
                     "free some disk space or give another --data_dir") from e
@@ -167,7 +215,17 @@ def _load_with_tfds(name: str, data_dir: Path) -> Dataset:
   # TensorFlow only reads files here; keep it off any accelerator JAX uses.
   tf.config.set_visible_devices([], "GPU")
 
-  builder = tfds.builder(name, data_dir=str(data_dir))
+  try:
+    builder = tfds.builder(name, data_dir=str(data_dir))
+  except tfds.core.registered.DatasetNotFoundError:
+    raise DataError(f"unknown --dataset={name!r}: TFDS has no such data set; "
+                    f"try one of {', '.join(EXAMPLES)}, or npz:PATH or "
+                    "csv:PATH for your own data") from None
+  features = builder.info.features
+  if not ("image" in features and "label" in features
+          and hasattr(features["label"], "names")):
+    raise DataError(f"--dataset={name!r} is not an image classification data "
+                    "set: it needs `image` and `label` features")
   if not builder.is_prepared():
     download_config = None
     manual_dir = data_dir / "downloads" / "manual"
@@ -176,9 +234,10 @@ def _load_with_tfds(name: str, data_dir: Path) -> Dataset:
       download_config = tfds.download.DownloadConfig(manual_dir=str(manual_dir))
     else:
       hosts = sorted({urlparse(u).hostname for u in builder.url_infos or {}})
-      if hosts and not _reachable(hosts[0]):
+      host = hosts[0] if hosts else _FALLBACK_PROBE_HOST
+      if not _reachable(host):
         raise DataError(
-            f"dataset {name!r} is not prepared in {data_dir} and {hosts[0]} "
+            f"dataset {name!r} is not prepared in {data_dir} and {host} "
             "cannot be reached: "
             + ("install Debian's package (apt-get install dataset-fashion-mnist), "
                if name == "fashion_mnist" else "")
@@ -193,8 +252,8 @@ def _load_with_tfds(name: str, data_dir: Path) -> Dataset:
     images = np.concatenate([b["image"] for b in batches])
     arrays[f"x_{split}"] = images.reshape(len(images), -1).astype(np.uint8)
     arrays[f"y_{split}"] = np.concatenate([b["label"] for b in batches]).astype(np.int32)
-  return Dataset(name=name, class_names=tuple(builder.info.features["label"].names),
-                 **arrays)
+  return Dataset(name=name, class_names=tuple(features["label"].names),
+                 image_shape=tuple(int(d) for d in images.shape[1:]), **arrays)
 
 
 def _reachable(host: str) -> bool:

@@ -10,46 +10,48 @@ import numpy as np
 from softmax_jax.errors import UserError
 
 
-def load(paths: list[str], num_features: int) -> np.ndarray:
-  """uint8 [N, num_features] from image files (any size and mode: converted
-  to grayscale and resized) or .npy arrays of shape [H, W], [N, H, W] or
-  [N, num_features] (uint8 0-255, or floats in [0, 1])."""
-  side = math.isqrt(num_features)
-  if side * side != num_features:
-    raise UserError(f"the model takes {num_features} features, not a square "
-                    "image; pass feature rows in a .npy file")
+def load(paths: list[str], image_shape: tuple[int, ...]) -> np.ndarray:
+  """uint8 [N, H*W*C] from image files (any size and mode: converted to the
+  model's channels and resized) or .npy arrays of one image [H, W(, C)], of
+  images [N, H, W(, C)] or of rows [N, H*W*C] (uint8 0-255, or floats in
+  [0, 1])."""
   rows = []
   for path in paths:
     path = Path(path)
     if not path.is_file():
       raise UserError(f"--images: {path}: no such file")
-    rows.append(_from_npy(path, side) if path.suffix == ".npy"
-                else _from_image(path, side))
+    rows.append(_from_npy(path, image_shape) if path.suffix == ".npy"
+                else _from_image(path, image_shape))
   return np.concatenate(rows)
 
 
-def _from_image(path: Path, side: int) -> np.ndarray:
+def _from_image(path: Path, image_shape) -> np.ndarray:
   from PIL import Image, UnidentifiedImageError  # pylint: disable=g-import-not-at-top
+  h, w = image_shape[:2]
+  mode = "RGB" if len(image_shape) == 3 and image_shape[2] == 3 else "L"
   try:
     with Image.open(path) as image:
-      gray = image.convert("L").resize((side, side), Image.Resampling.BILINEAR)
-      return np.asarray(gray, np.uint8).reshape(1, side * side)
+      converted = image.convert(mode).resize((w, h), Image.Resampling.BILINEAR)
+      return np.asarray(converted, np.uint8).reshape(1, -1)
   except (UnidentifiedImageError, OSError) as e:
     raise UserError(f"--images: {path} is not a readable image ({e})") from e
 
 
-def _from_npy(path: Path, side: int) -> np.ndarray:
+def _from_npy(path: Path, image_shape) -> np.ndarray:
   try:
     array = np.load(path, allow_pickle=False)
   except (OSError, ValueError) as e:
     raise UserError(f"--images: {path} is not a readable .npy file ({e})") from e
-  if array.ndim == 2 and array.shape == (side, side):
-    array = array[None]
-  if array.ndim == 3 and array.shape[1:] == (side, side):
-    array = array.reshape(len(array), side * side)
-  if array.ndim != 2 or array.shape[1] != side * side:
+  size = math.prod(image_shape)
+  squeezed = tuple(d for d in image_shape if d != 1) or (1,)
+  if array.shape in (tuple(image_shape), squeezed):
+    array = array.reshape(1, size)
+  elif array.ndim >= 2 and array.shape[1:] in (tuple(image_shape), squeezed):
+    array = array.reshape(len(array), size)
+  if array.ndim != 2 or array.shape[1] != size:
     raise UserError(f"--images: {path} has shape {array.shape}; expected "
-                    f"({side}, {side}), (N, {side}, {side}) or (N, {side * side})")
+                    f"{squeezed}, (N, {', '.join(map(str, squeezed))}) or "
+                    f"(N, {size})")
   if np.issubdtype(array.dtype, np.floating):
     if not np.all(np.isfinite(array)) or array.min() < 0 or array.max() > 1:
       raise UserError(f"--images: {path} holds floats outside [0, 1]; give "

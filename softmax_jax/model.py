@@ -1,25 +1,84 @@
-"""Softmax regression: one linear layer o = xW + b; softmax turns o into p."""
+"""Softmax regression o = xW + b, and its relatives: hidden layers, a PHM output.
+
+Params are a plain dict. The output layer, the softmax regression, is
+{"w": [D, K], "b": [K]}, or, as a PHM layer (Zhang et al., ICLR 2021),
+{"a": [n, n, n], "s": [n, D/n, K/n], "b": [K]} with W = sum_i kron(a_i, s_i):
+n^3 + DK/n weights instead of DK. Hidden ReLU layers, if any, come first as
+{"hidden": [{"w", "b"}, ...]}; the softmax layer stays the network's last.
+"""
 
 from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
 
-Params = dict[str, jax.Array]  # {"w": [D, K], "b": [K]}
+Params = dict  # see the module docstring
 
 
 def init_params(key: jax.Array, num_features: int, num_classes: int,
-                init_scale: float = 0.01) -> Params:
-  """W ~ N(0, init_scale^2), b = 0, as in d2l ch. 3."""
-  w_DxK = init_scale * jax.random.normal(key, (num_features, num_classes),
-                                         jnp.float32)
-  return {"w": w_DxK, "b": jnp.zeros((num_classes,), jnp.float32)}
+                init_scale: float = 0.01, hidden: tuple[int, ...] = (),
+                phm_n: int = 0) -> Params:
+  """d2l's init for the output layer: weights ~ N(0, init_scale^2), b = 0.
+
+  Hidden layers get He initialization (ReLU); a PHM layer's a ~ N(0, 1/n)
+  and s ~ N(0, init_scale^2), so that W's entries have variance init_scale^2.
+  """
+  keys = jax.random.split(key, len(hidden) + 1)
+  params: Params = {}
+  if hidden:
+    sizes = (num_features, *hidden)
+    params["hidden"] = [
+        {"w": jnp.sqrt(2.0 / d_in) * jax.random.normal(k, (d_in, d_out)),
+         "b": jnp.zeros((d_out,))}
+        for k, d_in, d_out in zip(keys, sizes[:-1], sizes[1:])]
+  d = hidden[-1] if hidden else num_features
+  params["b"] = jnp.zeros((num_classes,), jnp.float32)
+  if phm_n:
+    n = phm_n
+    ka, ks = jax.random.split(keys[-1])
+    params["a"] = jax.random.normal(ka, (n, n, n)) / jnp.sqrt(n)
+    params["s"] = init_scale * jax.random.normal(ks, (n, d // n, num_classes // n))
+  else:
+    params["w"] = init_scale * jax.random.normal(keys[-1], (d, num_classes),
+                                                 jnp.float32)
+  return params
+
+
+def phm_weight(a_NxNxN: jax.Array, s_NxPxQ: jax.Array) -> jax.Array:
+  """W = sum_i kron(a_i, s_i), shape [n P, n Q]."""
+  n, p, q = s_NxPxQ.shape
+  w = jnp.einsum("irc,ipq->rpcq", a_NxNxN, s_NxPxQ)
+  return w.reshape(n * p, n * q)
+
+
+def output_weight(params: Params) -> jax.Array:
+  """The softmax layer's W [D, K], whatever its parameterization."""
+  return phm_weight(params["a"], params["s"]) if "a" in params else params["w"]
 
 
 def logits(params: Params, x_BxD: jax.Array) -> jax.Array:
-  """o = xW + b, shape [B, K]."""
-  return x_BxD @ params["w"] + params["b"]
+  """o = h W + b, shape [B, K], h = x or the last hidden layer's output."""
+  h = x_BxD
+  for layer in params.get("hidden", ()):
+    h = jax.nn.relu(h @ layer["w"] + layer["b"])
+  return h @ output_weight(params) + params["b"]
 
 
 def num_params(params: Params) -> int:
   return sum(int(p.size) for p in jax.tree.leaves(params))
+
+
+def check_phm(phm_n: int, hidden: tuple[int, ...], num_features: int,
+              num_classes: int) -> str | None:
+  """Why phm_n cannot parameterize the output layer, or None if it can."""
+  if not phm_n:
+    return None
+  d = hidden[-1] if hidden else num_features
+  if d % phm_n or num_classes % phm_n:
+    fits = [n for n in range(1, min(d, num_classes) + 1)
+            if d % n == 0 and num_classes % n == 0]
+    return (f"--phm_n={phm_n} must divide the output layer's input size {d} "
+            f"and output size {num_classes}; possible: "
+            f"{', '.join(map(str, fits))}"
+            + ("" if hidden else " (or add --hidden layers of a size it divides)"))
+  return None

@@ -7,14 +7,16 @@ changing them does not recompile, and a sweep can vmap over them.
 
 from __future__ import annotations
 
+import jax
 import optax
 
 MOMENTUM = 0.9
 
 
 def _decay_weights_only(params):
-  """Weight decay shrinks W, not the bias (as d2l's weight decay)."""
-  return {k: k == "w" for k in params}
+  """Weight decay shrinks the weights, not the biases (as d2l's weight decay)."""
+  return jax.tree_util.tree_map_with_path(
+      lambda path, _: getattr(path[-1], "key", None) != "b", params)
 
 
 def _with_weight_decay(make):

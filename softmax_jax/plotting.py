@@ -123,8 +123,8 @@ def plot_predictions(x_NxD, labels_N, probs_NxK, class_names, image_shape,
   pad = h // 3
   fig, ax = plt.subplots(figsize=(1.6 * cols, 1.6 * rows * (h + pad) / (w + 2)
                                   + 0.3), dpi=100)
-  ax.imshow(_mosaic([x_NxD[i].reshape(image_shape) for i in shown], rows, cols,
-                    pad), cmap="gray")
+  ax.imshow(_mosaic([_unit_range(x_NxD[i].reshape(image_shape)) for i in shown],
+                    rows, cols, pad), cmap="gray")
   for n, i in enumerate(shown):
     ok = predicted[i] == labels_N[i]
     ax.text((n % cols + 0.5) * (w + 2) - 1, (n // cols) * (h + pad) + pad - 0.5,
@@ -139,16 +139,25 @@ def plot_predictions(x_NxD, labels_N, probs_NxK, class_names, image_shape,
   plt.close(fig)
 
 
-def _mosaic(images, rows, cols, pad, fill=np.nan):
-  """One array of images on a grid; each cell has `pad` free pixels above it
-  (for its caption) and 2 beside it."""
-  h, w = images[0].shape
-  grid = np.full((rows * (h + pad), cols * (w + 2)), fill, np.float32)
+def _mosaic(images, rows, cols, pad):
+  """One array of images ([H, W] or [H, W, 3] in [0, 1]) on a grid; each cell
+  has `pad` free pixels above it (for its caption) and 2 beside it."""
+  h, w = images[0].shape[:2]
+  channels = images[0].shape[2:]
+  fill = 1.0 if channels else np.nan  # white between colour images
+  grid = np.full((rows * (h + pad), cols * (w + 2), *channels), fill, np.float32)
   for n, image in enumerate(images):
     r, c = divmod(n, cols)
     grid[r * (h + pad) + pad:r * (h + pad) + pad + h,
          c * (w + 2):c * (w + 2) + w] = image
   return grid
+
+
+def _unit_range(image):
+  """An image scaled to [0, 1] by its own minimum and maximum."""
+  image = np.asarray(image, np.float32)
+  low, high = image.min(), image.max()
+  return (image - low) / (high - low) if high > low else np.zeros_like(image)
 
 
 def plot_weights(w_DxK, class_names, image_shape, out: BinaryIO) -> None:
@@ -158,8 +167,11 @@ def plot_weights(w_DxK, class_names, image_shape, out: BinaryIO) -> None:
   cols = min(k, 5)
   rows = -(-k // cols)
   templates = [w_DxK[:, j].reshape(image_shape) for j in range(k)]
-  # Each template scaled to [-1, 1] by its own largest weight.
+  # Each template scaled to [-1, 1] by its own largest weight (colour images
+  # then to [0, 1], grey 0 meaning no evidence).
   templates = [t / (np.abs(t).max() or 1.0) for t in templates]
+  if len(image_shape) == 3:
+    templates = [(t + 1) / 2 for t in templates]
   h, w = image_shape
   pad = h // 5
   fig, ax = plt.subplots(figsize=(2 * cols, 2 * rows * (h + pad) / (w + 2)

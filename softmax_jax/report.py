@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import math
 from pathlib import Path
 
 import jax
@@ -49,7 +48,7 @@ class Analysis:
 @jax.jit
 def _evaluate(params, x_NxD, y_N):
   from softmax_jax import train  # pylint: disable=g-import-not-at-top
-  probs = losses.softmax(model.logits(params, data_lib.scale_pixels(x_NxD)))
+  probs = losses.softmax(model.logits(params, data_lib.to_features(x_NxD)))
   return probs, train.evaluate(params, x_NxD, y_N)
 
 
@@ -67,14 +66,8 @@ def analyze(params: model.Params, x_NxD, y_N, class_names) -> Analysis:
       class_names=tuple(class_names))
 
 
-def image_shape(num_features: int) -> tuple[int, int] | None:
-  """Square grayscale images (28x28 for 784 features); None otherwise."""
-  side = math.isqrt(num_features)
-  return (side, side) if side * side == num_features else None
-
-
 def write_figures(workdir: Path, analysis: Analysis, params: model.Params,
-                  x_test_NxD: np.ndarray) -> list[str]:
+                  x_test_NxD: np.ndarray, image_shape) -> list[str]:
   """Reliability, confusion and, for images, predictions and weights PNGs."""
   a = analysis
   figures = {
@@ -82,12 +75,13 @@ def write_figures(workdir: Path, analysis: Analysis, params: model.Params,
       CONFUSION: lambda f: plotting.plot_confusion(a.confusion_KxK,
                                                    a.class_names, f),
   }
-  shape = image_shape(x_test_NxD.shape[1])
-  if shape:
+  if image_shape:  # (H, W, C): pictures of the inputs and the weights
+    shape = image_shape[:2] if image_shape[-1] == 1 else image_shape
     figures[PREDICTIONS] = lambda f: plotting.plot_predictions(
         x_test_NxD, a.labels_N, a.probs_NxK, a.class_names, shape, f)
-    figures[WEIGHTS] = lambda f: plotting.plot_weights(
-        np.asarray(params["w"]), a.class_names, shape, f)
+    if "hidden" not in params:  # the templates of a linear classifier
+      figures[WEIGHTS] = lambda f: plotting.plot_weights(
+          np.asarray(model.output_weight(params)), a.class_names, shape, f)
   for name, draw in figures.items():
     workdir_lib.write_file(workdir / name, draw)
   return list(figures)

@@ -118,12 +118,16 @@ def evaluate(workdir: str | Path, verbose: bool = True) -> dict:
 def predict(workdir: str | Path, image_paths: list[str], top: int = 3
             ) -> list[list[tuple[str, float]]]:
   """The top classes and probabilities of each image under a trained run."""
-  configs, dataset, result = _restore(workdir)
+  _, dataset, result = _restore(workdir)
   run_ = result.runs[_best_index(result)]
-  x_NxD = images_lib.load(image_paths, dataset.num_features)
-  probs = np.asarray(jax.jit(lambda p, x: losses.softmax(model.logits(
-      p, data.scale_pixels(x))))(run_.params, x_NxD))
-  del configs
+  if dataset.image_shape is None:
+    raise UserError(f"the run in {workdir} was trained on {dataset.name}, not "
+                    "on images; --mode=predict takes images")
+  x_NxD = data.to_features(images_lib.load(image_paths, dataset.image_shape))
+  if dataset.feature_mean is not None:  # trained with --standardize
+    x_NxD = (x_NxD - dataset.feature_mean) / dataset.feature_std
+  probs = np.asarray(jax.jit(lambda p, x: losses.softmax(model.logits(p, x)))(
+      run_.params, x_NxD))
   ranked = []
   for row in probs:
     best = np.argsort(-row)[:top]
@@ -141,9 +145,10 @@ def _validated(configs) -> list[config_lib.Config]:
 
 def _load(configs) -> data.Dataset:
   """The data set, with the validation split a run or sweep uses."""
-  fractions = {c.val_fraction for c in configs}
-  if len({(c.dataset, c.data_dir) for c in configs}) > 1 or len(fractions) > 1:
-    raise UserError("dataset, data_dir and val_fraction cannot be swept")
+  if len({(c.dataset, c.data_dir, c.test_csv, c.val_fraction, c.standardize)
+           for c in configs}) > 1:
+    raise UserError("dataset, data_dir, test_csv, val_fraction and "
+                    "standardize cannot be swept")
   c = configs[0]
   fraction = c.val_fraction
   if len(configs) > 1:
@@ -152,8 +157,10 @@ def _load(configs) -> data.Dataset:
     elif fraction == 0:
       raise UserError("a sweep chooses its best configuration on a validation "
                       "split: give --val_fraction > 0 (default 1/6)")
-  dataset = data.load(c.dataset, c.data_dir or None)
-  return data.hold_out_validation(dataset, fraction) if fraction else dataset
+  dataset = data.load(c.dataset, c.data_dir or None, c.test_csv)
+  if fraction:
+    dataset = data.hold_out_validation(dataset, fraction)
+  return data.standardize(dataset) if c.standardize else dataset
 
 
 def _restore(workdir):
@@ -233,7 +240,8 @@ def _write_outputs(configs, dataset, result, workdir, verbose, final) -> dict:
     workdir_lib.write_results(workdir, rows, swept)
     workdir_lib.save_sweep_plot(workdir, rows)
     figures = [workdir_lib.SWEEP_PLOT]
-  figures += report.write_figures(workdir, analysis, best.params, dataset.x_test)
+  figures += report.write_figures(workdir, analysis, best.params,
+                                  dataset.x_test, dataset.image_shape)
   title = (_title(best.config) if single else
            f"Sweep of {len(configs)} configurations; the best: {_title(best.config)}")
   report.write_markdown(workdir, title, summary, figures, ranking=ranking)

@@ -21,9 +21,14 @@ from softmax_jax.errors import UserError
 # Fields a sweep may vary. The value fields train together in one compiled
 # program; the others (see STATIC_FIELDS) split a sweep into groups.
 SWEEPABLE = ("loss", "lr", "weight_decay", "seed", "huber_delta", "init_scale",
-             "batch_size", "epochs", "optimizer", "loss_input")
+             "batch_size", "epochs", "optimizer", "loss_input", "hidden",
+             "phm_n")
 # Fields that change shapes or the program: one compiled program per value.
-STATIC_FIELDS = ("batch_size", "epochs", "optimizer", "loss_input")
+STATIC_FIELDS = ("batch_size", "epochs", "optimizer", "loss_input", "hidden",
+                 "phm_n")
+# Flags whose commas are part of one value (--hidden=256,128 is two layers);
+# sweep them in an experiments file.
+COMMA_VALUES = ("hidden",)
 # Sweeps choose by validation accuracy; unless told, they hold out 10,000 of
 # Fashion-MNIST's 60,000 training examples.
 DEFAULT_VAL_FRACTION = 1 / 6
@@ -57,7 +62,7 @@ def parse_flag_lists(texts: dict[str, str]) -> tuple[dict[str, str], list[dict]]
   """Splits flag texts into single values and a sweep over the comma lists."""
   single, axes = {}, []
   for name, text in texts.items():
-    if "," not in text:
+    if "," not in text or name in COMMA_VALUES:
       single[name] = text
       continue
     if name not in SWEEPABLE:

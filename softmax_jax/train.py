@@ -66,11 +66,12 @@ def loss_blocks(configs: list[Config]) -> tuple[tuple[str, int, int], ...]:
   return tuple(blocks)
 
 
-def init_state(values, *, num_features, num_classes, optimizer) -> State:
+def init_state(values, *, num_features, num_classes, optimizer, hidden=(),
+               phm_n=0) -> State:
   """One configuration's initial params and optimizer state (vmap it to stack)."""
   init_key, _ = jax.random.split(jax.random.key(values["seed"]))
   params = model.init_params(init_key, num_features, num_classes,
-                             values["init_scale"])
+                             values["init_scale"], hidden, phm_n)
   # As arrays, so that inject_hyperparams keeps them in the state.
   tx = optimizers.make_optimizer(optimizer, jnp.asarray(values["lr"]),
                                  jnp.asarray(values["weight_decay"]))
@@ -147,7 +148,7 @@ def train_epoch(state: State, x_NxD, y_N, seeds, values, epoch, *, batch_size,
     batches = jnp.swapaxes(jax.vmap(order)(seeds), 0, 1)  # [S, M, B]
 
   def body(state, idx):
-    x = data_lib.scale_pixels(x_NxD[idx])
+    x = data_lib.to_features(x_NxD[idx])
     if batch_sharding is not None:  # data parallel: each device takes a slice
       x = jax.lax.with_sharding_constraint(x, batch_sharding)
     return train_step(state, x, y_N[idx], values, **step_kw)
@@ -162,7 +163,7 @@ def train_epoch(state: State, x_NxD, y_N, seeds, values, epoch, *, batch_size,
 
 def evaluate(params: model.Params, x_NxD, y_N) -> dict[str, jax.Array]:
   """Accuracy, negative log-likelihood (mean cross-entropy) and ECE."""
-  logits_NxK = model.logits(params, data_lib.scale_pixels(x_NxD))
+  logits_NxK = model.logits(params, data_lib.to_features(x_NxD))
   return {
       "accuracy": jnp.mean(jnp.argmax(logits_NxK, axis=-1) == y_N),
       "nll": jnp.mean(losses.cross_entropy(logits_NxK, y_N)),
@@ -239,6 +240,10 @@ def _train_group(configs: list[Config], dataset: data_lib.Dataset, on_epoch,
     raise UserError(
         f"--batch_size={c.batch_size} is larger than the training set "
         f"({len(dataset.x_train)} examples); choose a smaller batch size")
+  problem = model.check_phm(c.phm_n, c.hidden_sizes, dataset.num_features,
+                            dataset.num_classes)
+  if problem:
+    raise UserError(problem)
   layout = distributed.make_layout(len(configs), c.batch_size)
   # Ordered by loss, so each loss is one block of the stack; padded with
   # copies of the last configuration to a multiple of the devices.
@@ -257,7 +262,8 @@ def _train_group(configs: list[Config], dataset: data_lib.Dataset, on_epoch,
   states = jax.jit(
       jax.vmap(functools.partial(
           init_state, num_features=dataset.num_features,
-          num_classes=dataset.num_classes, optimizer=c.optimizer)),
+          num_classes=dataset.num_classes, optimizer=c.optimizer,
+          hidden=c.hidden_sizes, phm_n=c.phm_n)),
       out_shardings=layout.configs)(values)
   history = [[] for _ in configs]
   status = [OK] * len(configs)

@@ -39,7 +39,11 @@ def test_bad_override_text(overrides, message):
 @pytest.mark.parametrize("changes, message", [
     ({"loss": "hinge"}, "unknown --loss='hinge'; choose one of: xent, l2, l1, huber"),
     ({"optimizer": "rmsprop"}, "choose one of: sgd, momentum, adam"),
-    ({"dataset": "cifar"}, "choose one of: fashion_mnist"),
+    ({"dataset": "Fashion MNIST!"}, "unknown --dataset='Fashion MNIST!'; give a TFDS"),
+    ({"dataset": "npz:"}, "needs a file path"),
+    ({"hidden": "256,x"}, "--hidden='256,x': give layer sizes"),
+    ({"hidden": "0"}, "--hidden='0'"),
+    ({"phm_n": -1}, "--phm_n must be 0"),
     ({"loss_input": "probabilities"}, "choose one of: probs, logits"),
     ({"lr": 0.0}, "--lr must be a finite number > 0"),
     ({"lr": -0.1}, "--lr must be"),

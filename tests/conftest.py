@@ -25,9 +25,12 @@ def synthetic_dataset(n_train=512, n_test=256, num_features=16, num_classes=4,
 
   x_train, y_train = sample(n_train)
   x_test, y_test = sample(n_test)
+  side = int(num_features ** 0.5)
   return data.Dataset(name=name, x_train=x_train, y_train=y_train,
                       x_test=x_test, y_test=y_test,
-                      class_names=tuple(f"class{k}" for k in range(num_classes)))
+                      class_names=tuple(f"class{k}" for k in range(num_classes)),
+                      image_shape=(side, side, 1) if side * side == num_features
+                      else None)
 
 
 def write_cache(data_dir, dataset: data.Dataset, name="fashion_mnist"):

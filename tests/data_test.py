@@ -122,7 +122,7 @@ def test_real_fashion_mnist(fashion_mnist):
   assert ds.class_names == ("T-shirt/top", "Trouser", "Pullover", "Dress",
                             "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
                             "Ankle boot")
-  features = data.scale_pixels(ds.x_train[:100])
+  features = data.to_features(ds.x_train[:100])
   assert features.dtype == np.float32
   assert features.min() >= 0 and features.max() <= 1 and features.max() > 0.9
 

@@ -69,7 +69,8 @@ def test_config_file_and_flags_combine(data_dir, tmp_path):
 BAD_INPUTS = {
     "unknown loss": (["--loss=hinge"], "choose one of: xent, l2, l1, huber"),
     "unknown optimizer": (["--optimizer=rmsprop"], "choose one of: sgd, momentum, adam"),
-    "unknown dataset": (["--dataset=imagenet"], "choose one of: fashion_mnist"),
+    "unknown dataset": (["--dataset=imagenet_but_typo"], "TFDS has no such data set"),
+    "not a dataset name": (["--dataset=Fashion MNIST"], "npz:PATH or csv:PATH"),
     "unknown loss input": (["--loss_input=probabilities"], "choose one of: probs, logits"),
     "zero lr": (["--lr=0"], "--lr must be a finite number > 0"),
     "negative lr": (["--lr=-1"], "--lr must be"),

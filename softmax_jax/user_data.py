@@ -1,0 +1,159 @@
+"""Your own data: a feature matrix in an .npz or .csv file, checked before use.
+
+  --dataset=npz:PATH   arrays x_train, y_train, x_test, y_test (optional class_names)
+  --dataset=csv:PATH   a header row and a `label` column; --test_csv=PATH, or a
+                       seeded 20% of PATH becomes the test set
+
+Labels must be integers in [0, K): K is len(class_names) if given, else the
+largest label + 1. Every problem is reported as one line naming the file, the
+problem and where (array and row, or line and column).
+"""
+
+from __future__ import annotations
+
+import csv
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from softmax_jax.errors import DataError
+
+LABEL_COLUMN = "label"
+CSV_TEST_FRACTION = 0.2  # of a single CSV, held out as the test set (seed 0)
+
+
+def load_npz(path: str) -> dict:
+  """The arrays of a data set in an .npz file, checked."""
+  path = _existing(path)
+  try:
+    with np.load(path, allow_pickle=False) as f:
+      arrays = {k: f[k] for k in f.files}
+  except (OSError, ValueError, zipfile.BadZipFile) as e:
+    raise DataError(f"{path} is not a readable .npz file ({e})") from e
+  required = ("x_train", "y_train", "x_test", "y_test")
+  for name in required:
+    if name not in arrays:
+      raise DataError(f"{path} has no array {name!r} (it has: "
+                      f"{', '.join(sorted(arrays)) or 'none'}); save it with "
+                      "np.savez(PATH, x_train=..., y_train=..., x_test=..., "
+                      "y_test=...)")
+  names = arrays.get("class_names")
+  return _checked(path, arrays["x_train"], arrays["y_train"], arrays["x_test"],
+                  arrays["y_test"],
+                  None if names is None else [str(n) for n in names])
+
+
+def load_csv(path: str, test_path: str = "") -> dict:
+  """A data set from CSV files with a header row and a `label` column."""
+  path = _existing(path)
+  header, x, y = _read_csv(path)
+  if test_path:
+    test_path = _existing(test_path)
+    test_header, x_test, y_test = _read_csv(test_path)
+    if test_header != header:
+      raise DataError(f"{test_path}: its columns ({', '.join(test_header)}) "
+                      f"differ from {path}'s ({', '.join(header)})")
+  else:
+    order = np.random.default_rng(0).permutation(len(x))
+    num_test = max(1, round(CSV_TEST_FRACTION * len(x)))
+    if num_test >= len(x):
+      raise DataError(f"{path} has {len(x)} rows: too few to split off a test "
+                      "set; give --test_csv")
+    test, train = np.sort(order[:num_test]), np.sort(order[num_test:])
+    x, y, x_test, y_test = x[train], y[train], x[test], y[test]
+  return _checked(path, x, y, x_test, y_test, None)
+
+
+def _existing(path: str) -> Path:
+  path = Path(path)
+  if not path.is_file():
+    raise DataError(f"{path}: no such file")
+  return path
+
+
+def _read_csv(path: Path):
+  try:
+    with open(path, newline="") as f:
+      rows = list(csv.reader(f))
+  except (OSError, UnicodeDecodeError, csv.Error) as e:
+    raise DataError(f"{path} is not a readable CSV file ({e})") from e
+  if not rows:
+    raise DataError(f"{path} is empty; expected a header row and data rows")
+  header = [h.strip() for h in rows[0]]
+  if LABEL_COLUMN not in header:
+    raise DataError(f"{path} has no {LABEL_COLUMN!r} column in its header "
+                    f"(columns: {', '.join(header)})")
+  label_at = header.index(LABEL_COLUMN)
+  features = [h for h in header if h != LABEL_COLUMN]
+  if not features:
+    raise DataError(f"{path} has no feature columns besides {LABEL_COLUMN!r}")
+  x = np.empty((len(rows) - 1, len(features)), np.float32)
+  y = np.empty(len(rows) - 1, np.float64)
+  for i, row in enumerate(rows[1:]):
+    line = i + 2
+    if len(row) != len(header):
+      raise DataError(f"{path}, line {line}: {len(row)} fields, but the header "
+                      f"has {len(header)}")
+    values = []
+    for name, text in zip(header, row):
+      try:
+        values.append(float(text))
+      except ValueError:
+        raise DataError(f"{path}, line {line}, column {name!r}: {text!r} is "
+                        "not a number") from None
+    y[i] = values.pop(label_at)
+    x[i] = values
+  if len(x) == 0:
+    raise DataError(f"{path} has a header but no data rows")
+  return features, x, y
+
+
+def _checked(path, x_train, y_train, x_test, y_test, class_names) -> dict:
+  """The arrays as features and int32 labels, or a DataError saying where."""
+  arrays = {}
+  for split, x, y in (("train", x_train, y_train), ("test", x_test, y_test)):
+    if x.ndim < 2 or len(x) == 0:
+      raise DataError(f"{path}: x_{split} must have one row per example and "
+                      f"at least one row, got shape {x.shape}")
+    if y.ndim != 1 or len(y) != len(x):
+      raise DataError(f"{path}: x_{split} has {len(x)} rows but y_{split} has "
+                      f"shape {y.shape}; give one label per row")
+    if not (np.issubdtype(x.dtype, np.number) or x.dtype == bool):
+      raise DataError(f"{path}: x_{split} holds {x.dtype}, not numbers")
+    if np.issubdtype(x.dtype, np.floating) and not np.all(np.isfinite(x)):
+      row, *col = np.argwhere(~np.isfinite(x))[0]
+      raise DataError(f"{path}: x_{split} row {row}, column "
+                      f"{', '.join(map(str, col))} is {x[(row, *col)]}; "
+                      "features must be finite")
+    if not np.issubdtype(y.dtype, np.number):
+      raise DataError(f"{path}: y_{split} holds {y.dtype}; labels must be "
+                      "integers 0, 1, ..., K-1")
+    bad = np.flatnonzero((y != np.round(y)) | (y < 0))
+    if len(bad):
+      raise DataError(f"{path}: y_{split}[{bad[0]}] = {y[bad[0]]} is not a "
+                      "label; labels must be integers 0, 1, ..., K-1")
+    arrays[f"x_{split}"] = x if x.dtype == np.uint8 else x.astype(np.float32)
+    arrays[f"y_{split}"] = y.astype(np.int32)
+  if x_train.shape[1:] != x_test.shape[1:]:
+    raise DataError(f"{path}: x_train rows have shape {x_train.shape[1:]} but "
+                    f"x_test rows {x_test.shape[1:]}; they must match")
+  k = (len(class_names) if class_names is not None else
+       int(max(arrays["y_train"].max(), arrays["y_test"].max())) + 1)
+  for split in ("train", "test"):
+    y = arrays[f"y_{split}"]
+    bad = np.flatnonzero(y >= k)
+    if len(bad):
+      raise DataError(f"{path}: y_{split}[{bad[0]}] = {y[bad[0]]} is outside "
+                      f"[0, {k}) (class_names has {k} entries)")
+  if k < 2:
+    raise DataError(f"{path}: the labels name only {k} class; a classifier "
+                    "needs at least 2")
+  image_shape = x_train.shape[1:] if x_train.ndim > 2 else None
+  for split in ("train", "test"):
+    x = arrays[f"x_{split}"]
+    arrays[f"x_{split}"] = x.reshape(len(x), -1)
+  arrays["class_names"] = tuple(class_names if class_names is not None
+                                else (str(c) for c in range(k)))
+  arrays["image_shape"] = image_shape
+  return arrays
