@@ -31,3 +31,46 @@ def test_logits_are_xw_plus_b():
   np.testing.assert_allclose(model.logits(params, x),
                              [[6.5, 7.0], [3.5, 3.0]])
   assert model.logits(params, jnp.zeros((7, 3))).shape == (7, 2)
+
+
+def test_hidden_layers_shapes_and_count():
+  params = model.init_params(jax.random.key(0), 784, 10, hidden=(256, 128))
+  assert [l["w"].shape for l in params["hidden"]] == [(784, 256), (256, 128)]
+  assert params["w"].shape == (128, 10)
+  assert model.num_params(params) == (784 * 256 + 256) + (256 * 128 + 128) + (128 * 10 + 10)
+  assert model.logits(params, jnp.ones((5, 784))).shape == (5, 10)
+
+
+def test_phm_count_is_n_cubed_plus_dq_over_n():
+  for d, q, n in ((784, 10, 2), (784, 10, 1), (250, 10, 5), (12, 6, 3)):
+    params = model.init_params(jax.random.key(0), d, q, phm_n=n)
+    assert model.num_params(params) == n**3 + d * q // n + q
+    assert model.logits(params, jnp.ones((3, d))).shape == (3, q)
+    assert model.output_weight(params).shape == (d, q)
+
+
+def test_phm_weight_is_a_sum_of_kronecker_products():
+  a = jax.random.normal(jax.random.key(1), (3, 3, 3))
+  s = jax.random.normal(jax.random.key(2), (3, 4, 2))
+  expected = sum(np.kron(np.asarray(a[i]), np.asarray(s[i])) for i in range(3))
+  np.testing.assert_allclose(model.phm_weight(a, s), expected, rtol=1e-5,
+                             atol=1e-6)
+
+
+def test_phm_with_n_1_equals_a_dense_layer():
+  params = model.init_params(jax.random.key(3), 20, 4, phm_n=1)
+  dense = {"w": params["a"][0, 0, 0] * params["s"][0], "b": params["b"] + 0.5}
+  params = {**params, "b": params["b"] + 0.5}
+  x = jax.random.normal(jax.random.key(4), (6, 20))
+  np.testing.assert_allclose(model.logits(params, x), model.logits(dense, x),
+                             rtol=1e-6)
+  # And its initial weights have the dense layer's scale.
+  w = model.output_weight(model.init_params(jax.random.key(5), 784, 10, phm_n=2))
+  assert 0.005 < float(jnp.std(w)) < 0.02
+
+
+def test_phm_sizes_that_do_not_fit_are_explained():
+  assert model.check_phm(2, (), 784, 10) is None
+  message = model.check_phm(3, (), 784, 10)
+  assert "--phm_n=3 must divide" in message and "possible: 1, 2" in message
+  assert model.check_phm(5, (250,), 784, 10) is None

@@ -106,3 +106,34 @@ def test_d2l_setup_reaches_083_on_real_fashion_mnist(fashion_mnist):
   result = train.train_and_evaluate(Config(), fashion_mnist)
   assert result.summary["test_accuracy"] >= 0.83
   assert result.summary["num_params"] == 7850
+
+
+def _xor_dataset(n=512, seed=0):
+  """Two features; the class is the XOR of their signs: no line separates it."""
+  from softmax_jax import data  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(seed)
+  x = rng.uniform(-1, 1, (2 * n, 2)).astype(np.float32)
+  y = ((x[:, 0] > 0) ^ (x[:, 1] > 0)).astype(np.int32)
+  return data.Dataset(name="xor", x_train=x[:n], y_train=y[:n], x_test=x[n:],
+                      y_test=y[n:], class_names=("same sign", "other sign"))
+
+
+def test_hidden_layers_learn_what_a_linear_model_cannot():
+  ds = _xor_dataset()
+  config = Config(batch_size=32, epochs=40, optimizer="adam", lr=0.01)
+  linear = train.train_and_evaluate(config, ds)
+  mlp = train.train_and_evaluate(dataclasses.replace(config, hidden="32"), ds)
+  assert linear.summary["test_accuracy"] < 0.7
+  assert mlp.summary["test_accuracy"] > 0.95
+
+
+def test_a_phm_size_that_does_not_fit_is_refused():
+  with pytest.raises(UserError, match="--phm_n=3 must divide"):
+    train.train_and_evaluate(dataclasses.replace(TINY, phm_n=3),
+                             synthetic_dataset())
+
+
+def test_mlp_passes_086_on_real_fashion_mnist(fashion_mnist):
+  config = Config(hidden="256", optimizer="adam", lr=0.001)
+  assert train.train_and_evaluate(config, fashion_mnist).summary[
+      "test_accuracy"] > 0.86
