@@ -91,6 +91,9 @@ BAD_INPUTS = {
     "unsweepable flag": (["--dataset=mnist,fashion_mnist"], "--dataset cannot be swept"),
     "sweep without validation": (["--lr=0.1,0.2", "--val_fraction=0"],
                                  "give --val_fraction > 0"),
+    "missing npz": (["--dataset=npz:/nowhere/data.npz"], "/nowhere/data.npz: no such file"),
+    "bad hidden": (["--hidden=256,x"], "--hidden='256,x': give layer sizes"),
+    "phm that does not fit": (["--phm_n=3"], "--phm_n=3 must divide the output layer's input size 16"),
     "experiment file without functions": (["--config={empty_experiment}"],
                                           "has no get_config() function"),
 }

@@ -3,6 +3,7 @@
 import dataclasses
 import json
 
+import jax
 import numpy as np
 import pytest
 from conftest import ROOT, synthetic_dataset, write_cache
@@ -202,3 +203,20 @@ def test_a_sweep_needs_a_validation_split(tmp_path):
                          sweep.axis("lr", [0.1, 0.2]))
   with pytest.raises(UserError, match="--val_fraction > 0"):
     runner.run(configs, tmp_path / "run", verbose=False)
+
+
+def test_model_sweeps_make_separate_groups():
+  configs = sweep.build(TINY, sweep.axis("hidden", ["", "8"]), {"phm_n": "0,2"})
+  assert [(c.hidden, c.phm_n) for c in configs] == [
+      ("", 0), ("", 2), ("8", 0), ("8", 2)]
+  assert len(sweep.groups(configs)) == 4
+  ds = data.hold_out_validation(synthetic_dataset(), 0.25)
+  result = train.train_configs(configs, ds)
+  counts = [sum(p.size for p in jax.tree.leaves(r.params)) for r in result.runs]
+  assert counts == [16 * 4 + 4, 8 + 16 * 4 // 2 + 4,
+                    16 * 8 + 8 + 8 * 4 + 4, 16 * 8 + 8 + 8 + 8 * 4 // 2 + 4]
+
+
+def test_hidden_takes_its_commas_as_layer_sizes():
+  single, entries = sweep.parse_flag_lists({"hidden": "256,128"})
+  assert single == {"hidden": "256,128"} and entries == []
