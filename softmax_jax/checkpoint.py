@@ -76,5 +76,10 @@ class Checkpointer:
 
   def close(self) -> None:
     """Waits for the writes in flight, so that the last checkpoint is complete."""
-    self._manager.wait_until_finished()
-    self._manager.close()
+    try:
+      self._manager.wait_until_finished()
+      self._manager.close()
+    except OSError as e:  # e.g. the disk filled up during a background write
+      raise UserError(f"cannot write a checkpoint to {self.directory}: "
+                      f"{e.strerror or e}; free some disk space or choose "
+                      "another --workdir") from e

@@ -14,6 +14,7 @@ import contextlib
 import dataclasses
 import fcntl
 import gzip
+import logging
 import os
 import re
 import socket
@@ -41,6 +42,7 @@ _UPSTREAM_MTIME = {"train": 1504176606, "t10k": 1504176627}
 _CACHE_VERSION = 2
 _NETWORK_PROBE_SECONDS = 3.0
 _FALLBACK_PROBE_HOST = "storage.googleapis.com"  # TFDS's mirror
+_log = logging.getLogger("softmax_jax")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -121,6 +123,8 @@ def load(name: str, data_dir: str | os.PathLike | None = None,
   with _file_lock(path.with_suffix(".lock")):
     dataset = _read_cache(path, name)
     if dataset is None:
+      _log.info("preparing %s in %s (first use; later runs read its cache)",
+                name, data_dir)
       dataset = _load_with_tfds(name, data_dir)
       _write_cache(path, dataset)
   return dataset

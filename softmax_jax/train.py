@@ -209,6 +209,7 @@ def train_configs(configs: list[Config], dataset: data_lib.Dataset,
   checkpoint and, when true, raises Interrupted. restore_only loads the
   checkpoints without training (for evaluation).
   """
+  _check_labels(dataset)
   runs: list[RunResult | None] = [None] * len(configs)
   train_seconds = compile_seconds = 0.0
   group_indices = sweep.groups(configs)
@@ -231,6 +232,18 @@ def train_configs(configs: list[Config], dataset: data_lib.Dataset,
   return SweepResult(runs=runs, train_seconds=train_seconds,
                      compile_seconds=compile_seconds,
                      num_groups=len(group_indices))
+
+
+def _check_labels(dataset: data_lib.Dataset) -> None:
+  """Labels outside [0, K) would give a silent NaN or a wrong loss inside the
+  compiled program, which cannot raise; so refuse them here, on the host."""
+  k = dataset.num_classes
+  for split in ("train", "val", "test"):
+    y = getattr(dataset, f"y_{split}")
+    if y is not None and len(y) and (y.min() < 0 or y.max() >= k):
+      bad = int(np.flatnonzero((y < 0) | (y >= k))[0])
+      raise UserError(f"{dataset.name}: y_{split}[{bad}] = {y[bad]} is not a "
+                      f"class of the {k} in its class names")
 
 
 def _train_group(configs: list[Config], dataset: data_lib.Dataset, on_epoch,

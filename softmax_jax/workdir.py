@@ -8,6 +8,7 @@ again resumes from the checkpoints, another configuration is refused.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import datetime
 import io
@@ -39,6 +40,8 @@ TENSORBOARD = "tensorboard"  # event files, a folder per configuration
 OUTPUTS = (CONFIGS, CHECKPOINTS, METRICS, SUMMARY, PARAMS, CURVES, RESULTS,
            SWEEP_PLOT, RELIABILITY, CONFUSION, PREDICTIONS, WEIGHTS, REPORT,
            TENSORBOARD)
+# Checkpoints of a small model, figures and event files fit in a few MiB.
+MIN_FREE_BYTES = 16 * 2**20
 RESULT_COLUMNS = ("val_accuracy", "test_accuracy", "test_nll", "ece",
                   "final_train_loss", "epochs_run", "status")
 
@@ -82,11 +85,18 @@ def prepare(workdir: str | Path, configs: list[dict],
   probe = workdir / f".write-test-{os.getpid()}"
   try:
     probe.write_bytes(b"x" * 4096)
+    probe.unlink()
   except OSError as e:
+    with contextlib.suppress(OSError):  # a partial probe on a full disk
+      probe.unlink()
     raise UserError(f"cannot write to --workdir={workdir}: {e.strerror}; "
                     "choose a writable folder with free space") from e
-  finally:
-    probe.unlink(missing_ok=True)
+  free = shutil.disk_usage(workdir).free
+  if free < MIN_FREE_BYTES:
+    raise UserError(f"--workdir={workdir} has only {free / 2**20:.1f} MiB free; "
+                    f"a run writes checkpoints and figures and needs at least "
+                    f"{MIN_FREE_BYTES / 2**20:.0f} MiB: free some space or "
+                    "choose another --workdir")
   if not resume:
     for name in existing:
       path = workdir / name
