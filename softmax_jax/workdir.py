@@ -131,8 +131,12 @@ def write_metrics(workdir: Path, records: list[dict]) -> None:
 
 
 def append_metrics(workdir: Path, record: dict) -> None:
-  with open(workdir / METRICS, "a") as f:
-    f.write(json.dumps(record) + "\n")
+  try:
+    with open(workdir / METRICS, "a") as f:
+      f.write(json.dumps(record) + "\n")
+  except OSError as e:
+    raise UserError(f"cannot write {workdir / METRICS}: {e.strerror}; free some "
+                    "disk space, then run the same command to resume") from e
 
 
 def read_metrics(workdir: Path) -> list[dict]:
