@@ -28,7 +28,7 @@ data: venv
 	$(PY) launch.py --mode=prepare_data
 
 run: setup
-	$(PY) launch.py --loss=xent $(ARGS)
+	$(PY) launch.py $(if $(ARGS),$(ARGS),--loss=xent)
 
 test: setup
 	$(PY) -m pytest -q tests

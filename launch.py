@@ -118,10 +118,11 @@ def main(argv):
   if FLAGS.mode == "prepare_data":
     from softmax_jax import data  # pylint: disable=g-import-not-at-top
     c = configs[0]
-    dataset = data.load(c.dataset, c.data_dir or None)
+    dataset = data.load(c.dataset, c.data_dir or None, c.test_csv)
+    cached = ("" if c.dataset.startswith(("npz:", "csv:")) else ", cached in "
+              f"{data.cache_path(c.dataset, c.data_dir or data.default_data_dir())}")
     print(f"{c.dataset} ready: {len(dataset.x_train):,} train / "
-          f"{len(dataset.x_test):,} test examples, cached in "
-          f"{data.cache_path(c.dataset, c.data_dir or data.default_data_dir())}")
+          f"{len(dataset.x_test):,} test examples{cached}")
     return
   from softmax_jax import runner  # pylint: disable=g-import-not-at-top
   runner.run(configs, FLAGS.workdir, overwrite=FLAGS.overwrite)
@@ -138,23 +139,8 @@ def _use_trained_model():
   if not FLAGS.images:
     raise UserError("--mode=predict needs --images=a.png,b.png or "
                     "--images=file.npy")
-  for path, top in zip(_expand(FLAGS.images), runner.predict(
-      FLAGS.workdir, FLAGS.images)):
-    print(f"{path}: " + ", ".join(f"{name} {p:.3f}" for name, p in top))
-
-
-def _expand(paths):
-  """One label per predicted image: a .npy of N images gives N labels."""
-  import numpy as np  # pylint: disable=g-import-not-at-top
-  labels = []
-  for path in paths:
-    if path.endswith(".npy"):
-      n = np.load(path, mmap_mode="r").shape
-      count = 1 if len(n) == 2 and n[0] == n[1] else n[0]
-      labels += [f"{path}[{i}]" for i in range(count)]
-    else:
-      labels.append(path)
-  return labels
+  for name, top in runner.predict(FLAGS.workdir, FLAGS.images):
+    print(f"{name}: " + ", ".join(f"{label} {p:.3f}" for label, p in top))
 
 
 def _parse_flags(argv):

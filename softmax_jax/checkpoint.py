@@ -11,6 +11,7 @@ skipped in favour of the one before it.
 from __future__ import annotations
 
 import logging
+import shutil
 from pathlib import Path
 
 import jax
@@ -38,11 +39,14 @@ class Checkpointer:
     """Starts writing the checkpoint of `epoch` in the background."""
     ocp = self._ocp
     try:
-      self._manager.save(epoch, args=ocp.args.Composite(
+      saved = self._manager.save(epoch, args=ocp.args.Composite(
           state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)))
     except (OSError, ValueError) as e:
       raise UserError(f"cannot write a checkpoint to {self.directory}: {e}; "
                       "free some disk space or choose another --workdir") from e
+    if not saved:  # orbax skips steps at or below its newest one
+      raise RuntimeError(f"orbax did not save the checkpoint of epoch {epoch} "
+                         f"in {self.directory}")
 
   def restore_latest(self, like_state):
     """(epoch, state, meta) of the newest readable checkpoint, or None.
@@ -71,8 +75,14 @@ class Checkpointer:
       return epoch, restored["state"], restored["meta"]
     return None
 
-  def latest_epoch(self) -> int | None:
-    return self._manager.latest_step()
+  def discard_unreadable(self) -> None:
+    """Deletes the checkpoints restore_latest could not read, so that the
+    epochs they held can be checkpointed again."""
+    for epoch in self.unreadable:
+      shutil.rmtree(self.directory / str(epoch), ignore_errors=True)
+    if self.unreadable:
+      self._manager.reload()
+    self.unreadable = []
 
   def close(self) -> None:
     """Waits for the writes in flight, so that the last checkpoint is complete."""

@@ -155,6 +155,10 @@ def load_experiment(path: str | Path) -> tuple[Config, list[dict]]:
   if not isinstance(config, Config):
     raise UserError(f"--config={path}: get_config() must return a "
                     f"softmax_jax.config.Config, got {type(config).__name__}")
+  try:  # each field as its type, e.g. lr="0.1" -> 0.1; a wrong one refused
+    config = with_overrides(Config(), {f: str(getattr(config, f)) for f in FIELDS})
+  except UserError as e:
+    raise UserError(f"--config={path}: get_config(): {e}") from None
   if not (isinstance(entries, list) and all(isinstance(e, dict) for e in entries)):
     raise UserError(f"--config={path}: get_sweep() must return a list of "
                     "dicts of overrides, e.g. sweep.product(sweep.axis('lr', "

@@ -123,8 +123,6 @@ def load(name: str, data_dir: str | os.PathLike | None = None,
   with _file_lock(path.with_suffix(".lock")):
     dataset = _read_cache(path, name)
     if dataset is None:
-      _log.info("preparing %s in %s (first use; later runs read its cache)",
-                name, data_dir)
       dataset = _load_with_tfds(name, data_dir)
       _write_cache(path, dataset)
   return dataset
@@ -225,11 +223,17 @@ def _load_with_tfds(name: str, data_dir: Path) -> Dataset:
     raise DataError(f"unknown --dataset={name!r}: TFDS has no such data set; "
                     f"try one of {', '.join(EXAMPLES)}, or npz:PATH or "
                     "csv:PATH for your own data") from None
+  except (AssertionError, ValueError) as e:  # an unknown config or version
+    first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    raise DataError(f"--dataset={name!r}: {first}") from None
   features = builder.info.features
   if not ("image" in features and "label" in features
           and hasattr(features["label"], "names")):
     raise DataError(f"--dataset={name!r} is not an image classification data "
                     "set: it needs `image` and `label` features")
+  if None in features["image"].shape:
+    raise DataError(f"--dataset={name!r} has images of varying sizes "
+                    f"{features['image'].shape}; softmax_jax needs one size")
   if not builder.is_prepared():
     download_config = None
     manual_dir = data_dir / "downloads" / "manual"
@@ -247,7 +251,16 @@ def _load_with_tfds(name: str, data_dir: Path) -> Dataset:
                if name == "fashion_mnist" else "")
             + "give --data_dir of a TFDS data dir where it is prepared, "
             "or connect to the internet")
+    _log.info("preparing %s in %s (first use; later runs read its cache)",
+              name, data_dir)
     builder.download_and_prepare(download_config=download_config)
+  else:
+    _log.info("caching %s from %s (first use; later runs read the cache)",
+              name, data_dir)
+  missing = {"train", "test"} - set(builder.info.splits)
+  if builder.info.splits and missing:  # (unknown under tfds.testing.mock_data)
+    raise DataError(f"--dataset={name!r} has no {' or '.join(sorted(missing))} "
+                    f"split (it has: {', '.join(builder.info.splits)})")
 
   arrays = {}
   for split in ("train", "test"):

@@ -8,6 +8,7 @@ parallel). Across hosts, `initialize` must run before any other JAX call; then
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 
 import jax
@@ -43,6 +44,30 @@ def initialize(coordinator_address: str, num_processes: int | None,
 
 def is_main_process() -> bool:
   return jax.process_index() == 0
+
+
+def agree(flag: bool) -> bool:
+  """Process 0's value of flag, on every process (the others' is ignored)."""
+  if jax.process_count() == 1:
+    return flag
+  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+  return bool(multihost_utils.broadcast_one_to_all(np.int32(flag)))
+
+
+@contextlib.contextmanager
+def decided_by_process_0():
+  """Runs a block that only process 0 may fail (e.g. claiming the workdir);
+  if it fails there, the other processes stop too instead of waiting forever
+  for it in the first collective."""
+  failed = False
+  try:
+    yield
+  except BaseException:
+    failed = True
+    raise
+  finally:
+    if agree(failed) and not failed:
+      raise UserError("process 0 stopped (see its message); stopping too")
 
 
 @dataclasses.dataclass(frozen=True)

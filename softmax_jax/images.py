@@ -10,19 +10,25 @@ import numpy as np
 from softmax_jax.errors import UserError
 
 
-def load(paths: list[str], image_shape: tuple[int, ...]) -> np.ndarray:
-  """uint8 [N, H*W*C] from image files (any size and mode: converted to the
-  model's channels and resized) or .npy arrays of one image [H, W(, C)], of
-  images [N, H, W(, C)] or of rows [N, H*W*C] (uint8 0-255, or floats in
-  [0, 1])."""
-  rows = []
+def load(paths: list[str], image_shape: tuple[int, ...]
+         ) -> tuple[np.ndarray, list[str]]:
+  """uint8 [N, H*W*C] and a name per row, from image files (any size and mode:
+  converted to the model's channels and resized) or .npy arrays of one image
+  [H, W(, C)], of images [N, H, W(, C)] or of rows [N, H*W*C] (uint8 0-255,
+  or floats in [0, 1]); the rows of an array are named PATH[i]."""
+  rows, names = [], []
   for path in paths:
     path = Path(path)
     if not path.is_file():
       raise UserError(f"--images: {path}: no such file")
-    rows.append(_from_npy(path, image_shape) if path.suffix == ".npy"
-                else _from_image(path, image_shape))
-  return np.concatenate(rows)
+    if path.suffix == ".npy":
+      array = _from_npy(path, image_shape)
+      names += [f"{path}[{i}]" for i in range(len(array))]
+    else:
+      array = _from_image(path, image_shape)
+      names.append(str(path))
+    rows.append(array)
+  return np.concatenate(rows), names
 
 
 def _from_image(path: Path, image_shape) -> np.ndarray:

@@ -119,7 +119,7 @@ def plot_predictions(x_NxD, labels_N, probs_NxK, class_names, image_shape,
   wrong = [i for i in range(len(labels_N)) if predicted[i] != labels_N[i]]
   right = [i for i in range(len(labels_N)) if predicted[i] == labels_N[i]]
   shown = (wrong[:rows * cols // 2] + right)[:rows * cols]
-  h, w = image_shape
+  h, w = image_shape[:2]
   pad = h // 3
   fig, ax = plt.subplots(figsize=(1.6 * cols, 1.6 * rows * (h + pad) / (w + 2)
                                   + 0.3), dpi=100)
@@ -172,7 +172,7 @@ def plot_weights(w_DxK, class_names, image_shape, out: BinaryIO) -> None:
   templates = [t / (np.abs(t).max() or 1.0) for t in templates]
   if len(image_shape) == 3:
     templates = [(t + 1) / 2 for t in templates]
-  h, w = image_shape
+  h, w = image_shape[:2]
   pad = h // 5
   fig, ax = plt.subplots(figsize=(2 * cols, 2 * rows * (h + pad) / (w + 2)
                                   + 0.4), dpi=100)

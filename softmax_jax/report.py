@@ -25,11 +25,6 @@ class Analysis:
   confusion_KxK: np.ndarray  # [true, predicted]
   bins: tuple[np.ndarray, np.ndarray, np.ndarray]  # count, confidence, accuracy
   class_names: tuple[str, ...]
-
-  @property
-  def predictions_N(self) -> np.ndarray:
-    return np.argmax(self.probs_NxK, axis=-1)
-
   scores: dict[str, float]  # train.evaluate's accuracy, nll, ece
 
   def summary(self) -> dict:

@@ -41,17 +41,19 @@ def run(configs: list[config_lib.Config] | config_lib.Config,
   """Trains the config(s), writes the outputs and returns the summary."""
   configs = _validated(configs)
   dataset = _load(configs)
+  train.check(configs, dataset)
   single = len(configs) == 1
   writer = distributed.is_main_process()
-  resume = False
-  if writer:
-    workdir, resume = workdir_lib.prepare(
-        workdir or workdir_lib.default_workdir(
-            tag=configs[0].loss if single else "sweep"),
-        [config_lib.to_dict(c) for c in configs], overwrite)
+  resume, finished = False, None
+  with distributed.decided_by_process_0():  # the others wait for its verdict
+    if writer:
+      workdir, resume = workdir_lib.prepare(
+          workdir or workdir_lib.default_workdir(
+              tag=configs[0].loss if single else "sweep"),
+          [config_lib.to_dict(c) for c in configs], overwrite)
+      finished = _read_summary(workdir) if resume else None
   talk = verbose and writer
-  finished = _read_summary(workdir) if resume else None
-  if finished:  # the same command again: nothing left to train
+  if distributed.agree(bool(finished)):  # the same command again: all done
     if talk:
       print(f"{workdir} holds this run, finished; its outputs are there "
             "(--mode=eval recomputes them, --overwrite trains anew)", flush=True)
@@ -78,7 +80,7 @@ def run(configs: list[config_lib.Config] | config_lib.Config,
       result = train.train_configs(configs, dataset, on_epoch,
                                    checkpoint_dir=checkpoints,
                                    should_stop=stop_requested)
-  except train.Interrupted as e:
+  except train.StopRequested as e:
     raise Interrupted(
         f"stopped after epoch {e.epoch}, its checkpoint saved in {workdir}; "
         "run the same command again to resume") from e
@@ -116,22 +118,23 @@ def evaluate(workdir: str | Path, verbose: bool = True) -> dict:
 
 
 def predict(workdir: str | Path, image_paths: list[str], top: int = 3
-            ) -> list[list[tuple[str, float]]]:
-  """The top classes and probabilities of each image under a trained run."""
+            ) -> list[tuple[str, list[tuple[str, float]]]]:
+  """Each image's name with its top classes and probabilities under a run."""
   _, dataset, result = _restore(workdir)
   run_ = result.runs[_best_index(result)]
   if dataset.image_shape is None:
     raise UserError(f"the run in {workdir} was trained on {dataset.name}, not "
                     "on images; --mode=predict takes images")
-  x_NxD = data.to_features(images_lib.load(image_paths, dataset.image_shape))
+  pixels, names = images_lib.load(image_paths, dataset.image_shape)
+  x_NxD = data.to_features(pixels)
   if dataset.feature_mean is not None:  # trained with --standardize
     x_NxD = (x_NxD - dataset.feature_mean) / dataset.feature_std
   probs = np.asarray(jax.jit(lambda p, x: losses.softmax(model.logits(p, x)))(
       run_.params, x_NxD))
   ranked = []
-  for row in probs:
+  for name, row in zip(names, probs):
     best = np.argsort(-row)[:top]
-    ranked.append([(dataset.class_names[k], float(row[k])) for k in best])
+    ranked.append((name, [(dataset.class_names[k], float(row[k])) for k in best]))
   return ranked
 
 

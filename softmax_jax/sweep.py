@@ -99,13 +99,14 @@ def build(base: Config, file_sweep: list[dict], flag_texts: dict[str, str]
           ) -> list[Config]:
   """The configs of `launch.py`: an experiments file's config and sweep, with flags.
 
-  A single-valued flag overrides the file's config and any axis of its sweep
-  over that field; comma-listed flags add axes (a cross product with the
+  A flag overrides the file's config and any axis of its sweep over that
+  field; comma-listed flags add axes (a cross product with the rest of the
   file's sweep).
   """
   single, flag_sweep = parse_flag_lists(flag_texts)
   base = config_lib.with_overrides(base, single)
-  stripped = [{k: v for k, v in e.items() if k not in single}
+  flagged = set(single) | {k for e in flag_sweep for k in e}
+  stripped = [{k: v for k, v in e.items() if k not in flagged}
               for e in file_sweep]
   file_sweep = [e for i, e in enumerate(stripped) if e not in stripped[:i]]
   return expand(base, product(file_sweep or [{}], flag_sweep or [{}]))

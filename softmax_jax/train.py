@@ -187,7 +187,7 @@ class SweepResult:
   num_groups: int
 
 
-class Interrupted(Exception):
+class StopRequested(Exception):
   """Training stopped on request after a checkpoint; rerunning resumes it."""
 
   def __init__(self, epoch: int):
@@ -206,10 +206,10 @@ def train_configs(configs: list[Config], dataset: data_lib.Dataset,
   non-finite is marked diverged and leaves the others undisturbed. With a
   checkpoint_dir, each group saves its state after every epoch and resumes
   from its newest readable checkpoint; should_stop() is asked after each
-  checkpoint and, when true, raises Interrupted. restore_only loads the
+  checkpoint and, when true, raises StopRequested. restore_only loads the
   checkpoints without training (for evaluation).
   """
-  _check_labels(dataset)
+  check(configs, dataset)
   runs: list[RunResult | None] = [None] * len(configs)
   train_seconds = compile_seconds = 0.0
   group_indices = sweep.groups(configs)
@@ -234,6 +234,22 @@ def train_configs(configs: list[Config], dataset: data_lib.Dataset,
                      num_groups=len(group_indices))
 
 
+def check(configs: list[Config], dataset: data_lib.Dataset) -> None:
+  """Refuses, before anything is trained or written, what the data rules out:
+  labels outside [0, K), batches larger than the training set, PHM sizes
+  that do not divide the output layer."""
+  _check_labels(dataset)
+  for c in configs:
+    if len(dataset.x_train) < c.batch_size:
+      raise UserError(
+          f"--batch_size={c.batch_size} is larger than the training set "
+          f"({len(dataset.x_train)} examples); choose a smaller batch size")
+    problem = model.check_phm(c.phm_n, c.hidden_sizes, dataset.num_features,
+                              dataset.num_classes)
+    if problem:
+      raise UserError(problem)
+
+
 def _check_labels(dataset: data_lib.Dataset) -> None:
   """Labels outside [0, K) would give a silent NaN or a wrong loss inside the
   compiled program, which cannot raise; so refuse them here, on the host."""
@@ -249,14 +265,6 @@ def _check_labels(dataset: data_lib.Dataset) -> None:
 def _train_group(configs: list[Config], dataset: data_lib.Dataset, on_epoch,
                  checkpointer, should_stop, restore_only):
   c = configs[0]
-  if len(dataset.x_train) < c.batch_size:
-    raise UserError(
-        f"--batch_size={c.batch_size} is larger than the training set "
-        f"({len(dataset.x_train)} examples); choose a smaller batch size")
-  problem = model.check_phm(c.phm_n, c.hidden_sizes, dataset.num_features,
-                            dataset.num_classes)
-  if problem:
-    raise UserError(problem)
   layout = distributed.make_layout(len(configs), c.batch_size)
   # Ordered by loss, so each loss is one block of the stack; padded with
   # copies of the last configuration to a multiple of the devices.
@@ -298,6 +306,8 @@ def _train_group(configs: list[Config], dataset: data_lib.Dataset, on_epoch,
       s == DIVERGED for s in status):
     return (_results(configs, states, history, status, place, layout),
             train_seconds, 0.0)
+  if checkpointer:
+    checkpointer.discard_unreadable()
 
   x_train, y_train = replicate(dataset.x_train), replicate(dataset.y_train)
   evals = {"test": (replicate(dataset.x_test), replicate(dataset.y_test))}
@@ -350,7 +360,7 @@ def _train_group(configs: list[Config], dataset: data_lib.Dataset, on_epoch,
     if all(s == DIVERGED for s in status):
       break
     if should_stop and should_stop() and epoch < c.epochs:
-      raise Interrupted(epoch)
+      raise StopRequested(epoch)
 
   return (_results(configs, states, history, status, place, layout),
           train_seconds, compile_seconds)

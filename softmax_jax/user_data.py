@@ -102,6 +102,10 @@ def _read_csv(path: Path):
       except ValueError:
         raise DataError(f"{path}, line {line}, column {name!r}: {text!r} is "
                         "not a number") from None
+    for name, value in zip(header, values):
+      if not np.isfinite(value):
+        raise DataError(f"{path}, line {line}, column {name!r}: {value} is "
+                        "not a finite number")
     y[i] = values.pop(label_at)
     x[i] = values
   if len(x) == 0:
@@ -129,7 +133,7 @@ def _checked(path, x_train, y_train, x_test, y_test, class_names) -> dict:
     if not np.issubdtype(y.dtype, np.number):
       raise DataError(f"{path}: y_{split} holds {y.dtype}; labels must be "
                       "integers 0, 1, ..., K-1")
-    bad = np.flatnonzero((y != np.round(y)) | (y < 0))
+    bad = np.flatnonzero((y != np.round(y)) | (y < 0) | (y >= 2**31))
     if len(bad):
       raise DataError(f"{path}: y_{split}[{bad[0]}] = {y[bad[0]]} is not a "
                       "label; labels must be integers 0, 1, ..., K-1")

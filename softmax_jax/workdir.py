@@ -17,6 +17,7 @@ import os
 import shutil
 from pathlib import Path
 
+import jax
 import numpy as np
 
 from softmax_jax import atomic_io
@@ -47,14 +48,19 @@ RESULT_COLUMNS = ("val_accuracy", "test_accuracy", "test_nll", "ece",
 
 
 def default_workdir(root: str | Path = "runs", tag: str = "") -> Path:
-  """A fresh folder under root, named by the time (and tag)."""
+  """A new folder under root, named by the time (and tag), created here so
+  that two runs started in the same second never share it."""
   stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-  path = Path(root) / "-".join(filter(None, [stamp, tag]))
-  suffix = 1
-  while path.exists():
-    suffix += 1
-    path = Path(root) / "-".join(filter(None, [stamp, tag, str(suffix)]))
-  return path
+  Path(root).mkdir(parents=True, exist_ok=True)
+  for suffix in range(1, 10_000):
+    path = Path(root) / "-".join(filter(None, [stamp, tag,
+                                               str(suffix) if suffix > 1 else ""]))
+    try:
+      path.mkdir()
+      return path
+    except FileExistsError:
+      continue
+  raise UserError(f"cannot find a free folder name under {root}")
 
 
 def prepare(workdir: str | Path, configs: list[dict],
@@ -139,19 +145,17 @@ def append_metrics(workdir: Path, record: dict) -> None:
                     "disk space, then run the same command to resume") from e
 
 
-def read_metrics(workdir: Path) -> list[dict]:
-  with open(workdir / METRICS) as f:
-    return [json.loads(line) for line in f if line.strip()]
-
-
 def write_summary(workdir: Path, summary: dict) -> None:
   write_file(workdir / SUMMARY,
                 lambda f: f.write(json.dumps(summary, indent=2).encode()))
 
 
 def save_params(workdir: Path, params: dict) -> None:
-  write_file(workdir / PARAMS,
-                lambda f: np.savez(f, **{k: np.asarray(v) for k, v in params.items()}))
+  """params.npz: one array per leaf, named by its path (w, b, hidden_0_w, a, s)."""
+  flat = {"_".join(str(getattr(k, "key", getattr(k, "idx", k))) for k in path):
+          np.asarray(leaf)
+          for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]}
+  write_file(workdir / PARAMS, lambda f: np.savez(f, **flat))
 
 
 def save_curves(workdir: Path, history: list[dict], title: str = "") -> None:
@@ -181,11 +185,6 @@ def read_results(workdir: Path) -> list[dict]:
 
 def save_sweep_plot(workdir: Path, rows: list[dict]) -> None:
   write_file(workdir / SWEEP_PLOT, lambda f: plotting.plot_sweep(rows, f))
-
-
-def load_params(workdir: Path) -> dict[str, np.ndarray]:
-  with np.load(workdir / PARAMS) as f:
-    return {k: f[k] for k in f.files}
 
 
 def write_file(path: Path, write) -> None:

@@ -46,7 +46,7 @@ def test_resume_is_bit_identical(tmp_path, configs):
   ds = data.hold_out_validation(synthetic_dataset(), 0.25)
   whole = train.train_configs(configs, ds, checkpoint_dir=tmp_path / "a")
   on_epoch, stop = _stop_after(2)
-  with pytest.raises(train.Interrupted) as e:
+  with pytest.raises(train.StopRequested) as e:
     train.train_configs(configs, ds, on_epoch, checkpoint_dir=tmp_path / "b",
                         should_stop=stop)
   assert e.value.epoch == 2
@@ -74,7 +74,7 @@ def test_a_corrupted_last_checkpoint_falls_back_to_the_previous(tmp_path):
   ds = synthetic_dataset()
   whole = train.train_configs([TINY], ds)
   on_epoch, stop = _stop_after(3)
-  with pytest.raises(train.Interrupted):
+  with pytest.raises(train.StopRequested):
     train.train_configs([TINY], ds, on_epoch, checkpoint_dir=tmp_path,
                         should_stop=stop)
   _corrupt(tmp_path / "group_0" / "3")
@@ -131,3 +131,22 @@ def test_checkpoints_keep_what_resume_needs(tmp_path):
   kept = sorted(int(p.name) for p in (tmp_path / "group_0").iterdir()
                 if p.name.isdigit())
   assert kept == [2, 3]
+
+
+def test_after_a_fallback_the_redone_epochs_are_checkpointed(tmp_path):
+  from softmax_jax import checkpoint  # pylint: disable=g-import-not-at-top
+  ds = synthetic_dataset()
+  on_epoch, stop = _stop_after(3)
+  with pytest.raises(train.StopRequested):
+    train.train_configs([TINY], ds, on_epoch, checkpoint_dir=tmp_path,
+                        should_stop=stop)
+  _corrupt(tmp_path / "group_0" / "3")
+  on_epoch, stop = _stop_after(3)  # redo epoch 3, then stop again
+  with pytest.raises(train.StopRequested):
+    train.train_configs([TINY], ds, on_epoch, checkpoint_dir=tmp_path,
+                        should_stop=stop)
+  ckpt = checkpoint.Checkpointer(tmp_path / "group_0")
+  states = train.train_configs([TINY], ds, checkpoint_dir=tmp_path,
+                               restore_only=True)
+  ckpt.close()
+  assert [r["epoch"] for r in states.runs[0].history] == [1, 2, 3]

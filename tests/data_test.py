@@ -141,3 +141,9 @@ def test_real_arrays_equal_the_original_idx_files(fashion_mnist):
     theirs = np.concatenate([images.reshape(len(images), -1), labels[:, None]], 1)
     np.testing.assert_array_equal(np.unique(ours, axis=0),
                                   np.unique(theirs, axis=0))
+
+
+def test_unknown_tfds_version_is_one_line(tmp_path):
+  with pytest.raises(DataError, match="--dataset='mnist:9.9.9'") as e:
+    data.load("mnist:9.9.9", tmp_path)
+  assert "\n" not in str(e.value)

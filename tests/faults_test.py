@@ -153,7 +153,7 @@ def test_a_truncated_data_cache_is_rebuilt(tmp_path):
   cache.write_bytes(cache.read_bytes()[:1_000_000])
   r = run("--mode=prepare_data", f"--data_dir={data_dir}")
   assert r.returncode == 0, r.stderr
-  assert "note: preparing fashion_mnist" in r.stderr
+  assert "note: caching fashion_mnist" in r.stderr
   assert data.load("fashion_mnist", data_dir).x_train.shape == (60000, 784)
 
 
@@ -165,7 +165,7 @@ def test_two_concurrent_first_runs_prepare_the_cache_once(tmp_path):
            for _ in range(2)]
   outputs = [p.communicate(timeout=300) for p in procs]
   assert [p.returncode for p in procs] == [0, 0], outputs
-  assert sum(err.count("note: preparing fashion_mnist") for _, err in outputs) == 1
+  assert sum(err.count("note: caching fashion_mnist") for _, err in outputs) == 1
   assert data.load("fashion_mnist", data_dir).y_test.shape == (10000,)
 
 
@@ -214,3 +214,9 @@ def test_labels_out_of_range_never_train_into_a_silent_nan():
   with pytest.raises(UserError, match=r"y_train\[7\] = 4 is not a class"):
     train.train_configs([Config(epochs=1, batch_size=32)],
                         dataclasses.replace(ds, y_train=y))
+
+
+def test_runs_started_in_the_same_second_get_their_own_workdirs(tmp_path):
+  from softmax_jax import workdir  # pylint: disable=g-import-not-at-top
+  paths = {workdir.default_workdir(tmp_path, "xent") for _ in range(5)}
+  assert len(paths) == 5 and all(p.is_dir() for p in paths)

@@ -114,3 +114,61 @@ def test_eval_with_every_checkpoint_corrupted(trained, tmp_path):
       (open(os.path.join(root, name), "wb")).close()
   assert_one_line_error(launch("--mode=eval", f"--workdir={copy}"),
                         "no readable checkpoint")
+
+
+def test_colour_images_end_to_end(tmp_path):
+  """RGB data: trained, evaluated, drawn, and predicted from a colour PNG."""
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  from softmax_jax import runner  # pylint: disable=g-import-not-at-top
+  from softmax_jax.config import Config  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(0)
+  colours = np.array([[255, 0, 0], [0, 255, 0], [0, 0, 255]], np.uint8)
+  y = rng.integers(0, 3, 90)
+  x = np.broadcast_to(colours[y][:, None, None, :], (90, 8, 8, 3)).copy()
+  path = tmp_path / "rgb.npz"
+  np.savez(path, x_train=x[:60], y_train=y[:60], x_test=x[60:], y_test=y[60:],
+           class_names=np.array(["red", "green", "blue"]))
+  workdir = tmp_path / "run"
+  summary = runner.run(Config(dataset=f"npz:{path}", batch_size=16, epochs=5,
+                              lr=0.5), workdir, verbose=False)
+  assert summary["test_accuracy"] == 1.0
+  assert (workdir / "predictions.png").exists() and (workdir / "weights.png").exists()
+  png = tmp_path / "blue.png"
+  Image.new("RGB", (20, 20), (0, 0, 255)).save(png)
+  [(name, top)] = runner.predict(workdir, [str(png)])
+  assert name == str(png) and top[0][0] == "blue"
+
+
+def test_predict_names_each_row(trained, dataset, tmp_path):
+  from softmax_jax import runner  # pylint: disable=g-import-not-at-top
+  workdir, _ = trained
+  one = tmp_path / "one.npy"
+  np.save(one, dataset.x_test[0].reshape(4, 4, 1))  # one image, channel last
+  two = tmp_path / "two.npy"
+  np.save(two, dataset.x_test[:2].reshape(2, 16))
+  names = [name for name, _ in runner.predict(workdir, [str(one), str(two)])]
+  assert names == [f"{one}[0]", f"{two}[0]", f"{two}[1]"]
+
+
+def test_params_npz_of_every_model_loads_without_pickle(trained, tmp_path):
+  from softmax_jax import runner  # pylint: disable=g-import-not-at-top
+  from softmax_jax.config import Config  # pylint: disable=g-import-not-at-top
+  _, data_dir = trained
+  for hidden, phm_n, keys in (("8", 0, {"hidden_0_w", "hidden_0_b", "w", "b"}),
+                              ("", 2, {"a", "s", "b"})):
+    workdir = tmp_path / f"run{phm_n}"
+    runner.run(Config(data_dir=str(data_dir), hidden=hidden, phm_n=phm_n,
+                      epochs=1, batch_size=32), workdir, verbose=False)
+    with np.load(workdir / "params.npz", allow_pickle=False) as f:
+      assert set(f.files) == keys
+
+
+def test_data_problems_are_found_before_the_workdir_is_claimed(trained, tmp_path):
+  _, data_dir = trained
+  workdir = tmp_path / "run"
+  r = launch(f"--data_dir={data_dir}", f"--workdir={workdir}",
+             "--batch_size=100000")
+  assert_one_line_error(r, "larger than the training set")
+  assert not (workdir / "configs.json").exists()
+  assert launch(f"--data_dir={data_dir}", f"--workdir={workdir}",
+                "--batch_size=32", "--epochs=1").returncode == 0

@@ -220,3 +220,23 @@ def test_model_sweeps_make_separate_groups():
 def test_hidden_takes_its_commas_as_layer_sizes():
   single, entries = sweep.parse_flag_lists({"hidden": "256,128"})
   assert single == {"hidden": "256,128"} and entries == []
+
+
+def test_a_flag_list_replaces_the_file_axis_of_its_field():
+  file_sweep = sweep.product(sweep.axis("loss", ["xent", "l2"]),
+                             sweep.axis("lr", [0.01, 0.1, 1.0]))
+  configs = sweep.build(Config(), file_sweep, {"lr": "0.1,1"})
+  assert [(c.loss, c.lr) for c in configs] == [
+      ("xent", 0.1), ("xent", 1.0), ("l2", 0.1), ("l2", 1.0)]
+
+
+def test_experiment_file_values_get_their_field_types(tmp_path):
+  path = tmp_path / "exp.py"
+  path.write_text("from softmax_jax.config import Config\n"
+                  "def get_config(): return Config(lr='0.5', hidden=64)\n")
+  config, _ = config_lib.load_experiment(path)
+  assert config.lr == 0.5 and config.hidden_sizes == (64,)
+  path.write_text("from softmax_jax.config import Config\n"
+                  "def get_config(): return Config(lr='fast')\n")
+  with pytest.raises(UserError, match="get_config\\(\\): --lr='fast' is not a number"):
+    config_lib.load_experiment(path)

@@ -191,3 +191,15 @@ def test_colour_tfds_data_set_through_mock_data(tmp_path, monkeypatch):
   assert len(ds.class_names) == 10  # from TFDS's metadata
   again = data.load("cifar10", tmp_path)  # from the cache, shape kept
   assert again.image_shape == (32, 32, 3)
+
+
+def test_huge_labels_do_not_wrap_around(tmp_path):
+  arrays = _with(y_train=np.r_[2**32, np.zeros(59, np.int64)])
+  with pytest.raises(DataError, match=r"y_train\[0\] = 4294967296 is not a label"):
+    data.load(_npz(tmp_path, **arrays))
+
+
+def test_non_finite_csv_value_names_line_and_column(tmp_path):
+  path = _csv(tmp_path, "label,a,b\n0,1,2\n1,inf,3\n0,1,1\n")
+  with pytest.raises(DataError, match="line 3, column 'a': inf is not a finite"):
+    data.load(f"csv:{path}")
