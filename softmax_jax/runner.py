@@ -32,7 +32,7 @@ from softmax_jax import sweep
 from softmax_jax import tensorboard
 from softmax_jax import train
 from softmax_jax import workdir as workdir_lib
-from softmax_jax.errors import DivergedError, Interrupted, UserError
+from softmax_jax.errors import Interrupted, UserError
 
 
 def run(configs: list[config_lib.Config] | config_lib.Config,
@@ -92,13 +92,10 @@ def run(configs: list[config_lib.Config] | config_lib.Config,
         _metrics_record(i, r, configs, swept)
         for i, run_ in enumerate(result.runs) for r in run_.history])
   if single and result.runs[0].status == train.DIVERGED:
-    last = result.runs[0].history[-1]
     if writer:
       workdir_lib.save_curves(workdir, result.runs[0].history,
                               _title(configs[0]))
-    raise DivergedError(
-        f"training diverged in epoch {last['epoch']}: the train loss is "
-        f"{last['train_loss']}; try a smaller --lr (now {configs[0].lr})")
+    raise train.diverged_error(result.runs[0])
   return _write_outputs(configs, dataset, result, workdir if writer else None,
                         talk, final=True)
 

@@ -375,6 +375,13 @@ def _results(configs, states, history, status, place, layout) -> list[RunResult]
           for j, s in enumerate(place)]
 
 
+def diverged_error(run: RunResult) -> DivergedError:
+  last = run.history[-1]
+  return DivergedError(
+      f"training diverged in epoch {last['epoch']}: the train loss is "
+      f"{last['train_loss']}; try a smaller --lr (now {run.config.lr})")
+
+
 @dataclasses.dataclass
 class Result:
   params: model.Params
@@ -390,9 +397,7 @@ def train_and_evaluate(config: Config, dataset: data_lib.Dataset,
   run = result.runs[0]
   last = run.history[-1]
   if run.status == DIVERGED:
-    raise DivergedError(
-        f"training diverged in epoch {last['epoch']}: the train loss is "
-        f"{last['train_loss']}; try a smaller --lr (now {config.lr})")
+    raise diverged_error(run)
   summary = {
       "test_accuracy": last["test_accuracy"],
       "test_nll": last["test_nll"],

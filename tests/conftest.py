@@ -41,6 +41,16 @@ def write_cache(data_dir, dataset: data.Dataset, name="fashion_mnist"):
   return path
 
 
+def assert_one_line_error(r, expected: str, code: int = 2) -> None:
+  """A finished launch.py process that failed as promised: exit code, one
+  line on stderr containing `expected`, no traceback anywhere."""
+  lines = [l for l in r.stderr.splitlines() if l.strip()]
+  assert r.returncode == code, (r.returncode, r.stderr)
+  assert len(lines) == 1, r.stderr
+  assert lines[0].startswith("error: ") and expected in lines[0], lines[0]
+  assert "Traceback" not in r.stdout + r.stderr
+
+
 @pytest.fixture(scope="session")
 def fashion_mnist():
   """The real Fashion-MNIST, when `make setup` (or a run) has cached it."""

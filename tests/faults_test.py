@@ -14,7 +14,7 @@ import time
 
 import numpy as np
 import pytest
-from conftest import ROOT, synthetic_dataset, write_cache
+from conftest import ROOT, assert_one_line_error, synthetic_dataset, write_cache
 
 from softmax_jax import data
 
@@ -24,13 +24,6 @@ LAUNCH = [sys.executable, str(ROOT / "launch.py")]
 def run(*args, **kw):
   return subprocess.run([*LAUNCH, *args], capture_output=True, text=True,
                         cwd=ROOT, timeout=300, **kw)
-
-
-def assert_one_line_error(r, expected):
-  lines = [l for l in r.stderr.splitlines() if l.strip()]
-  assert r.returncode == 2, (r.returncode, r.stderr)
-  assert len(lines) == 1 and expected in lines[0], r.stderr
-  assert "Traceback" not in r.stdout + r.stderr
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import ROOT, synthetic_dataset, write_cache
+from conftest import ROOT, assert_one_line_error, synthetic_dataset, write_cache
 
 
 def launch(*args, env=None):
@@ -112,14 +112,6 @@ def bad_runs(data_dir, tmp_path_factory):
                           *(a.format(empty_experiment=empty_experiment) for a in args))
         for case, (args, _) in BAD_INPUTS.items()}
     return {case: (f.result(), workdirs[case]) for case, f in futures.items()}
-
-
-def assert_one_line_error(r, expected):
-  lines = [l for l in r.stderr.splitlines() if l.strip()]
-  assert r.returncode == 2, (r.returncode, r.stderr)
-  assert len(lines) == 1, r.stderr
-  assert lines[0].startswith("error: ") and expected in lines[0], lines[0]
-  assert "Traceback" not in r.stdout + r.stderr
 
 
 @pytest.mark.parametrize("case", list(BAD_INPUTS))

@@ -7,19 +7,12 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import ROOT, synthetic_dataset, write_cache
+from conftest import ROOT, assert_one_line_error, synthetic_dataset, write_cache
 
 
 def launch(*args):
   return subprocess.run([sys.executable, str(ROOT / "launch.py"), *args],
                         capture_output=True, text=True, cwd=ROOT, timeout=300)
-
-
-def assert_one_line_error(r, expected):
-  lines = [l for l in r.stderr.splitlines() if l.strip()]
-  assert r.returncode == 2, (r.returncode, r.stderr)
-  assert len(lines) == 1 and expected in lines[0], r.stderr
-  assert "Traceback" not in r.stdout + r.stderr
 
 
 @pytest.fixture(scope="module")
