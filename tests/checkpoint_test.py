@@ -93,7 +93,9 @@ def test_restore_only_needs_a_readable_checkpoint(tmp_path):
                         restore_only=True)
 
 
-def test_sigterm_stops_after_a_checkpoint_and_the_rerun_resumes(tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT],
+                         ids=["SIGTERM", "SIGINT (Ctrl-C)"])
+def test_a_signal_stops_after_a_checkpoint_and_the_rerun_resumes(tmp_path, sig):
   write_cache(tmp_path / "data", synthetic_dataset())
   args = [sys.executable, str(ROOT / "launch.py"),
           f"--data_dir={tmp_path / 'data'}", "--epochs=60", "--batch_size=32"]
@@ -105,7 +107,7 @@ def test_sigterm_stops_after_a_checkpoint_and_the_rerun_resumes(tmp_path):
                           text=True, cwd=ROOT)
   for line in proc.stdout:
     if line.startswith("epoch"):
-      proc.send_signal(signal.SIGTERM)
+      proc.send_signal(sig)
       break
   out, err = proc.communicate(timeout=300)
   assert proc.returncode == 130, err
