@@ -59,7 +59,7 @@ flags.DEFINE_enum("mode", "train", ["train", "eval", "predict", "prepare_data"],
                   "classify --images with --workdir's model; prepare_data: only "
                   "prepare and cache the data set.")
 flags.DEFINE_list("images", None, "--mode=predict: image files (PNG, JPEG, ...; "
-                  "converted to grayscale and resized) or .npy arrays.")
+                  "converted to the model's channels and size) or .npy arrays.")
 flags.DEFINE_bool("debug", False, "Show full tracebacks.")
 flags.DEFINE_string("coordinator_address", None, "Multi-host runs: host:port "
                     "of process 0, the same on every host; 'auto' on TPU pod "
