@@ -51,7 +51,7 @@ def run(configs: list[config_lib.Config] | config_lib.Config,
           workdir or workdir_lib.default_workdir(
               tag=configs[0].loss if single else "sweep"),
           [config_lib.to_dict(c) for c in configs], overwrite)
-      finished = _read_summary(workdir) if resume else None
+      finished = workdir_lib.read_summary(workdir) if resume else None
   talk = verbose and writer
   if distributed.agree(bool(finished)):  # the same command again: all done
     if talk:
@@ -105,7 +105,7 @@ def evaluate(workdir: str | Path, verbose: bool = True) -> dict:
   configs, dataset, result = _restore(workdir)
   summary = _write_outputs(configs, dataset, result, Path(workdir), verbose,
                            final=False)
-  recorded = _read_summary(workdir)
+  recorded = workdir_lib.read_summary(workdir)
   if verbose and recorded:
     same = recorded.get("test_accuracy") == summary["test_accuracy"]
     print(f"the run's summary.json says test accuracy "
@@ -337,14 +337,6 @@ def _print_header(configs, dataset, resume) -> None:
           f"{groups} compiled group{'s' if groups > 1 else ''}", flush=True)
   if resume:
     print("resuming from the workdir's checkpoints", flush=True)
-
-
-def _read_summary(workdir) -> dict | None:
-  import json  # pylint: disable=g-import-not-at-top
-  try:
-    return json.loads((Path(workdir) / workdir_lib.SUMMARY).read_text())
-  except (OSError, ValueError):
-    return None
 
 
 def _provenance() -> dict:

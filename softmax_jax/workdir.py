@@ -113,8 +113,17 @@ def prepare(workdir: str | Path, configs: list[dict],
 
 
 def read_configs(workdir: Path) -> list[dict] | None:
+  return _read_json(Path(workdir) / CONFIGS)
+
+
+def read_summary(workdir: Path) -> dict | None:
+  return _read_json(Path(workdir) / SUMMARY)
+
+
+def _read_json(path: Path):
+  """The file's JSON, or None when it is missing or unreadable."""
   try:
-    with open(Path(workdir) / CONFIGS) as f:
+    with open(path) as f:
       return json.load(f)
   except (OSError, ValueError):
     return None
@@ -147,7 +156,7 @@ def append_metrics(workdir: Path, record: dict) -> None:
 
 def write_summary(workdir: Path, summary: dict) -> None:
   write_file(workdir / SUMMARY,
-                lambda f: f.write(json.dumps(summary, indent=2).encode()))
+             lambda f: f.write(json.dumps(summary, indent=2).encode()))
 
 
 def save_params(workdir: Path, params: dict) -> None:
@@ -160,7 +169,7 @@ def save_params(workdir: Path, params: dict) -> None:
 
 def save_curves(workdir: Path, history: list[dict], title: str = "") -> None:
   write_file(workdir / CURVES,
-                lambda f: plotting.plot_curves(history, f, title))
+             lambda f: plotting.plot_curves(history, f, title))
 
 
 def write_results(workdir: Path, rows: list[dict], swept: list[str]) -> None:
