@@ -86,6 +86,11 @@ def test_epoch_order_comes_from_seed_and_epoch():
   assert order(0, 1).shape == (16, 32)
   assert sorted(order(0, 1).ravel().tolist()) == list(range(512))
   assert train.epoch_order(0, 1, 500, 32).shape == (15, 32)  # partial dropped
+  # One order per configuration, stacked on axis 1: [S, M, B].
+  stacked = train.epoch_order([1, 0], 1, 512, 32)
+  assert stacked.shape == (16, 2, 32) and stacked.dtype == np.int32
+  np.testing.assert_array_equal(stacked[:, 0], order(1, 1))
+  np.testing.assert_array_equal(stacked[:, 1], order(0, 1))
 
 
 def test_divergence_stops_with_a_message():
