@@ -53,6 +53,9 @@ flags.DEFINE_string("config", None, "Experiment file with get_config() (and "
                     "flags override its fields.")
 flags.DEFINE_string("workdir", None, "Output folder (default: a new folder under runs/).")
 flags.DEFINE_bool("overwrite", False, "Replace the outputs of a run in --workdir.")
+flags.DEFINE_float("checkpoint_every", None, "Least seconds between two "
+                   "checkpoints (default 10; 0: after every epoch); the last "
+                   "epoch and a stop by Ctrl-C/SIGTERM are always checkpointed.")
 flags.DEFINE_enum("mode", "train", ["train", "eval", "predict", "prepare_data"],
                   "train (or resume) a run; eval: reload --workdir's checkpoint, "
                   "recompute the test metrics and redraw the figures; predict: "
@@ -125,7 +128,12 @@ def main(argv):
           f"{len(dataset.x_test):,} test examples{cached}")
     return
   from softmax_jax import runner  # pylint: disable=g-import-not-at-top
-  runner.run(configs, FLAGS.workdir, overwrite=FLAGS.overwrite)
+  every = FLAGS.checkpoint_every
+  if every is not None and not every >= 0:
+    raise UserError(f"--checkpoint_every={every} must be a number of seconds "
+                    ">= 0 (0 checkpoints every epoch)")
+  runner.run(configs, FLAGS.workdir, overwrite=FLAGS.overwrite,
+             **({} if every is None else {"checkpoint_every": every}))
 
 
 def _use_trained_model():

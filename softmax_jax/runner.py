@@ -1,9 +1,10 @@
 """From configs to a workdir: load data, train (or resume), write every output.
 
 One config is a single run; several are a sweep, chosen by validation
-accuracy. Every run checkpoints each epoch and resumes when started again
-with the same workdir and configs; Ctrl-C or SIGTERM stops it after the next
-checkpoint. `evaluate` and `predict` use a finished (or stopped) run's
+accuracy. Every run checkpoints (after an epoch, at most every
+`checkpoint_every` seconds, and at its end) and resumes when started again
+with the same workdir and configs; Ctrl-C or SIGTERM stops it after the
+current epoch, checkpointed. `evaluate` and `predict` use a finished (or stopped) run's
 checkpoint. In multi-host runs every process trains, and only process 0
 writes and prints.
 """
@@ -20,6 +21,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
+from softmax_jax import checkpoint
 from softmax_jax import config as config_lib
 from softmax_jax import console
 from softmax_jax import data
@@ -37,8 +39,13 @@ from softmax_jax.errors import Interrupted, UserError
 
 def run(configs: list[config_lib.Config] | config_lib.Config,
         workdir: str | Path | None = None, *, overwrite: bool = False,
+        checkpoint_every: float = checkpoint.EVERY_SECONDS,
         verbose: bool = True) -> dict:
-  """Trains the config(s), writes the outputs and returns the summary."""
+  """Trains the config(s), writes the outputs and returns the summary.
+
+  A checkpoint is written at most every `checkpoint_every` seconds (0: after
+  every epoch), after the last epoch and when stopped by a signal.
+  """
   configs = _validated(configs)
   dataset = _load(configs)
   train.check(configs, dataset)
@@ -79,6 +86,7 @@ def run(configs: list[config_lib.Config] | config_lib.Config,
     with _stop_requests() as stop_requested:
       result = train.train_configs(configs, dataset, on_epoch,
                                    checkpoint_dir=checkpoints,
+                                   checkpoint_every=checkpoint_every,
                                    should_stop=stop_requested)
   except train.StopRequested as e:
     raise Interrupted(

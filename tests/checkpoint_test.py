@@ -76,7 +76,7 @@ def test_a_corrupted_last_checkpoint_falls_back_to_the_previous(tmp_path):
   on_epoch, stop = _stop_after(3)
   with pytest.raises(train.StopRequested):
     train.train_configs([TINY], ds, on_epoch, checkpoint_dir=tmp_path,
-                        should_stop=stop)
+                        checkpoint_every=0, should_stop=stop)
   _corrupt(tmp_path / "group_0" / "3")
   resumed_epochs = []
   resumed = train.train_configs(
@@ -127,12 +127,30 @@ def test_a_signal_stops_after_a_checkpoint_and_the_rerun_resumes(tmp_path, sig):
   assert summary(tmp_path / "a")["test_accuracy"] == summary(tmp_path / "b")["test_accuracy"]
 
 
+def _kept(checkpoint_dir):
+  return sorted(int(p.name) for p in (checkpoint_dir / "group_0").iterdir()
+                if p.name.isdigit())
+
+
 def test_checkpoints_keep_what_resume_needs(tmp_path):
   configs = [dataclasses.replace(TINY, epochs=3)]
-  train.train_configs(configs, synthetic_dataset(), checkpoint_dir=tmp_path)
-  kept = sorted(int(p.name) for p in (tmp_path / "group_0").iterdir()
-                if p.name.isdigit())
-  assert kept == [2, 3]
+  train.train_configs(configs, synthetic_dataset(), checkpoint_dir=tmp_path,
+                      checkpoint_every=0)
+  assert _kept(tmp_path) == [2, 3]
+
+
+def test_checkpoints_are_spaced_in_time_but_the_last_epoch_is_kept(tmp_path):
+  """A run shorter than the interval writes one checkpoint, at its end; one
+  stopped on request writes one where it stopped."""
+  ds = synthetic_dataset()
+  train.train_configs([TINY], ds, checkpoint_dir=tmp_path / "a",
+                      checkpoint_every=3600)
+  assert _kept(tmp_path / "a") == [TINY.epochs]
+  on_epoch, stop = _stop_after(2)
+  with pytest.raises(train.StopRequested):
+    train.train_configs([TINY], ds, on_epoch, checkpoint_dir=tmp_path / "b",
+                        checkpoint_every=3600, should_stop=stop)
+  assert _kept(tmp_path / "b") == [2]
 
 
 def test_after_a_fallback_the_redone_epochs_are_checkpointed(tmp_path):
@@ -141,12 +159,12 @@ def test_after_a_fallback_the_redone_epochs_are_checkpointed(tmp_path):
   on_epoch, stop = _stop_after(3)
   with pytest.raises(train.StopRequested):
     train.train_configs([TINY], ds, on_epoch, checkpoint_dir=tmp_path,
-                        should_stop=stop)
+                        checkpoint_every=0, should_stop=stop)
   _corrupt(tmp_path / "group_0" / "3")
   on_epoch, stop = _stop_after(3)  # redo epoch 3, then stop again
   with pytest.raises(train.StopRequested):
     train.train_configs([TINY], ds, on_epoch, checkpoint_dir=tmp_path,
-                        should_stop=stop)
+                        checkpoint_every=0, should_stop=stop)
   ckpt = checkpoint.Checkpointer(tmp_path / "group_0")
   states = train.train_configs([TINY], ds, checkpoint_dir=tmp_path,
                                restore_only=True)

@@ -78,7 +78,8 @@ def _kill_when(args, predicate):
 
 
 def test_sigkill_during_training_then_resume(data_dir, tmp_path):
-  args = [f"--data_dir={data_dir}", "--epochs=40", "--batch_size=32"]
+  args = [f"--data_dir={data_dir}", "--epochs=40", "--batch_size=32",
+          "--checkpoint_every=0"]
   assert run(*args, f"--workdir={tmp_path / 'whole'}").returncode == 0
   killed = _kill_when([*args, f"--workdir={tmp_path / 'run'}"],
                       lambda line: line.startswith("epoch  12"))
@@ -86,6 +87,7 @@ def test_sigkill_during_training_then_resume(data_dir, tmp_path):
   r = run(*args, f"--workdir={tmp_path / 'run'}")
   assert r.returncode == 0, r.stderr
   assert "resuming" in r.stdout
+  assert "epoch   1 " not in r.stdout  # went on from a checkpoint
   _assert_same_outputs(tmp_path / "whole", tmp_path / "run")
 
 
@@ -95,7 +97,7 @@ def test_sigkill_at_random_moments_including_checkpoint_writes(data_dir,
   which is most of an epoch's time here), the run still ends as if never
   interrupted."""
   args = [f"--data_dir={data_dir}", "--epochs=60", "--batch_size=64",
-          "--loss=xent,l2", "--lr=0.2,0.5"]
+          "--loss=xent,l2", "--lr=0.2,0.5", "--checkpoint_every=0"]
   assert run(*args, f"--workdir={tmp_path / 'whole'}").returncode == 0
   rng = random.Random(0)
   workdir = tmp_path / "run"
