@@ -24,6 +24,8 @@ _HELP = {
     "huber_delta": "Huber's switch from quadratic to linear.",
     "optimizer": "Optimizer: sgd, momentum or adam.",
     "lr": "Learning rate.",
+    "schedule": "The learning rate over the run: constant, cosine (decays to "
+                "0) or warmup_cosine (5% linear warm-up, then cosine).",
     "weight_decay": "L2 penalty on the weights W (not the bias).",
     "batch_size": "Minibatch size.",
     "epochs": "Number of passes over the training data.",

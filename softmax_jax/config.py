@@ -23,6 +23,7 @@ class Config:
   huber_delta: float = 0.1  # where huber turns from quadratic to linear
   optimizer: str = "sgd"  # a name in optimizers.OPTIMIZERS
   lr: float = 0.1  # learning rate
+  schedule: str = "constant"  # the lr over the run: a name in optimizers.SCHEDULES
   weight_decay: float = 0.0  # L2 penalty coefficient on W (not on b)
   batch_size: int = 256  # examples per minibatch; the last partial one is dropped
   epochs: int = 10  # passes over the training data, reshuffled each time
@@ -42,6 +43,7 @@ class Config:
     _check_choice("loss", self.loss, losses.LOSSES)
     _check_choice("loss_input", self.loss_input, losses.LOSS_INPUTS)
     _check_choice("optimizer", self.optimizer, optimizers.OPTIMIZERS)
+    _check_choice("schedule", self.schedule, optimizers.SCHEDULES)
     data.check_name(self.dataset)
     _check_positive("lr", self.lr)
     _check_positive("huber_delta", self.huber_delta)

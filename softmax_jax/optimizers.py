@@ -1,8 +1,11 @@
-"""The OPTIMIZERS registry: optax transformations with traced hyperparameters.
+"""The OPTIMIZERS registry: optax transformations with traced hyperparameters,
+and the SCHEDULES of the learning rate.
 
 The learning rate and weight decay live in the optimizer state
 (`optax.inject_hyperparams`), so they are values, not compile-time constants:
-changing them does not recompile, and a sweep can vmap over them.
+changing them does not recompile, and a sweep can vmap over them. A schedule
+multiplies each step's update by a factor of the step count (1 at the start),
+so it applies to any learning rate of the sweep.
 """
 
 from __future__ import annotations
@@ -34,7 +37,23 @@ OPTIMIZERS = {
 }
 
 
-def make_optimizer(name: str, learning_rate: float,
-                   weight_decay: float = 0.0) -> optax.GradientTransformation:
-  """The named optimizer; weight decay adds weight_decay * W to W's gradient."""
-  return OPTIMIZERS[name](learning_rate=learning_rate, weight_decay=weight_decay)
+# Factor of the learning rate at step t of `total` steps.
+SCHEDULES = {
+    "constant": lambda total: optax.constant_schedule(1.0),
+    # 1 -> 0 along half a cosine (Loshchilov & Hutter, 2017).
+    "cosine": lambda total: optax.cosine_decay_schedule(1.0, total),
+    # Linear from 0 up to 1 in the first 5% of the steps, then cosine to 0.
+    "warmup_cosine": lambda total: optax.warmup_cosine_decay_schedule(
+        0.0, 1.0, max(1, total // 20), total),
+}
+
+
+def make_optimizer(name: str, learning_rate: float, weight_decay: float = 0.0,
+                   schedule: str = "constant",
+                   total_steps: int = 1) -> optax.GradientTransformation:
+  """The named optimizer; weight decay adds weight_decay * W to W's gradient;
+  the learning rate follows `schedule` over `total_steps` steps."""
+  tx = OPTIMIZERS[name](learning_rate=learning_rate, weight_decay=weight_decay)
+  if schedule == "constant":
+    return tx
+  return optax.chain(tx, optax.scale_by_schedule(SCHEDULES[schedule](total_steps)))

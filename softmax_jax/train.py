@@ -67,14 +67,15 @@ def loss_blocks(configs: list[Config]) -> tuple[tuple[str, int, int], ...]:
 
 
 def init_state(values, *, num_features, num_classes, optimizer, hidden=(),
-               phm_n=0) -> State:
+               phm_n=0, schedule="constant", total_steps=1) -> State:
   """One configuration's initial params and optimizer state (vmap it to stack)."""
   init_key, _ = jax.random.split(jax.random.key(values["seed"]))
   params = model.init_params(init_key, num_features, num_classes,
                              values["init_scale"], hidden, phm_n)
   # As arrays, so that inject_hyperparams keeps them in the state.
   tx = optimizers.make_optimizer(optimizer, jnp.asarray(values["lr"]),
-                                 jnp.asarray(values["weight_decay"]))
+                                 jnp.asarray(values["weight_decay"]), schedule,
+                                 total_steps)
   return {"params": params, "opt_state": tx.init(params)}
 
 
@@ -92,7 +93,8 @@ def stacked_losses(logits_MxBxK, y_B, huber_delta_M, *, blocks, loss_input):
   return jnp.concatenate(means)
 
 
-def train_step(state: State, x, y, values, *, optimizer, blocks, loss_input):
+def train_step(state: State, x, y, values, *, optimizer, schedule, total_steps,
+               blocks, loss_input):
   """One optimizer step for every configuration of the stack.
 
   x is a minibatch [B, D] shared by all configurations, or [M, B, D] (y: [B]
@@ -112,7 +114,7 @@ def train_step(state: State, x, y, values, *, optimizer, blocks, loss_input):
       total_loss, has_aux=True)(state["params"])
   # The update reads lr and weight decay from opt_state (inject_hyperparams);
   # the values given here are placeholders.
-  tx = optimizers.make_optimizer(optimizer, 0.0, 0.0)
+  tx = optimizers.make_optimizer(optimizer, 0.0, 0.0, schedule, total_steps)
   updates, opt_state = jax.vmap(tx.update)(grads, state["opt_state"],
                                            state["params"])
   params = optax.apply_updates(state["params"], updates)
@@ -293,12 +295,15 @@ def _train_group(configs: list[Config], dataset: data_lib.Dataset, on_epoch,
                             batch_size=c.batch_size)
   replicate = lambda a: distributed.put(a, layout.replicated)
 
+  optimizer_kw = {"optimizer": c.optimizer, "schedule": c.schedule,
+                  "total_steps": c.epochs * (len(dataset.x_train) // c.batch_size)}
+
   start = time.perf_counter()
   states = jax.jit(
       jax.vmap(functools.partial(
           init_state, num_features=dataset.num_features,
-          num_classes=dataset.num_classes, optimizer=c.optimizer,
-          hidden=c.hidden_sizes, phm_n=c.phm_n)),
+          num_classes=dataset.num_classes, hidden=c.hidden_sizes,
+          phm_n=c.phm_n, **optimizer_kw)),
       out_shardings=layout.configs)(values)
   history = [[] for _ in configs]
   status = [OK] * len(configs)
@@ -330,7 +335,7 @@ def _train_group(configs: list[Config], dataset: data_lib.Dataset, on_epoch,
   epoch_fn = jax.jit(
       functools.partial(train_epoch, batch_sharding=layout.batch,
                         blocks=loss_blocks(stacked), loss_input=c.loss_input,
-                        optimizer=c.optimizer),
+                        **optimizer_kw),
       out_shardings=(layout.configs, layout.replicated))
   epoch_fn = epoch_fn.lower(states, x_train, y_train, replicate(order(0)),
                             values).compile()

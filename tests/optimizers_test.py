@@ -49,3 +49,27 @@ def test_every_optimizer_descends_a_quadratic(name):
     updates, state = tx.update(grads, state, params)
     params = optax.apply_updates(params, updates)
   assert float(jnp.abs(params["w"]).max()) < 0.5
+
+
+@pytest.mark.parametrize("schedule", list(optimizers.SCHEDULES))
+def test_schedule_scales_each_sgd_step(schedule):
+  """With gradient 1, step t moves w by exactly lr * factor(t)."""
+  total, lr = 20, 0.5
+  tx = optimizers.make_optimizer("sgd", lr, schedule=schedule, total_steps=total)
+  params = {"w": jnp.zeros(()), "b": jnp.zeros(())}
+  state = tx.init(params)
+  steps = []
+  for _ in range(total):
+    updates, state = tx.update({"w": jnp.ones(()), "b": jnp.ones(())}, state,
+                               params)
+    steps.append(-float(updates["w"]) / lr)
+  t = np.arange(total)
+  expected = {
+      "constant": np.ones(total),
+      "cosine": 0.5 * (1 + np.cos(np.pi * t / total)),
+      "warmup_cosine": np.where(
+          t < 1, t / 1, 0.5 * (1 + np.cos(np.pi * (t - 1) / (total - 1)))),
+  }[schedule]
+  np.testing.assert_allclose(steps, expected, rtol=1e-5, atol=1e-6)
+  if schedule != "constant":
+    assert steps[-1] < 0.05  # decayed to (nearly) zero by the end

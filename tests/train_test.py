@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from conftest import synthetic_dataset
 
+from softmax_jax import sweep
 from softmax_jax import train
 from softmax_jax.config import Config
 from softmax_jax.errors import DivergedError, UserError
@@ -142,3 +143,12 @@ def test_mlp_passes_086_on_real_fashion_mnist(fashion_mnist):
   config = Config(hidden="256", optimizer="adam", lr=0.001)
   assert train.train_and_evaluate(config, fashion_mnist).summary[
       "test_accuracy"] > 0.86
+
+
+def test_a_schedule_trains_in_its_own_group():
+  """(optimizers_test checks each step's factor.)"""
+  configs = [TINY, dataclasses.replace(TINY, schedule="cosine")]
+  assert len(sweep.groups(configs)) == 2
+  constant, cosine = train.train_configs(configs, synthetic_dataset()).runs
+  assert not np.array_equal(constant.params["w"], cosine.params["w"])
+  assert cosine.history[-1]["test_accuracy"] > 0.8
