@@ -55,6 +55,9 @@ flags.DEFINE_string("config", None, "Experiment file with get_config() (and "
                     "flags override its fields.")
 flags.DEFINE_string("workdir", None, "Output folder (default: a new folder under runs/).")
 flags.DEFINE_bool("overwrite", False, "Replace the outputs of a run in --workdir.")
+flags.DEFINE_bool("refit", False, "After a sweep, train its best "
+                  "configuration again on all the training data (validation "
+                  "split included), in WORKDIR/refit.")
 flags.DEFINE_float("checkpoint_every", None, "Least seconds between two "
                    "checkpoints (default 10; 0: after every epoch); the last "
                    "epoch and a stop by Ctrl-C/SIGTERM are always checkpointed.")
@@ -135,6 +138,7 @@ def main(argv):
     raise UserError(f"--checkpoint_every={every} must be a number of seconds "
                     ">= 0 (0 checkpoints every epoch)")
   runner.run(configs, FLAGS.workdir, overwrite=FLAGS.overwrite,
+             refit=FLAGS.refit,
              **({} if every is None else {"checkpoint_every": every}))
 
 

@@ -48,10 +48,15 @@ def is_main_process() -> bool:
 
 def agree(flag: bool) -> bool:
   """Process 0's value of flag, on every process (the others' is ignored)."""
+  return bool(from_process_0(int(flag)))
+
+
+def from_process_0(value: int) -> int:
+  """Process 0's value, on every process (the others' is ignored)."""
   if jax.process_count() == 1:
-    return flag
+    return value
   from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
-  return bool(multihost_utils.broadcast_one_to_all(np.int32(flag)))
+  return int(multihost_utils.broadcast_one_to_all(np.int32(value)))
 
 
 @contextlib.contextmanager

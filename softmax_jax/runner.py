@@ -12,6 +12,7 @@ writes and prints.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime
 import math
 import platform
@@ -40,13 +41,29 @@ from softmax_jax.errors import Interrupted, UserError
 def run(configs: list[config_lib.Config] | config_lib.Config,
         workdir: str | Path | None = None, *, overwrite: bool = False,
         checkpoint_every: float = checkpoint.EVERY_SECONDS,
-        verbose: bool = True) -> dict:
+        refit: bool = False, verbose: bool = True) -> dict:
   """Trains the config(s), writes the outputs and returns the summary.
 
   A checkpoint is written at most every `checkpoint_every` seconds (0: after
-  every epoch), after the last epoch and when stopped by a signal.
+  every epoch), after the last epoch and when stopped by a signal. With
+  `refit`, a sweep's best configuration is then trained again on all the
+  training examples, the validation split included, as a single run in
+  workdir/refit; the sweep's summary holds its results under "refit".
   """
   configs = _validated(configs)
+  if refit and len(configs) == 1:
+    raise UserError("--refit retrains a sweep's best configuration on all the "
+                    "training data; give a sweep (comma lists or --config "
+                    "with get_sweep)")
+  summary, workdir = _train(configs, workdir, overwrite, checkpoint_every,
+                            verbose)
+  if refit:
+    return _refit(configs, summary, workdir, checkpoint_every, verbose)
+  return summary
+
+
+def _train(configs, workdir, overwrite, checkpoint_every, verbose):
+  """run() without the refit: (summary, workdir)."""
   dataset = _load(configs)
   train.check(configs, dataset)
   single = len(configs) == 1
@@ -64,7 +81,7 @@ def run(configs: list[config_lib.Config] | config_lib.Config,
     if talk:
       print(f"{workdir} holds this run, finished; its outputs are there "
             "(--mode=eval recomputes them, --overwrite trains anew)", flush=True)
-    return finished
+    return finished, workdir
   if talk:
     _print_header(configs, dataset, resume)
   # Orbax needs a folder every host shares to checkpoint multi-host runs.
@@ -105,7 +122,37 @@ def run(configs: list[config_lib.Config] | config_lib.Config,
                               _title(configs[0]))
     raise train.diverged_error(result.runs[0])
   return _write_outputs(configs, dataset, result, workdir if writer else None,
-                        talk, final=True)
+                        talk, final=True), workdir
+
+
+def _refit(configs, summary, workdir, checkpoint_every, verbose) -> dict:
+  """Trains the sweep's best config on train + validation; adds its results.
+
+  (Only process 0 is sure to hold the summary, so it names the best.)
+  """
+  best_id = distributed.from_process_0(
+      summary["best"]["config_id"] if summary else 0)
+  best = dataclasses.replace(configs[best_id], val_fraction=0.0)
+  where = Path(workdir) / workdir_lib.REFIT if workdir is not None else None
+  talk = verbose and distributed.is_main_process()
+  if talk:
+    print(f"\nrefit: the best configuration on all the training data, in "
+          f"{where}", flush=True)
+  refit = run(best, where, checkpoint_every=checkpoint_every, verbose=verbose)
+  if summary is None:  # a process other than 0, on a finished sweep
+    return refit
+  summary["refit"] = {
+      **{k: refit[k] for k in ("test_accuracy", "test_nll", "ece", "num_train",
+                               "train_seconds", "compile_seconds")},
+      "workdir": str(where)}
+  if where is not None and distributed.is_main_process():
+    workdir_lib.write_summary(workdir, summary)
+  if talk:
+    print(f"refit on {refit['num_train']:,} examples: test acc "
+          f"{refit['test_accuracy']:.4f} (the sweep's best, trained on "
+          f"{summary['num_train']:,}: {summary['test_accuracy']:.4f})",
+          flush=True)
+  return summary
 
 
 def evaluate(workdir: str | Path, verbose: bool = True) -> dict:

@@ -38,9 +38,10 @@ PREDICTIONS = "predictions.png"
 WEIGHTS = "weights.png"
 REPORT = "report.md"  # the summary table and the figures
 TENSORBOARD = "tensorboard"  # event files, a folder per configuration
+REFIT = "refit"  # a sweep's best configuration retrained on all training data
 OUTPUTS = (CONFIGS, CHECKPOINTS, METRICS, SUMMARY, PARAMS, CURVES, RESULTS,
            SWEEP_PLOT, RELIABILITY, CONFUSION, PREDICTIONS, WEIGHTS, REPORT,
-           TENSORBOARD)
+           TENSORBOARD, REFIT)
 # Checkpoints of a small model, figures and event files fit in a few MiB.
 MIN_FREE_BYTES = 16 * 2**20
 RESULT_COLUMNS = ("val_accuracy", "test_accuracy", "test_nll", "ece",

@@ -198,6 +198,29 @@ def test_sweep_outputs_and_honest_selection(tmp_path):
   assert a["test_accuracy"] != b["test_accuracy"]
 
 
+def test_refit_trains_the_best_again_on_all_training_data(tmp_path):
+  base = _write_cache(tmp_path / "data", garbage_test_labels=False)
+  configs = sweep.expand(base, sweep.axis("lr", [0.01, 0.5]))
+  summary = runner.run(configs, tmp_path / "run", refit=True, verbose=False)
+  refit_dir = tmp_path / "run" / "refit"
+  refit = workdir_lib.read_summary(refit_dir)
+  best = configs[summary["best"]["config_id"]]
+  assert refit["config"] == {**config_lib.to_dict(best), "val_fraction": 0.0}
+  assert refit["num_train"] == summary["num_train"] + summary["num_val"]
+  assert "val_accuracy" not in refit
+  assert summary["refit"]["test_accuracy"] == refit["test_accuracy"]
+  assert summary["refit"]["workdir"] == str(refit_dir)
+  assert workdir_lib.read_summary(tmp_path / "run")["refit"] == summary["refit"]
+  # The same command again finds both finished and trains nothing.
+  again = runner.run(configs, tmp_path / "run", refit=True, verbose=False)
+  assert again["refit"] == summary["refit"]
+
+
+def test_refit_needs_a_sweep(tmp_path):
+  with pytest.raises(UserError, match="--refit retrains a sweep's best"):
+    runner.run(TINY, tmp_path / "run", refit=True, verbose=False)
+
+
 def test_a_sweep_needs_a_validation_split(tmp_path):
   configs = sweep.expand(dataclasses.replace(TINY, val_fraction=0.0),
                          sweep.axis("lr", [0.1, 0.2]))
