@@ -75,6 +75,14 @@ def test_loss_sweep_experiment():
   assert len(sweep.groups(configs)) == 1
 
 
+def test_best_linear_experiment_is_one_compiled_sweep():
+  base, entries = config_lib.load_experiment(ROOT / "experiments" / "best_linear.py")
+  configs = sweep.expand(base, entries)
+  assert len(configs) == 18 and len(sweep.groups(configs)) == 1
+  assert sweep.swept_fields(configs) == ["loss", "lr", "weight_decay"]
+  assert (base.optimizer, base.schedule, base.standardize) == ("adam", "cosine", True)
+
+
 @pytest.mark.parametrize("source, message", [
     ("from softmax_jax.config import Config\n"
      "def get_config(): return Config()\n"
