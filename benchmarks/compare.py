@@ -1,8 +1,9 @@
 """softmax_jax side by side with the tools people use today, in one run.
 
   .venv/bin/pip install -r requirements-bench.txt
-  .venv/bin/python benchmarks/compare.py                  # ~3 minutes on 2 cores
-  .venv/bin/python benchmarks/compare.py --skip_sklearn   # ~2 minutes
+  .venv/bin/python benchmarks/compare.py                  # ~2 minutes on 2 cores
+  .venv/bin/python benchmarks/compare.py --skip_sklearn   # ~1 minute (no quality
+                                                          # per second either)
 
 Every contender trains d2l's softmax regression on the real Fashion-MNIST
 (60,000 training images scaled to [0, 1], batch 256, lr 0.1, 10 epochs,
@@ -40,7 +41,8 @@ import numpy as np  # pylint: disable=wrong-import-position
 
 flags.DEFINE_string("out", str(ROOT / "benchmarks" / "results.md"),
                     "Where to write the markdown report.")
-flags.DEFINE_bool("skip_sklearn", False, "Skip scikit-learn's lbfgs (~60 s).")
+flags.DEFINE_bool("skip_sklearn", False, "Skip scikit-learn's lbfgs (~20 s) "
+                  "and the quality-per-second comparison with it.")
 flags.DEFINE_integer("epochs", 10, "Epochs per training run.")
 flags.DEFINE_integer("repeats", 3, "Runs per contender; the median is reported.")
 FLAGS = flags.FLAGS

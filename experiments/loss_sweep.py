@@ -5,9 +5,10 @@
 64 configurations (4 losses x 16 learning rates from 0.01 to 10) of d2l's
 setup (SGD, batch 256, 10 epochs, seed 0), trained together as one compiled,
 vmapped program; 10,000 training images are held out to choose the best by
-validation accuracy. Expected on 2 CPU cores (measured 2026-11-21): ~4.5 s of
-training (~140 model-epochs/s) after ~1 s of compilation, ~10 s wall in all;
-the best is l2 at lr 1 with ~0.852 validation and ~0.842 test accuracy. The
+validation accuracy. Expected on 2 CPU cores (measured 2026-11-21): 4-5 s of
+training (120-160 model-epochs/s) after ~2 s of compilation (0.3 s from the
+compilation cache), ~10 s wall in all; the best is l2 at lr 1 with ~0.851
+validation and ~0.841 test accuracy. The
 regression losses on probabilities need larger learning rates than
 cross-entropy; none of these rates diverges (a diverged configuration would
 be marked in results.csv).
