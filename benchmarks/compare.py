@@ -189,7 +189,7 @@ def ours_sweep(ds) -> Row:
 @dataclasses.dataclass
 class Quality:
   """experiments/best_linear.py with --refit, twice: cold and warm cache."""
-  test_accuracy: float  # of the refit model
+  test_accuracy: dict  # "cold"/"warm" -> of the refit model
   val_accuracy: float  # of the sweep's best
   sweep_test_accuracy: float  # the sweep's best before the refit
   best: str
@@ -199,7 +199,7 @@ class Quality:
 
 def best_linear(tmp: Path) -> Quality:
   env = {**os.environ, "SOFTMAX_JAX_COMPILATION_CACHE": f"{tmp}/xla_quality"}
-  seconds, wall = {}, {}
+  seconds, wall, accuracy = {}, {}, {}
   for run in ("cold", "warm"):
     workdir = tmp / f"best_linear_{run}"
     start = time.perf_counter()
@@ -210,11 +210,12 @@ def best_linear(tmp: Path) -> Quality:
     wall[run] = time.perf_counter() - start
     summary = json.loads((workdir / "summary.json").read_text())
     refit = summary["refit"]
+    accuracy[run] = refit["test_accuracy"]
     seconds[run] = (summary["train_seconds"] + summary["compile_seconds"] +
                     refit["train_seconds"] + refit["compile_seconds"])
   best = summary["best"]["config"]
   return Quality(
-      test_accuracy=refit["test_accuracy"],
+      test_accuracy=accuracy,
       val_accuracy=summary["best"]["val_accuracy"],
       sweep_test_accuracy=summary["test_accuracy"],
       best=(f"loss {best['loss']}, lr {best['lr']:g}, weight decay "
@@ -241,16 +242,17 @@ def quality_report(q: Quality, sklearn: Row) -> str:
       f"| scikit-learn lbfgs, C=0.1 | {sklearn.train_seconds:.2f} | "
       f"{sklearn.test_accuracy:.4f} |",
       f"| softmax_jax sweep + refit, first run (cold compilation cache) | "
-      f"{q.seconds['cold']:.2f} | {q.test_accuracy:.4f} |",
+      f"{q.seconds['cold']:.2f} | {q.test_accuracy['cold']:.4f} |",
       f"| softmax_jax sweep + refit, a later run (warm cache) | "
-      f"{q.seconds['warm']:.2f} | {q.test_accuracy:.4f} |",
+      f"{q.seconds['warm']:.2f} | {q.test_accuracy['warm']:.4f} |",
       "",
       f"- chosen by validation: {q.best} (val acc {q.val_accuracy:.4f}; test "
       f"acc {q.sweep_test_accuracy:.4f} before the refit on all the data)",
       f"- whole process: {q.wall['cold']:.1f} s wall cold, "
       f"{q.wall['warm']:.1f} s warm (with data, evaluation, figures, "
       "checkpoints)",
-      f"- target: >= 0.846 test accuracy ({verdict(q.test_accuracy >= 0.846)}) "
+      "- target: >= 0.846 test accuracy "
+      f"({verdict(min(q.test_accuracy.values()) >= 0.846)}) "
       f"in less than half of scikit-learn's time, {half:.1f} s "
       f"({verdict(q.seconds['cold'] < half)} cold, "
       f"{verdict(q.seconds['warm'] < half)} warm)",

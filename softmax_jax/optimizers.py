@@ -4,8 +4,8 @@ and the SCHEDULES of the learning rate.
 The learning rate and weight decay live in the optimizer state
 (`optax.inject_hyperparams`), so they are values, not compile-time constants:
 changing them does not recompile, and a sweep can vmap over them. A schedule
-multiplies each step's update by a factor of the step count (1 at the start),
-so it applies to any learning rate of the sweep.
+multiplies each step's update by a factor in [0, 1] of the step count, so it
+applies to any learning rate of the sweep.
 """
 
 from __future__ import annotations
@@ -43,9 +43,15 @@ SCHEDULES = {
     # 1 -> 0 along half a cosine (Loshchilov & Hutter, 2017).
     "cosine": lambda total: optax.cosine_decay_schedule(1.0, total),
     # Linear from 0 up to 1 in the first 5% of the steps, then cosine to 0.
-    "warmup_cosine": lambda total: optax.warmup_cosine_decay_schedule(
-        0.0, 1.0, max(1, total // 20), total),
+    "warmup_cosine": lambda total: _warmup_cosine(total),
 }
+
+
+def _warmup_cosine(total: int):
+  warmup = min(max(1, total // 20), total - 1)  # a run of one step: none
+  if warmup == 0:
+    return optax.cosine_decay_schedule(1.0, total)
+  return optax.warmup_cosine_decay_schedule(0.0, 1.0, warmup, total)
 
 
 def make_optimizer(name: str, learning_rate: float, weight_decay: float = 0.0,
@@ -56,4 +62,5 @@ def make_optimizer(name: str, learning_rate: float, weight_decay: float = 0.0,
   tx = OPTIMIZERS[name](learning_rate=learning_rate, weight_decay=weight_decay)
   if schedule == "constant":
     return tx
-  return optax.chain(tx, optax.scale_by_schedule(SCHEDULES[schedule](total_steps)))
+  return optax.chain(tx,
+                     optax.scale_by_schedule(SCHEDULES[schedule](total_steps)))

@@ -55,14 +55,19 @@ def run(configs: list[config_lib.Config] | config_lib.Config,
     raise UserError("--refit retrains a sweep's best configuration on all the "
                     "training data; give a sweep (comma lists or --config "
                     "with get_sweep)")
-  summary, workdir = _train(configs, workdir, overwrite, checkpoint_every,
-                            verbose)
+  with _stop_requests() as stop_requested:
+    summary, workdir = _train(configs, workdir, overwrite, checkpoint_every,
+                              stop_requested, verbose)
+    if refit and stop_requested():  # asked during the sweep's last epoch
+      raise Interrupted(f"stopped before the refit; the sweep is finished in "
+                        f"{workdir}; run the same command again to refit")
   if refit:
     return _refit(configs, summary, workdir, checkpoint_every, verbose)
   return summary
 
 
-def _train(configs, workdir, overwrite, checkpoint_every, verbose):
+def _train(configs, workdir, overwrite, checkpoint_every, stop_requested,
+           verbose):
   """run() without the refit: (summary, workdir)."""
   dataset = _load(configs)
   train.check(configs, dataset)
@@ -100,11 +105,10 @@ def _train(configs, workdir, overwrite, checkpoint_every, verbose):
     progress(record)
 
   try:
-    with _stop_requests() as stop_requested:
-      result = train.train_configs(configs, dataset, on_epoch,
-                                   checkpoint_dir=checkpoints,
-                                   checkpoint_every=checkpoint_every,
-                                   should_stop=stop_requested)
+    result = train.train_configs(configs, dataset, on_epoch,
+                                 checkpoint_dir=checkpoints,
+                                 checkpoint_every=checkpoint_every,
+                                 should_stop=stop_requested)
   except train.StopRequested as e:
     raise Interrupted(
         f"stopped after epoch {e.epoch}, its checkpoint saved in {workdir}; "
@@ -353,7 +357,8 @@ def _rank_key(row: dict):
 
 @contextlib.contextmanager
 def _stop_requests():
-  """Turns the first Ctrl-C or SIGTERM into a stop after the next checkpoint."""
+  """Turns the first Ctrl-C or SIGTERM into a stop after the current epoch,
+  checkpointed."""
   requested = []
 
   def handler(signum, frame):

@@ -226,6 +226,8 @@ def train_configs(configs: list[Config], dataset: data_lib.Dataset,
   train_seconds = compile_seconds = 0.0
   group_indices = sweep.groups(configs)
   for g, indices in enumerate(group_indices):
+    if g and should_stop and should_stop():  # the previous group is finished
+      raise StopRequested(configs[group_indices[g - 1][0]].epochs)
     group = [configs[i] for i in indices]
     notify = on_epoch and (lambda j, r, indices=indices: on_epoch(indices[j], r))
     checkpointer = None
@@ -290,9 +292,9 @@ def _train_group(configs: list[Config], dataset: data_lib.Dataset, on_epoch,
   # One seed for all: the same minibatches, gathered once for the stack.
   seeds = c.seed if len({c.seed for c in configs}) == 1 else [
       s.seed for s in stacked]
-  order = functools.partial(epoch_order, seeds,
-                            num_examples=len(dataset.x_train),
-                            batch_size=c.batch_size)
+  batches_of = functools.partial(epoch_order, seeds,
+                                 num_examples=len(dataset.x_train),
+                                 batch_size=c.batch_size)
   replicate = lambda a: distributed.put(a, layout.replicated)
 
   optimizer_kw = {"optimizer": c.optimizer, "schedule": c.schedule,
@@ -337,8 +339,8 @@ def _train_group(configs: list[Config], dataset: data_lib.Dataset, on_epoch,
                         blocks=loss_blocks(stacked), loss_input=c.loss_input,
                         **optimizer_kw),
       out_shardings=(layout.configs, layout.replicated))
-  epoch_fn = epoch_fn.lower(states, x_train, y_train, replicate(order(0)),
-                            values).compile()
+  epoch_fn = epoch_fn.lower(states, x_train, y_train,
+                            replicate(batches_of(0)), values).compile()
   eval_fns = {
       split: jax.jit(jax.vmap(evaluate, in_axes=(0, None, None)),
                      out_shardings=layout.replicated)
@@ -348,8 +350,8 @@ def _train_group(configs: list[Config], dataset: data_lib.Dataset, on_epoch,
 
   for epoch in range(first_epoch, c.epochs + 1):
     start = time.perf_counter()
-    states, m = epoch_fn(states, x_train, y_train, replicate(order(epoch)),
-                         values)
+    states, m = epoch_fn(states, x_train, y_train,
+                         replicate(batches_of(epoch)), values)
     m = jax.device_get(m)
     train_seconds += time.perf_counter() - start
     evaluated = {split: jax.device_get(fn(states["params"], *evals[split]))

@@ -38,10 +38,11 @@ def _assert_same_runs(a, b):
 
 @pytest.mark.parametrize("configs", [
     [TINY],
+    [dataclasses.replace(TINY, optimizer="adam", lr=0.01, schedule="cosine")],
     sweep.expand(TINY, sweep.product(sweep.axis("loss", ["xent", "huber"]),
                                      sweep.axis("lr", [0.1, 0.5]),
                                      sweep.axis("optimizer", ["sgd", "adam"]))),
-], ids=["single", "sweep of 2 groups"])
+], ids=["single", "adam with a cosine schedule", "sweep of 2 groups"])
 def test_resume_is_bit_identical(tmp_path, configs):
   ds = data.hold_out_validation(synthetic_dataset(), 0.25)
   whole = train.train_configs(configs, ds, checkpoint_dir=tmp_path / "a")
@@ -137,6 +138,35 @@ def test_checkpoints_keep_what_resume_needs(tmp_path):
   train.train_configs(configs, synthetic_dataset(), checkpoint_dir=tmp_path,
                       checkpoint_every=0)
   assert _kept(tmp_path) == [2, 3]
+
+
+def test_checkpoints_are_spaced_by_checkpoint_every(tmp_path, monkeypatch):
+  """A clock that ticks 1 s per reading: with 2.5 s between checkpoints,
+  epochs 3 and 6 are due, and the last (8) is always saved."""
+  from softmax_jax import checkpoint  # pylint: disable=g-import-not-at-top
+  ticks = iter(range(10**6))
+  monkeypatch.setattr(checkpoint, "_clock", lambda: next(ticks))
+  saved = []
+  save = checkpoint.Checkpointer.save
+  monkeypatch.setattr(checkpoint.Checkpointer, "save",
+                      lambda self, epoch, *a: (saved.append(epoch),
+                                               save(self, epoch, *a)))
+  train.train_configs([dataclasses.replace(TINY, epochs=8)],
+                      synthetic_dataset(), checkpoint_dir=tmp_path,
+                      checkpoint_every=2.5)
+  assert saved == [3, 6, 8]
+
+
+def test_a_stop_between_groups_trains_no_further_group(tmp_path):
+  """Asked in group 1's last (here only) epoch: group 1 finishes, 2 waits."""
+  configs = sweep.expand(dataclasses.replace(TINY, epochs=1),
+                         sweep.axis("optimizer", ["sgd", "adam"]))
+  ds = data.hold_out_validation(synthetic_dataset(), 0.25)
+  with pytest.raises(train.StopRequested) as e:
+    train.train_configs(configs, ds, checkpoint_dir=tmp_path,
+                        should_stop=lambda: True)
+  assert e.value.epoch == 1
+  assert _kept(tmp_path) == [1] and not (tmp_path / "group_1").exists()
 
 
 def test_checkpoints_are_spaced_in_time_but_the_last_epoch_is_kept(tmp_path):

@@ -73,3 +73,12 @@ def test_schedule_scales_each_sgd_step(schedule):
   np.testing.assert_allclose(steps, expected, rtol=1e-5, atol=1e-6)
   if schedule != "constant":
     assert steps[-1] < 0.05  # decayed to (nearly) zero by the end
+
+
+@pytest.mark.parametrize("schedule", list(optimizers.SCHEDULES))
+def test_a_run_of_one_step_takes_a_full_step(schedule):
+  tx = optimizers.make_optimizer("sgd", 0.5, schedule=schedule, total_steps=1)
+  params = {"w": jnp.zeros(()), "b": jnp.zeros(())}
+  updates, _ = tx.update({"w": jnp.ones(()), "b": jnp.ones(())},
+                         tx.init(params), params)
+  assert float(updates["w"]) == pytest.approx(-0.5)

@@ -224,6 +224,24 @@ def test_refit_trains_the_best_again_on_all_training_data(tmp_path):
   assert again["refit"] == summary["refit"]
 
 
+def test_a_stop_in_the_sweeps_last_epoch_comes_before_the_refit(
+    tmp_path, monkeypatch):
+  import contextlib  # pylint: disable=g-import-not-at-top
+  from softmax_jax.errors import Interrupted  # pylint: disable=g-import-not-at-top
+  base = _write_cache(tmp_path / "data", garbage_test_labels=False)
+  configs = sweep.expand(dataclasses.replace(base, epochs=1),
+                         sweep.axis("lr", [0.01, 0.5]))
+  asked = contextlib.contextmanager(lambda: (yield lambda: True))
+  monkeypatch.setattr(runner, "_stop_requests", asked)  # Ctrl-C at once
+  with pytest.raises(Interrupted, match="stopped before the refit"):
+    runner.run(configs, tmp_path / "run", refit=True, verbose=False)
+  assert workdir_lib.read_summary(tmp_path / "run") is not None
+  assert not (tmp_path / "run" / "refit").exists()
+  monkeypatch.undo()
+  summary = runner.run(configs, tmp_path / "run", refit=True, verbose=False)
+  assert summary["refit"]["num_train"] == summary["num_train"] + summary["num_val"]
+
+
 def test_refit_needs_a_sweep(tmp_path):
   with pytest.raises(UserError, match="--refit retrains a sweep's best"):
     runner.run(TINY, tmp_path / "run", refit=True, verbose=False)

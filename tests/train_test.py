@@ -4,10 +4,15 @@ import dataclasses
 import functools
 
 import jax
+import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 from conftest import synthetic_dataset
 
+from softmax_jax import data
+from softmax_jax import losses
+from softmax_jax import model
 from softmax_jax import sweep
 from softmax_jax import train
 from softmax_jax.config import Config
@@ -152,3 +157,35 @@ def test_a_schedule_trains_in_its_own_group():
   constant, cosine = train.train_configs(configs, synthetic_dataset()).runs
   assert not np.array_equal(constant.params["w"], cosine.params["w"])
   assert cosine.history[-1]["test_accuracy"] > 0.8
+
+
+@pytest.mark.parametrize("schedule", ["cosine", "warmup_cosine"])
+def test_a_scheduled_run_equals_a_plain_optax_loop(schedule):
+  """The schedule spans the run's steps (epochs x batches), not an epoch's."""
+  config = dataclasses.replace(TINY, schedule=schedule, epochs=3)
+  ds = synthetic_dataset()
+  ours = train.train_configs([config], ds).runs[0].params
+  n, batch = len(ds.x_train), config.batch_size
+  total = config.epochs * (n // batch)
+  init_key, _ = jax.random.split(jax.random.key(config.seed))
+  params = model.init_params(init_key, ds.num_features, ds.num_classes,
+                             config.init_scale)
+  lr = (optax.cosine_decay_schedule(config.lr, total) if schedule == "cosine"
+        else optax.warmup_cosine_decay_schedule(0.0, config.lr, total // 20 or 1,
+                                                total))
+  tx = optax.sgd(lr)
+  state = tx.init(params)
+
+  @jax.jit
+  def step(params, state, x, y):
+    grads = jax.grad(lambda p: jnp.mean(
+        losses.cross_entropy(model.logits(p, x), y)))(params)
+    updates, state = tx.update(grads, state, params)
+    return optax.apply_updates(params, updates), state
+
+  for epoch in range(1, config.epochs + 1):
+    for idx in train.epoch_order(config.seed, epoch, n, batch):
+      params, state = step(params, state, data.to_features(ds.x_train[idx]),
+                           ds.y_train[idx])
+  for name in ("w", "b"):
+    np.testing.assert_allclose(ours[name], params[name], rtol=1e-5, atol=1e-6)
