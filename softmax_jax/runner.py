@@ -1,12 +1,12 @@
 """From configs to a workdir: load data, train (or resume), write every output.
 
-One config is a single run; several are a sweep, chosen by validation
-accuracy. Every run checkpoints (after an epoch, at most every
-`checkpoint_every` seconds, and at its end) and resumes when started again
-with the same workdir and configs; Ctrl-C or SIGTERM stops it after the
-current epoch, checkpointed. `evaluate` and `predict` use a finished (or stopped) run's
-checkpoint. In multi-host runs every process trains, and only process 0
-writes and prints.
+One config is a single run; several are a sweep, whose best by validation
+accuracy may then be trained again on all the training data. Every run
+checkpoints (after an epoch, at most every `checkpoint_every` seconds, and
+at its end) and resumes when started again with the same workdir and
+configs; Ctrl-C or SIGTERM stops it after the current epoch, checkpointed.
+`evaluate` and `predict` use a finished (or stopped) run's checkpoint. In
+multi-host runs every process trains, and only process 0 writes and prints.
 """
 
 from __future__ import annotations
