@@ -143,7 +143,8 @@ def epoch_order(seeds, epoch: int, num_examples: int,
 
   if np.ndim(seeds) == 0:
     return one(seeds)
-  return np.stack([one(s) for s in seeds], axis=1)
+  drawn = {s: one(s) for s in set(seeds)}  # e.g. 2 seeds x 32 lrs: 2 draws
+  return np.stack([drawn[s] for s in seeds], axis=1)
 
 
 def train_epoch(state: State, x_NxD, y_N, batches, values, *, batch_sharding=None,
