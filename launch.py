@@ -134,9 +134,6 @@ def main(argv):
     return
   from softmax_jax import runner  # pylint: disable=g-import-not-at-top
   every = FLAGS.checkpoint_every
-  if every is not None and not every >= 0:
-    raise UserError(f"--checkpoint_every={every} must be a number of seconds "
-                    ">= 0 (0 checkpoints every epoch)")
   runner.run(configs, FLAGS.workdir, overwrite=FLAGS.overwrite,
              refit=FLAGS.refit,
              **({} if every is None else {"checkpoint_every": every}))

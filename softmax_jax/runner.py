@@ -51,6 +51,9 @@ def run(configs: list[config_lib.Config] | config_lib.Config,
   workdir/refit; the sweep's summary holds its results under "refit".
   """
   configs = _validated(configs)
+  if not checkpoint_every >= 0:
+    raise UserError(f"--checkpoint_every={checkpoint_every} must be a number "
+                    "of seconds >= 0 (0 checkpoints every epoch)")
   if refit and len(configs) == 1:
     raise UserError("--refit retrains a sweep's best configuration on all the "
                     "training data; give a sweep (comma lists or --config "
