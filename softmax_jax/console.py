@@ -36,13 +36,18 @@ def format_evaluation(summary: dict) -> str:
   names = list(summary["per_class_accuracy"])
   width = max(len(n) for n in names)
   lines = [f"test ECE {summary['ece']:.4f} (15 bins)   accuracy per class:"]
-  lines += [f"  {name:>{width}s}  {acc:.4f}"
+  lines += [f"  {name:>{width}s}  {format_accuracy(acc)}"
             for name, acc in summary["per_class_accuracy"].items()]
   cells = [[str(v) for v in row] for row in summary["confusion_matrix"]]
   cell = max(len(v) for row in cells for v in row)
   lines.append("confusion matrix (rows: true, columns: predicted, in the order above):")
   lines += ["  " + " ".join(v.rjust(cell) for v in row) for row in cells]
   return "\n".join(lines)
+
+
+def format_accuracy(accuracy: float | None) -> str:
+  """An accuracy to 4 places, or n/a where it is undefined (no examples)."""
+  return "n/a" if accuracy is None else f"{accuracy:.4f}"
 
 
 def format_summary(summary: dict, workdir) -> str:

@@ -45,5 +45,8 @@ def confusion_matrix(predictions_N, labels_N, num_classes: int):
 
 
 def per_class_accuracy(confusion_KxK):
-  """Recall of each true class: the diagonal over the row sums."""
-  return jnp.diag(confusion_KxK) / jnp.maximum(jnp.sum(confusion_KxK, axis=1), 1)
+  """Recall of each true class: the diagonal over the row sums; NaN for a
+  class with no examples, whose accuracy is undefined (not 0)."""
+  count_K = jnp.sum(confusion_KxK, axis=1)
+  return jnp.where(count_K > 0,
+                   jnp.diag(confusion_KxK) / jnp.maximum(count_K, 1), jnp.nan)

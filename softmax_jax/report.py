@@ -8,6 +8,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
+from softmax_jax import console
 from softmax_jax import data as data_lib
 from softmax_jax import losses
 from softmax_jax import metrics
@@ -30,12 +31,16 @@ class Analysis:
   def summary(self) -> dict:
     """The metrics that go into summary.json and the terminal."""
     per_class = np.asarray(metrics.per_class_accuracy(self.confusion_KxK))
+    present = ~np.isnan(per_class)  # a class without test examples: undefined
     return {
         "test_accuracy": self.scores["accuracy"],
         "test_nll": self.scores["nll"],
         "ece": self.scores["ece"],
-        "per_class_accuracy": {name: float(a) for name, a in
-                               zip(self.class_names, per_class)},
+        # The mean of the classes' accuracies, over the classes in the test set.
+        "balanced_accuracy": (float(per_class[present].mean()) if present.any()
+                              else None),
+        "per_class_accuracy": {name: float(a) if ok else None for name, a, ok
+                               in zip(self.class_names, per_class, present)},
         "confusion_matrix": self.confusion_KxK.tolist(),
     }
 
@@ -82,6 +87,10 @@ def write_figures(workdir: Path, analysis: Analysis, params: model.Params,
   return list(figures)
 
 
+def _seconds(seconds: float | None) -> str:
+  return "n/a" if seconds is None else f"{seconds:.2f}"
+
+
 def write_markdown(workdir: Path, title: str, summary: dict,
                    figures: list[str], ranking: str = "") -> None:
   """report.md: the summary table and the figures, for any markdown viewer."""
@@ -93,8 +102,9 @@ def write_markdown(workdir: Path, title: str, summary: dict,
     if key in summary:
       rows.append((label, f"{summary[key]:.4f}"))
   rows += [("parameters", f"{summary['num_params']:,}"),
-           ("train seconds (compiled, no compile)", f"{summary['train_seconds']:.2f}"),
-           ("compile seconds", f"{summary['compile_seconds']:.2f}"),
+           ("train seconds (compiled, no compile)",
+            _seconds(summary["train_seconds"])),
+           ("compile seconds", _seconds(summary["compile_seconds"])),
            ("devices", f"{summary['num_devices']} {summary['backend']}"),
            ("date", summary["date"])]
   lines = [f"# {title}", "", "| metric | value |", "|---|---|",
@@ -103,7 +113,7 @@ def write_markdown(workdir: Path, title: str, summary: dict,
     lines += ["## Sweep ranking (by validation accuracy)", "", "```", ranking,
               "```", ""]
   lines += ["## Accuracy per class", "", "| class | accuracy |", "|---|---|",
-            *[f"| {name} | {acc:.4f} |"
+            *[f"| {name} | {console.format_accuracy(acc)} |"
               for name, acc in summary["per_class_accuracy"].items()], ""]
   lines += ["## Figures", ""]
   for name in figures:

@@ -163,11 +163,15 @@ def _refit(configs, summary, workdir, checkpoint_every, verbose) -> dict:
 
 
 def evaluate(workdir: str | Path, verbose: bool = True) -> dict:
-  """Reloads a run's checkpoint, recomputes its test metrics, redraws figures."""
+  """Reloads a run's checkpoint, recomputes its test metrics, redraws figures.
+
+  report.md keeps the facts of the training run (its times, date, devices)
+  from its summary.json; only what is recomputed here changes.
+  """
   configs, dataset, result = _restore(workdir)
-  summary = _write_outputs(configs, dataset, result, Path(workdir), verbose,
-                           final=False)
   recorded = workdir_lib.read_summary(workdir)
+  summary = _write_outputs(configs, dataset, result, Path(workdir), verbose,
+                           final=False, trained=recorded)
   if verbose and recorded:
     same = recorded.get("test_accuracy") == summary["test_accuracy"]
     print(f"the run's summary.json says test accuracy "
@@ -244,10 +248,13 @@ def _restore(workdir):
   return configs, dataset, result
 
 
-def _write_outputs(configs, dataset, result, workdir, verbose, final) -> dict:
+def _write_outputs(configs, dataset, result, workdir, verbose, final,
+                   trained=None) -> dict:
   """The summary, figures and report; `final` also writes params and summary.
 
   A single run reports its own model; a sweep its best by validation accuracy.
+  `trained`, the training run's summary, gives the facts that an evaluation
+  does not recompute (training and compile times, date, devices).
   """
   single = len(configs) == 1
   best_index = _best_index(result)
@@ -292,6 +299,9 @@ def _write_outputs(configs, dataset, result, workdir, verbose, final) -> dict:
                                     if result.train_seconds else None),
         "swept": swept,
     })
+  if trained:
+    recomputed = {*analysis.summary(), "class_names", "num_test"}
+    summary.update({k: v for k, v in trained.items() if k not in recomputed})
   if workdir is None:  # not the writing process
     return summary
   ranking = console.format_ranking(ranked, swept) if rows else ""

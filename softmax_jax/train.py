@@ -193,7 +193,7 @@ class RunResult:
 class SweepResult:
   runs: list[RunResult]  # in the order of the configs
   train_seconds: float  # compiled training time of all groups
-  compile_seconds: float
+  compile_seconds: float | None  # None: restored for evaluation, not trained
   num_groups: int
 
 
@@ -246,7 +246,7 @@ def train_configs(configs: list[Config], dataset: data_lib.Dataset,
     for i, run in zip(indices, group_runs):
       runs[i] = run
   return SweepResult(runs=runs, train_seconds=train_seconds,
-                     compile_seconds=compile_seconds,
+                     compile_seconds=None if restore_only else compile_seconds,
                      num_groups=len(group_indices))
 
 

@@ -64,6 +64,16 @@ def test_confusion_matrix_against_a_hand_count():
   np.testing.assert_allclose(metrics.per_class_accuracy(c), [0.5, 2 / 3, 0.0])
 
 
+def test_a_class_without_examples_has_no_accuracy():
+  """Class 2 is never the true class: undefined, not 0% (it is predicted once)."""
+  labels = np.array([0, 0, 1, 1])
+  predicted = np.array([0, 2, 1, 1])
+  c = np.asarray(metrics.confusion_matrix(predicted, labels, 3))
+  accuracy = np.asarray(metrics.per_class_accuracy(c))
+  np.testing.assert_allclose(accuracy[:2], [0.5, 1.0])
+  assert np.isnan(accuracy[2])
+
+
 def test_metrics_jit_and_vmap():
   probs = jax.nn.softmax(jax.random.normal(jax.random.key(0), (4, 50, 5)), -1)
   labels = jax.random.randint(jax.random.key(1), (50,), 0, 5)

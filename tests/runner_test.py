@@ -44,6 +44,43 @@ def test_eval_reproduces_the_summary_and_redraws(trained):
   assert json.loads((workdir / "summary.json").read_text()) == summary
 
 
+def test_eval_keeps_the_training_runs_facts_in_the_report(trained):
+  workdir, _ = trained
+  summary = json.loads((workdir / "summary.json").read_text())
+  before = (workdir / "report.md").read_text()
+  r = launch("--mode=eval", f"--workdir={workdir}")
+  assert r.returncode == 0, r.stderr
+  report = (workdir / "report.md").read_text()
+  assert report == before
+  for label, key in (("compile seconds", "compile_seconds"),
+                     ("train seconds (compiled, no compile)", "train_seconds")):
+    assert f"| {label} | {summary[key]:.2f} |" in report
+  assert f"| date | {summary['date']} |" in report
+
+
+def test_a_class_absent_from_the_test_set_has_no_accuracy(tmp_path, capsys):
+  from softmax_jax import runner  # pylint: disable=g-import-not-at-top
+  from softmax_jax.config import Config  # pylint: disable=g-import-not-at-top
+  ds = synthetic_dataset(num_classes=3)
+  keep = ds.y_test != 2
+  path = tmp_path / "data.npz"
+  np.savez(path, x_train=ds.x_train, y_train=ds.y_train,
+           x_test=ds.x_test[keep], y_test=ds.y_test[keep],
+           class_names=np.array(["a", "b", "absent"]))
+  workdir = tmp_path / "run"
+  summary = runner.run(Config(dataset=f"npz:{path}", batch_size=32, epochs=3,
+                              lr=0.5), workdir)
+  per_class = summary["per_class_accuracy"]
+  assert per_class["absent"] is None
+  assert summary["balanced_accuracy"] == pytest.approx(
+      (per_class["a"] + per_class["b"]) / 2)
+  written = json.loads((workdir / "summary.json").read_text())
+  assert written["per_class_accuracy"]["absent"] is None
+  assert "| absent | n/a |" in (workdir / "report.md").read_text()
+  assert any(line.split() == ["absent", "n/a"]
+             for line in capsys.readouterr().out.splitlines())
+
+
 def test_predict_on_a_generated_png_and_npy(trained, dataset, tmp_path):
   from PIL import Image  # pylint: disable=g-import-not-at-top
   workdir, _ = trained
