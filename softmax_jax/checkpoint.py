@@ -13,7 +13,9 @@ epoch, each configuration's history and status. The shuffling needs no saved
 RNG: an epoch's minibatches come from (seed, epoch). Orbax writes a checkpoint
 into a temporary folder and renames it when complete, so a kill at any moment
 leaves the previous checkpoints intact; a checkpoint that cannot be read is
-skipped in favour of the one before it.
+skipped in favour of the one before it (and moved aside, never deleted).
+Checkpoints hold the configurations without the padding that spreads them
+over the devices, so they restore on any number of devices.
 """
 
 from __future__ import annotations
@@ -67,38 +69,57 @@ class Checkpointer:
       raise RuntimeError(f"orbax did not save the checkpoint of epoch {epoch} "
                          f"in {self.directory}")
 
-  def restore_latest(self, like_state):
-    """(epoch, state, meta) of the newest readable checkpoint, or None.
+  def restore_latest(self, abstract_state):
+    """(epoch, state, meta) of the newest readable checkpoint, or None if
+    there is none at all.
 
-    `like_state` gives the structure, shapes, dtypes and shardings to restore
-    into. Unreadable checkpoints are skipped and listed in `self.unreadable`.
+    `abstract_state` gives the structure, shapes, dtypes and shardings to
+    restore into (any layout of the devices: orbax reshards). Checkpoints
+    that cannot be restored are skipped with a note saying why, and listed in
+    `self.unreadable`; if none can be, UserError says why and keeps them.
     """
     ocp = self._ocp
-    abstract = jax.tree.map(
-        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding),
-        like_state)
     self.unreadable = []
+    reasons = []
     for epoch in sorted(self._manager.all_steps(), reverse=True):
       try:
         restored = self._manager.restore(epoch, args=ocp.args.Composite(
-            state=ocp.args.StandardRestore(abstract),
+            state=ocp.args.StandardRestore(abstract_state),
             meta=ocp.args.JsonRestore()))
-      except Exception:  # pylint: disable=broad-exception-caught
+      except Exception as e:  # pylint: disable=broad-exception-caught
         # Any failure to read makes this checkpoint unusable; an older one may
         # still be fine, and training on from it gives the same result.
         self.unreadable.append(epoch)
+        reasons.append(f"epoch {epoch}: {_first_line(e)}")
         continue
       if self.unreadable:
-        _log.warning("the checkpoint of epoch %s is unreadable; going on from "
-                     "epoch %d", ", ".join(map(str, self.unreadable)), epoch)
+        _log.warning("cannot restore the checkpoint of %s; going on from "
+                     "epoch %d (the unreadable one is kept in %s)",
+                     "; ".join(reasons), epoch, self.set_aside_directory)
       return epoch, restored["state"], restored["meta"]
+    if self.unreadable:
+      raise UserError(
+          f"no readable checkpoint in {self.directory}: cannot restore "
+          f"{'; '.join(reasons)}. The checkpoints are kept; pass --overwrite "
+          "to train anew (deleting them)")
     return None
 
-  def discard_unreadable(self) -> None:
-    """Deletes the checkpoints restore_latest could not read, so that the
-    epochs they held can be checkpointed again."""
+  @property
+  def set_aside_directory(self) -> Path:
+    return self.directory.with_name(self.directory.name + ".unreadable")
+
+  def set_aside_unreadable(self) -> None:
+    """Moves the checkpoints restore_latest could not read out of the way
+    (into set_aside_directory, not deleted), so that the epochs they held can
+    be checkpointed again."""
     for epoch in self.unreadable:
-      shutil.rmtree(self.directory / str(epoch), ignore_errors=True)
+      target = self.set_aside_directory / str(epoch)
+      suffix = 1
+      while target.exists():
+        suffix += 1
+        target = self.set_aside_directory / f"{epoch}.{suffix}"
+      target.parent.mkdir(parents=True, exist_ok=True)
+      shutil.move(self.directory / str(epoch), target)
     if self.unreadable:
       self._manager.reload()
     self.unreadable = []
@@ -112,3 +133,9 @@ class Checkpointer:
       raise UserError(f"cannot write a checkpoint to {self.directory}: "
                       f"{e.strerror or e}; free some disk space or choose "
                       "another --workdir") from e
+
+
+def _first_line(error: Exception, limit: int = 200) -> str:
+  text = str(error).strip()
+  line = text.splitlines()[0] if text else type(error).__name__
+  return line if len(line) <= limit else line[:limit] + "..."

@@ -12,6 +12,7 @@ import contextlib
 import dataclasses
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
@@ -105,6 +106,28 @@ class Layout:
     if self.split_configs or self.num_devices == 1:
       return None
     return NamedSharding(self.mesh, P(AXIS))
+
+
+  def unpadded(self, tree, num_configs: int):
+    """The first num_configs entries of each leaf, replicated: a copy that
+    fits any layout (checkpoints hold these)."""
+    return jax.tree.map(
+        lambda a: jax.device_put(a[:num_configs], self.replicated), tree)
+
+  def unpadded_like(self, tree, num_configs: int):
+    """The shapes, dtypes and shardings of unpadded(tree, num_configs)."""
+    return jax.tree.map(lambda a: jax.ShapeDtypeStruct(
+        (num_configs, *a.shape[1:]), a.dtype, sharding=self.replicated), tree)
+
+  def padded_tree(self, tree):
+    """Leaves of the unpadded configurations, padded with copies of the last
+    to a multiple of the devices and laid out as `configs`."""
+    def pad(a):
+      extra = self.padded(len(a)) - len(a)
+      if extra:
+        a = jnp.concatenate([a, jnp.repeat(a[-1:], extra, axis=0)])
+      return jax.device_put(a, self.configs)
+    return jax.tree.map(pad, tree)
 
 
 def make_layout(num_configs: int, batch_size: int) -> Layout:

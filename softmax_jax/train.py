@@ -311,25 +311,24 @@ def _train_group(configs: list[Config], dataset: data_lib.Dataset, on_epoch,
   history = [[] for _ in configs]
   status = [OK] * len(configs)
   first_epoch, train_seconds = 1, 0.0
-  restored = checkpointer.restore_latest(states) if checkpointer else None
+  # Checkpoints hold the configurations without padding: any device count.
+  restored = checkpointer.restore_latest(
+      layout.unpadded_like(states, len(configs))) if checkpointer else None
   if restored:
-    epoch, states, meta = restored
+    epoch, unpadded, meta = restored
+    states = layout.padded_tree(unpadded)
     history, status, first_epoch = meta["history"], meta["status"], epoch + 1
     train_seconds = meta["train_seconds"]  # of the epochs before the stop
   elif restore_only:
     where = checkpointer.directory if checkpointer else "(no folder given)"
-    unreadable = checkpointer.unreadable if checkpointer else []
-    raise UserError(
-        f"no readable checkpoint in {where}" + (
-            f" (those of epochs {', '.join(map(str, unreadable))} are "
-            "corrupted); train again with --overwrite" if unreadable else
-            "; train first (the same command without --mode)"))
+    raise UserError(f"no readable checkpoint in {where}; train first (the "
+                    "same command without --mode)")
   if restore_only or first_epoch > c.epochs or all(
       s == DIVERGED for s in status):
     return (_results(configs, states, history, status, place, layout),
             train_seconds, 0.0)
   if checkpointer:
-    checkpointer.discard_unreadable()
+    checkpointer.set_aside_unreadable()
 
   x_train, y_train = replicate(dataset.x_train), replicate(dataset.y_train)
   evals = {"test": (replicate(dataset.x_test), replicate(dataset.y_test))}
@@ -377,9 +376,10 @@ def _train_group(configs: list[Config], dataset: data_lib.Dataset, on_epoch,
     stop = not done and should_stop is not None and should_stop()
     if checkpointer and (done or stop or checkpointer.due()):
       # A snapshot: the save finishes in the background while history grows.
-      checkpointer.save(epoch, states, copy.deepcopy({
-          "epoch": epoch, "history": history, "status": status,
-          "train_seconds": train_seconds}))
+      meta = {"epoch": epoch, "history": history, "status": status,
+              "train_seconds": train_seconds}
+      checkpointer.save(epoch, layout.unpadded(states, len(configs)),
+                        copy.deepcopy(meta))
     if stop:
       raise StopRequested(epoch)
     if done:

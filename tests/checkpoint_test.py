@@ -85,6 +85,37 @@ def test_a_corrupted_last_checkpoint_falls_back_to_the_previous(tmp_path):
       checkpoint_dir=tmp_path)
   assert resumed_epochs == [3, 4]  # from epoch 2's checkpoint
   _assert_same_runs(whole, resumed)
+  # Kept, out of the way: not deleted.
+  assert (tmp_path / "group_0.unreadable" / "3").is_dir()
+
+
+def test_unreadable_checkpoints_are_kept_and_refused(tmp_path):
+  """No checkpoint can be restored: say why, keep them, train nothing; the
+  runner's --overwrite is the way to start again."""
+  from softmax_jax import runner  # pylint: disable=g-import-not-at-top
+  from softmax_jax.errors import UserError  # pylint: disable=g-import-not-at-top
+  ds = synthetic_dataset()
+  train.train_configs([TINY], ds, checkpoint_dir=tmp_path)
+  _corrupt(tmp_path / "group_0")
+  before = sorted(str(p) for p in tmp_path.rglob("*"))
+  trained = []
+  with pytest.raises(UserError, match=r"no readable checkpoint .*cannot "
+                     r"restore epoch 4: .*kept; pass --overwrite"):
+    train.train_configs([TINY], ds, lambda i, r: trained.append(r),
+                        checkpoint_dir=tmp_path)
+  assert not trained
+  assert sorted(str(p) for p in tmp_path.rglob("*")) == before
+  workdir = tmp_path / "run"
+  data_dir = tmp_path / "data"
+  write_cache(data_dir, ds)
+  config = dataclasses.replace(TINY, data_dir=str(data_dir))
+  runner.run(config, workdir, verbose=False)
+  _corrupt(workdir / "checkpoints")
+  (workdir / "summary.json").unlink()  # as if killed before the end
+  with pytest.raises(UserError, match="no readable checkpoint"):
+    runner.run(config, workdir, verbose=False)
+  summary = runner.run(config, workdir, overwrite=True, verbose=False)
+  assert summary["epochs_run"] == TINY.epochs
 
 
 def test_restore_only_needs_a_readable_checkpoint(tmp_path):

@@ -6,7 +6,9 @@ import os
 import socket
 import subprocess
 import sys
+import textwrap
 
+import numpy as np
 import pytest
 from conftest import ROOT, synthetic_dataset, write_cache
 
@@ -99,3 +101,76 @@ def test_two_processes_equal_one_and_only_process_0_writes(data_dir, one_device,
   assert "val acc" in outputs[0][0] and "val acc" not in outputs[1][0]
   assert not (tmp_path / "run1").exists()  # and writes nothing
   assert_same_results(results(tmp_path / "run0"), results(one_device))
+
+
+# Trains a sweep (and a single run) in a fresh process on `devices` devices
+# and saves the final params; with stop_after, stops after that epoch.
+_TRAIN = textwrap.dedent("""
+    import sys
+    sys.path[:0] = [{root!r}, {tests!r}]
+    import numpy as np
+    from conftest import synthetic_dataset
+    from softmax_jax import data, sweep, train
+    from softmax_jax.config import Config
+    checkpoint_dir, stop_after, out = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+    ds = data.hold_out_validation(synthetic_dataset(noise=90.0), 0.25)
+    base = Config(batch_size=32, epochs=4, lr=0.2)
+    sweeps = {{"sweep": sweep.expand(base, sweep.product(
+        sweep.axis("loss", ["xent", "l2", "huber"]),
+        sweep.axis("lr", [0.05, 0.2, 0.5]))), "single": [base]}}
+    params = {{}}
+    for name, configs in sweeps.items():
+      epochs = []
+      try:
+        result = train.train_configs(
+            configs, ds, lambda i, r: epochs.append(r["epoch"]),
+            checkpoint_dir=f"{{checkpoint_dir}}/{{name}}", checkpoint_every=0,
+            should_stop=lambda: stop_after and epochs[-1] >= stop_after)
+      except train.StopRequested:
+        continue
+      print(name, "first epoch trained:", epochs[0])
+      for i, run in enumerate(result.runs):
+        params[f"{{name}}_{{i}}_w"] = run.params["w"]
+        params[f"{{name}}_{{i}}_b"] = run.params["b"]
+    np.savez(out, **params)
+""")
+
+
+def _train(tmp_path, devices, checkpoint_dir, stop_after, out):
+  script = tmp_path / "train_on_devices.py"
+  script.write_text(_TRAIN.format(root=str(ROOT), tests=str(ROOT / "tests")))
+  env = {**os.environ,
+         "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}
+  r = subprocess.run([sys.executable, str(script), str(checkpoint_dir),
+                      str(stop_after), str(out)], env=env, capture_output=True,
+                     text=True, timeout=300)
+  assert r.returncode == 0, r.stderr
+  return r.stdout
+
+
+@pytest.mark.parametrize("before,after", [(1, 8), (8, 1)])
+def test_checkpoints_resume_on_another_device_count(tmp_path, before, after):
+  """Stopped after epoch 2 on `before` devices, resumed on `after`: the same
+  params as an uninterrupted run, for a sweep (9 configurations: padded to
+  16 on 8 devices) and a single run (data parallel on 8)."""
+  _train(tmp_path, before, tmp_path / "whole", 0, tmp_path / "whole.npz")
+  _train(tmp_path, before, tmp_path / "ckpt", 2, tmp_path / "unused.npz")
+  out = _train(tmp_path, after, tmp_path / "ckpt", 0, tmp_path / "resumed.npz")
+  assert "sweep first epoch trained: 3" in out  # resumed, not retrained
+  assert "single first epoch trained: 3" in out
+  with np.load(tmp_path / "whole.npz") as whole, \
+       np.load(tmp_path / "resumed.npz") as resumed:
+    assert sorted(whole.files) == sorted(resumed.files) and len(whole.files) == 20
+    for key in whole.files:
+      np.testing.assert_allclose(resumed[key], whole[key], rtol=1e-4,
+                                 atol=1e-6, err_msg=key)
+
+
+@pytest.mark.parametrize("before,after", [(1, 8), (8, 1)])
+def test_eval_on_another_device_count(data_dir, tmp_path, before, after):
+  for args in (SWEEP_FLAGS, ["--batch_size=32", "--epochs=2"]):
+    workdir = tmp_path / f"run{len(args)}"
+    launch(f"--data_dir={data_dir}", f"--workdir={workdir}", *args,
+           devices=before)
+    r = launch("--mode=eval", f"--workdir={workdir}", devices=after)
+    assert ": the same" in r.stdout, r.stdout
