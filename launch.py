@@ -37,6 +37,10 @@ _HELP = {
               "(sweep them in an experiments file).",
     "phm_n": "n > 0: the softmax layer as a PHM layer, W = sum of n Kronecker "
              "products (n must divide its input and output sizes).",
+    "pixels": "What counts as image pixels, scaled to [0, 1]: auto (uint8 "
+              "arrays, and arrays of images holding whole numbers 0-255 or "
+              "values in [0, 1]), yes (any array; refused unless it holds "
+              "pixels) or no (every array used as it is).",
     "standardize": "Standardize each feature with the training split's mean "
                    "and standard deviation.",
     "test_csv": "With --dataset=csv:PATH: the test set's CSV (default: a "

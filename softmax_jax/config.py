@@ -31,6 +31,9 @@ class Config:
   init_scale: float = 0.01  # standard deviation of the initial W
   hidden: str = ""  # hidden ReLU layer sizes before the softmax layer, e.g. "256,128"
   phm_n: int = 0  # n > 0: the softmax layer's W as a sum of n Kronecker products
+  # What counts as image pixels (scaled to [0, 1]): auto, yes or no; see
+  # data.interpret_pixels.
+  pixels: str = "auto"
   standardize: bool = False  # per-feature standardization, statistics from train
   test_csv: str = ""  # with dataset "csv:PATH": the test CSV ("" = split PATH)
   # Share of the training set held out for validation (model selection);
@@ -45,6 +48,7 @@ class Config:
     _check_choice("optimizer", self.optimizer, optimizers.OPTIMIZERS)
     _check_choice("schedule", self.schedule, optimizers.SCHEDULES)
     data.check_name(self.dataset)
+    _check_choice("pixels", self.pixels, data.PIXELS)
     _check_positive("lr", self.lr)
     _check_positive("huber_delta", self.huber_delta)
     _check_positive("init_scale", self.init_scale, allow_zero=True)

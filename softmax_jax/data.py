@@ -5,7 +5,8 @@ TensorFlow); the arrays are then cached as `<data_dir>/softmax_jax/<name>.npz`
 so that later runs load them in well under a second and never import
 TensorFlow. Offline, Fashion-MNIST is prepared from Debian's
 `dataset-fashion-mnist` package (see `restore_upstream_gzip`). Images are
-flattened to uint8 rows and scaled to [0, 1] inside the compiled step.
+flattened to uint8 rows and scaled to [0, 1] inside the compiled step; what
+counts as pixels in your own data is decided by `interpret_pixels`.
 """
 
 from __future__ import annotations
@@ -57,6 +58,10 @@ class Dataset:
   image_shape: tuple[int, ...] | None = None  # e.g. (28, 28, 1); None: not images
   x_val: np.ndarray | None = None  # [V, D], held out from train
   y_val: np.ndarray | None = None  # int32 [V]
+  # None: x holds features; "0-255" (stored as uint8, scaled to [0, 1]) or
+  # "0-1": x holds image pixels (see interpret_pixels), and images to
+  # predict on are scaled to [0, 1] as the training pixels were.
+  pixels: str | None = None
   # With --standardize: features = (to_features(x) - mean) / std.
   feature_mean: np.ndarray | None = None  # float32 [D]
   feature_std: np.ndarray | None = None  # float32 [D]
@@ -78,6 +83,87 @@ def to_features(x):
   if x.dtype == np.uint8:
     return x.astype(np.float32) * np.float32(1 / 255)
   return x.astype(np.float32)
+
+
+# --pixels: what counts as image pixels (see interpret_pixels).
+PIXELS = ("auto", "yes", "no")
+_SCAN_ROWS = 65_536  # rows per chunk when scanning an array's values
+
+
+def interpret_pixels(dataset: Dataset, pixels: str = "auto") -> Dataset:
+  """The one rule for what counts as pixels, for every source of data.
+
+  Pixels are either whole numbers 0-255, stored as uint8 and scaled to [0, 1]
+  by to_features (in training, evaluation and prediction alike), or floats
+  already in [0, 1], used as they are. With pixels "auto", x holds pixels
+  when it is uint8, or when it is an array of images ([N, H, W(, C)], so
+  image_shape is known) whose values are whole numbers 0-255 or lie in
+  [0, 1]; "yes" requires pixels of any array; "no" takes x as features, used
+  as they are (uint8 too). Anything else is features, as float32.
+  """
+  if pixels not in PIXELS:
+    raise DataError(f"unknown --pixels={pixels!r}; choose one of: "
+                    f"{', '.join(PIXELS)}")
+  splits = [s for s in ("train", "val", "test")
+            if getattr(dataset, f"x_{s}") is not None]
+  xs = {s: getattr(dataset, f"x_{s}") for s in splits}
+  if pixels != "no" and all(x.dtype == np.uint8 for x in xs.values()):
+    return dataclasses.replace(dataset, pixels="0-255")
+  if pixels == "no":
+    kind = None
+  else:
+    scans = {s: _scan_values(x) for s, x in xs.items()}
+    low = min(v[0] for v in scans.values())
+    high = max(v[1] for v in scans.values())
+    whole = all(v[2] for v in scans.values())
+    kind = ("0-255" if whole and low >= 0 and high <= 255 and high > 1 else
+            "0-1" if low >= 0 and high <= 1 else None)
+    if pixels == "yes" and kind is None:
+      split = next(s for s, v in scans.items()
+                   if not (v[2] and v[0] >= 0 and v[1] <= 255))
+      row, col, value = _first_non_pixel(xs[split])
+      raise DataError(f"--pixels=yes, but {dataset.name}: x_{split} row {row}, "
+                      f"column {col} is {value}; pixels are whole numbers "
+                      "0-255 or floats in [0, 1] (give --pixels=no to use "
+                      "the values as they are)")
+    if pixels == "auto" and dataset.image_shape is None:
+      if kind == "0-255":
+        _log.warning("%s: x holds whole numbers 0-255 but is neither uint8 "
+                     "nor an array of images, so it is used as features, "
+                     "unscaled; give --pixels=yes if these are pixels (then "
+                     "scaled to [0, 1])", dataset.name)
+      kind = None
+  if kind == "0-255":
+    convert = lambda x: x.astype(np.uint8)
+  else:
+    convert = lambda x: x.astype(np.float32, copy=False)
+  return dataclasses.replace(dataset, pixels=kind,
+                             **{f"x_{s}": convert(x) for s, x in xs.items()})
+
+
+def _scan_values(x: np.ndarray) -> tuple[float, float, bool]:
+  """(min, max, whether all are whole numbers), a chunk of rows at a time."""
+  if x.dtype == bool:
+    x = x.view(np.uint8)
+  low, high, whole = np.inf, -np.inf, True
+  for start in range(0, len(x), _SCAN_ROWS):
+    chunk = x[start:start + _SCAN_ROWS]
+    if chunk.size == 0:
+      continue
+    low, high = min(low, float(chunk.min())), max(high, float(chunk.max()))
+    if whole and np.issubdtype(chunk.dtype, np.floating):
+      whole = bool(np.all(chunk == np.round(chunk)))
+  return low, high, whole
+
+
+def _first_non_pixel(x: np.ndarray) -> tuple[int, int, float]:
+  for start in range(0, len(x), _SCAN_ROWS):
+    chunk = x[start:start + _SCAN_ROWS]
+    bad = np.argwhere((chunk < 0) | (chunk > 255) | (chunk != np.round(chunk)))
+    if len(bad):
+      row, col = int(bad[0][0]), int(bad[0][1])
+      return start + row, col, chunk[row, col].item()
+  raise AssertionError("no value outside the pixel range")
 
 
 def default_data_dir() -> Path:
@@ -102,9 +188,17 @@ def check_name(name: str) -> None:
 
 
 def load(name: str, data_dir: str | os.PathLike | None = None,
-         test_csv: str = "") -> Dataset:
-  """Returns the data set, preparing and caching a TFDS one on first use."""
+         test_csv: str = "", pixels: str = "auto") -> Dataset:
+  """Returns the data set, preparing and caching a TFDS one on first use;
+  `pixels` says what counts as pixels (see interpret_pixels)."""
+  return interpret_pixels(_load_arrays(name, data_dir, test_csv), pixels)
+
+
+def _load_arrays(name, data_dir, test_csv) -> Dataset:
   check_name(name)
+  if test_csv and not name.startswith("csv:"):
+    raise DataError(f"--test_csv={test_csv} is for --dataset=csv:PATH, not "
+                    f"--dataset={name}")
   if name.startswith("npz:"):
     return Dataset(name=name, **user_data.load_npz(name[4:]))
   if name.startswith("csv:"):

@@ -1,4 +1,5 @@
-"""Images from files for prediction: PNG/JPEG/... or .npy, as uint8 feature rows."""
+"""Images from files for prediction: PNG/JPEG/... or .npy, as float32 feature rows
+in the representation the model was trained on."""
 
 from __future__ import annotations
 
@@ -7,25 +8,37 @@ from pathlib import Path
 
 import numpy as np
 
+from softmax_jax import data
 from softmax_jax.errors import UserError
 
 
-def load(paths: list[str], image_shape: tuple[int, ...]
+def load(paths: list[str], image_shape: tuple[int, ...], pixels: str | None
          ) -> tuple[np.ndarray, list[str]]:
-  """uint8 [N, H*W*C] and a name per row, from image files (any size and mode:
-  converted to the model's channels and resized) or .npy arrays of one image
-  [H, W(, C)], of images [N, H, W(, C)] or of rows [N, H*W*C] (uint8 0-255,
-  or floats in [0, 1]); the rows of an array are named PATH[i]."""
+  """float32 [N, H*W*C] and a name per row, from image files (any size and
+  mode: converted to the model's channels and resized) or .npy arrays of one
+  image [H, W(, C)], of images [N, H, W(, C)] or of rows [N, H*W*C].
+
+  For a model trained on pixels (`pixels` not None), image files and arrays
+  of whole numbers 0-255 are scaled to [0, 1], floats in [0, 1] taken as
+  they are: the training data's transform (data.to_features). A model
+  trained on other features takes .npy arrays of such features, as they
+  are, and no image files. The rows of an array are named PATH[i].
+  """
   rows, names = [], []
   for path in paths:
     path = Path(path)
     if not path.is_file():
       raise UserError(f"--images: {path}: no such file")
     if path.suffix == ".npy":
-      array = _from_npy(path, image_shape)
+      array = _from_npy(path, image_shape, pixels)
       names += [f"{path}[{i}]" for i in range(len(array))]
     else:
-      array = _from_image(path, image_shape)
+      if pixels is None:
+        raise UserError(f"--images: {path}: this model was trained on "
+                        "features that are not pixels (see the run's "
+                        "summary.json, 'inputs'); give .npy arrays of such "
+                        "features")
+      array = data.to_features(_from_image(path, image_shape))
       names.append(str(path))
     rows.append(array)
   return np.concatenate(rows), names
@@ -43,7 +56,7 @@ def _from_image(path: Path, image_shape) -> np.ndarray:
     raise UserError(f"--images: {path} is not a readable image ({e})") from e
 
 
-def _from_npy(path: Path, image_shape) -> np.ndarray:
+def _from_npy(path: Path, image_shape, pixels) -> np.ndarray:
   try:
     array = np.load(path, allow_pickle=False)
   except (OSError, ValueError) as e:
@@ -58,12 +71,16 @@ def _from_npy(path: Path, image_shape) -> np.ndarray:
     raise UserError(f"--images: {path} has shape {array.shape}; expected "
                     f"{squeezed}, (N, {', '.join(map(str, squeezed))}) or "
                     f"(N, {size})")
-  if np.issubdtype(array.dtype, np.floating):
-    if not np.all(np.isfinite(array)) or array.min() < 0 or array.max() > 1:
-      raise UserError(f"--images: {path} holds floats outside [0, 1]; give "
-                      "pixels as uint8 0-255 or floats in [0, 1]")
-    array = np.round(array * 255)
-  elif not (np.issubdtype(array.dtype, np.integer) and array.min() >= 0
-            and array.max() <= 255):
-    raise UserError(f"--images: {path} holds {array.dtype} values outside 0-255")
-  return array.astype(np.uint8)
+  if not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):
+    raise UserError(f"--images: {path} holds {array.dtype}, not numbers")
+  if not np.all(np.isfinite(array)):
+    raise UserError(f"--images: {path} holds values that are not finite")
+  if pixels is None:
+    return array.astype(np.float32)
+  if np.issubdtype(array.dtype, np.floating) and array.min() >= 0 and (
+      array.max() <= 1):
+    return array.astype(np.float32)
+  if array.min() < 0 or array.max() > 255 or np.any(array != np.round(array)):
+    raise UserError(f"--images: {path} holds values that are not pixels; give "
+                    "whole numbers 0-255 (e.g. uint8) or floats in [0, 1]")
+  return data.to_features(array.astype(np.uint8))

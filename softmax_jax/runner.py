@@ -188,8 +188,8 @@ def predict(workdir: str | Path, image_paths: list[str], top: int = 3
   if dataset.image_shape is None:
     raise UserError(f"the run in {workdir} was trained on {dataset.name}, not "
                     "on images; --mode=predict takes images")
-  pixels, names = images_lib.load(image_paths, dataset.image_shape)
-  x_NxD = data.to_features(pixels)
+  x_NxD, names = images_lib.load(image_paths, dataset.image_shape,
+                                 dataset.pixels)
   if dataset.feature_mean is not None:  # trained with --standardize
     x_NxD = (x_NxD - dataset.feature_mean) / dataset.feature_std
   probs = np.asarray(jax.jit(lambda p, x: losses.softmax(model.logits(p, x)))(
@@ -211,9 +211,9 @@ def _validated(configs) -> list[config_lib.Config]:
 
 def _load(configs) -> data.Dataset:
   """The data set, with the validation split a run or sweep uses."""
-  if len({(c.dataset, c.data_dir, c.test_csv, c.val_fraction, c.standardize)
-           for c in configs}) > 1:
-    raise UserError("dataset, data_dir, test_csv, val_fraction and "
+  if len({(c.dataset, c.data_dir, c.test_csv, c.pixels, c.val_fraction,
+            c.standardize) for c in configs}) > 1:
+    raise UserError("dataset, data_dir, test_csv, pixels, val_fraction and "
                     "standardize cannot be swept")
   c = configs[0]
   fraction = c.val_fraction
@@ -223,7 +223,7 @@ def _load(configs) -> data.Dataset:
     elif fraction == 0:
       raise UserError("a sweep chooses its best configuration on a validation "
                       "split: give --val_fraction > 0 (default 1/6)")
-  dataset = data.load(c.dataset, c.data_dir or None, c.test_csv)
+  dataset = data.load(c.dataset, c.data_dir or None, c.test_csv, c.pixels)
   if fraction:
     dataset = data.hold_out_validation(dataset, fraction)
   return data.standardize(dataset) if c.standardize else dataset
@@ -273,6 +273,7 @@ def _write_outputs(configs, dataset, result, workdir, verbose, final,
       "num_train": int(len(dataset.x_train)),
       "num_test": int(len(dataset.x_test)),
       "dataset": configs[0].dataset,
+      "inputs": _inputs(dataset),
       "class_names": list(dataset.class_names),
       **_provenance(),
   }
@@ -401,7 +402,8 @@ def _print_header(configs, dataset, resume) -> None:
          if dataset.x_val is not None else "")
   print(f"{c.dataset}: {len(dataset.x_train):,} train{val} / "
         f"{len(dataset.x_test):,} test examples, {dataset.num_features} "
-        f"features, {dataset.num_classes} classes; {distributed.describe()}",
+        f"features ({_inputs(dataset)}), {dataset.num_classes} classes; "
+        f"{distributed.describe()}",
         flush=True)
   if len(configs) > 1:
     swept = sweep.swept_fields(configs)
@@ -410,6 +412,13 @@ def _print_header(configs, dataset, resume) -> None:
           f"{groups} compiled group{'s' if groups > 1 else ''}", flush=True)
   if resume:
     print("resuming from the workdir's checkpoints", flush=True)
+
+
+def _inputs(dataset: data.Dataset) -> str:
+  """What the model's inputs are, as the pixel rule decided."""
+  kind = {None: "as given", "0-255": "pixels 0-255 scaled to [0, 1]",
+          "0-1": "pixels in [0, 1]"}[dataset.pixels]
+  return kind + (", standardized" if dataset.feature_mean is not None else "")
 
 
 def _provenance() -> dict:

@@ -137,7 +137,7 @@ def _checked(path, x_train, y_train, x_test, y_test, class_names) -> dict:
     if len(bad):
       raise DataError(f"{path}: y_{split}[{bad[0]}] = {y[bad[0]]} is not a "
                       "label; labels must be integers 0, 1, ..., K-1")
-    arrays[f"x_{split}"] = x if x.dtype == np.uint8 else x.astype(np.float32)
+    arrays[f"x_{split}"] = x  # as stored; data.interpret_pixels converts it
     arrays[f"y_{split}"] = y.astype(np.int32)
   if x_train.shape[1:] != x_test.shape[1:]:
     raise DataError(f"{path}: x_train rows have shape {x_train.shape[1:]} but "

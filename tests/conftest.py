@@ -29,6 +29,7 @@ def synthetic_dataset(n_train=512, n_test=256, num_features=16, num_classes=4,
   return data.Dataset(name=name, x_train=x_train, y_train=y_train,
                       x_test=x_test, y_test=y_test,
                       class_names=tuple(f"class{k}" for k in range(num_classes)),
+                      pixels="0-255",
                       image_shape=(side, side, 1) if side * side == num_features
                       else None)
 
