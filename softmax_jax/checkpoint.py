@@ -27,7 +27,7 @@ from pathlib import Path
 
 import jax
 
-from softmax_jax.errors import UserError
+from softmax_jax.errors import UserError, os_error_advice
 
 KEEP = 2  # the newest checkpoints kept; the older ones are deleted
 EVERY_SECONDS = 10.0  # the least time between two checkpoints of a run
@@ -63,8 +63,8 @@ class Checkpointer:
       saved = self._manager.save(epoch, args=ocp.args.Composite(
           state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)))
     except (OSError, ValueError) as e:
-      raise UserError(f"cannot write a checkpoint to {self.directory}: {e}; "
-                      "free some disk space or choose another --workdir") from e
+      raise UserError(f"cannot write a checkpoint to {self.directory}: "
+                      f"{os_error_advice(e)}") from e
     if not saved:  # orbax skips steps at or below its newest one
       raise RuntimeError(f"orbax did not save the checkpoint of epoch {epoch} "
                          f"in {self.directory}")
@@ -131,8 +131,7 @@ class Checkpointer:
       self._manager.close()
     except OSError as e:  # e.g. the disk filled up during a background write
       raise UserError(f"cannot write a checkpoint to {self.directory}: "
-                      f"{e.strerror or e}; free some disk space or choose "
-                      "another --workdir") from e
+                      f"{os_error_advice(e)}") from e
 
 
 def _first_line(error: Exception, limit: int = 200) -> str:

@@ -29,7 +29,7 @@ import numpy as np
 
 from softmax_jax import atomic_io
 from softmax_jax import user_data
-from softmax_jax.errors import DataError
+from softmax_jax.errors import DataError, os_error_advice
 
 # Some TFDS image classification data sets, for messages; any other TFDS data
 # set with `image` and `label` features works too.
@@ -212,7 +212,7 @@ def _load_arrays(name, data_dir, test_csv) -> Dataset:
     path.parent.mkdir(parents=True, exist_ok=True)
   except OSError as e:
     raise DataError(f"cannot create the data cache in {path.parent}: "
-                    f"{e.strerror}; give a writable --data_dir") from e
+                    f"{os_error_advice(e, '--data_dir')}") from e
   # Two runs starting together on a fresh machine prepare the data once.
   with _file_lock(path.with_suffix(".lock")):
     dataset = _read_cache(path, name)
@@ -288,8 +288,8 @@ def _write_cache(path: Path, dataset: Dataset) -> None:
         class_names=np.array(dataset.class_names),
         image_shape=np.array(dataset.image_shape or (), np.int64)))
   except OSError as e:
-    raise DataError(f"cannot write the data cache {path}: {e.strerror}; "
-                    "free some disk space or give another --data_dir") from e
+    raise DataError(f"cannot write the data cache {path}: "
+                    f"{os_error_advice(e, '--data_dir')}") from e
 
 
 @contextlib.contextmanager

@@ -58,20 +58,23 @@ def run(configs: list[config_lib.Config] | config_lib.Config,
     raise UserError("--refit retrains a sweep's best configuration on all the "
                     "training data; give a sweep (comma lists or --config "
                     "with get_sweep)")
-  with _stop_requests() as stop_requested:
-    summary, workdir = _train(configs, workdir, overwrite, checkpoint_every,
-                              stop_requested, verbose)
-    if refit and stop_requested():  # asked during the sweep's last epoch
-      raise Interrupted(f"stopped before the refit; the sweep is finished in "
-                        f"{workdir}; run the same command again to refit")
-  if refit:
-    return _refit(configs, summary, workdir, checkpoint_every, verbose)
-  return summary
+  # The workdir is held (process 0 holds it) until the refit has written.
+  with contextlib.ExitStack() as held:
+    with _stop_requests() as stop_requested:
+      summary, workdir = _train(configs, workdir, overwrite, checkpoint_every,
+                                stop_requested, verbose, held)
+      if refit and stop_requested():  # asked during the sweep's last epoch
+        raise Interrupted(f"stopped before the refit; the sweep is finished "
+                          f"in {workdir}; run the same command again to refit")
+    if refit:
+      return _refit(configs, summary, workdir, checkpoint_every, verbose)
+    return summary
 
 
 def _train(configs, workdir, overwrite, checkpoint_every, stop_requested,
-           verbose):
-  """run() without the refit: (summary, workdir)."""
+           verbose, held: contextlib.ExitStack):
+  """run() without the refit: (summary, workdir); the workdir's lock goes
+  into `held`."""
   dataset = _load(configs)
   train.check(configs, dataset)
   single = len(configs) == 1
@@ -79,10 +82,11 @@ def _train(configs, workdir, overwrite, checkpoint_every, stop_requested,
   resume, finished = False, None
   with distributed.decided_by_process_0():  # the others wait for its verdict
     if writer:
-      workdir, resume = workdir_lib.prepare(
+      workdir = held.enter_context(workdir_lib.lock(
           workdir or workdir_lib.default_workdir(
-              tag=configs[0].loss if single else "sweep"),
-          [config_lib.to_dict(c) for c in configs], overwrite)
+              tag=configs[0].loss if single else "sweep"), "training run"))
+      workdir, resume = workdir_lib.prepare(
+          workdir, [config_lib.to_dict(c) for c in configs], overwrite)
       finished = workdir_lib.read_summary(workdir) if resume else None
   talk = verbose and writer
   if distributed.agree(bool(finished)):  # the same command again: all done
@@ -168,10 +172,11 @@ def evaluate(workdir: str | Path, verbose: bool = True) -> dict:
   report.md keeps the facts of the training run (its times, date, devices)
   from its summary.json; only what is recomputed here changes.
   """
-  configs, dataset, result = _restore(workdir)
-  recorded = workdir_lib.read_summary(workdir)
-  summary = _write_outputs(configs, dataset, result, Path(workdir), verbose,
-                           final=False, trained=recorded)
+  with workdir_lib.lock(workdir, "evaluation", create=False):
+    configs, dataset, result = _restore(workdir)
+    recorded = workdir_lib.read_summary(workdir)
+    summary = _write_outputs(configs, dataset, result, Path(workdir), verbose,
+                             final=False, trained=recorded)
   if verbose and recorded:
     same = recorded.get("test_accuracy") == summary["test_accuracy"]
     print(f"the run's summary.json says test accuracy "
@@ -183,7 +188,8 @@ def evaluate(workdir: str | Path, verbose: bool = True) -> dict:
 def predict(workdir: str | Path, image_paths: list[str], top: int = 3
             ) -> list[tuple[str, list[tuple[str, float]]]]:
   """Each image's name with its top classes and probabilities under a run."""
-  _, dataset, result = _restore(workdir)
+  with workdir_lib.lock(workdir, "prediction", create=False):
+    _, dataset, result = _restore(workdir)
   run_ = result.runs[_best_index(result)]
   if dataset.image_shape is None:
     raise UserError(f"the run in {workdir} was trained on {dataset.name}, not "

@@ -11,10 +11,12 @@ from __future__ import annotations
 import contextlib
 import csv
 import datetime
+import fcntl
 import io
 import json
 import os
 import shutil
+import socket
 from pathlib import Path
 
 import jax
@@ -22,8 +24,9 @@ import numpy as np
 
 from softmax_jax import atomic_io
 from softmax_jax import plotting
-from softmax_jax.errors import UserError
+from softmax_jax.errors import UserError, os_error_advice
 
+LOCK = ".lock"  # held (flock) by the one process using the workdir
 CONFIGS = "configs.json"  # the configuration(s) this workdir trains
 CHECKPOINTS = "checkpoints"  # orbax checkpoints, a folder per sweep group
 METRICS = "metrics.jsonl"  # one record per epoch (and configuration)
@@ -64,6 +67,62 @@ def default_workdir(root: str | Path = "runs", tag: str = "") -> Path:
   raise UserError(f"cannot find a free folder name under {root}")
 
 
+@contextlib.contextmanager
+def lock(workdir: str | Path, purpose: str, create: bool = True):
+  """Holds workdir for one process: another that asks while it is held is
+  refused at once, in one line naming the holder (pid and host).
+
+  An OS lock (flock) on workdir/.lock: the kernel releases it when its
+  process ends, however it ends, so a killed run never blocks the next. A
+  read-only workdir is locked through a read-only handle (enough for
+  predict); create=False leaves a missing workdir for the caller to report.
+  """
+  workdir = Path(workdir)
+  if create:
+    _create(workdir)
+  elif not workdir.is_dir():
+    yield workdir
+    return
+  path = workdir / LOCK
+  try:
+    f = open(path, "a+")
+    writable = True
+  except OSError as e:
+    if create or not path.exists():
+      raise UserError(f"cannot write to --workdir={workdir}: "
+                      f"{os_error_advice(e)}") from e
+    f, writable = open(path), False
+  with f:
+    try:
+      fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+      f.seek(0)
+      holder = f.read().strip() or "another process"
+      raise UserError(f"--workdir={workdir} is in use by {holder}; wait for "
+                      "it to end (or stop it), or give another --workdir"
+                      ) from None
+    if writable:
+      f.seek(0)
+      f.truncate()
+      f.write(f"a {purpose} (pid {os.getpid()} on {socket.gethostname()}, "
+              f"since {datetime.datetime.now():%Y-%m-%d %H:%M:%S})\n")
+      f.flush()
+    try:
+      yield workdir
+    finally:
+      fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _create(workdir: Path) -> None:
+  try:
+    workdir.mkdir(parents=True, exist_ok=True)
+  except OSError as e:
+    raise UserError(f"cannot create --workdir={workdir}: "
+                    f"{os_error_advice(e)}") from e
+  if not workdir.is_dir():
+    raise UserError(f"--workdir={workdir} is not a directory")
+
+
 def prepare(workdir: str | Path, configs: list[dict],
             overwrite: bool = False) -> tuple[Path, bool]:
   """Claims workdir for `configs`; returns it and whether to resume there.
@@ -73,12 +132,7 @@ def prepare(workdir: str | Path, configs: list[dict],
   be writable, which is checked before any training.
   """
   workdir = Path(workdir)
-  try:
-    workdir.mkdir(parents=True, exist_ok=True)
-  except OSError as e:
-    raise UserError(f"cannot create --workdir={workdir}: {e.strerror}") from e
-  if not workdir.is_dir():
-    raise UserError(f"--workdir={workdir} is not a directory")
+  _create(workdir)
   existing = [name for name in OUTPUTS if (workdir / name).exists()]
   recorded = read_configs(workdir)
   resume = recorded == configs and not overwrite
@@ -96,8 +150,8 @@ def prepare(workdir: str | Path, configs: list[dict],
   except OSError as e:
     with contextlib.suppress(OSError):  # a partial probe on a full disk
       probe.unlink()
-    raise UserError(f"cannot write to --workdir={workdir}: {e.strerror}; "
-                    "choose a writable folder with free space") from e
+    raise UserError(f"cannot write to --workdir={workdir}: "
+                    f"{os_error_advice(e)}") from e
   free = shutil.disk_usage(workdir).free
   if free < MIN_FREE_BYTES:
     raise UserError(f"--workdir={workdir} has only {free / 2**20:.1f} MiB free; "
@@ -151,8 +205,8 @@ def append_metrics(workdir: Path, record: dict) -> None:
     with open(workdir / METRICS, "a") as f:
       f.write(json.dumps(record) + "\n")
   except OSError as e:
-    raise UserError(f"cannot write {workdir / METRICS}: {e.strerror}; free some "
-                    "disk space, then run the same command to resume") from e
+    raise UserError(f"cannot write {workdir / METRICS}: {os_error_advice(e)}; "
+                    "then run the same command to resume") from e
 
 
 def write_summary(workdir: Path, summary: dict) -> None:
@@ -202,5 +256,4 @@ def write_file(path: Path, write) -> None:
   try:
     atomic_io.atomic_write(path, write)
   except OSError as e:
-    raise UserError(f"cannot write {path}: {e.strerror}; free some disk "
-                    "space or choose another --workdir") from e
+    raise UserError(f"cannot write {path}: {os_error_advice(e)}") from e

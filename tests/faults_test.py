@@ -3,6 +3,7 @@ determinism. (Each bad input's one-line message is in launch_test.py's
 BAD_INPUTS table, runner_test.py and user_data_test.py.)"""
 
 import contextlib
+import errno
 import json
 import os
 import random
@@ -164,6 +165,37 @@ def test_two_concurrent_first_runs_prepare_the_cache_once(tmp_path):
   assert data.load("fashion_mnist", data_dir).y_test.shape == (10000,)
 
 
+def test_a_workdir_is_used_by_one_run_at_a_time(data_dir, tmp_path):
+  """A second run, or an eval, on a workdir in training is refused at once,
+  naming the holder; the first run goes on undisturbed. (A lock left by a
+  SIGKILLed run blocks nothing: see the kill tests, which resume there.)"""
+  args = [f"--data_dir={data_dir}", "--epochs=30", "--batch_size=32",
+          f"--workdir={tmp_path / 'run'}"]
+  first = subprocess.Popen([*LAUNCH, *args], stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True, cwd=ROOT)
+  try:
+    for line in first.stdout:
+      if line.startswith("epoch"):
+        first.send_signal(signal.SIGSTOP)  # holds the workdir, paused
+        break
+    start = time.monotonic()
+    second = run(*args)
+    assert_one_line_error(second, f"is in use by a training run (pid "
+                          f"{first.pid} on ")
+    assert "give another --workdir" in second.stderr
+    assert time.monotonic() - start < 60  # refused, not waiting
+    assert_one_line_error(run("--mode=eval", f"--workdir={tmp_path / 'run'}"),
+                          "is in use by a training run")
+  finally:
+    first.send_signal(signal.SIGCONT)
+  out, err = first.communicate(timeout=300)
+  assert first.returncode == 0, err
+  summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+  assert summary["epochs_run"] == 30
+  r = run("--mode=eval", f"--workdir={tmp_path / 'run'}")
+  assert r.returncode == 0 and ": the same" in r.stdout, r.stderr
+
+
 # ------------------------------------------------------------------ disks
 
 
@@ -196,6 +228,29 @@ def test_full_disk_is_refused_before_training(data_dir, tmp_path):
   with _tmpfs(tmp_path / "small", "size=1m") as small:
     r = run(f"--data_dir={data_dir}", f"--workdir={small / 'run'}")
     assert_one_line_error(r, "MiB free; a run writes checkpoints")
+
+
+@pytest.mark.parametrize("code,advice", [
+    (errno.ENOSPC, "free some disk space"), (errno.EDQUOT, "free some disk space"),
+    (errno.EACCES, "may write to"), (errno.EROFS, "may write to"),
+    (errno.ENOENT, None), (errno.EIO, None)])
+def test_file_errors_name_their_real_cause(code, advice):
+  from softmax_jax.errors import os_error_advice  # pylint: disable=g-import-not-at-top
+  text = os_error_advice(OSError(code, os.strerror(code), "/w/x"))
+  assert text.startswith(os.strerror(code))
+  if advice:
+    assert advice in text
+  else:  # the error itself, no guessed advice
+    assert text == f"{os.strerror(code)}: /w/x"
+
+
+def test_a_write_that_fails_for_another_reason_says_so(tmp_path):
+  from softmax_jax import workdir  # pylint: disable=g-import-not-at-top
+  from softmax_jax.errors import UserError  # pylint: disable=g-import-not-at-top
+  (tmp_path / "summary.json").mkdir()  # in the way of the file
+  with pytest.raises(UserError) as e:
+    workdir.write_summary(tmp_path, {"a": 1})
+  assert "Is a directory" in str(e.value) and "disk space" not in str(e.value)
 
 
 def test_labels_out_of_range_never_train_into_a_silent_nan():
