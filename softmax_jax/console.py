@@ -22,6 +22,10 @@ class EpochLog:
       self._bar.write(format_epoch(record))
     self._bar.update(1)
 
+  def write(self, line: str) -> None:
+    """A line on stderr (a warning), above the bar."""
+    self._bar.write(line, file=sys.stderr)
+
   def close(self) -> None:
     self._bar.close()
 
@@ -62,6 +66,7 @@ def format_summary(summary: dict, workdir) -> str:
       f"({1e3 * summary['train_seconds'] / epochs:.0f} ms/epoch)   compile "
       f"{summary['compile_seconds']:.2f} s   on {summary['num_devices']} "
       f"{summary['backend']} device(s)",
+      *[f"warning: {w}" for w in summary.get("warnings", [])],
       f"outputs in {workdir}",
   ])
 
@@ -107,7 +112,8 @@ def format_sweep_summary(summary: dict, workdir) -> str:
       f"best by validation accuracy: {swept} (id {best['config_id']}): val acc "
       f"{best['val_accuracy']:.4f}, test acc {best['test_accuracy']:.4f}",
       f"{summary['num_configs']} configurations ({summary['num_diverged']} "
-      f"diverged) in {summary['num_groups']} compiled group(s): train "
+      f"diverged, {summary.get('num_exploded', 0)} exploded) in "
+      f"{summary['num_groups']} compiled group(s): train "
       f"{summary['train_seconds']:.2f} s ({summary['model_epochs_per_second']:.0f}"
       f" model-epochs/s), compile {summary['compile_seconds']:.2f} s",
       f"outputs in {workdir}",

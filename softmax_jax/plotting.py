@@ -54,7 +54,8 @@ def plot_sweep(rows: list[dict], out: BinaryIO) -> None:
   ax.legend()
   diverged = sum(r["status"] != "ok" for r in rows)
   ax.set_title(f"{len(rows)} configurations"
-               + (f", {diverged} diverged (not shown)" if diverged else ""),
+               + (f", {diverged} diverged or exploded (not shown)"
+                  if diverged else ""),
                fontsize=9)
   fig.subplots_adjust(left=0.14, right=0.97, bottom=0.14, top=0.9)
   fig.savefig(out, format="png")

@@ -107,8 +107,11 @@ def write_markdown(workdir: Path, title: str, summary: dict,
            ("compile seconds", _seconds(summary["compile_seconds"])),
            ("devices", f"{summary['num_devices']} {summary['backend']}"),
            ("date", summary["date"])]
-  lines = [f"# {title}", "", "| metric | value |", "|---|---|",
-           *[f"| {k} | {v} |" for k, v in rows], ""]
+  lines = [f"# {title}", ""]
+  if summary.get("warnings"):
+    lines += ["## Warnings", "", *[f"- {w}" for w in summary["warnings"]], ""]
+  lines += ["| metric | value |", "|---|---|",
+            *[f"| {k} | {v} |" for k, v in rows], ""]
   if ranking:
     lines += ["## Sweep ranking (by validation accuracy)", "", "```", ranking,
               "```", ""]

@@ -110,6 +110,8 @@ def _train(configs, workdir, overwrite, checkpoint_every, stop_requested,
       workdir_lib.append_metrics(workdir, _metrics_record(i, record, configs, swept))
       board.epoch(i, record)
     progress(record)
+    if single and talk and "warning" in record:  # a sweep: its status says
+      progress.write(f"warning: {record['warning']}")
 
   try:
     result = train.train_configs(configs, dataset, on_epoch,
@@ -289,6 +291,7 @@ def _write_outputs(configs, dataset, result, workdir, verbose, final,
   rows = ranked = swept = None
   if single:
     summary["config"] = config_lib.to_dict(configs[0])
+    summary["warnings"] = [r["warning"] for r in best.history if "warning" in r]
   else:
     swept = sweep.swept_fields(configs)
     rows = [_result_row(i, r, swept) for i, r in enumerate(result.runs)]
@@ -301,7 +304,8 @@ def _write_outputs(configs, dataset, result, workdir, verbose, final,
                  "test_accuracy": summary["test_accuracy"]},
         "num_configs": len(configs),
         "num_groups": result.num_groups,
-        "num_diverged": sum(r["status"] != train.OK for r in rows),
+        "num_diverged": sum(r["status"] == train.DIVERGED for r in rows),
+        "num_exploded": sum(r["status"] == train.EXPLODED for r in rows),
         "model_epochs_per_second": (epochs / result.train_seconds
                                     if result.train_seconds else None),
         "swept": swept,
@@ -344,8 +348,8 @@ def _best_index(result: train.SweepResult) -> int:
   rows = [_result_row(i, r, []) for i, r in enumerate(result.runs)]
   best = min(rows, key=_rank_key)
   if best["status"] != train.OK:
-    raise UserError(f"all {len(rows)} configurations diverged; try smaller "
-                    "learning rates")
+    raise UserError(f"all {len(rows)} configurations diverged or exploded; "
+                    "try smaller learning rates")
   return best["config_id"]
 
 
@@ -370,7 +374,8 @@ def _result_row(i: int, run: train.RunResult, swept: list[str]) -> dict:
 
 
 def _rank_key(row: dict):
-  """Best first: finished runs by validation accuracy, then the diverged."""
+  """Best first: finished runs by validation accuracy, then the diverged
+  and exploded."""
   ok = row["status"] == train.OK and math.isfinite(row["val_accuracy"])
   return (not ok, -row["val_accuracy"] if ok else 0.0, row["config_id"])
 

@@ -41,7 +41,14 @@ from softmax_jax.config import Config
 from softmax_jax.errors import DivergedError, UserError
 
 State = dict  # {"params": model.Params, "opt_state": optax.OptState}, stacked
-OK, DIVERGED = "ok", "diverged"
+OK, DIVERGED, EXPLODED = "ok", "diverged", "exploded"
+# A configuration has exploded when its mean train loss of an epoch after the
+# first (whose mean holds the start's transient), or of its last epoch, is
+# over EXPLOSION_FACTOR times the loss of predicting every class alike (ln K
+# for cross-entropy): finite, so no NaN check sees it, yet no longer learning
+# (e.g. --lr=1e9 for 1e-9). On Fashion-MNIST, the largest stable learning
+# rates stay under 2x and lr 3 with SGD under 5x.
+EXPLOSION_FACTOR = 10.0
 
 
 def config_values(configs: list[Config]) -> dict[str, np.ndarray]:
@@ -54,6 +61,15 @@ def config_values(configs: list[Config]) -> dict[str, np.ndarray]:
       "init_scale": column("init_scale", np.float32),
       "huber_delta": column("huber_delta", np.float32),
   }
+
+
+def uniform_loss(config: Config, num_classes: int) -> float:
+  """The loss of predicting every class alike (all logits 0): ln K for
+  cross-entropy; the same for every label, by symmetry."""
+  loss = losses.LOSSES[config.loss](
+      jnp.zeros((1, num_classes)), jnp.zeros(1, jnp.int32),
+      loss_input=config.loss_input, huber_delta=config.huber_delta)
+  return float(loss[0])
 
 
 def loss_blocks(configs: list[Config]) -> tuple[tuple[str, int, int], ...]:
@@ -185,7 +201,7 @@ def evaluate(params: model.Params, x_NxD, y_N) -> dict[str, jax.Array]:
 class RunResult:
   config: Config
   history: list[dict]  # one record per finished epoch
-  status: str  # OK or DIVERGED
+  status: str  # OK, DIVERGED (non-finite loss) or EXPLODED (see above)
   params: model.Params  # NumPy arrays
 
 
@@ -214,7 +230,9 @@ def train_configs(configs: list[Config], dataset: data_lib.Dataset,
   """Trains every config; on_epoch(config index, record) after each epoch.
 
   The test split is only reported; a configuration whose loss turns
-  non-finite is marked diverged and leaves the others undisturbed. With a
+  non-finite is marked diverged and leaves the others undisturbed; one whose
+  loss explodes (see EXPLOSION_FACTOR) is marked exploded, the epoch's
+  record getting a "warning", and trains on. With a
   checkpoint_dir, each group saves its state after an epoch at most every
   `checkpoint_every` seconds (0: every epoch), and always after its last,
   and resumes from its newest readable checkpoint. should_stop() is asked
@@ -310,6 +328,7 @@ def _train_group(configs: list[Config], dataset: data_lib.Dataset, on_epoch,
       out_shardings=layout.configs)(values)
   history = [[] for _ in configs]
   status = [OK] * len(configs)
+  uniform = [uniform_loss(cfg, dataset.num_classes) for cfg in configs]
   first_epoch, train_seconds = 1, 0.0
   # Checkpoints hold the configurations without padding: any device count.
   restored = checkpointer.restore_latest(
@@ -367,11 +386,19 @@ def _train_group(configs: list[Config], dataset: data_lib.Dataset, on_epoch,
           record[f"{split}_accuracy"] = float(evaluated[split]["accuracy"][s])
           record[f"{split}_nll"] = float(evaluated[split]["nll"][s])
           record[f"{split}_ece"] = float(evaluated[split]["ece"][s])
+      if not math.isfinite(record["train_loss"]):
+        status[j] = DIVERGED
+      elif status[j] == OK and (epoch > 1 or epoch == c.epochs) and (
+          record["train_loss"] > EXPLOSION_FACTOR * uniform[j]):
+        status[j] = EXPLODED
+        record["warning"] = (
+            f"the train loss exploded in epoch {epoch}: "
+            f"{record['train_loss']:.4g}, over {EXPLOSION_FACTOR:g} x the "
+            f"{uniform[j]:.4g} of predicting every class alike; try a "
+            f"smaller --lr (now {configs[j].lr:g})")
       history[j].append(record)
       if on_epoch:
         on_epoch(j, record)
-      if not math.isfinite(record["train_loss"]):
-        status[j] = DIVERGED
     done = epoch == c.epochs or all(s == DIVERGED for s in status)
     stop = not done and should_stop is not None and should_stop()
     if checkpointer and (done or stop or checkpointer.due()):

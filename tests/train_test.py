@@ -107,6 +107,65 @@ def test_divergence_stops_with_a_message():
   assert seen and not np.isfinite(seen[-1]["train_loss"])
 
 
+def test_uniform_loss_is_ln_k_for_cross_entropy():
+  assert train.uniform_loss(Config(), 10) == pytest.approx(np.log(10))
+  # l2 on probabilities: ((1 - 1/K)^2 + (K - 1) / K^2) / 2 = (1 - 1/K) / 2
+  assert train.uniform_loss(Config(loss="l2"), 4) == pytest.approx(0.375)
+
+
+def test_a_finite_explosion_is_named_and_trains_on():
+  """lr 1e9 (a typo for 1e-9) keeps every loss finite, so no NaN check fires;
+  the run is marked exploded from epoch 2, with a warning, and finishes."""
+  config = dataclasses.replace(TINY, lr=1e9)
+  noisy = synthetic_dataset(noise=60.0)  # separable data would fit at any lr
+  run = train.train_configs([config], noisy).runs[0]
+  assert run.status == train.EXPLODED and len(run.history) == TINY.epochs
+  assert all(np.isfinite(r["train_loss"]) for r in run.history)
+  warned = [r["epoch"] for r in run.history if "warning" in r]
+  assert warned == [2]
+  assert "smaller --lr (now 1e+09)" in run.history[1]["warning"]
+  one_epoch = dataclasses.replace(config, epochs=1)  # judged on its last
+  assert train.train_configs([one_epoch], noisy).runs[0].status == (
+      train.EXPLODED)
+
+
+def test_a_sweep_marks_and_counts_exploded_configurations(tmp_path, capsys):
+  from softmax_jax import runner  # pylint: disable=g-import-not-at-top
+  from conftest import write_cache  # pylint: disable=g-import-not-at-top
+  write_cache(tmp_path / "data", synthetic_dataset(noise=60.0))
+  configs = sweep.expand(dataclasses.replace(TINY, data_dir=str(tmp_path / "data")),
+                         sweep.axis("lr", [1e9, 0.5]))
+  summary = runner.run(configs, tmp_path / "run", verbose=False)
+  assert summary["num_exploded"] == 1 and summary["num_diverged"] == 0
+  assert summary["best"]["config_id"] == 1
+  rows = (tmp_path / "run" / "results.csv").read_text().splitlines()
+  assert rows[1].endswith(",exploded") and rows[2].endswith(",ok")
+  single = runner.run(configs[0], tmp_path / "single")  # prints the warning
+  assert len(single["warnings"]) == 1
+  assert f"warning: {single['warnings'][0]}" in capsys.readouterr().err
+  assert "## Warnings" in (tmp_path / "single" / "report.md").read_text()
+  assert runner.run(configs[1], tmp_path / "fine", verbose=False)["warnings"] == []
+
+
+def test_the_largest_stable_learning_rates_never_explode(fashion_mnist):
+  """On the real data: each loss at the largest learning rates that still
+  train well (and above: SGD lr 3 for cross-entropy), SGD and Adam."""
+  ds = data.hold_out_validation(fashion_mnist, 1 / 6)
+  base = Config(epochs=5)
+  configs = (
+      sweep.expand(base, sweep.product(sweep.axis("loss", ["xent", "l2", "l1",
+                                                           "huber"]),
+                                       sweep.axis("lr", [1.0, 3.0])))
+      + sweep.expand(dataclasses.replace(base, optimizer="adam"),
+                     sweep.product(sweep.axis("loss", ["xent", "l2", "l1",
+                                                       "huber"]),
+                                   sweep.axis("lr", [0.01, 0.03])))
+      + sweep.expand(dataclasses.replace(base, loss_input="logits", lr=0.01),
+                     sweep.axis("loss", ["l2", "huber"])))
+  result = train.train_configs(configs, ds)
+  assert [r.status for r in result.runs] == ["ok"] * len(configs)
+
+
 def test_batch_larger_than_training_set_is_refused():
   with pytest.raises(UserError, match="batch_size"):
     train.train_and_evaluate(dataclasses.replace(TINY, batch_size=10_000),
