@@ -112,12 +112,54 @@ def _use_compilation_cache():
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
 
+# Flags that only some modes read; elsewhere they would be silently ignored.
+_TRAINING_FLAGS = ("config", "overwrite", "refit", "checkpoint_every")
+_DATA_FLAGS = ("dataset", "data_dir", "test_csv", "pixels")
+
+
+def _refuse_flags_without_effect():
+  """A flag that would change nothing in this combination is refused."""
+  given = lambda name: FLAGS[name].present
+  mode = FLAGS.mode
+  if given("images") and mode != "predict":
+    raise UserError("--images is for --mode=predict; drop it or add "
+                    "--mode=predict")
+  if mode in ("eval", "predict"):
+    for name in (*config_lib.FIELDS, *_TRAINING_FLAGS):
+      if given(name):
+        raise UserError(f"--{name} has no effect with --mode={mode}: it uses "
+                        "the run's own configuration, recorded in --workdir")
+  if mode == "prepare_data":
+    for name in (*config_lib.FIELDS, *_TRAINING_FLAGS, "workdir"):
+      if given(name) and name not in (*_DATA_FLAGS, "config"):
+        raise UserError(f"--{name} has no effect with --mode=prepare_data, "
+                        "which only prepares the data set")
+  if (given("num_processes") or given("process_id")) and not (
+      FLAGS.coordinator_address):
+    raise UserError("--num_processes and --process_id are for multi-host runs; "
+                    "give --coordinator_address too (or drop them)")
+  if given("overwrite") and FLAGS.overwrite and not FLAGS.workdir:
+    raise UserError("--overwrite replaces the run in --workdir, and none was "
+                    "given (a new folder under runs/ is made); give --workdir")
+
+
+def _refuse_config_flags_without_effect(configs):
+  """Config flags that no configuration of the run would read."""
+  if FLAGS["huber_delta"].present and all(c.loss != "huber" for c in configs):
+    raise UserError("--huber_delta has no effect without --loss=huber")
+  if FLAGS["loss_input"].present and all(c.loss == "xent" for c in configs):
+    raise UserError("--loss_input has no effect with --loss=xent, which is "
+                    "always computed from the logits; it is for l2, l1 and "
+                    "huber")
+
+
 def main(argv):
   if not FLAGS.debug:  # JAX, TFDS and orbax log chatter a user cannot act on
     logging.set_verbosity(logging.FATAL)
   _show_notes()
   if len(argv) > 1:
     raise UserError(f"unexpected argument {argv[1]!r}; flags look like --loss=xent")
+  _refuse_flags_without_effect()
   if FLAGS.coordinator_address:  # before any other JAX call
     from softmax_jax import distributed  # pylint: disable=g-import-not-at-top
     distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes,
@@ -127,10 +169,12 @@ def main(argv):
     _use_trained_model()
     return
   configs = build_configs()
+  if FLAGS.mode == "train":
+    _refuse_config_flags_without_effect(configs)
   if FLAGS.mode == "prepare_data":
     from softmax_jax import data  # pylint: disable=g-import-not-at-top
     c = configs[0]
-    dataset = data.load(c.dataset, c.data_dir or None, c.test_csv)
+    dataset = data.load(c.dataset, c.data_dir or None, c.test_csv, c.pixels)
     cached = ("" if c.dataset.startswith(("npz:", "csv:")) else ", cached in "
               f"{data.cache_path(c.dataset, c.data_dir or data.default_data_dir())}")
     print(f"{c.dataset} ready: {len(dataset.x_train):,} train / "

@@ -125,6 +125,33 @@ def test_bad_input_is_one_clear_line(bad_runs, case):
   assert_one_line_error(bad_runs[case][0], BAD_INPUTS[case][1])
 
 
+FLAGS_WITHOUT_EFFECT = {
+    "images outside predict": (["--images=a.png"],
+                               "--images is for --mode=predict"),
+    "training flag in eval": (["--mode=eval", "--workdir=somewhere", "--lr=0.1"],
+                              "--lr has no effect with --mode=eval"),
+    "overwrite in predict": (["--mode=predict", "--workdir=w", "--overwrite",
+                              "--images=a.png"],
+                             "--overwrite has no effect with --mode=predict"),
+    "training flag in prepare_data": (["--mode=prepare_data", "--epochs=3"],
+                                      "--epochs has no effect with "
+                                      "--mode=prepare_data"),
+    "process count without coordinator": (["--num_processes=2"],
+                                          "give --coordinator_address"),
+    "overwrite without workdir": (["--overwrite"], "give --workdir"),
+    "huber delta without huber": (["--loss=xent,l2", "--huber_delta=0.5"],
+                                  "--huber_delta has no effect without --loss=huber"),
+    "loss input with xent": (["--loss_input=logits"],
+                             "--loss_input has no effect with --loss=xent"),
+}
+
+
+@pytest.mark.parametrize("case", list(FLAGS_WITHOUT_EFFECT))
+def test_a_flag_without_effect_is_refused(case):
+  args, expected = FLAGS_WITHOUT_EFFECT[case]
+  assert_one_line_error(launch(*args), expected)
+
+
 def test_divergence_keeps_the_epochs_it_finished(bad_runs):
   r, workdir = bad_runs["divergence"]
   assert "smaller --lr (now 10000.0)" in r.stderr
