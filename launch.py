@@ -86,6 +86,11 @@ def build_configs():
   base, file_sweep = (config_lib.load_experiment(FLAGS.config) if FLAGS.config
                       else (config_lib.Config(), []))
   texts = {n: str(FLAGS[n].value) for n in config_lib.FIELDS if FLAGS[n].present}
+  dataset = texts.get("dataset", base.dataset)
+  if "," not in dataset:  # (a list is refused as a sweep axis below)
+    from softmax_jax import data  # pylint: disable=g-import-not-at-top
+    # A data set that cannot be had is refused before JAX is even imported.
+    data.check_available(dataset, texts.get("data_dir", base.data_dir) or None)
   return sweep.build(base, file_sweep, texts)
 
 
@@ -164,8 +169,8 @@ def main(argv):
     from softmax_jax import distributed  # pylint: disable=g-import-not-at-top
     distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes,
                            FLAGS.process_id)
-  _use_compilation_cache()
   if FLAGS.mode in ("eval", "predict"):
+    _use_compilation_cache()
     _use_trained_model()
     return
   configs = build_configs()
@@ -180,6 +185,7 @@ def main(argv):
     print(f"{c.dataset} ready: {len(dataset.x_train):,} train / "
           f"{len(dataset.x_test):,} test examples{cached}")
     return
+  _use_compilation_cache()
   from softmax_jax import runner  # pylint: disable=g-import-not-at-top
   every = FLAGS.checkpoint_every
   runner.run(configs, FLAGS.workdir, overwrite=FLAGS.overwrite,
