@@ -81,6 +81,10 @@ def _read_csv(path: Path):
   if not rows:
     raise DataError(f"{path} is empty; expected a header row and data rows")
   header = [h.strip() for h in rows[0]]
+  twice = sorted({h for h in header if header.count(h) > 1})
+  if twice:
+    raise DataError(f"{path}: the header names column {twice[0]!r} more than "
+                    "once; give each column its own name")
   if LABEL_COLUMN not in header:
     raise DataError(f"{path} has no {LABEL_COLUMN!r} column in its header "
                     f"(columns: {', '.join(header)})")
@@ -133,6 +137,8 @@ def _checked(path, x_train, y_train, x_test, y_test, class_names) -> dict:
     if not np.issubdtype(y.dtype, np.number):
       raise DataError(f"{path}: y_{split} holds {y.dtype}; labels must be "
                       "integers 0, 1, ..., K-1")
+    if np.issubdtype(y.dtype, np.floating):  # (2**31 overflows float16)
+      y = y.astype(np.float64)
     bad = np.flatnonzero((y != np.round(y)) | (y < 0) | (y >= 2**31))
     if len(bad):
       raise DataError(f"{path}: y_{split}[{bad[0]}] = {y[bad[0]]} is not a "

@@ -141,6 +141,7 @@ BAD_CSV = {
     "fractional label": ("label,a\n0.5,1\n1,2\n0,3\n1,4\n0,5\n", "is not a label"),
     "no rows": ("label,a\n", "has a header but no data rows"),
     "empty": ("", "is empty"),
+    "a column twice": ("label,label,a\n0,0,0\n", "names column 'label' more than once"),
 }
 
 
