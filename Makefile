@@ -1,5 +1,6 @@
 # make run   set up on first use, then train: python launch.py --loss=xent $(ARGS)
-# make test  set up on first use, then run the tests
+# make test  set up on first use, then run the tests (all: what CI runs)
+# make test-fast  the tests without the slow multi-process ones
 # make setup the virtual environment in .venv and the data set, idempotent
 
 PYTHON ?= python3
@@ -8,7 +9,7 @@ PY := $(VENV)/bin/python
 ARGS ?=
 DEBIAN_DATA := /usr/share/datasets/fashion-mnist
 
-.PHONY: setup venv data run test clean
+.PHONY: setup venv data run test test-fast clean
 
 setup: venv data
 
@@ -32,6 +33,9 @@ run: setup
 
 test: setup
 	$(PY) -m pytest -q tests
+
+test-fast: setup
+	$(PY) -m pytest -q -m "not slow" tests
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

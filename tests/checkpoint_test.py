@@ -125,6 +125,7 @@ def test_restore_only_needs_a_readable_checkpoint(tmp_path):
                         restore_only=True)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT],
                          ids=["SIGTERM", "SIGINT (Ctrl-C)"])
 def test_a_signal_stops_after_a_checkpoint_and_the_rerun_resumes(tmp_path, sig):

@@ -12,6 +12,12 @@ sys.path.insert(0, str(ROOT))
 from softmax_jax import data  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 
+def pytest_configure(config):
+  config.addinivalue_line(
+      "markers", "slow: several processes or simulated devices (seconds to "
+      "a minute each); `make test` and CI run them, `make test-fast` skips them")
+
+
 def synthetic_dataset(n_train=512, n_test=256, num_features=16, num_classes=4,
                       seed=0, name="synthetic", noise=20.0) -> data.Dataset:
   """uint8 images: one prototype per class plus noise (separable at noise 20)."""

@@ -12,6 +12,8 @@ import numpy as np
 import pytest
 from conftest import ROOT, synthetic_dataset, write_cache
 
+pytestmark = pytest.mark.slow  # fresh processes on 1 and 8 devices, and gloo
+
 SWEEP_FLAGS = ["--loss=xent,l2,huber", "--lr=0.05,0.2,0.5", "--batch_size=32",
                "--epochs=3"]
 COMPARED = ("val_accuracy", "test_accuracy", "test_nll", "final_train_loss")

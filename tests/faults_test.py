@@ -78,6 +78,7 @@ def _kill_when(args, predicate):
   return proc.returncode
 
 
+@pytest.mark.slow
 def test_sigkill_during_training_then_resume(data_dir, tmp_path):
   args = [f"--data_dir={data_dir}", "--epochs=40", "--batch_size=32",
           "--checkpoint_every=0"]
@@ -92,6 +93,7 @@ def test_sigkill_during_training_then_resume(data_dir, tmp_path):
   _assert_same_outputs(tmp_path / "whole", tmp_path / "run")
 
 
+@pytest.mark.slow
 def test_sigkill_at_random_moments_including_checkpoint_writes(data_dir,
                                                                tmp_path):
   """Killed again and again, wherever it is (often inside a checkpoint write,
@@ -123,6 +125,7 @@ def _prepared_fashion_mnist(tmp_path):
   return tmp_path
 
 
+@pytest.mark.slow
 def test_sigkill_while_creating_the_data_cache_then_rebuild(tmp_path):
   data_dir = _prepared_fashion_mnist(tmp_path)
   cache = data.cache_path("fashion_mnist", data_dir)
@@ -153,6 +156,7 @@ def test_a_truncated_data_cache_is_rebuilt(tmp_path):
   assert data.load("fashion_mnist", data_dir).x_train.shape == (60000, 784)
 
 
+@pytest.mark.slow
 def test_two_concurrent_first_runs_prepare_the_cache_once(tmp_path):
   data_dir = _prepared_fashion_mnist(tmp_path)
   procs = [subprocess.Popen([*LAUNCH, "--mode=prepare_data",
@@ -165,6 +169,7 @@ def test_two_concurrent_first_runs_prepare_the_cache_once(tmp_path):
   assert data.load("fashion_mnist", data_dir).y_test.shape == (10000,)
 
 
+@pytest.mark.slow
 def test_a_workdir_is_used_by_one_run_at_a_time(data_dir, tmp_path):
   """A second run, or an eval, on a workdir in training is refused at once,
   naming the holder; the first run goes on undisturbed. (A lock left by a
