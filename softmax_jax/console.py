@@ -36,12 +36,25 @@ def format_epoch(r: dict) -> str:
 
 
 def format_evaluation(summary: dict) -> str:
-  """Test calibration, accuracy per class and the confusion matrix."""
-  names = list(summary["per_class_accuracy"])
-  width = max(len(n) for n in names)
-  lines = [f"test ECE {summary['ece']:.4f} (15 bins)   accuracy per class:"]
+  """Test calibration and accuracy per class, with the confusion matrix for
+  a few classes; for many, the weakest classes and the most confused pairs."""
+  top5 = (f"   top-5 accuracy {summary['test_top5_accuracy']:.4f}"
+          if "test_top5_accuracy" in summary else "")
+  per_class = summary["per_class_accuracy"]
+  if "confusion_matrix" not in summary:
+    return "\n".join([
+        f"test ECE {summary['ece']:.4f} (15 bins){top5}   the weakest of "
+        f"{len(per_class)} classes:",
+        *[f"  {w['class']}  {w['accuracy']:.4f} ({w['count']} examples)"
+          for w in summary["weakest_classes"]],
+        "the most confused pairs (true -> predicted: examples):",
+        *[f"  {m['true']} -> {m['predicted']}: {m['count']}"
+          for m in summary["most_confused"]],
+        "(every class in summary.json, the confusion matrix in confusion.npy)"])
+  width = max(len(n) for n in per_class)
+  lines = [f"test ECE {summary['ece']:.4f} (15 bins){top5}   accuracy per class:"]
   lines += [f"  {name:>{width}s}  {format_accuracy(acc)}"
-            for name, acc in summary["per_class_accuracy"].items()]
+            for name, acc in per_class.items()]
   cells = [[str(v) for v in row] for row in summary["confusion_matrix"]]
   cell = max(len(v) for row in cells for v in row)
   lines.append("confusion matrix (rows: true, columns: predicted, in the order above):")

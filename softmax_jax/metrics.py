@@ -12,29 +12,54 @@ import jax.numpy as jnp
 NUM_BINS = 15  # equal-width confidence bins for ECE and the reliability diagram
 
 
-def confidence_bins(probs_NxK, labels_N, num_bins: int = NUM_BINS):
-  """Per bin of top-1 confidence: example count, mean confidence, accuracy.
+def calibration_sums(probs_NxK, labels_N, valid_N=None,
+                     num_bins: int = NUM_BINS):
+  """Per bin of top-1 confidence: example count, sum of confidences and of
+  correct predictions; rows where valid_N is False count nowhere. Sums add
+  up over chunks of rows.
 
   Bin b holds confidences in (b/num_bins, (b+1)/num_bins]; the first bin also
-  holds 0, and a confidence of exactly 1.0 falls in the last bin. Empty bins
-  have count 0 and mean confidence and accuracy 0.
+  holds 0, and a confidence of exactly 1.0 falls in the last bin.
   """
   confidence_N = jnp.max(probs_NxK, axis=-1)
   correct_N = (jnp.argmax(probs_NxK, axis=-1) == labels_N).astype(jnp.float32)
+  weight_N = (jnp.ones_like(confidence_N) if valid_N is None
+              else valid_N.astype(jnp.float32))
   bin_N = jnp.clip(jnp.ceil(confidence_N * num_bins).astype(jnp.int32) - 1,
                    0, num_bins - 1)
-  count_M = jax.ops.segment_sum(jnp.ones_like(confidence_N), bin_N, num_bins)
+  sums = lambda v: jax.ops.segment_sum(v * weight_N, bin_N, num_bins)
+  return sums(jnp.ones_like(confidence_N)), sums(confidence_N), sums(correct_N)
+
+
+def bins_from_sums(count_M, confidence_sum_M, correct_sum_M):
+  """(count, mean confidence, accuracy) per bin; empty bins have 0 and 0."""
   safe = jnp.maximum(count_M, 1)
-  mean_confidence_M = jax.ops.segment_sum(confidence_N, bin_N, num_bins) / safe
-  accuracy_M = jax.ops.segment_sum(correct_N, bin_N, num_bins) / safe
-  return count_M, mean_confidence_M, accuracy_M
+  return count_M, confidence_sum_M / safe, correct_sum_M / safe
+
+
+def ece_from_sums(count_M, confidence_sum_M, correct_sum_M):
+  """ECE = sum_b |correct_b - confidence_b| / N, from calibration_sums."""
+  return (jnp.sum(jnp.abs(correct_sum_M - confidence_sum_M))
+          / jnp.maximum(jnp.sum(count_M), 1))
+
+
+def confidence_bins(probs_NxK, labels_N, num_bins: int = NUM_BINS):
+  """Per bin of top-1 confidence: example count, mean confidence, accuracy
+  (see calibration_sums for the bins). Empty bins have count 0 and mean
+  confidence and accuracy 0."""
+  return bins_from_sums(*calibration_sums(probs_NxK, labels_N, None, num_bins))
 
 
 def expected_calibration_error(probs_NxK, labels_N, num_bins: int = NUM_BINS):
   """ECE = sum_b (n_b / N) |accuracy_b - confidence_b| over equal-width bins."""
-  count_M, confidence_M, accuracy_M = confidence_bins(probs_NxK, labels_N,
-                                                      num_bins)
-  return jnp.sum(count_M * jnp.abs(accuracy_M - confidence_M)) / jnp.sum(count_M)
+  return ece_from_sums(*calibration_sums(probs_NxK, labels_N, None, num_bins))
+
+
+def top_k_correct(logits_NxK, labels_N, k: int):
+  """Whether the label is among the k highest logits (ties count for the
+  label): fewer than k classes score strictly higher. No sort needed."""
+  label_logit_N = jnp.take_along_axis(logits_NxK, labels_N[:, None], axis=-1)
+  return jnp.sum(logits_NxK > label_logit_N, axis=-1) < k
 
 
 def confusion_matrix(predictions_N, labels_N, num_classes: int):

@@ -90,8 +90,10 @@ def plot_reliability(count_M, confidence_M, accuracy_M, ece: float,
   plt.close(fig)
 
 
-def plot_confusion(confusion_KxK, class_names, out: BinaryIO) -> None:
-  """Counts of true (rows) against predicted (columns) classes."""
+def plot_confusion(confusion_KxK, class_names, out: BinaryIO,
+                   of: int | None = None) -> None:
+  """Counts of true (rows) against predicted (columns) classes; `of`: the
+  number of classes when these are the most confused few of them."""
   plt = _pyplot()
   k = len(class_names)
   fig, ax = plt.subplots(figsize=(1.5 + 0.6 * k, 1.2 + 0.55 * k), dpi=120)
@@ -106,20 +108,23 @@ def plot_confusion(confusion_KxK, class_names, out: BinaryIO) -> None:
   ax.set_yticks(range(k), class_names, fontsize=8)
   ax.set_xlabel("predicted")
   ax.set_ylabel("true")
-  ax.set_title("Confusion matrix (test set)")
+  ax.set_title("Confusion matrix (test set)" if of in (None, k) else
+               f"Confusion among the {k} most confused of {of} classes",
+               fontsize=10)
   fig.subplots_adjust(left=0.2, right=0.98, bottom=0.2, top=0.94)
   fig.savefig(out, format="png")
   plt.close(fig)
 
 
-def plot_predictions(x_NxD, labels_N, probs_NxK, class_names, image_shape,
-                     out: BinaryIO, rows: int = 3, cols: int = 8) -> None:
+def plot_predictions(x_NxD, labels_N, predicted_N, confidence_N, class_names,
+                     image_shape, out: BinaryIO, rows: int = 3,
+                     cols: int = 8) -> None:
   """Test images with true and predicted labels; the misclassified first, in red."""
   plt = _pyplot()
-  predicted = probs_NxK.argmax(-1)
-  wrong = [i for i in range(len(labels_N)) if predicted[i] != labels_N[i]]
-  right = [i for i in range(len(labels_N)) if predicted[i] == labels_N[i]]
-  shown = (wrong[:rows * cols // 2] + right)[:rows * cols]
+  predicted = predicted_N
+  wrong = np.flatnonzero(predicted != labels_N)[:rows * cols // 2].tolist()
+  right = np.flatnonzero(predicted == labels_N)[:rows * cols].tolist()
+  shown = (wrong + right)[:rows * cols]
   h, w = image_shape[:2]
   pad = h // 3
   fig, ax = plt.subplots(figsize=(1.6 * cols, 1.6 * rows * (h + pad) / (w + 2)
@@ -130,7 +135,7 @@ def plot_predictions(x_NxD, labels_N, probs_NxK, class_names, image_shape,
     ok = predicted[i] == labels_N[i]
     ax.text((n % cols + 0.5) * (w + 2) - 1, (n // cols) * (h + pad) + pad - 0.5,
             f"true: {class_names[labels_N[i]]}\npred: "
-            f"{class_names[predicted[i]]} ({probs_NxK[i].max():.2f})",
+            f"{class_names[predicted[i]]} ({confidence_N[i]:.2f})",
             ha="center", va="bottom", fontsize=7,
             color="black" if ok else "red")
   ax.axis("off")
@@ -161,9 +166,12 @@ def _unit_range(image):
   return (image - low) / (high - low) if high > low else np.zeros_like(image)
 
 
-def plot_weights(w_DxK, class_names, image_shape, out: BinaryIO) -> None:
-  """Each class's weights as an image: the templates of a linear classifier."""
+def plot_weights(w_DxK, class_names, image_shape, out: BinaryIO,
+                 most: int = 20) -> None:
+  """Each class's weights as an image: the templates of a linear classifier
+  (of the first `most` classes)."""
   plt = _pyplot()
+  class_names = class_names[:most]
   k = len(class_names)
   cols = min(k, 5)
   rows = -(-k // cols)
@@ -182,8 +190,10 @@ def plot_weights(w_DxK, class_names, image_shape, out: BinaryIO) -> None:
     ax.text((j % cols + 0.5) * (w + 2) - 1, (j // cols) * (h + pad) + pad - 0.5,
             name, ha="center", va="bottom", fontsize=8)
   ax.axis("off")
-  ax.set_title("Learned weights per class (red: evidence for, blue: against)",
-               fontsize=9)
+  shown = ("" if k == w_DxK.shape[1] else
+           f", the first {k} of {w_DxK.shape[1]} classes")
+  ax.set_title(f"Learned weights per class{shown} (red: evidence for, blue: "
+               "against)", fontsize=9)
   fig.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=0.9)
   fig.savefig(out, format="png")
   plt.close(fig)

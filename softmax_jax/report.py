@@ -9,82 +9,145 @@ import jax
 import numpy as np
 
 from softmax_jax import console
-from softmax_jax import data as data_lib
-from softmax_jax import losses
+from softmax_jax import evaluation
 from softmax_jax import metrics
 from softmax_jax import model
 from softmax_jax import plotting
 from softmax_jax import workdir as workdir_lib
 
-from softmax_jax.workdir import CONFUSION, PREDICTIONS, RELIABILITY, REPORT, WEIGHTS
+from softmax_jax.workdir import (CONFUSION, CONFUSION_MATRIX, PREDICTIONS,
+                                 RELIABILITY, REPORT, WEIGHTS)
+
+
+# Up to this many classes, the terminal and report.md show every class and
+# the confusion matrix in full; beyond, the weakest classes and the most
+# confused pairs (the full matrix is in confusion.npy either way).
+FULL_TABLE_CLASSES = 20
+SHOWN = 10  # weakest classes and most confused pairs listed
 
 
 @dataclasses.dataclass
 class Analysis:
-  probs_NxK: np.ndarray
+  predicted_N: np.ndarray  # int32: each example's top-1 class
+  confidence_N: np.ndarray  # float32: its probability
   labels_N: np.ndarray
   confusion_KxK: np.ndarray  # [true, predicted]
   bins: tuple[np.ndarray, np.ndarray, np.ndarray]  # count, confidence, accuracy
   class_names: tuple[str, ...]
-  scores: dict[str, float]  # train.evaluate's accuracy, nll, ece
+  scores: dict[str, float]  # evaluation.evaluate's accuracy, nll, ece, ...
 
   def summary(self) -> dict:
     """The metrics that go into summary.json and the terminal."""
     per_class = np.asarray(metrics.per_class_accuracy(self.confusion_KxK))
     present = ~np.isnan(per_class)  # a class without test examples: undefined
-    return {
+    names = self.class_names
+    weakest = sorted(np.flatnonzero(present), key=lambda k: (per_class[k], k))
+    off_diagonal = self.confusion_KxK * (1 - np.eye(len(names), dtype=np.int64))
+    pairs = np.argsort(-off_diagonal, axis=None, kind="stable")[:SHOWN]
+    summary = {
         "test_accuracy": self.scores["accuracy"],
         "test_nll": self.scores["nll"],
         "ece": self.scores["ece"],
+        **({"test_top5_accuracy": self.scores["top5_accuracy"]}
+           if "top5_accuracy" in self.scores else {}),
         # The mean of the classes' accuracies, over the classes in the test set.
         "balanced_accuracy": (float(per_class[present].mean()) if present.any()
                               else None),
         "per_class_accuracy": {name: float(a) if ok else None for name, a, ok
-                               in zip(self.class_names, per_class, present)},
-        "confusion_matrix": self.confusion_KxK.tolist(),
+                               in zip(names, per_class, present)},
+        "weakest_classes": [
+            {"class": names[k], "accuracy": float(per_class[k]),
+             "count": int(self.confusion_KxK[k].sum())}
+            for k in weakest[:SHOWN]],
+        "most_confused": [
+            {"true": names[i], "predicted": names[j],
+             "count": int(off_diagonal[i, j])}
+            for i, j in zip(*np.unravel_index(pairs, off_diagonal.shape))
+            if off_diagonal[i, j] > 0],
     }
-
-
-@jax.jit
-def _evaluate(params, x_NxD, y_N):
-  from softmax_jax import train  # pylint: disable=g-import-not-at-top
-  probs = losses.softmax(model.logits(params, data_lib.to_features(x_NxD)))
-  return probs, train.evaluate(params, x_NxD, y_N)
+    if len(names) <= FULL_TABLE_CLASSES:
+      summary["confusion_matrix"] = self.confusion_KxK.tolist()
+    return summary
 
 
 def analyze(params: model.Params, x_NxD, y_N, class_names) -> Analysis:
-  """Evaluates params on (x, y): probabilities, scores, confusion, calibration."""
-  probs, scores = jax.device_get(_evaluate(params, x_NxD, y_N))
-  y_N = np.asarray(y_N)
-  k = probs.shape[-1]
+  """Evaluates params on (x, y) in chunks: scores, each example's top-1
+  class, the confusion matrix and calibration bins."""
+  scores, chunks = jax.device_get(_analyze(params, x_NxD, y_N))
+  valid = chunks[2]
+  predicted = evaluation.rows(chunks[0], valid).astype(np.int64)
+  confidence = evaluation.rows(chunks[1], valid)
+  y_N = np.asarray(y_N).astype(np.int64)
+  k = len(class_names)
+  confusion = np.bincount(y_N * k + predicted, minlength=k * k).reshape(k, k)
+  correct = (predicted == y_N).astype(np.float64)
   return Analysis(
-      probs_NxK=probs, labels_N=y_N,
-      scores={name: float(v) for name, v in scores.items()},
-      confusion_KxK=np.asarray(metrics.confusion_matrix(
-          np.argmax(probs, -1), y_N, k)),
-      bins=tuple(np.asarray(b) for b in metrics.confidence_bins(probs, y_N)),
-      class_names=tuple(class_names))
+      predicted_N=predicted, confidence_N=confidence, labels_N=y_N,
+      confusion_KxK=confusion,
+      bins=tuple(np.asarray(b) for b in metrics.bins_from_sums(
+          *_calibration_sums(confidence, correct))),
+      class_names=tuple(class_names),
+      scores={name: float(v) for name, v in scores.items()})
+
+
+@jax.jit
+def _analyze(params, x_NxD, y_N):
+  return (evaluation.evaluate(params, x_NxD, y_N),
+          evaluation.predict(params, x_NxD))
+
+
+def _calibration_sums(confidence_N, correct_N, num_bins=metrics.NUM_BINS):
+  """metrics.calibration_sums from top-1 probabilities and correctness."""
+  bin_N = np.clip(np.ceil(confidence_N * num_bins).astype(np.int64) - 1, 0,
+                  num_bins - 1)
+  sums = lambda w: np.bincount(bin_N, weights=w, minlength=num_bins)
+  return sums(np.ones_like(correct_N)), sums(confidence_N), sums(correct_N)
 
 
 def write_figures(workdir: Path, analysis: Analysis, params: model.Params,
                   x_test_NxD: np.ndarray, image_shape) -> list[str]:
-  """Reliability, confusion and, for images, predictions and weights PNGs."""
+  """confusion.npy, and reliability, confusion and, for images, predictions
+  and weights PNGs; the confusion figure shows at most FULL_TABLE_CLASSES
+  classes (beyond that many, those of the most confused pairs)."""
   a = analysis
+  workdir_lib.write_file(workdir / CONFUSION_MATRIX,
+                         lambda f: np.save(f, a.confusion_KxK))
+  shown = _most_confused_classes(a.confusion_KxK, FULL_TABLE_CLASSES)
   figures = {
       RELIABILITY: lambda f: plotting.plot_reliability(*a.bins, a.scores["ece"], f),
-      CONFUSION: lambda f: plotting.plot_confusion(a.confusion_KxK,
-                                                   a.class_names, f),
+      CONFUSION: lambda f: plotting.plot_confusion(
+          a.confusion_KxK[np.ix_(shown, shown)],
+          [a.class_names[k] for k in shown], f,
+          of=len(a.class_names)),
   }
   if image_shape:  # (H, W, C): pictures of the inputs and the weights
     shape = image_shape[:2] if image_shape[-1] == 1 else image_shape
     figures[PREDICTIONS] = lambda f: plotting.plot_predictions(
-        x_test_NxD, a.labels_N, a.probs_NxK, a.class_names, shape, f)
+        x_test_NxD, a.labels_N, a.predicted_N, a.confidence_N, a.class_names,
+        shape, f)
     if "hidden" not in params:  # the templates of a linear classifier
       figures[WEIGHTS] = lambda f: plotting.plot_weights(
           np.asarray(model.output_weight(params)), a.class_names, shape, f)
   for name, draw in figures.items():
     workdir_lib.write_file(workdir / name, draw)
   return list(figures)
+
+
+def _most_confused_classes(confusion_KxK: np.ndarray, most: int) -> list[int]:
+  """All classes if there are at most `most`; else those of the most confused
+  pairs, in class order, until there are `most`."""
+  k = len(confusion_KxK)
+  if k <= most:
+    return list(range(k))
+  off_diagonal = confusion_KxK * (1 - np.eye(k, dtype=np.int64))
+  chosen = []
+  for flat in np.argsort(-off_diagonal, axis=None, kind="stable"):
+    for c in np.unravel_index(flat, off_diagonal.shape):
+      if int(c) not in chosen and len(chosen) < most:
+        chosen.append(int(c))
+    if len(chosen) >= most:
+      break
+  return sorted(chosen)
 
 
 def _seconds(seconds: float | None) -> str:
@@ -95,6 +158,8 @@ def write_markdown(workdir: Path, title: str, summary: dict,
                    figures: list[str], ranking: str = "") -> None:
   """report.md: the summary table and the figures, for any markdown viewer."""
   rows = [("test accuracy", f"{summary['test_accuracy']:.4f}"),
+          *([("test top-5 accuracy", f"{summary['test_top5_accuracy']:.4f}")]
+            if "test_top5_accuracy" in summary else []),
           ("test NLL", f"{summary['test_nll']:.4f}"),
           ("ECE (15 bins)", f"{summary['ece']:.4f}")]
   for key, label in (("val_accuracy", "validation accuracy"),
@@ -115,9 +180,23 @@ def write_markdown(workdir: Path, title: str, summary: dict,
   if ranking:
     lines += ["## Sweep ranking (by validation accuracy)", "", "```", ranking,
               "```", ""]
-  lines += ["## Accuracy per class", "", "| class | accuracy |", "|---|---|",
-            *[f"| {name} | {console.format_accuracy(acc)} |"
-              for name, acc in summary["per_class_accuracy"].items()], ""]
+  per_class = summary["per_class_accuracy"]
+  if len(per_class) <= FULL_TABLE_CLASSES:
+    lines += ["## Accuracy per class", "", "| class | accuracy |", "|---|---|",
+              *[f"| {name} | {console.format_accuracy(acc)} |"
+                for name, acc in per_class.items()], ""]
+  else:
+    lines += [f"## The {len(summary['weakest_classes'])} weakest of "
+              f"{len(per_class)} classes", "",
+              "| class | accuracy | test examples |", "|---|---|---|",
+              *[f"| {w['class']} | {w['accuracy']:.4f} | {w['count']} |"
+                for w in summary["weakest_classes"]], "",
+              "## The most confused pairs", "",
+              "| true | predicted as | examples |", "|---|---|---|",
+              *[f"| {m['true']} | {m['predicted']} | {m['count']} |"
+                for m in summary["most_confused"]], "",
+              f"Every class's accuracy is in summary.json; the full confusion "
+              f"matrix in {CONFUSION_MATRIX}.", ""]
   lines += ["## Figures", ""]
   for name in figures:
     lines += [f"![{Path(name).stem}]({name})", ""]

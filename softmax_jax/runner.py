@@ -366,6 +366,8 @@ def _result_row(i: int, run: train.RunResult, swept: list[str]) -> dict:
           "loss": run.config.loss, "lr": run.config.lr,
           "val_accuracy": last["val_accuracy"],
           "test_accuracy": last["test_accuracy"],
+          **({"test_top5_accuracy": last["test_top5_accuracy"]}
+             if "test_top5_accuracy" in last else {}),
           "test_nll": last["test_nll"],
           "ece": last["test_ece"],
           "final_train_loss": last["train_loss"],

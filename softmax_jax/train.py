@@ -32,8 +32,8 @@ import optax
 from softmax_jax import checkpoint as checkpoint_lib
 from softmax_jax import data as data_lib
 from softmax_jax import distributed
+from softmax_jax import evaluation
 from softmax_jax import losses
-from softmax_jax import metrics
 from softmax_jax import model
 from softmax_jax import optimizers
 from softmax_jax import sweep
@@ -184,16 +184,6 @@ def train_epoch(state: State, x_NxD, y_N, batches, values, *, batch_sharding=Non
   return state, {
       "train_loss": jnp.mean(m["loss"], axis=0),
       "train_accuracy": jnp.sum(m["correct"], axis=0) / num_examples,
-  }
-
-
-def evaluate(params: model.Params, x_NxD, y_N) -> dict[str, jax.Array]:
-  """Accuracy, negative log-likelihood (mean cross-entropy) and ECE."""
-  logits_NxK = model.logits(params, data_lib.to_features(x_NxD))
-  return {
-      "accuracy": jnp.mean(jnp.argmax(logits_NxK, axis=-1) == y_N),
-      "nll": jnp.mean(losses.cross_entropy(logits_NxK, y_N)),
-      "ece": metrics.expected_calibration_error(losses.softmax(logits_NxK), y_N),
   }
 
 
@@ -360,8 +350,10 @@ def _train_group(configs: list[Config], dataset: data_lib.Dataset, on_epoch,
       out_shardings=(layout.configs, layout.replicated))
   epoch_fn = epoch_fn.lower(states, x_train, y_train,
                             replicate(batches_of(0)), values).compile()
+  chunk = evaluation.chunk_for(len(stacked), dataset.num_classes)
   eval_fns = {
-      split: jax.jit(jax.vmap(evaluate, in_axes=(0, None, None)),
+      split: jax.jit(jax.vmap(functools.partial(evaluation.evaluate, chunk=chunk),
+                              in_axes=(0, None, None)),
                      out_shardings=layout.replicated)
       .lower(states["params"], *xy).compile()
       for split, xy in evals.items()}
@@ -381,11 +373,9 @@ def _train_group(configs: list[Config], dataset: data_lib.Dataset, on_epoch,
       record = {"epoch": epoch,
                 "train_loss": float(m["train_loss"][s]),
                 "train_accuracy": float(m["train_accuracy"][s])}
-      for split in ("val", "test"):
-        if split in evaluated:
-          record[f"{split}_accuracy"] = float(evaluated[split]["accuracy"][s])
-          record[f"{split}_nll"] = float(evaluated[split]["nll"][s])
-          record[f"{split}_ece"] = float(evaluated[split]["ece"][s])
+      for split in ("val", "test"):  # accuracy, nll, ece (top5_accuracy)
+        for name, score_M in evaluated.get(split, {}).items():
+          record[f"{split}_{name}"] = float(score_M[s])
       if not math.isfinite(record["train_loss"]):
         status[j] = DIVERGED
       elif status[j] == OK and (epoch > 1 or epoch == c.epochs) and (

@@ -37,14 +37,15 @@ RESULTS = "results.csv"  # a sweep: one row per configuration
 SWEEP_PLOT = "sweep.png"  # a sweep: validation accuracy against lr
 RELIABILITY = "reliability.png"
 CONFUSION = "confusion.png"
+CONFUSION_MATRIX = "confusion.npy"  # [true, predicted] counts, test set
 PREDICTIONS = "predictions.png"
 WEIGHTS = "weights.png"
 REPORT = "report.md"  # the summary table and the figures
 TENSORBOARD = "tensorboard"  # event files, a folder per configuration
 REFIT = "refit"  # a sweep's best configuration retrained on all training data
 OUTPUTS = (CONFIGS, CHECKPOINTS, METRICS, SUMMARY, PARAMS, CURVES, RESULTS,
-           SWEEP_PLOT, RELIABILITY, CONFUSION, PREDICTIONS, WEIGHTS, REPORT,
-           TENSORBOARD, REFIT)
+           SWEEP_PLOT, RELIABILITY, CONFUSION, CONFUSION_MATRIX, PREDICTIONS,
+           WEIGHTS, REPORT, TENSORBOARD, REFIT)
 # Checkpoints of a small model, figures and event files fit in a few MiB.
 MIN_FREE_BYTES = 16 * 2**20
 RESULT_COLUMNS = ("val_accuracy", "test_accuracy", "test_nll", "ece",
@@ -230,6 +231,8 @@ def save_curves(workdir: Path, history: list[dict], title: str = "") -> None:
 def write_results(workdir: Path, rows: list[dict], swept: list[str]) -> None:
   """results.csv: config_id, a column per swept flag, then the results."""
   columns = ["config_id", *swept, *RESULT_COLUMNS]
+  if rows and "test_top5_accuracy" in rows[0]:  # more than 5 classes
+    columns.insert(columns.index("test_accuracy") + 1, "test_top5_accuracy")
 
   def write(f):
     text = io.StringIO()

@@ -1,0 +1,92 @@
+"""Evaluation in chunks of rows: never more than [chunk, K] logits at once.
+
+`evaluate` gives the scores recorded after every epoch (jit- and vmap-able
+over a stack of configurations); `predict` the top-1 class and its
+probability of every example, for the final report. Both walk the examples
+with `map_chunks`, which neither pads nor copies the data: the last chunk is
+the last `chunk` rows, and the rows it shares with the previous chunk are
+marked invalid.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+
+from softmax_jax import data as data_lib
+from softmax_jax import losses
+from softmax_jax import metrics
+from softmax_jax import model
+
+CHUNK = 8192  # rows per chunk at most
+TOP_K = 5  # top-5 accuracy is reported when there are more classes than this
+# Logits of all configurations of a stack, per chunk: 2**24 floats (64 MiB).
+_STACK_BUDGET = 2**24
+
+
+def chunk_for(num_configs: int, num_classes: int) -> int:
+  """Rows per chunk for a stack of configurations: [M, chunk, K] logits
+  within the budget (between 256 and CHUNK rows)."""
+  return int(min(CHUNK, max(256, _STACK_BUDGET // (num_configs * num_classes))))
+
+
+def map_chunks(fn, x_NxD, y_N, chunk: int = CHUNK):
+  """fn(x [c, D], y [c], valid [c]) of each chunk of rows, stacked [S, ...]."""
+  n = x_NxD.shape[0]
+  c = min(chunk, n)
+
+  def one(i):
+    start = jnp.minimum(i * c, n - c)
+    valid_c = start + jnp.arange(c) >= i * c  # not already in chunk i - 1
+    return fn(jax.lax.dynamic_slice_in_dim(x_NxD, start, c),
+              jax.lax.dynamic_slice_in_dim(y_N, start, c), valid_c)
+
+  return jax.lax.map(one, jnp.arange(math.ceil(n / c)))
+
+
+def evaluate(params: model.Params, x_NxD, y_N, chunk: int = CHUNK
+             ) -> dict[str, jax.Array]:
+  """Accuracy, negative log-likelihood (mean cross-entropy), ECE (15 bins)
+  and, with more than TOP_K classes, top-5 accuracy."""
+
+  def sums(x, y, valid):
+    logits_CxK = model.logits(params, data_lib.to_features(x))
+    w = valid.astype(jnp.float32)
+    out = {
+        "correct": jnp.sum(w * (jnp.argmax(logits_CxK, -1) == y)),
+        "nll": jnp.sum(w * losses.cross_entropy(logits_CxK, y)),
+        "calibration": metrics.calibration_sums(losses.softmax(logits_CxK), y,
+                                                valid),
+    }
+    if logits_CxK.shape[-1] > TOP_K:
+      out["top5"] = jnp.sum(w * metrics.top_k_correct(logits_CxK, y, TOP_K))
+    return out
+
+  total = jax.tree.map(lambda a: jnp.sum(a, axis=0),
+                       map_chunks(sums, x_NxD, y_N, chunk))
+  n = x_NxD.shape[0]
+  scores = {"accuracy": total["correct"] / n, "nll": total["nll"] / n,
+            "ece": metrics.ece_from_sums(*total["calibration"])}
+  if "top5" in total:
+    scores["top5_accuracy"] = total["top5"] / n
+  return scores
+
+
+def predict(params: model.Params, x_NxD, chunk: int = CHUNK):
+  """Each row's top-1 class (int32 [N]) and its probability (float32 [N]),
+  as chunks: (classes [S, c], probabilities [S, c], valid [S, c]); the
+  valid entries, in order, are the N rows (see `rows`)."""
+
+  def top1(x, y, valid):
+    del y
+    probs_CxK = losses.softmax(model.logits(params, data_lib.to_features(x)))
+    return jnp.argmax(probs_CxK, -1), jnp.max(probs_CxK, -1), valid
+
+  return map_chunks(top1, x_NxD, jnp.zeros(x_NxD.shape[0], jnp.int32), chunk)
+
+
+def rows(chunked, valid_SxC):
+  """The per-row values of `predict`'s chunks, in order ([N] from [S, c])."""
+  return chunked[valid_SxC]

@@ -1,0 +1,114 @@
+"""Evaluation in chunks, top-5 accuracy, and many classes end to end."""
+
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from softmax_jax import evaluation
+from softmax_jax import losses
+from softmax_jax import metrics
+
+
+def _problem(n=50, d=6, k=12, seed=0):
+  rng = np.random.default_rng(seed)
+  params = {"w": jnp.asarray(rng.normal(0, 1, (d, k)), jnp.float32),
+            "b": jnp.asarray(rng.normal(0, 1, k), jnp.float32)}
+  x = rng.normal(0, 1, (n, d)).astype(np.float32)
+  y = rng.integers(0, k, n).astype(np.int32)
+  return params, x, y
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 16, 50, 1000])
+def test_chunked_evaluation_equals_unchunked(chunk):
+  params, x, y = _problem()
+  logits = np.asarray(x @ params["w"] + params["b"], np.float64)
+  probs = np.asarray(losses.softmax(jnp.asarray(logits, jnp.float32)))
+  expected = {
+      "accuracy": np.mean(logits.argmax(-1) == y),
+      "nll": np.mean(np.log(np.exp(logits - logits.max(-1, keepdims=True)).sum(-1))
+                     + logits.max(-1) - logits[np.arange(len(y)), y]),
+      "ece": float(metrics.expected_calibration_error(probs, y)),
+      "top5_accuracy": np.mean([(logits[i] > logits[i, y[i]]).sum() < 5
+                                for i in range(len(y))]),
+  }
+  scores = jax.jit(evaluation.evaluate, static_argnames="chunk")(
+      params, x, y, chunk=chunk)
+  assert set(scores) == set(expected)
+  for name, value in expected.items():
+    assert float(scores[name]) == pytest.approx(value, rel=1e-5, abs=1e-6), name
+  classes, confidence, valid = jax.device_get(
+      evaluation.predict(params, x, chunk=chunk))
+  np.testing.assert_array_equal(evaluation.rows(classes, valid),
+                                logits.argmax(-1))
+  np.testing.assert_allclose(evaluation.rows(confidence, valid),
+                             probs.max(-1), rtol=1e-6)
+
+
+def test_few_classes_have_no_top5():
+  params, x, y = _problem(k=5)
+  assert "top5_accuracy" not in evaluation.evaluate(params, x, y)
+
+
+def test_top_k_on_hand_made_logits():
+  logits = jnp.array([[5.0, 4, 3, 2, 1, 0],   # label 4: 4 higher -> in top 5
+                      [0.0, 1, 2, 3, 4, 5],   # label 0: 5 higher -> not
+                      [1.0, 1, 1, 1, 1, 1]])  # all tied: in
+  correct = metrics.top_k_correct(logits, jnp.array([4, 0, 3]), 5)
+  assert correct.tolist() == [True, False, True]
+  assert metrics.top_k_correct(logits, jnp.array([0, 5, 0]), 1).tolist() == [
+      True, True, True]
+
+
+def test_the_chunk_fits_the_stack():
+  assert evaluation.chunk_for(1, 10) == evaluation.CHUNK
+  assert evaluation.chunk_for(64, 1000) == 262  # 64 x 262 x 1000 < 2**24
+  assert evaluation.chunk_for(1024, 1000) == 256  # never below 256 rows
+
+
+def test_many_classes_end_to_end(tmp_path, capsys):
+  """500 classes: training, report, figures, eval and predict, with
+  summaries instead of 500 lines and a 500 x 500 dump."""
+  from softmax_jax import runner  # pylint: disable=g-import-not-at-top
+  from softmax_jax.config import Config  # pylint: disable=g-import-not-at-top
+  k, rng = 500, np.random.default_rng(0)
+  prototypes = rng.integers(0, 256, (k, 16))
+
+  def sample(n):
+    y = rng.integers(0, k, n)
+    x = np.clip(prototypes[y] + rng.normal(0, 25, (n, 16)), 0, 255)
+    return x.astype(np.uint8).reshape(n, 4, 4), y
+
+  (x_train, y_train), (x_test, y_test) = sample(4000), sample(1000)
+  path = tmp_path / "many.npz"
+  np.savez(path, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test,
+           class_names=np.array([f"c{i}" for i in range(k)]))
+  workdir = tmp_path / "run"
+  summary = runner.run(Config(dataset=f"npz:{path}", optimizer="adam", lr=0.05,
+                              epochs=5, batch_size=100), workdir)
+  out = capsys.readouterr().out
+  assert summary["test_top5_accuracy"] >= summary["test_accuracy"] > 0.3
+  assert "confusion_matrix" not in summary and len(summary["per_class_accuracy"]) == k
+  assert len(summary["weakest_classes"]) == 10 and summary["most_confused"]
+  confusion = np.load(workdir / "confusion.npy")
+  assert confusion.shape == (k, k) and confusion.sum() == len(y_test)
+  assert np.trace(confusion) == round(summary["test_accuracy"] * len(y_test))
+  weakest = summary["weakest_classes"][0]
+  assert weakest["accuracy"] == min(a for a in summary["per_class_accuracy"].values()
+                                    if a is not None)
+  assert len(out.splitlines()) < 60  # not a line per class
+  report = (workdir / "report.md").read_text()
+  assert "weakest of 500 classes" in report and "test top-5 accuracy" in report
+  for name in ("confusion.png", "reliability.png", "predictions.png",
+               "weights.png"):
+    assert (workdir / name).stat().st_size > 0
+  records = [json.loads(l) for l in (workdir / "metrics.jsonl").read_text().splitlines()]
+  assert all("test_top5_accuracy" in r for r in records)
+  assert runner.evaluate(workdir, verbose=False)["test_accuracy"] == (
+      summary["test_accuracy"])
+  npy = tmp_path / "three.npy"
+  np.save(npy, x_test[:3])
+  predicted = runner.predict(workdir, [str(npy)], top=5)
+  assert [len(top) for _, top in predicted] == [5, 5, 5]
