@@ -17,7 +17,8 @@ from softmax_jax import config as config_lib
 from softmax_jax.errors import Interrupted, UserError
 
 _HELP = {
-    "dataset": "TFDS data set name.",
+    "dataset": "A TFDS image classification data set name, npy:DIR (a folder "
+               "of .npy files, memory-mapped), npz:PATH or csv:PATH.",
     "data_dir": "TFDS data dir (default: $TFDS_DATA_DIR or ~/tensorflow_datasets).",
     "loss": "Loss: xent, l2, l1 or huber.",
     "loss_input": "What l2/l1/huber compare with the one-hot labels: probs or logits.",
@@ -180,7 +181,7 @@ def main(argv):
     from softmax_jax import data  # pylint: disable=g-import-not-at-top
     c = configs[0]
     dataset = data.load(c.dataset, c.data_dir or None, c.test_csv, c.pixels)
-    cached = ("" if c.dataset.startswith(("npz:", "csv:")) else ", cached in "
+    cached = ("" if c.dataset.startswith(data.USER_DATA) else ", cached in "
               f"{data.cache_path(c.dataset, c.data_dir or data.default_data_dir())}")
     print(f"{c.dataset} ready: {len(dataset.x_train):,} train / "
           f"{len(dataset.x_test):,} test examples{cached}")

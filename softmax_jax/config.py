@@ -16,7 +16,8 @@ from softmax_jax.errors import UserError
 
 @dataclasses.dataclass(frozen=True)
 class Config:
-  dataset: str = "fashion_mnist"  # a TFDS image classification name, npz:PATH or csv:PATH
+  # A TFDS image classification name, npy:DIR, npz:PATH or csv:PATH.
+  dataset: str = "fashion_mnist"
   data_dir: str = ""  # TFDS data dir; "" = $TFDS_DATA_DIR or ~/tensorflow_datasets
   loss: str = "xent"  # a name in losses.LOSSES
   loss_input: str = "probs"  # l2/l1/huber compare one-hot y with: probs or logits

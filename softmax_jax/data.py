@@ -25,6 +25,7 @@ import zipfile
 from pathlib import Path
 from urllib.parse import urlparse
 
+import ml_dtypes
 import numpy as np
 
 from softmax_jax import atomic_io
@@ -87,7 +88,10 @@ def to_features(x):
 
 # --pixels: what counts as image pixels (see interpret_pixels).
 PIXELS = ("auto", "yes", "no")
-_SCAN_ROWS = 65_536  # rows per chunk when scanning an array's values
+# Feature dtypes used as stored, on the host and the device; the compiled
+# step casts each minibatch to float32 (see to_features).
+_FEATURE_DTYPES = (np.dtype(np.float32), np.dtype(np.float16),
+                   np.dtype(ml_dtypes.bfloat16))
 
 
 def interpret_pixels(dataset: Dataset, pixels: str = "auto") -> Dataset:
@@ -135,8 +139,9 @@ def interpret_pixels(dataset: Dataset, pixels: str = "auto") -> Dataset:
       kind = None
   if kind == "0-255":
     convert = lambda x: x.astype(np.uint8)
-  else:
-    convert = lambda x: x.astype(np.float32, copy=False)
+  else:  # float32, float16 and bfloat16 stay (to_features casts in the step)
+    convert = lambda x: x if x.dtype in _FEATURE_DTYPES else x.astype(
+        np.float32)
   return dataclasses.replace(dataset, pixels=kind,
                              **{f"x_{s}": convert(x) for s, x in xs.items()})
 
@@ -146,8 +151,8 @@ def _scan_values(x: np.ndarray) -> tuple[float, float, bool]:
   if x.dtype == bool:
     x = x.view(np.uint8)
   low, high, whole = np.inf, -np.inf, True
-  for start in range(0, len(x), _SCAN_ROWS):
-    chunk = x[start:start + _SCAN_ROWS]
+  for start in range(0, len(x), user_data.SCAN_ROWS):
+    chunk = _numeric(x[start:start + user_data.SCAN_ROWS])
     if chunk.size == 0:
       continue
     low, high = min(low, float(chunk.min())), max(high, float(chunk.max()))
@@ -156,9 +161,14 @@ def _scan_values(x: np.ndarray) -> tuple[float, float, bool]:
   return low, high, whole
 
 
+def _numeric(chunk: np.ndarray) -> np.ndarray:
+  """A chunk NumPy can compute with (bfloat16 as float32)."""
+  return chunk.astype(np.float32) if chunk.dtype == ml_dtypes.bfloat16 else chunk
+
+
 def _first_non_pixel(x: np.ndarray) -> tuple[int, int, float]:
-  for start in range(0, len(x), _SCAN_ROWS):
-    chunk = x[start:start + _SCAN_ROWS]
+  for start in range(0, len(x), user_data.SCAN_ROWS):
+    chunk = _numeric(x[start:start + user_data.SCAN_ROWS])
     bad = np.argwhere((chunk < 0) | (chunk > 255) | (chunk != np.round(chunk)))
     if len(bad):
       row, col = int(bad[0][0]), int(bad[0][1])
@@ -175,16 +185,20 @@ def cache_path(name: str, data_dir: str | os.PathLike) -> Path:
   return Path(data_dir) / "softmax_jax" / f"{name.replace('/', '__').replace(':', '@')}.npz"
 
 
+USER_DATA = ("npy:", "npz:", "csv:")  # prefixes of your own data
+
+
 def check_name(name: str) -> None:
-  """Refuses a --dataset that is neither npz:PATH, csv:PATH nor a TFDS name."""
-  if name.startswith(("npz:", "csv:")):
+  """Refuses a --dataset that is neither npy:DIR, npz:PATH, csv:PATH nor a
+  TFDS name."""
+  if name.startswith(USER_DATA):
     if not name[4:]:
-      raise DataError(f"--dataset={name} needs a file path after the colon")
+      raise DataError(f"--dataset={name} needs a path after the colon")
     return
   if not _TFDS_NAME.match(name):
     raise DataError(f"unknown --dataset={name!r}; give a TFDS image "
                     f"classification data set ({', '.join(EXAMPLES)}, ...), "
-                    "npz:PATH or csv:PATH")
+                    "npy:DIR, npz:PATH or csv:PATH")
 
 
 def load(name: str, data_dir: str | os.PathLike | None = None,
@@ -199,6 +213,8 @@ def _load_arrays(name, data_dir, test_csv) -> Dataset:
   if test_csv and not name.startswith("csv:"):
     raise DataError(f"--test_csv={test_csv} is for --dataset=csv:PATH, not "
                     f"--dataset={name}")
+  if name.startswith("npy:"):
+    return Dataset(name=name, **user_data.load_npy(name[4:]))
   if name.startswith("npz:"):
     return Dataset(name=name, **user_data.load_npz(name[4:]))
   if name.startswith("csv:"):
@@ -307,7 +323,7 @@ def check_available(name: str, data_dir: str | os.PathLike | None = None
   """Refuses, within about a second, a TFDS data set that cannot be had;
   cheap enough to call before anything heavy is imported."""
   check_name(name)
-  if name.startswith(("npz:", "csv:")):
+  if name.startswith(USER_DATA):
     return
   data_dir = Path(data_dir) if data_dir else default_data_dir()
   if not cache_path(name, data_dir).exists():

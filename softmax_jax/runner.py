@@ -232,6 +232,11 @@ def _load(configs) -> data.Dataset:
       raise UserError("a sweep chooses its best configuration on a validation "
                       "split: give --val_fraction > 0 (default 1/6)")
   dataset = data.load(c.dataset, c.data_dir or None, c.test_csv, c.pixels)
+  if dataset.x_val is not None:  # the data's own validation split
+    if c.val_fraction:
+      raise UserError(f"{c.dataset} has its own validation split (x_val); "
+                      "drop --val_fraction")
+    fraction = 0
   if fraction:
     dataset = data.hold_out_validation(dataset, fraction)
   return data.standardize(dataset) if c.standardize else dataset

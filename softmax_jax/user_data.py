@@ -1,5 +1,8 @@
-"""Your own data: a feature matrix in an .npz or .csv file, checked before use.
+"""Your own data: a feature matrix in .npy, .npz or .csv files, checked before use.
 
+  --dataset=npy:DIR    x_train.npy, y_train.npy, x_test.npy, y_test.npy, and
+                       optionally x_val.npy/y_val.npy and class_names.txt;
+                       memory-mapped, never read whole
   --dataset=npz:PATH   arrays x_train, y_train, x_test, y_test (optional class_names)
   --dataset=csv:PATH   a header row and a `label` column; --test_csv=PATH, or a
                        seeded 20% of PATH becomes the test set
@@ -15,12 +18,54 @@ import csv
 import zipfile
 from pathlib import Path
 
+import ml_dtypes
 import numpy as np
 
 from softmax_jax.errors import DataError
 
 LABEL_COLUMN = "label"
 CSV_TEST_FRACTION = 0.2  # of a single CSV, held out as the test set (seed 0)
+NPY_ARRAYS = ("x_train", "y_train", "x_test", "y_test")  # x_val, y_val optional
+CLASS_NAMES_FILE = "class_names.txt"  # npy: one class name per line
+SCAN_ROWS = 65_536  # rows per chunk when scanning an array's values
+
+
+def load_npy(folder: str) -> dict:
+  """The arrays of a data set in a folder of .npy files, memory-mapped
+  (never read whole), checked a chunk at a time."""
+  folder = Path(folder)
+  if not folder.is_dir():
+    raise DataError(f"{folder}: no such folder; --dataset=npy:DIR takes a "
+                    f"folder with {', '.join(f'{n}.npy' for n in NPY_ARRAYS)}")
+  arrays = {}
+  for name in (*NPY_ARRAYS, "x_val", "y_val"):
+    path = folder / f"{name}.npy"
+    if not path.exists():
+      if name in NPY_ARRAYS:
+        raise DataError(f"{folder} has no {name}.npy; save it with "
+                        f"np.save('{path}', {name})")
+      continue
+    try:
+      array = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError) as e:
+      raise DataError(f"{path} is not a readable .npy file ({e})") from e
+    if array.dtype == np.dtype("V2"):  # how np.save stores bfloat16
+      array = array.view(ml_dtypes.bfloat16)
+    arrays[name] = array
+  if ("x_val" in arrays) != ("y_val" in arrays):
+    raise DataError(f"{folder} has {'x_val' if 'x_val' in arrays else 'y_val'}"
+                    ".npy but not its pair; give both x_val.npy and y_val.npy, "
+                    "or neither")
+  names = None
+  if (folder / CLASS_NAMES_FILE).exists():
+    try:
+      text = (folder / CLASS_NAMES_FILE).read_text()
+    except (OSError, UnicodeDecodeError) as e:
+      raise DataError(f"{folder / CLASS_NAMES_FILE} is not readable ({e})") from e
+    names = [line.strip() for line in text.rstrip("\n").split("\n")]
+  splits = {s: (arrays[f"x_{s}"], arrays[f"y_{s}"])
+            for s in ("train", "test", "val") if f"x_{s}" in arrays}
+  return _checked(folder, splits, names)
 
 
 def load_npz(path: str) -> dict:
@@ -39,8 +84,8 @@ def load_npz(path: str) -> dict:
                       "np.savez(PATH, x_train=..., y_train=..., x_test=..., "
                       "y_test=...)")
   names = arrays.get("class_names")
-  return _checked(path, arrays["x_train"], arrays["y_train"], arrays["x_test"],
-                  arrays["y_test"],
+  return _checked(path, {s: (arrays[f"x_{s}"], arrays[f"y_{s}"])
+                         for s in ("train", "test")},
                   None if names is None else [str(n) for n in names])
 
 
@@ -62,7 +107,7 @@ def load_csv(path: str, test_path: str = "") -> dict:
                       "set; give --test_csv")
     test, train = np.sort(order[:num_test]), np.sort(order[num_test:])
     x, y, x_test, y_test = x[train], y[train], x[test], y[test]
-  return _checked(path, x, y, x_test, y_test, None)
+  return _checked(path, {"train": (x, y), "test": (x_test, y_test)}, None)
 
 
 def _existing(path: str) -> Path:
@@ -117,23 +162,22 @@ def _read_csv(path: Path):
   return features, x, y
 
 
-def _checked(path, x_train, y_train, x_test, y_test, class_names) -> dict:
-  """The arrays as features and int32 labels, or a DataError saying where."""
+def _checked(path, splits: dict, class_names) -> dict:
+  """The arrays of `splits` ({"train": (x, y), "test": ..., "val": ...}) as
+  feature rows and int32 labels, or a DataError saying where. x is never
+  copied here (a memory map stays one); it is scanned a chunk at a time."""
   arrays = {}
-  for split, x, y in (("train", x_train, y_train), ("test", x_test, y_test)):
+  for split, (x, y) in splits.items():
     if x.ndim < 2 or len(x) == 0:
       raise DataError(f"{path}: x_{split} must have one row per example and "
                       f"at least one row, got shape {x.shape}")
     if y.ndim != 1 or len(y) != len(x):
       raise DataError(f"{path}: x_{split} has {len(x)} rows but y_{split} has "
                       f"shape {y.shape}; give one label per row")
-    if not (np.issubdtype(x.dtype, np.number) or x.dtype == bool):
+    if not (is_numeric(x.dtype) or x.dtype == bool):
       raise DataError(f"{path}: x_{split} holds {x.dtype}, not numbers")
-    if np.issubdtype(x.dtype, np.floating) and not np.all(np.isfinite(x)):
-      row, *col = np.argwhere(~np.isfinite(x))[0]
-      raise DataError(f"{path}: x_{split} row {row}, column "
-                      f"{', '.join(map(str, col))} is {x[(row, *col)]}; "
-                      "features must be finite")
+    if is_float(x.dtype):
+      _refuse_non_finite(path, split, x)
     if not np.issubdtype(y.dtype, np.number):
       raise DataError(f"{path}: y_{split} holds {y.dtype}; labels must be "
                       "integers 0, 1, ..., K-1")
@@ -144,13 +188,15 @@ def _checked(path, x_train, y_train, x_test, y_test, class_names) -> dict:
       raise DataError(f"{path}: y_{split}[{bad[0]}] = {y[bad[0]]} is not a "
                       "label; labels must be integers 0, 1, ..., K-1")
     arrays[f"x_{split}"] = x  # as stored; data.interpret_pixels converts it
-    arrays[f"y_{split}"] = y.astype(np.int32)
-  if x_train.shape[1:] != x_test.shape[1:]:
-    raise DataError(f"{path}: x_train rows have shape {x_train.shape[1:]} but "
-                    f"x_test rows {x_test.shape[1:]}; they must match")
+    arrays[f"y_{split}"] = np.asarray(y).astype(np.int32)
+  x_train = splits["train"][0]
+  for split, (x, _) in splits.items():
+    if x.shape[1:] != x_train.shape[1:]:
+      raise DataError(f"{path}: x_train rows have shape {x_train.shape[1:]} "
+                      f"but x_{split} rows {x.shape[1:]}; they must match")
   k = (len(class_names) if class_names is not None else
-       int(max(arrays["y_train"].max(), arrays["y_test"].max())) + 1)
-  for split in ("train", "test"):
+       int(max(arrays[f"y_{s}"].max() for s in splits)) + 1)
+  for split in splits:
     y = arrays[f"y_{split}"]
     bad = np.flatnonzero(y >= k)
     if len(bad):
@@ -159,11 +205,37 @@ def _checked(path, x_train, y_train, x_test, y_test, class_names) -> dict:
   if k < 2:
     raise DataError(f"{path}: the labels name only {k} class; a classifier "
                     "needs at least 2")
-  image_shape = x_train.shape[1:] if x_train.ndim > 2 else None
-  for split in ("train", "test"):
+  for split in splits:
     x = arrays[f"x_{split}"]
-    arrays[f"x_{split}"] = x.reshape(len(x), -1)
+    arrays[f"x_{split}"] = x.reshape(len(x), -1)  # a view
   arrays["class_names"] = tuple(class_names if class_names is not None
                                 else (str(c) for c in range(k)))
-  arrays["image_shape"] = image_shape
+  arrays["image_shape"] = x_train.shape[1:] if x_train.ndim > 2 else None
   return arrays
+
+
+def is_float(dtype) -> bool:
+  """Floating point, bfloat16 included (ml_dtypes is not np.floating)."""
+  return np.issubdtype(dtype, np.floating) or dtype == ml_dtypes.bfloat16
+
+
+def is_numeric(dtype) -> bool:
+  return np.issubdtype(dtype, np.number) or dtype == ml_dtypes.bfloat16
+
+
+def _refuse_non_finite(path, split, x) -> None:
+  """The first value of x that is not finite, or too large for float32
+  features, found a chunk of rows at a time (a whole-array test would
+  allocate a mask as large as x)."""
+  largest = np.finfo(np.float32).max
+  for start in range(0, len(x), SCAN_ROWS):
+    chunk = np.asarray(x[start:start + SCAN_ROWS])
+    if chunk.dtype == ml_dtypes.bfloat16:
+      chunk = chunk.astype(np.float32)
+    ok = np.isfinite(chunk) & (np.abs(chunk) <= largest)
+    if not ok.all():
+      row, *col = np.argwhere(~ok)[0]
+      raise DataError(f"{path}: x_{split} row {start + row}, column "
+                      f"{', '.join(map(str, col))} is {chunk[(row, *col)]}; "
+                      "features must be finite numbers within float32's "
+                      "range")

@@ -1,5 +1,6 @@
-"""Property-based tests: random flags, sweeps and data files end in a result or
-one UserError, never in another exception (which would be a traceback)."""
+"""Property-based tests: random flags, sweeps and data files (npz, npy, csv)
+end in a result or one UserError, never in another exception (which would be
+a traceback)."""
 
 import tempfile
 from pathlib import Path
@@ -89,21 +90,33 @@ def _npz_arrays(draw):
   return arrays
 
 
+def _save(folder: Path, form: str, arrays: dict) -> str:
+  """The arrays as an npz file or a folder of .npy files; the --dataset."""
+  if form == "npz":
+    np.savez(folder / "d.npz", **arrays)
+    return f"npz:{folder / 'd.npz'}"
+  for name, array in arrays.items():
+    if name == "class_names":
+      (folder / "class_names.txt").write_text("\n".join(array) + "\n")
+    else:
+      np.save(folder / f"{name}.npy", array)
+  return f"npy:{folder}"
+
+
 @SETTINGS
-@hypothesis.given(_npz_arrays(), st.sampled_from(data.PIXELS))
-def test_npz_files_load_or_give_one_data_error(arrays, pixels):
+@hypothesis.given(_npz_arrays(), st.sampled_from(data.PIXELS),
+                  st.sampled_from(["npz", "npy"]))
+def test_npz_and_npy_files_load_or_give_one_data_error(arrays, pixels, form):
   with tempfile.TemporaryDirectory() as tmp:
-    path = Path(tmp) / "d.npz"
-    np.savez(path, **arrays)
     try:
-      ds = data.load(f"npz:{path}", pixels=pixels)
+      ds = data.load(_save(Path(tmp), form, arrays), pixels=pixels)
     except UserError as e:
       assert str(e) and "\n" not in str(e)
       return
-  assert ds.x_train.ndim == 2 and len(ds.x_train) == len(ds.y_train) > 0
-  assert ds.y_train.max() < ds.num_classes and ds.y_test.max() < ds.num_classes
-  assert ds.x_train.dtype in (np.uint8, np.float32)
-  assert np.all(np.isfinite(ds.x_train.astype(np.float64)))
+    assert ds.x_train.ndim == 2 and len(ds.x_train) == len(ds.y_train) > 0
+    assert ds.y_train.max() < ds.num_classes and ds.y_test.max() < ds.num_classes
+    assert ds.x_train.dtype in (np.uint8, np.float32, np.float16)
+    assert np.all(np.isfinite(ds.x_train.astype(np.float64)))
 
 
 _CELL = st.one_of(st.from_regex(r"-?[0-9]{1,3}(\.[0-9]{1,2})?", fullmatch=True),

@@ -1,0 +1,123 @@
+"""npy:DIR: memory-mapped arrays in every feature dtype, an optional validation
+split and class names, every validation error (also in the last chunk only)."""
+
+import json
+
+import ml_dtypes
+import numpy as np
+import pytest
+
+from softmax_jax import data
+from softmax_jax import runner
+from softmax_jax import user_data
+from softmax_jax.config import Config
+from softmax_jax.errors import DataError, UserError
+
+
+def _folder(tmp_path, dtype=np.float32, val=False, names=None, n=120, d=6,
+            k=3, **replace):
+  rng = np.random.default_rng(0)
+  centers = rng.normal(0, 3, (k, d))
+
+  def sample(m):
+    y = rng.integers(0, k, m)
+    return (centers[y] + rng.normal(0, 1, (m, d))).astype(dtype), y
+
+  arrays = dict(zip(("x_train", "y_train"), sample(n)))
+  arrays.update(zip(("x_test", "y_test"), sample(n // 2)))
+  if val:
+    arrays.update(zip(("x_val", "y_val"), sample(n // 3)))
+  arrays.update(replace)
+  folder = tmp_path / "data"
+  folder.mkdir(exist_ok=True)
+  for name, array in arrays.items():
+    if array is not None:
+      np.save(folder / f"{name}.npy", array)
+  if names is not None:
+    (folder / "class_names.txt").write_text("\n".join(names) + "\n")
+  return folder, arrays
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float16, ml_dtypes.bfloat16])
+def test_npy_is_memory_mapped_in_each_feature_dtype(tmp_path, dtype):
+  folder, arrays = _folder(tmp_path, dtype)
+  ds = data.load(f"npy:{folder}")
+  assert isinstance(ds.x_train, np.memmap) and ds.x_train.dtype == dtype
+  assert ds.pixels is None and ds.num_classes == 3
+  np.testing.assert_array_equal(ds.x_test, arrays["x_test"])
+  summary = runner.run(Config(dataset=f"npy:{folder}", batch_size=20, epochs=4,
+                              lr=0.5), tmp_path / "run", verbose=False)
+  assert summary["test_accuracy"] > 0.9
+
+
+def test_npy_uint8_images_are_pixels(tmp_path):
+  images = np.random.default_rng(0).integers(0, 256, (120, 4, 4), np.uint8)
+  folder, _ = _folder(tmp_path, x_train=images, x_test=images[:60])
+  ds = data.load(f"npy:{folder}")
+  assert ds.pixels == "0-255" and ds.image_shape == (4, 4)
+  assert isinstance(ds.x_train, np.memmap) and ds.x_train.shape == (120, 16)
+
+
+def test_npy_validation_split_and_class_names(tmp_path):
+  folder, arrays = _folder(tmp_path, val=True, names=["ant", "bee", "cat"])
+  ds = data.load(f"npy:{folder}")
+  assert ds.class_names == ("ant", "bee", "cat")
+  np.testing.assert_array_equal(ds.y_val, arrays["y_val"])
+  config = Config(dataset=f"npy:{folder}", batch_size=20, epochs=2)
+  summary = runner.run([config, Config(**{**config.__dict__, "lr": 0.5})],
+                       tmp_path / "sweep", verbose=False)
+  assert summary["num_train"] == 120 and summary["num_val"] == 40  # no hold-out
+  assert json.loads((tmp_path / "sweep" / "summary.json").read_text())[
+      "class_names"] == ["ant", "bee", "cat"]
+  with pytest.raises(UserError, match="has its own validation split"):
+    runner.run(Config(**{**config.__dict__, "val_fraction": 0.2}),
+               tmp_path / "other", verbose=False)
+
+
+def _bad(tmp_path, **replace):
+  folder, _ = _folder(tmp_path, **replace)
+  return f"npy:{folder}"
+
+
+x_nan_last = np.zeros((120, 6), np.float32)
+x_nan_last[117, 4] = np.inf
+BAD = {
+    "missing array": (dict(y_test=None), "has no y_test.npy"),
+    "non-finite in the last chunk only": (
+        dict(x_train=x_nan_last), "x_train row 117, column 4 is inf"),
+    "fractional label": (dict(y_test=np.r_[0.5, np.zeros(59)]),
+                         "y_test[0] = 0.5 is not a label"),
+    "negative label": (dict(y_train=np.r_[-1, np.zeros(119, int)]),
+                       "y_train[0] = -1 is not a label"),
+    "lengths differ": (dict(y_train=np.zeros(119, int)),
+                       "x_train has 120 rows but y_train has shape (119,)"),
+    "feature counts differ": (dict(x_test=np.zeros((60, 5), np.float32)),
+                              "x_train rows have shape (6,) but x_test rows (5,)"),
+    "x_val without y_val": (dict(x_val=np.zeros((10, 6), np.float32)),
+                            "has x_val.npy but not its pair"),
+    "text features": (dict(x_train=np.array([["a"] * 6] * 120)), "not numbers"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD))
+def test_bad_npy_is_refused_saying_where(tmp_path, monkeypatch, case):
+  monkeypatch.setattr(user_data, "SCAN_ROWS", 50)  # chunks 0-49, 50-99, 100-119
+  replace, message = BAD[case]
+  with pytest.raises(DataError) as e:
+    data.load(_bad(tmp_path, **replace))
+  assert "\n" not in str(e.value) and message in str(e.value)
+
+
+def test_class_names_must_cover_the_labels(tmp_path):
+  folder, _ = _folder(tmp_path, names=["a", "b"])
+  with pytest.raises(DataError, match=r"outside \[0, 2\)"):
+    data.load(f"npy:{folder}")
+
+
+def test_not_a_folder_or_not_an_npy(tmp_path):
+  with pytest.raises(DataError, match="no such folder"):
+    data.load(f"npy:{tmp_path / 'nowhere'}")
+  folder, _ = _folder(tmp_path)
+  (folder / "x_test.npy").write_bytes(b"not an npy file")
+  with pytest.raises(DataError, match="is not a readable .npy file"):
+    data.load(f"npy:{folder}")
