@@ -103,7 +103,8 @@ def interpret_pixels(dataset: Dataset, pixels: str = "auto") -> Dataset:
   when it is uint8, or when it is an array of images ([N, H, W(, C)], so
   image_shape is known) whose values are whole numbers 0-255 or lie in
   [0, 1]; "yes" requires pixels of any array; "no" takes x as features, used
-  as they are (uint8 too). Anything else is features, as float32.
+  as they are (uint8 too). Anything else is features, used as they are:
+  float32, float16 and bfloat16 as stored, other dtypes as float32.
   """
   if pixels not in PIXELS:
     raise DataError(f"unknown --pixels={pixels!r}; choose one of: "
@@ -340,9 +341,7 @@ def _refuse_unavailable(name: str, data_dir: Path) -> None:
   try:
     builder = tfds.builder_cls(base)  # its class: no TensorFlow needed
   except tfds.core.registered.DatasetNotFoundError:
-    raise DataError(f"unknown --dataset={name!r}: TFDS has no such data set; "
-                    f"try one of {', '.join(EXAMPLES)}, or npz:PATH or "
-                    "csv:PATH for your own data") from None
+    raise _unknown(name) from None
   configs = getattr(builder, "BUILDER_CONFIGS", None) or []
   if config and config not in {c.name for c in configs}:
     raise DataError(f"--dataset={name!r}: {base} has no config {config!r} "
@@ -367,6 +366,12 @@ def _refuse_unavailable(name: str, data_dir: Path) -> None:
         "or connect to the internet")
 
 
+def _unknown(name: str) -> DataError:
+  return DataError(f"unknown --dataset={name!r}: TFDS has no such data set; "
+                   f"try one of {', '.join(EXAMPLES)}, or npy:DIR, npz:PATH "
+                   "or csv:PATH for your own data")
+
+
 def _load_with_tfds(name: str, data_dir: Path) -> Dataset:
   _refuse_unavailable(name, data_dir)
   # Quiet TensorFlow's start-up logs; oneDNN's speed-ups do not matter here.
@@ -380,9 +385,7 @@ def _load_with_tfds(name: str, data_dir: Path) -> Dataset:
   try:
     builder = tfds.builder(name, data_dir=str(data_dir))
   except tfds.core.registered.DatasetNotFoundError:
-    raise DataError(f"unknown --dataset={name!r}: TFDS has no such data set; "
-                    f"try one of {', '.join(EXAMPLES)}, or npz:PATH or "
-                    "csv:PATH for your own data") from None
+    raise _unknown(name) from None
   except (AssertionError, ValueError) as e:  # an unknown config or version
     first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
     raise DataError(f"--dataset={name!r}: {first}") from None

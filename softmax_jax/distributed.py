@@ -107,7 +107,6 @@ class Layout:
       return None
     return NamedSharding(self.mesh, P(AXIS))
 
-
   def unpadded(self, tree, num_configs: int):
     """The first num_configs entries of each leaf, replicated: a copy that
     fits any layout (checkpoints hold these)."""
