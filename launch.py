@@ -30,6 +30,8 @@ _HELP = {
     "weight_decay": "L2 penalty on the weights W (not the bias).",
     "batch_size": "Minibatch size.",
     "epochs": "Number of passes over the training data.",
+    "eval_every": "Evaluate on the validation and test splits every N epochs "
+                  "(the last always).",
     "seed": "Random seed for initialization and shuffling.",
     "init_scale": "Standard deviation of the initial weights.",
     "val_fraction": "Share of the training set held out for validation "

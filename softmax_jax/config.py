@@ -28,6 +28,7 @@ class Config:
   weight_decay: float = 0.0  # L2 penalty coefficient on W (not on b)
   batch_size: int = 256  # examples per minibatch; the last partial one is dropped
   epochs: int = 10  # passes over the training data, reshuffled each time
+  eval_every: int = 1  # evaluate on val/test every this many epochs (and the last)
   seed: int = 0  # seeds initialization and the shuffling
   init_scale: float = 0.01  # standard deviation of the initial W
   hidden: str = ""  # hidden ReLU layer sizes before the softmax layer, e.g. "256,128"
@@ -58,6 +59,9 @@ class Config:
       raise UserError(f"--batch_size must be at least 1, got {self.batch_size}")
     if self.epochs < 1:
       raise UserError(f"--epochs must be at least 1, got {self.epochs}")
+    if self.eval_every < 1:
+      raise UserError(f"--eval_every must be at least 1 (epochs), got "
+                      f"{self.eval_every}")
     if not 0 <= self.seed < 2**31:
       raise UserError(f"--seed must be in [0, 2**31), got {self.seed}")
     if self.phm_n < 0:

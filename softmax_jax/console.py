@@ -31,8 +31,10 @@ class EpochLog:
 
 
 def format_epoch(r: dict) -> str:
+  """An epoch's line; the test accuracy where the epoch was evaluated."""
+  test = f"  test acc {r['test_accuracy']:.4f}" if "test_accuracy" in r else ""
   return (f"epoch {r['epoch']:3d}  train loss {r['train_loss']:.4f}  "
-          f"train acc {r['train_accuracy']:.4f}  test acc {r['test_accuracy']:.4f}")
+          f"train acc {r['train_accuracy']:.4f}{test}")
 
 
 def format_evaluation(summary: dict) -> str:

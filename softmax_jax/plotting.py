@@ -22,7 +22,9 @@ def plot_curves(history: list[dict], out: BinaryIO, title: str = "") -> None:
   ax.plot(epochs, [r["train_loss"] for r in history], "-", label="train loss")
   ax.plot(epochs, [r["train_accuracy"] for r in history], "m--",
           label="train acc")
-  ax.plot(epochs, [r["test_accuracy"] for r in history], "g-.", label="test acc")
+  tested = [r for r in history if "test_accuracy" in r]  # see --eval_every
+  ax.plot([r["epoch"] for r in tested], [r["test_accuracy"] for r in tested],
+          "g-.", label="test acc")
   ax.set_xlabel("epoch")
   ax.set_xlim(1, max(epochs[-1], 2))
   ax.grid(True, alpha=0.3)

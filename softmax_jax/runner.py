@@ -220,9 +220,9 @@ def _validated(configs) -> list[config_lib.Config]:
 def _load(configs) -> data.Dataset:
   """The data set, with the validation split a run or sweep uses."""
   if len({(c.dataset, c.data_dir, c.test_csv, c.pixels, c.val_fraction,
-            c.standardize) for c in configs}) > 1:
-    raise UserError("dataset, data_dir, test_csv, pixels, val_fraction and "
-                    "standardize cannot be swept")
+            c.standardize, c.eval_every) for c in configs}) > 1:
+    raise UserError("dataset, data_dir, test_csv, pixels, val_fraction, "
+                    "standardize and eval_every cannot be swept")
   c = configs[0]
   fraction = c.val_fraction
   if len(configs) > 1:

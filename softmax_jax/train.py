@@ -365,8 +365,12 @@ def _train_group(configs: list[Config], dataset: data_lib.Dataset, on_epoch,
                          replicate(batches_of(epoch)), values)
     m = jax.device_get(m)
     train_seconds += time.perf_counter() - start
+    # Evaluated every eval_every epochs, in the last, and where a loss turns
+    # non-finite (a diverged configuration's last record has its scores).
+    due = (epoch % c.eval_every == 0 or epoch == c.epochs
+           or not np.all(np.isfinite(m["train_loss"])))
     evaluated = {split: jax.device_get(fn(states["params"], *evals[split]))
-                 for split, fn in eval_fns.items()}
+                 for split, fn in eval_fns.items()} if due else {}
     for j, s in enumerate(place):  # config j sits at s in the stack
       if status[j] == DIVERGED:
         continue

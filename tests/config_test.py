@@ -40,7 +40,7 @@ def test_bad_override_text(overrides, message):
     ({"loss": "hinge"}, "unknown --loss='hinge'; choose one of: xent, l2, l1, huber"),
     ({"optimizer": "rmsprop"}, "choose one of: sgd, momentum, adam"),
     ({"dataset": "Fashion MNIST!"}, "unknown --dataset='Fashion MNIST!'; give a TFDS"),
-    ({"dataset": "npz:"}, "needs a file path"),
+    ({"dataset": "npz:"}, "needs a path"),
     ({"hidden": "256,x"}, "--hidden='256,x': give layer sizes"),
     ({"hidden": "0"}, "--hidden='0'"),
     ({"phm_n": -1}, "--phm_n must be 0"),

@@ -112,3 +112,18 @@ def test_many_classes_end_to_end(tmp_path, capsys):
   np.save(npy, x_test[:3])
   predicted = runner.predict(workdir, [str(npy)], top=5)
   assert [len(top) for _, top in predicted] == [5, 5, 5]
+
+
+def test_eval_every_evaluates_every_nth_and_the_last_epoch():
+  from conftest import synthetic_dataset  # pylint: disable=g-import-not-at-top
+  from softmax_jax import data, train  # pylint: disable=g-import-not-at-top
+  from softmax_jax.config import Config  # pylint: disable=g-import-not-at-top
+  ds = data.hold_out_validation(synthetic_dataset(), 0.25)
+  every = train.train_configs([Config(batch_size=32, epochs=7, lr=0.3,
+                                      eval_every=3)], ds).runs[0]
+  assert [r["epoch"] for r in every.history if "test_accuracy" in r] == [3, 6, 7]
+  assert all("val_accuracy" in r for r in every.history if r["epoch"] in (3, 6, 7))
+  assert all(len(r) == 3 for r in every.history if r["epoch"] not in (3, 6, 7))
+  each = train.train_configs([Config(batch_size=32, epochs=7, lr=0.3)], ds).runs[0]
+  assert each.history[-1] == every.history[-1]  # the same training
+  np.testing.assert_array_equal(each.params["w"], every.params["w"])

@@ -78,6 +78,7 @@ BAD_INPUTS = {
     "text lr": (["--lr=fast"], "--lr='fast' is not a number"),
     "zero batch": (["--batch_size=0"], "--batch_size must be at least 1"),
     "zero epochs": (["--epochs=0"], "--epochs must be at least 1"),
+    "zero eval interval": (["--eval_every=0"], "--eval_every must be at least 1"),
     "refit without a sweep": (["--refit"], "--refit retrains a sweep's best"),
     "negative checkpoint interval": (["--checkpoint_every=-1"],
                                      "--checkpoint_every=-1.0 must be a number of seconds"),
