@@ -29,6 +29,8 @@ _HELP = {
                 "0) or warmup_cosine (5% linear warm-up, then cosine).",
     "weight_decay": "L2 penalty on the weights W (not the bias).",
     "batch_size": "Minibatch size.",
+    "compute_dtype": "The training matmuls' input dtype: float32, or bfloat16 "
+                     "(float32 accumulation, params and evaluation).",
     "epochs": "Number of passes over the training data.",
     "eval_every": "Evaluate on the validation and test splits every N epochs "
                   "(the last always).",

@@ -25,6 +25,9 @@ class Config:
   optimizer: str = "sgd"  # a name in optimizers.OPTIMIZERS
   lr: float = 0.1  # learning rate
   schedule: str = "constant"  # the lr over the run: a name in optimizers.SCHEDULES
+  # The training matmuls' input dtype, a name in model.COMPUTE_DTYPES; float32
+  # sums and params either way; evaluation always in float32.
+  compute_dtype: str = "float32"
   weight_decay: float = 0.0  # L2 penalty coefficient on W (not on b)
   batch_size: int = 256  # examples per minibatch; the last partial one is dropped
   epochs: int = 10  # passes over the training data, reshuffled each time
@@ -44,11 +47,12 @@ class Config:
 
   def validate(self) -> Config:
     """Returns self, or raises UserError naming the flag and the fix."""
-    from softmax_jax import data, losses, optimizers  # pylint: disable=g-import-not-at-top
+    from softmax_jax import data, losses, model, optimizers  # pylint: disable=g-import-not-at-top
     _check_choice("loss", self.loss, losses.LOSSES)
     _check_choice("loss_input", self.loss_input, losses.LOSS_INPUTS)
     _check_choice("optimizer", self.optimizer, optimizers.OPTIMIZERS)
     _check_choice("schedule", self.schedule, optimizers.SCHEDULES)
+    _check_choice("compute_dtype", self.compute_dtype, model.COMPUTE_DTYPES)
     data.check_name(self.dataset)
     _check_choice("pixels", self.pixels, data.PIXELS)
     _check_positive("lr", self.lr)

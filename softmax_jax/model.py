@@ -56,12 +56,26 @@ def output_weight(params: Params) -> jax.Array:
   return phm_weight(params["a"], params["s"]) if "a" in params else params["w"]
 
 
-def logits(params: Params, x_BxD: jax.Array) -> jax.Array:
+# The dtypes a matmul's inputs may be cast to (--compute_dtype); products
+# accumulate, and params stay, in float32 either way.
+COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+
+
+def logits(params: Params, x_BxD: jax.Array,
+           compute_dtype: str = "float32") -> jax.Array:
   """o = h W + b, shape [B, K], h = x or the last hidden layer's output."""
+  dtype = COMPUTE_DTYPES[compute_dtype]
+
+  def matmul(a, b):
+    if dtype == jnp.float32:
+      return a @ b
+    return jnp.matmul(a.astype(dtype), b.astype(dtype),
+                      preferred_element_type=jnp.float32)
+
   h = x_BxD
   for layer in params.get("hidden", ()):
-    h = jax.nn.relu(h @ layer["w"] + layer["b"])
-  return h @ output_weight(params) + params["b"]
+    h = jax.nn.relu(matmul(h, layer["w"]) + layer["b"])
+  return matmul(h, output_weight(params)) + params["b"]
 
 
 def num_params(params: Params) -> int:

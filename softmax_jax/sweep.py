@@ -22,10 +22,10 @@ from softmax_jax.errors import UserError
 # program; the others (see STATIC_FIELDS) split a sweep into groups.
 SWEEPABLE = ("loss", "lr", "weight_decay", "seed", "huber_delta", "init_scale",
              "batch_size", "epochs", "optimizer", "schedule", "loss_input",
-             "hidden", "phm_n")
+             "hidden", "phm_n", "compute_dtype")
 # Fields that change shapes or the program: one compiled program per value.
 STATIC_FIELDS = ("batch_size", "epochs", "optimizer", "schedule", "loss_input",
-                 "hidden", "phm_n")
+                 "hidden", "phm_n", "compute_dtype")
 # Flags whose commas are part of one value (--hidden=256,128 is two layers);
 # sweep them in an experiments file.
 COMMA_VALUES = ("hidden",)

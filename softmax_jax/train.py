@@ -110,7 +110,7 @@ def stacked_losses(logits_MxBxK, y_B, huber_delta_M, *, blocks, loss_input):
 
 
 def train_step(state: State, x, y, values, *, optimizer, schedule, total_steps,
-               blocks, loss_input):
+               blocks, loss_input, compute_dtype="float32"):
   """One optimizer step for every configuration of the stack.
 
   x is a minibatch [B, D] shared by all configurations, or [M, B, D] (y: [B]
@@ -120,8 +120,9 @@ def train_step(state: State, x, y, values, *, optimizer, schedule, total_steps,
   shared = x.ndim == 2
 
   def total_loss(params_M):
-    logits_MxBxK = jax.vmap(model.logits, in_axes=(0, None if shared else 0))(
-        params_M, x)
+    logits_MxBxK = jax.vmap(
+        functools.partial(model.logits, compute_dtype=compute_dtype),
+        in_axes=(0, None if shared else 0))(params_M, x)
     loss_M = stacked_losses(logits_MxBxK, y, values["huber_delta"],
                             blocks=blocks, loss_input=loss_input)
     return jnp.sum(loss_M), (loss_M, logits_MxBxK)
@@ -346,7 +347,7 @@ def _train_group(configs: list[Config], dataset: data_lib.Dataset, on_epoch,
   epoch_fn = jax.jit(
       functools.partial(train_epoch, batch_sharding=layout.batch,
                         blocks=loss_blocks(stacked), loss_input=c.loss_input,
-                        **optimizer_kw),
+                        compute_dtype=c.compute_dtype, **optimizer_kw),
       out_shardings=(layout.configs, layout.replicated))
   epoch_fn = epoch_fn.lower(states, x_train, y_train,
                             replicate(batches_of(0)), values).compile()

@@ -74,3 +74,20 @@ def test_phm_sizes_that_do_not_fit_are_explained():
   message = model.check_phm(3, (), 784, 10)
   assert "--phm_n=3 must divide" in message and "possible: 1, 2" in message
   assert model.check_phm(5, (250,), 784, 10) is None
+
+
+def test_bfloat16_compute_rounds_the_inputs_and_sums_in_float32():
+  from softmax_jax import model as model_lib  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(0)
+  params = {"w": jnp.asarray(rng.normal(0, 1, (64, 5)), jnp.float32),
+            "b": jnp.asarray(rng.normal(0, 1, 5), jnp.float32)}
+  x = jnp.asarray(rng.normal(0, 1, (8, 64)), jnp.float32)
+  full = model_lib.logits(params, x)
+  half = model_lib.logits(params, x, "bfloat16")
+  assert half.dtype == jnp.float32
+  rounded = (np.asarray(x.astype(jnp.bfloat16), np.float64)
+             @ np.asarray(params["w"].astype(jnp.bfloat16), np.float64)
+             + np.asarray(params["b"], np.float64))
+  np.testing.assert_allclose(half, rounded, rtol=1e-5, atol=1e-5)
+  assert not np.allclose(half, full, rtol=1e-6, atol=1e-6)  # it did round
+  np.testing.assert_allclose(half, full, rtol=0.05, atol=0.1)

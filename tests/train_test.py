@@ -107,6 +107,17 @@ def test_divergence_stops_with_a_message():
   assert seen and not np.isfinite(seen[-1]["train_loss"])
 
 
+def test_bfloat16_compute_trains_like_float32():
+  ds = synthetic_dataset()
+  runs = [train.train_configs([dataclasses.replace(TINY, compute_dtype=d)],
+                              ds).runs[0] for d in ("float32", "bfloat16")]
+  assert runs[1].history[-1]["test_accuracy"] >= 0.95
+  assert runs[1].params["w"].dtype == np.float32  # params stay float32
+  assert not np.array_equal(runs[0].params["w"], runs[1].params["w"])
+  np.testing.assert_allclose(runs[1].params["w"], runs[0].params["w"],
+                             rtol=0.1, atol=0.02)
+
+
 def test_uniform_loss_is_ln_k_for_cross_entropy():
   assert train.uniform_loss(Config(), 10) == pytest.approx(np.log(10))
   # l2 on probabilities: ((1 - 1/K)^2 + (K - 1) / K^2) / 2 = (1 - 1/K) / 2
