@@ -55,7 +55,7 @@ def evaluate(params: model.Params, x_NxD, y_N, chunk: int = CHUNK
     logits_CxK = model.logits(params, data_lib.to_features(x))
     w = valid.astype(jnp.float32)
     out = {
-        "correct": jnp.sum(w * (jnp.argmax(logits_CxK, -1) == y)),
+        "correct": jnp.sum(w * metrics.argmax_is(logits_CxK, y)),
         "nll": jnp.sum(w * losses.cross_entropy(logits_CxK, y)),
         "calibration": metrics.calibration_sums(losses.softmax(logits_CxK), y,
                                                 valid),

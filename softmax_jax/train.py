@@ -34,6 +34,7 @@ from softmax_jax import data as data_lib
 from softmax_jax import distributed
 from softmax_jax import evaluation
 from softmax_jax import losses
+from softmax_jax import metrics
 from softmax_jax import model
 from softmax_jax import optimizers
 from softmax_jax import sweep
@@ -135,7 +136,8 @@ def train_step(state: State, x, y, values, *, optimizer, schedule, total_steps,
   updates, opt_state = jax.vmap(tx.update)(grads, state["opt_state"],
                                            state["params"])
   params = optax.apply_updates(state["params"], updates)
-  correct_M = jnp.sum(jnp.argmax(logits_MxBxK, axis=-1) == y, axis=-1)
+  correct_M = jnp.sum(jax.vmap(metrics.argmax_is, in_axes=(
+      0, None if y.ndim == 1 else 0))(logits_MxBxK, y), axis=-1)
   return {"params": params, "opt_state": opt_state}, {"loss": loss_M,
                                                        "correct": correct_M}
 

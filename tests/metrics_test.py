@@ -1,6 +1,7 @@
 """Calibration and confusion: hand-made cases with known answers."""
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -72,6 +73,14 @@ def test_a_class_without_examples_has_no_accuracy():
   accuracy = np.asarray(metrics.per_class_accuracy(c))
   np.testing.assert_allclose(accuracy[:2], [0.5, 1.0])
   assert np.isnan(accuracy[2])
+
+
+def test_argmax_is_argmax_with_its_ties():
+  rng = np.random.default_rng(0)
+  logits = jnp.asarray(rng.integers(0, 3, (2000, 7)).astype(np.float32))  # ties
+  labels = jnp.asarray(rng.integers(0, 7, 2000))
+  np.testing.assert_array_equal(metrics.argmax_is(logits, labels),
+                                jnp.argmax(logits, -1) == labels)
 
 
 def test_metrics_jit_and_vmap():
