@@ -50,8 +50,9 @@ def format_evaluation(summary: dict) -> str:
         *[f"  {w['class']}  {w['accuracy']:.4f} ({w['count']} examples)"
           for w in summary["weakest_classes"]],
         "the most confused pairs (true -> predicted: examples):",
-        *[f"  {m['true']} -> {m['predicted']}: {m['count']}"
-          for m in summary["most_confused"]],
+        *([f"  {m['true']} -> {m['predicted']}: {m['count']}"
+           for m in summary["most_confused"]] or ["  (none: no test example "
+                                                  "was misclassified)"]),
         "(every class in summary.json, the confusion matrix in confusion.npy)"])
   width = max(len(n) for n in per_class)
   lines = [f"test ECE {summary['ece']:.4f} (15 bins){top5}   accuracy per class:"]

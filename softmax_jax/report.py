@@ -193,8 +193,9 @@ def write_markdown(workdir: Path, title: str, summary: dict,
                 for w in summary["weakest_classes"]], "",
               "## The most confused pairs", "",
               "| true | predicted as | examples |", "|---|---|---|",
-              *[f"| {m['true']} | {m['predicted']} | {m['count']} |"
-                for m in summary["most_confused"]], "",
+              *([f"| {m['true']} | {m['predicted']} | {m['count']} |"
+                 for m in summary["most_confused"]]
+                or ["| (none: no test example was misclassified) | | |"]), "",
               f"Every class's accuracy is in summary.json; the full confusion "
               f"matrix in {CONFUSION_MATRIX}.", ""]
   lines += ["## Figures", ""]
