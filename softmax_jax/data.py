@@ -153,7 +153,7 @@ def _scan_values(x: np.ndarray) -> tuple[float, float, bool]:
     x = x.view(np.uint8)
   low, high, whole = np.inf, -np.inf, True
   for start in range(0, len(x), user_data.SCAN_ROWS):
-    chunk = _numeric(x[start:start + user_data.SCAN_ROWS])
+    chunk = user_data.numeric(x[start:start + user_data.SCAN_ROWS])
     if chunk.size == 0:
       continue
     low, high = min(low, float(chunk.min())), max(high, float(chunk.max()))
@@ -162,14 +162,9 @@ def _scan_values(x: np.ndarray) -> tuple[float, float, bool]:
   return low, high, whole
 
 
-def _numeric(chunk: np.ndarray) -> np.ndarray:
-  """A chunk NumPy can compute with (bfloat16 as float32)."""
-  return chunk.astype(np.float32) if chunk.dtype == ml_dtypes.bfloat16 else chunk
-
-
 def _first_non_pixel(x: np.ndarray) -> tuple[int, int, float]:
   for start in range(0, len(x), user_data.SCAN_ROWS):
-    chunk = _numeric(x[start:start + user_data.SCAN_ROWS])
+    chunk = user_data.numeric(x[start:start + user_data.SCAN_ROWS])
     bad = np.argwhere((chunk < 0) | (chunk > 255) | (chunk != np.round(chunk)))
     if len(bad):
       row, col = int(bad[0][0]), int(bad[0][1])

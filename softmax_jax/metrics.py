@@ -15,14 +15,22 @@ NUM_BINS = 15  # equal-width confidence bins for ECE and the reliability diagram
 def calibration_sums(probs_NxK, labels_N, valid_N=None,
                      num_bins: int = NUM_BINS):
   """Per bin of top-1 confidence: example count, sum of confidences and of
+  correct predictions (see binned_sums)."""
+  return binned_sums(jnp.max(probs_NxK, axis=-1),
+                     argmax_is(probs_NxK, labels_N), valid_N, num_bins)
+
+
+def binned_sums(confidence_N, correct_N, valid_N=None,
+                num_bins: int = NUM_BINS):
+  """Per bin of top-1 confidence: example count, sum of confidences and of
   correct predictions; rows where valid_N is False count nowhere. Sums add
   up over chunks of rows.
 
   Bin b holds confidences in (b/num_bins, (b+1)/num_bins]; the first bin also
   holds 0, and a confidence of exactly 1.0 falls in the last bin.
   """
-  confidence_N = jnp.max(probs_NxK, axis=-1)
-  correct_N = (jnp.argmax(probs_NxK, axis=-1) == labels_N).astype(jnp.float32)
+  confidence_N = jnp.asarray(confidence_N, jnp.float32)
+  correct_N = jnp.asarray(correct_N, jnp.float32)
   weight_N = (jnp.ones_like(confidence_N) if valid_N is None
               else valid_N.astype(jnp.float32))
   bin_N = jnp.clip(jnp.ceil(confidence_N * num_bins).astype(jnp.int32) - 1,
@@ -74,10 +82,12 @@ def top_k_correct(logits_NxK, labels_N, k: int):
 
 
 def confusion_matrix(predictions_N, labels_N, num_classes: int):
-  """C[i, j] = number of examples of true class i predicted as class j."""
-  return jax.ops.segment_sum(
-      jax.nn.one_hot(predictions_N, num_classes, dtype=jnp.int32), labels_N,
-      num_classes)
+  """C[i, j] = number of examples of true class i predicted as class j
+  (counted by cell: no [N, K] one-hot array)."""
+  cell_N = jnp.asarray(labels_N) * num_classes + jnp.asarray(predictions_N)
+  return jax.ops.segment_sum(jnp.ones_like(cell_N), cell_N,
+                             num_classes * num_classes).reshape(
+                                 num_classes, num_classes)
 
 
 def per_class_accuracy(confusion_KxK):

@@ -42,8 +42,8 @@ class Analysis:
     present = ~np.isnan(per_class)  # a class without test examples: undefined
     names = self.class_names
     weakest = sorted(np.flatnonzero(present), key=lambda k: (per_class[k], k))
-    off_diagonal = self.confusion_KxK * (1 - np.eye(len(names), dtype=np.int64))
-    pairs = np.argsort(-off_diagonal, axis=None, kind="stable")[:SHOWN]
+    rows, cols, counts = (a[:SHOWN] for a in
+                          _pairs_by_confusion(self.confusion_KxK))
     summary = {
         "test_accuracy": self.scores["accuracy"],
         "test_nll": self.scores["nll"],
@@ -60,10 +60,8 @@ class Analysis:
              "count": int(self.confusion_KxK[k].sum())}
             for k in weakest[:SHOWN]],
         "most_confused": [
-            {"true": names[i], "predicted": names[j],
-             "count": int(off_diagonal[i, j])}
-            for i, j in zip(*np.unravel_index(pairs, off_diagonal.shape))
-            if off_diagonal[i, j] > 0],
+            {"true": names[i], "predicted": names[j], "count": int(n)}
+            for i, j, n in zip(rows, cols, counts) if n > 0],
     }
     if len(names) <= FULL_TABLE_CLASSES:
       summary["confusion_matrix"] = self.confusion_KxK.tolist()
@@ -78,14 +76,12 @@ def analyze(params: model.Params, x_NxD, y_N, class_names) -> Analysis:
   predicted = evaluation.rows(chunks[0], valid).astype(np.int64)
   confidence = evaluation.rows(chunks[1], valid)
   y_N = np.asarray(y_N).astype(np.int64)
-  k = len(class_names)
-  confusion = np.bincount(y_N * k + predicted, minlength=k * k).reshape(k, k)
-  correct = (predicted == y_N).astype(np.float64)
   return Analysis(
       predicted_N=predicted, confidence_N=confidence, labels_N=y_N,
-      confusion_KxK=confusion,
+      confusion_KxK=np.asarray(metrics.confusion_matrix(
+          predicted, y_N, len(class_names))).astype(np.int64),
       bins=tuple(np.asarray(b) for b in metrics.bins_from_sums(
-          *_calibration_sums(confidence, correct))),
+          *metrics.binned_sums(confidence, predicted == y_N))),
       class_names=tuple(class_names),
       scores={name: float(v) for name, v in scores.items()})
 
@@ -96,12 +92,13 @@ def _analyze(params, x_NxD, y_N):
           evaluation.predict(params, x_NxD))
 
 
-def _calibration_sums(confidence_N, correct_N, num_bins=metrics.NUM_BINS):
-  """metrics.calibration_sums from top-1 probabilities and correctness."""
-  bin_N = np.clip(np.ceil(confidence_N * num_bins).astype(np.int64) - 1, 0,
-                  num_bins - 1)
-  sums = lambda w: np.bincount(bin_N, weights=w, minlength=num_bins)
-  return sums(np.ones_like(correct_N)), sums(confidence_N), sums(correct_N)
+def _pairs_by_confusion(confusion_KxK: np.ndarray):
+  """(true, predicted, count) of every cell, the most confused first (the
+  diagonal counting 0; ties in class order)."""
+  off_diagonal = confusion_KxK * (1 - np.eye(len(confusion_KxK), dtype=np.int64))
+  order = np.argsort(-off_diagonal, axis=None, kind="stable")
+  rows, cols = np.unravel_index(order, off_diagonal.shape)
+  return rows, cols, off_diagonal[rows, cols]
 
 
 def write_figures(workdir: Path, analysis: Analysis, params: model.Params,
@@ -136,13 +133,11 @@ def write_figures(workdir: Path, analysis: Analysis, params: model.Params,
 def _most_confused_classes(confusion_KxK: np.ndarray, most: int) -> list[int]:
   """All classes if there are at most `most`; else those of the most confused
   pairs, in class order, until there are `most`."""
-  k = len(confusion_KxK)
-  if k <= most:
-    return list(range(k))
-  off_diagonal = confusion_KxK * (1 - np.eye(k, dtype=np.int64))
+  if len(confusion_KxK) <= most:
+    return list(range(len(confusion_KxK)))
   chosen = []
-  for flat in np.argsort(-off_diagonal, axis=None, kind="stable"):
-    for c in np.unravel_index(flat, off_diagonal.shape):
+  for pair in zip(*_pairs_by_confusion(confusion_KxK)[:2]):
+    for c in pair:
       if int(c) not in chosen and len(chosen) < most:
         chosen.append(int(c))
     if len(chosen) >= most:

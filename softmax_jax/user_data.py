@@ -219,6 +219,11 @@ def is_float(dtype) -> bool:
   return np.issubdtype(dtype, np.floating) or dtype == ml_dtypes.bfloat16
 
 
+def numeric(chunk: np.ndarray) -> np.ndarray:
+  """A chunk NumPy can compute with (bfloat16 as float32)."""
+  return chunk.astype(np.float32) if chunk.dtype == ml_dtypes.bfloat16 else chunk
+
+
 def is_numeric(dtype) -> bool:
   return np.issubdtype(dtype, np.number) or dtype == ml_dtypes.bfloat16
 
@@ -229,9 +234,7 @@ def _refuse_non_finite(path, split, x) -> None:
   allocate a mask as large as x)."""
   largest = np.finfo(np.float32).max
   for start in range(0, len(x), SCAN_ROWS):
-    chunk = np.asarray(x[start:start + SCAN_ROWS])
-    if chunk.dtype == ml_dtypes.bfloat16:
-      chunk = chunk.astype(np.float32)
+    chunk = numeric(np.asarray(x[start:start + SCAN_ROWS]))
     ok = np.isfinite(chunk) & (np.abs(chunk) <= largest)
     if not ok.all():
       row, *col = np.argwhere(~ok)[0]
