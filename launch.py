@@ -32,6 +32,9 @@ _HELP = {
     "compute_dtype": "The training matmuls' input dtype: float32, or bfloat16 "
                      "(float32 accumulation, params and evaluation).",
     "epochs": "Number of passes over the training data.",
+    "device_memory_gb": "Accelerator memory the training set may use, in "
+                        "GiB (0: the device's own; on a CPU, none): a larger "
+                        "set streams from host memory, prefetched.",
     "eval_every": "Evaluate on the validation and test splits every N epochs "
                   "(the last always).",
     "seed": "Random seed for initialization and shuffling.",

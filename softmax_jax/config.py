@@ -31,6 +31,9 @@ class Config:
   weight_decay: float = 0.0  # L2 penalty coefficient on W (not on b)
   batch_size: int = 256  # examples per minibatch; the last partial one is dropped
   epochs: int = 10  # passes over the training data, reshuffled each time
+  # The accelerator memory the training set may use, in GiB (0: the device's
+  # own; on a CPU no limit): a larger set streams from host memory (see feed).
+  device_memory_gb: float = 0.0
   eval_every: int = 1  # evaluate on val/test every this many epochs (and the last)
   seed: int = 0  # seeds initialization and the shuffling
   init_scale: float = 0.01  # standard deviation of the initial W
@@ -59,6 +62,7 @@ class Config:
     _check_positive("huber_delta", self.huber_delta)
     _check_positive("init_scale", self.init_scale, allow_zero=True)
     _check_positive("weight_decay", self.weight_decay, allow_zero=True)
+    _check_positive("device_memory_gb", self.device_memory_gb, allow_zero=True)
     if self.batch_size < 1:
       raise UserError(f"--batch_size must be at least 1, got {self.batch_size}")
     if self.epochs < 1:

@@ -27,6 +27,7 @@ from softmax_jax import config as config_lib
 from softmax_jax import console
 from softmax_jax import data
 from softmax_jax import distributed
+from softmax_jax import feed as feed_lib
 from softmax_jax import images as images_lib
 from softmax_jax import losses
 from softmax_jax import model
@@ -220,9 +221,11 @@ def _validated(configs) -> list[config_lib.Config]:
 def _load(configs) -> data.Dataset:
   """The data set, with the validation split a run or sweep uses."""
   if len({(c.dataset, c.data_dir, c.test_csv, c.pixels, c.val_fraction,
-            c.standardize, c.eval_every) for c in configs}) > 1:
+            c.standardize, c.eval_every, c.device_memory_gb)
+           for c in configs}) > 1:
     raise UserError("dataset, data_dir, test_csv, pixels, val_fraction, "
-                    "standardize and eval_every cannot be swept")
+                    "standardize, eval_every and device_memory_gb cannot be "
+                    "swept")
   c = configs[0]
   fraction = c.val_fraction
   if len(configs) > 1:
@@ -287,6 +290,8 @@ def _write_outputs(configs, dataset, result, workdir, verbose, final,
       "num_test": int(len(dataset.x_test)),
       "dataset": configs[0].dataset,
       "inputs": _inputs(dataset),
+      "streamed": feed_lib.streams(
+          dataset.x_train, feed_lib.budget_bytes(configs[0].device_memory_gb)),
       "class_names": list(dataset.class_names),
       **_provenance(),
   }
@@ -423,6 +428,11 @@ def _print_header(configs, dataset, resume) -> None:
         f"features ({_inputs(dataset)}), {dataset.num_classes} classes; "
         f"{distributed.describe()}",
         flush=True)
+  budget = feed_lib.budget_bytes(c.device_memory_gb)
+  if feed_lib.streams(dataset.x_train, budget):
+    print(f"the training features ({dataset.x_train.nbytes / 2**30:.2f} GiB) "
+          f"exceed half the device memory budget ({budget / 2**30:.2f} GiB): "
+          "minibatches stream from host memory", flush=True)
   if len(configs) > 1:
     swept = sweep.swept_fields(configs)
     groups = len(sweep.groups(configs))

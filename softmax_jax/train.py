@@ -5,8 +5,10 @@ decay, seed, Huber delta, init scale, the loss): their parameters and
 optimizer states are stacked along a leading axis, their hyperparameters are
 traced values, and one program trains them all. `train_epoch` runs
 `train_step` over an epoch's minibatches with `lax.scan`; the minibatches are
-index arrays drawn on the host from (seed, epoch) by `epoch_order`, and the
-data stay on the device as uint8, gathered and scaled inside the step. The configurations are
+index arrays drawn on the host from (seed, epoch) by `epoch_order`; the
+data stay on the device as stored (e.g. uint8), gathered and scaled inside
+the step, or, when larger than the device's memory, stream from the host a
+chunk of minibatches at a time (see feed.py). The configurations are
 ordered by loss, so each loss is computed only on its own block of the stack
 (static slices) rather than every loss on every configuration. With one seed
 in the group, all configurations see the same minibatches, gathered once and
@@ -33,6 +35,7 @@ from softmax_jax import checkpoint as checkpoint_lib
 from softmax_jax import data as data_lib
 from softmax_jax import distributed
 from softmax_jax import evaluation
+from softmax_jax import feed as feed_lib
 from softmax_jax import losses
 from softmax_jax import metrics
 from softmax_jax import model
@@ -342,7 +345,10 @@ def _train_group(configs: list[Config], dataset: data_lib.Dataset, on_epoch,
   if checkpointer:
     checkpointer.set_aside_unreadable()
 
-  x_train, y_train = replicate(dataset.x_train), replicate(dataset.y_train)
+  examples_per_step = c.batch_size * (1 if np.ndim(seeds) == 0 else len(stacked))
+  feed = feed_lib.Feed(dataset.x_train, dataset.y_train, replicate,
+                       budget=feed_lib.budget_bytes(c.device_memory_gb),
+                       examples_per_step=examples_per_step)
   evals = {"test": (replicate(dataset.x_test), replicate(dataset.y_test))}
   if dataset.x_val is not None:
     evals["val"] = (replicate(dataset.x_val), replicate(dataset.y_val))
@@ -351,8 +357,11 @@ def _train_group(configs: list[Config], dataset: data_lib.Dataset, on_epoch,
                         blocks=loss_blocks(stacked), loss_input=c.loss_input,
                         compute_dtype=c.compute_dtype, **optimizer_kw),
       out_shardings=(layout.configs, layout.replicated))
-  epoch_fn = epoch_fn.lower(states, x_train, y_train,
-                            replicate(batches_of(0)), values).compile()
+  batches_shape = batches_of(0).shape
+  epoch_fns = {  # one per length of the feed's calls (in steps)
+      steps: epoch_fn.lower(states, *feed.shapes((steps, *batches_shape[1:])),
+                            values).compile()
+      for steps in feed.chunk_lengths(batches_shape[0])}
   chunk = evaluation.chunk_for(len(stacked), dataset.num_classes)
   eval_fns = {
       split: jax.jit(jax.vmap(functools.partial(evaluation.evaluate, chunk=chunk),
@@ -364,9 +373,11 @@ def _train_group(configs: list[Config], dataset: data_lib.Dataset, on_epoch,
 
   for epoch in range(first_epoch, c.epochs + 1):
     start = time.perf_counter()
-    states, m = epoch_fn(states, x_train, y_train,
-                         replicate(batches_of(epoch)), values)
-    m = jax.device_get(m)
+    parts = []  # (steps, means over them) of each call
+    for x, y, idx in feed.chunks(batches_of(epoch)):
+      states, part = epoch_fns[idx.shape[0]](states, x, y, idx, values)
+      parts.append((idx.shape[0], part))
+    m = _mean_over_steps(jax.device_get(parts))
     train_seconds += time.perf_counter() - start
     # Evaluated every eval_every epochs, in the last, and where a loss turns
     # non-finite (a diverged configuration's last record has its scores).
@@ -411,6 +422,15 @@ def _train_group(configs: list[Config], dataset: data_lib.Dataset, on_epoch,
 
   return (_results(configs, states, history, status, place, layout),
           train_seconds, compile_seconds)
+
+
+def _mean_over_steps(parts) -> dict[str, np.ndarray]:
+  """An epoch's means from those of its calls, weighted by their steps."""
+  if len(parts) == 1:
+    return parts[0][1]
+  total = sum(steps for steps, _ in parts)
+  return {k: sum(steps * part[k] for steps, part in parts) / total
+          for k in parts[0][1]}
 
 
 def _results(configs, states, history, status, place, layout) -> list[RunResult]:
