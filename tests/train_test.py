@@ -259,3 +259,23 @@ def test_a_scheduled_run_equals_a_plain_optax_loop(schedule):
                            ds.y_train[idx])
   for name in ("w", "b"):
     np.testing.assert_allclose(ours[name], params[name], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_a_wide_run_alone_trains_as_in_a_stack(optimizer):
+  """With K >= SQUEEZE_MIN_CLASSES a run alone is trained squeezed, not
+  vmapped; it must end where the same configuration does in a stack of
+  two (vmapped)."""
+  k = train.SQUEEZE_MIN_CLASSES
+  ds = synthetic_dataset(n_train=2 * k, n_test=k, num_features=16,
+                         num_classes=k)
+  c = Config(batch_size=64, epochs=2, lr=0.05, optimizer=optimizer,
+             weight_decay=1e-3)
+  alone = train.train_configs([c], ds).runs[0]
+  stacked = train.train_configs(
+      [c, dataclasses.replace(c, lr=0.01)], ds).runs[0]
+  for p, q in zip(jax.tree.leaves(alone.params), jax.tree.leaves(stacked.params)):
+    np.testing.assert_allclose(p, q, rtol=1e-5, atol=1e-7)
+  for key in ("train_loss", "train_accuracy", "test_accuracy", "test_nll"):
+    assert alone.history[-1][key] == pytest.approx(
+        stacked.history[-1][key], rel=1e-5), key
