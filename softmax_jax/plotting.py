@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from typing import BinaryIO
 
 import numpy as np
@@ -12,6 +13,13 @@ def _pyplot():
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
   return plt
+
+
+def import_in_background() -> None:
+  """Imports matplotlib (~1 s) in a thread while training runs, so that the
+  figures after it do not wait for it; the first figure waits for the
+  import if it is not done."""
+  threading.Thread(target=_pyplot, name="import matplotlib", daemon=True).start()
 
 
 def plot_curves(history: list[dict], out: BinaryIO, title: str = "") -> None:
@@ -101,11 +109,12 @@ def plot_confusion(confusion_KxK, class_names, out: BinaryIO,
   fig, ax = plt.subplots(figsize=(1.5 + 0.6 * k, 1.2 + 0.55 * k), dpi=120)
   ax.imshow(confusion_KxK, cmap="Blues")
   threshold = max(max(row) for row in confusion_KxK) / 2
-  for i in range(k):
+  for i in range(k):  # empty cells stay blank: legible, and drawn faster
     for j in range(k):
       value = confusion_KxK[i][j]
-      ax.text(j, i, str(value), ha="center", va="center", fontsize=7,
-              color="white" if value > threshold else "black")
+      if value:
+        ax.text(j, i, str(value), ha="center", va="center", fontsize=7,
+                color="white" if value > threshold else "black")
   ax.set_xticks(range(k), class_names, rotation=45, ha="right", fontsize=8)
   ax.set_yticks(range(k), class_names, fontsize=8)
   ax.set_xlabel("predicted")

@@ -61,17 +61,22 @@ class Analysis:
             for k in weakest[:SHOWN]],
         "most_confused": [
             {"true": names[i], "predicted": names[j], "count": int(n)}
-            for i, j, n in zip(rows, cols, counts) if n > 0],
+            for i, j, n in zip(rows, cols, counts)],
     }
     if len(names) <= FULL_TABLE_CLASSES:
       summary["confusion_matrix"] = self.confusion_KxK.tolist()
     return summary
 
 
-def analyze(params: model.Params, x_NxD, y_N, class_names) -> Analysis:
-  """Evaluates params on (x, y) in chunks: scores, each example's top-1
-  class, the confusion matrix and calibration bins."""
-  scores, chunks = jax.device_get(_analyze(params, x_NxD, y_N))
+def analyze(params: model.Params, x_NxD, y_N, class_names,
+            scores: dict[str, float] | None = None) -> Analysis:
+  """Evaluates params on (x, y) in chunks: each example's top-1 class, the
+  confusion matrix, calibration bins and, unless given (as training's last
+  evaluation measured them), the scores of evaluation.evaluate."""
+  if scores is None:
+    scores, chunks = jax.device_get(_evaluate_and_predict(params, x_NxD, y_N))
+  else:
+    chunks = jax.device_get(_predict(params, x_NxD))
   valid = chunks[2]
   predicted = evaluation.rows(chunks[0], valid).astype(np.int64)
   confidence = evaluation.rows(chunks[1], valid)
@@ -86,19 +91,27 @@ def analyze(params: model.Params, x_NxD, y_N, class_names) -> Analysis:
       scores={name: float(v) for name, v in scores.items()})
 
 
+_predict = jax.jit(evaluation.predict)
+
+
 @jax.jit
-def _analyze(params, x_NxD, y_N):
+def _evaluate_and_predict(params, x_NxD, y_N):
   return (evaluation.evaluate(params, x_NxD, y_N),
           evaluation.predict(params, x_NxD))
 
 
 def _pairs_by_confusion(confusion_KxK: np.ndarray):
-  """(true, predicted, count) of every cell, the most confused first (the
-  diagonal counting 0; ties in class order)."""
-  off_diagonal = confusion_KxK * (1 - np.eye(len(confusion_KxK), dtype=np.int64))
-  order = np.argsort(-off_diagonal, axis=None, kind="stable")
-  rows, cols = np.unravel_index(order, off_diagonal.shape)
-  return rows, cols, off_diagonal[rows, cols]
+  """(true, predicted, count) of every confused pair of classes (off the
+  diagonal, count > 0), the most confused first, ties in class order. Only
+  the nonzero cells are sorted: at most one per test example, where K x K
+  cells are a million at K = 1,000."""
+  off_diagonal = confusion_KxK.copy()
+  np.fill_diagonal(off_diagonal, 0)
+  cells = np.flatnonzero(off_diagonal)  # row-major: class order
+  counts = off_diagonal.ravel()[cells]
+  order = np.argsort(-counts, kind="stable")
+  rows, cols = np.unravel_index(cells[order], off_diagonal.shape)
+  return rows, cols, counts[order]
 
 
 def write_figures(workdir: Path, analysis: Analysis, params: model.Params,
@@ -136,10 +149,11 @@ def _most_confused_classes(confusion_KxK: np.ndarray, most: int) -> list[int]:
   if len(confusion_KxK) <= most:
     return list(range(len(confusion_KxK)))
   chosen = []
-  for pair in zip(*_pairs_by_confusion(confusion_KxK)[:2]):
-    for c in pair:
-      if int(c) not in chosen and len(chosen) < most:
-        chosen.append(int(c))
+  rows, cols, _ = _pairs_by_confusion(confusion_KxK)
+  # The classes of the confused pairs, then (too few confusions) the others.
+  for c in [*np.stack([rows, cols], 1).ravel(), *range(len(confusion_KxK))]:
+    if int(c) not in chosen:
+      chosen.append(int(c))
     if len(chosen) >= most:
       break
   return sorted(chosen)

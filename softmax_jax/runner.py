@@ -17,6 +17,7 @@ import datetime
 import math
 import platform
 import signal
+import time
 from pathlib import Path
 
 import jax
@@ -31,6 +32,7 @@ from softmax_jax import feed as feed_lib
 from softmax_jax import images as images_lib
 from softmax_jax import losses
 from softmax_jax import model
+from softmax_jax import plotting
 from softmax_jax import report
 from softmax_jax import sweep
 from softmax_jax import tensorboard
@@ -76,6 +78,8 @@ def _train(configs, workdir, overwrite, checkpoint_every, stop_requested,
            verbose, held: contextlib.ExitStack):
   """run() without the refit: (summary, workdir); the workdir's lock goes
   into `held`."""
+  if distributed.is_main_process():  # for the figures, while data load
+    plotting.import_in_background()
   dataset = _load(configs)
   train.check(configs, dataset)
   single = len(configs) == 1
@@ -272,12 +276,16 @@ def _write_outputs(configs, dataset, result, workdir, verbose, final,
   `trained`, the training run's summary, gives the facts that an evaluation
   does not recompute (training and compile times, date, devices).
   """
+  started = time.perf_counter()
   single = len(configs) == 1
   best_index = _best_index(result)
   best = result.runs[best_index]
-  analysis = report.analyze(best.params, dataset.x_test, dataset.y_test,
-                            dataset.class_names)
   last = best.history[-1]
+  # Training evaluated its last epoch; --mode=eval (not final) recomputes.
+  scores = {k[len("test_"):]: v for k, v in last.items()
+            if k.startswith("test_")} if final else None
+  analysis = report.analyze(best.params, dataset.x_test, dataset.y_test,
+                            dataset.class_names, scores)
   summary = {
       **analysis.summary(),
       "train_loss": last["train_loss"],
@@ -339,6 +347,8 @@ def _write_outputs(configs, dataset, result, workdir, verbose, final,
            f"Sweep of {len(configs)} configurations; the best: {_title(best.config)}")
   report.write_markdown(workdir, title, summary, figures, ranking=ranking)
   if final:
+    # Evaluation of the final model, figures and report (not in report.md).
+    summary["report_seconds"] = time.perf_counter() - started
     workdir_lib.save_params(workdir, best.params)
     workdir_lib.write_summary(workdir, summary)
   if verbose:

@@ -1,0 +1,268 @@
+"""Epoch time and peak memory at scale, softmax_jax beside PyTorch, in one run.
+
+  .venv/bin/pip install -r requirements-bench.txt
+  .venv/bin/python benchmarks/scale.py            # ~15 minutes on 2 cores
+  .venv/bin/python benchmarks/scale.py --quick    # the smaller points only
+
+Each point is a generated linear-probe set (Gaussian clusters, one per
+class: benchmarks/make_probe_data.py) written as an npy: folder under --tmp
+and deleted after it is measured. Starting from N = 200,000 examples, D =
+512 features, K = 1,000 classes and one configuration (M = 1), one axis at a
+time is varied: N from 10^4 to 2 x 10^6, D from 64 to 4,096, K from 10 to
+1,000, and the number of swept configurations M from 1 to 256 (at K = 10,
+where a 256-model sweep takes seconds an epoch). Every run is a separate
+process, its peak resident memory read from the OS (wait4's ru_maxrss):
+`launch.py --dataset=npy:DIR --batch_size=1024 --lr=0.1` (plain SGD, the
+whole run with evaluation, report and figures), and a plain PyTorch
+in-memory loop (the same memory-mapped arrays, randperm minibatches,
+cross-entropy, SGD) on every point with M = 1. Epoch time is the mean
+training time per epoch (softmax_jax: summary.json's train_seconds, compiled
+ahead, so compilation excluded). The work of an epoch is its matmuls, 4 N D
+K M flops (logits and the weight gradient); the table gives each run's
+GFLOP/s as a share of this machine's float32 matmul peak, measured first.
+Writes a markdown table to --out and the figure beside it (.png).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import make_probe_data  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+BASE = {"n": 200_000, "d": 512, "k": 1000, "m": 1}
+AXES = {
+    "n": [10_000, 100_000, 200_000, 1_000_000, 2_000_000],
+    "d": [64, 512, 4096],
+    "k": [10, 100, 1000],
+    "m": [1, 16, 256],
+}
+QUICK_AXES = {"n": [10_000, 100_000], "d": [64, 512], "k": [10, 100],
+              "m": [1, 16]}
+M_AXIS_K = 10  # classes on the M axis
+BATCH = 1024
+EPOCHS = 2
+N_TEST = 10_000
+N_VAL = 10_000  # sweeps choose on the set's own validation split
+
+
+def points(axes) -> list[dict]:
+  """Every distinct point of the axes, each with the axes it lies on."""
+  out: dict[tuple, dict] = {}
+  for axis, values in axes.items():
+    for v in values:
+      p = {**BASE, axis: v}
+      if axis == "m" or p["m"] > 1:
+        p["k"] = M_AXIS_K
+      key = tuple(sorted(p.items()))
+      out.setdefault(key, {**p, "axes": []})["axes"].append(axis)
+  return list(out.values())
+
+
+def run_child(argv: list[str]) -> tuple[int, float, str]:
+  """(exit status, peak resident GB, stdout) of a process."""
+  proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True)
+  out = proc.stdout.read()
+  _, status, usage = os.wait4(proc.pid, 0)
+  proc.returncode = os.waitstatus_to_exitcode(status)
+  return proc.returncode, usage.ru_maxrss * 1024 / 1e9, out
+
+
+def ours(folder: Path, p: dict, workdir: Path) -> dict:
+  lrs = np.geomspace(0.01, 1.0, p["m"]) if p["m"] > 1 else [0.1]
+  code, peak, out = run_child([
+      sys.executable, "launch.py", f"--dataset=npy:{folder}",
+      f"--batch_size={BATCH}", f"--epochs={EPOCHS}",
+      "--lr=" + ",".join(f"{lr:.6g}" for lr in lrs),
+      f"--workdir={workdir}", "--overwrite"])
+  if code:
+    return {"error": out.strip().splitlines()[-1]}
+  s = json.loads((workdir / "summary.json").read_text())
+  return {"epoch_s": s["train_seconds"] / s["epochs_run"], "peak_gb": peak,
+          "report_s": s.get("report_seconds"), "accuracy": s["test_accuracy"]}
+
+
+def torch_loop(folder: Path, p: dict) -> dict:
+  code, peak, out = run_child([sys.executable, __file__, "--torch_child",
+                               str(folder)])
+  if code:
+    return {"error": out.strip().splitlines()[-1]}
+  return {**json.loads(out.strip().splitlines()[-1]), "peak_gb": peak}
+
+
+def torch_child(folder: str) -> None:
+  """A plain PyTorch in-memory loop on the npy folder; prints JSON."""
+  import torch  # pylint: disable=g-import-not-at-top
+  torch.set_num_threads(os.cpu_count())
+  torch.manual_seed(0)
+  x = torch.from_numpy(np.load(f"{folder}/x_train.npy", mmap_mode="r+"))
+  y = torch.from_numpy(np.load(f"{folder}/y_train.npy").astype(np.int64))
+  n, d = x.shape
+  k = int(y.max()) + 1
+  w = (torch.randn(d, k) * 0.01).requires_grad_()
+  b = torch.zeros(k, requires_grad=True)
+  opt = torch.optim.SGD([w, b], lr=0.1)
+  seconds = []
+  for _ in range(EPOCHS):
+    start = time.perf_counter()
+    perm = torch.randperm(n)
+    for i in range(n // BATCH):
+      idx = perm[i * BATCH:(i + 1) * BATCH]
+      loss = torch.nn.functional.cross_entropy(x[idx] @ w + b, y[idx])
+      opt.zero_grad()
+      loss.backward()
+      opt.step()
+    seconds.append(time.perf_counter() - start)
+  x_test = torch.from_numpy(np.load(f"{folder}/x_test.npy"))
+  y_test = torch.from_numpy(np.load(f"{folder}/y_test.npy").astype(np.int64))
+  with torch.no_grad():
+    accuracy = float(((x_test @ w + b).argmax(1) == y_test).float().mean())
+  print(json.dumps({"epoch_s": float(np.mean(seconds)), "accuracy": accuracy}))
+
+
+def matmul_peak() -> float:
+  """This machine's float32 matmul GFLOP/s through XLA (2048^3, best of 10)."""
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  a = jnp.asarray(np.random.default_rng(0).random((2048, 2048), np.float32))
+  f = jax.jit(lambda a: a @ a)
+  f(a).block_until_ready()
+  best = float("inf")
+  for _ in range(10):
+    start = time.perf_counter()
+    f(a).block_until_ready()
+    best = min(best, time.perf_counter() - start)
+  return 2 * 2048**3 / best / 1e9
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--quick", action="store_true")
+  parser.add_argument("--no_torch", action="store_true")
+  parser.add_argument("--tmp", default=tempfile.gettempdir())
+  parser.add_argument("--out", default=str(ROOT / "benchmarks" / "scale.md"))
+  parser.add_argument("--torch_child", help=argparse.SUPPRESS)
+  args = parser.parse_args()
+  if args.torch_child:
+    return torch_child(args.torch_child)
+  peak = matmul_peak()
+  print(f"float32 matmul peak (XLA, 2048^3): {peak:.0f} GFLOP/s", flush=True)
+  rows = []
+  for p in points(QUICK_AXES if args.quick else AXES):
+    scratch = Path(tempfile.mkdtemp(dir=args.tmp, prefix="scale_"))
+    try:
+      make_probe_data.write(scratch / "data", p["n"], N_TEST, p["d"], p["k"],
+                            np.float32, 4.0, n_val=N_VAL if p["m"] > 1 else 0)
+      row = {**p, "ours": ours(scratch / "data", p, scratch / "run")}
+      if p["m"] == 1 and not args.no_torch:
+        row["torch"] = torch_loop(scratch / "data", p)
+    finally:
+      shutil.rmtree(scratch, ignore_errors=True)
+    rows.append(row)
+    print(_line(row, peak), flush=True)
+  report = _markdown(rows, peak)
+  Path(args.out).write_text(report)
+  _plot(rows, Path(args.out).with_suffix(".png"))
+  print(report)
+
+
+def _flops(p: dict) -> float:
+  return 4.0 * (p["n"] // BATCH * BATCH) * p["d"] * p["k"] * p["m"]
+
+
+def _line(row: dict, peak: float) -> str:
+  """A point's progress line: seconds per epoch, share of peak, peak GB."""
+  text = f"N={row['n']:,} D={row['d']} K={row['k']} M={row['m']}:"
+  for who in ("ours", "torch"):
+    if who in row:
+      text += f" {who} " + " / ".join(_cells(row, row[who], peak))
+  return text
+
+
+def _markdown(rows: list[dict], peak: float) -> str:
+  import jax  # pylint: disable=g-import-not-at-top
+  try:
+    import torch  # pylint: disable=g-import-not-at-top
+    torch_version = torch.__version__
+  except ImportError:
+    torch_version = "not installed"
+  head = (f"Measured {datetime.date.today()} with `.venv/bin/python "
+          f"benchmarks/scale.py` on {os.cpu_count()} cores ({platform.machine()}, "
+          f"{platform.platform()}, Python {platform.python_version()}, JAX "
+          f"{jax.__version__}, torch {torch_version}); float32 matmul peak "
+          f"(XLA, 2048^3): {peak:.0f} GFLOP/s. Batch {BATCH}, SGD lr 0.1, "
+          f"{EPOCHS} epochs, float32 features (N x D x 4 bytes); the M axis "
+          f"at K = {M_AXIS_K} with a validation split of {N_VAL:,}.\n\n")
+  table = ["| N | D | K | M | features GB | softmax_jax s/epoch | % of peak "
+           "| peak GB | report s | PyTorch s/epoch | % of peak | peak GB "
+           "| softmax_jax faster by |",
+           "|" + "---|" * 13]
+  for r in rows:
+    o, t = r["ours"], r.get("torch", {})
+    cells = [f"{r['n']:,}", r["d"], r["k"], r["m"],
+             f"{r['n'] * r['d'] * 4 / 1e9:.2f}"]
+    cells += _cells(r, o, peak) + [
+        "-" if o.get("report_s") is None else f"{o['report_s']:.2f}"]
+    cells += _cells(r, t, peak) + [
+        f"{t['epoch_s'] / o['epoch_s']:.2f}x" if "epoch_s" in t and
+        "epoch_s" in o else "-"]
+    table.append("| " + " | ".join(str(c) for c in cells) + " |")
+  return head + "\n".join(table) + "\n"
+
+
+def _cells(row: dict, r: dict, peak: float) -> list[str]:
+  """Seconds per epoch, share of the matmul peak, peak GB (or the error)."""
+  if "epoch_s" not in r:
+    return [r.get("error", "-"), "-", "-"]
+  return [f"{r['epoch_s']:.3f}",
+          f"{_flops(row) / r['epoch_s'] / 1e9 / peak:.0%}",
+          f"{r['peak_gb']:.2f}"]
+
+
+def _plot(rows: list[dict], path: Path) -> None:
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  axes_names = {"n": "N (examples)", "d": "D (features)", "k": "K (classes)",
+                "m": f"M (configurations, K = {M_AXIS_K})"}
+  fig, grid = plt.subplots(2, 4, figsize=(16, 7), dpi=100)
+  for col, (axis, label) in enumerate(axes_names.items()):
+    on = sorted((r for r in rows if axis in r["axes"]), key=lambda r: r[axis])
+    for who, style in (("ours", "o-"), ("torch", "s--")):
+      pts = [(r[axis], r[who]) for r in on if "epoch_s" in r.get(who, {})]
+      if not pts:
+        continue
+      xs = [x for x, _ in pts]
+      name = "softmax_jax" if who == "ours" else "PyTorch"
+      grid[0, col].plot(xs, [v["epoch_s"] for _, v in pts], style, label=name)
+      grid[1, col].plot(xs, [v["peak_gb"] for _, v in pts], style, label=name)
+    for row, ylabel in ((0, "seconds per epoch"), (1, "peak resident GB")):
+      grid[row, col].set_xscale("log")
+      grid[row, col].set_yscale("log")
+      grid[row, col].set_xlabel(label)
+      grid[row, col].set_ylabel(ylabel)
+      grid[row, col].grid(True, which="both", alpha=0.3)
+    grid[0, col].legend(fontsize=8)
+  fig.suptitle(f"Epoch time and peak memory, batch {BATCH} (base: N = "
+               f"{BASE['n']:,}, D = {BASE['d']}, K = {BASE['k']}, M = 1)")
+  fig.tight_layout()
+  fig.savefig(path)
+
+
+if __name__ == "__main__":
+  main()
