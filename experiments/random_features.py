@@ -11,8 +11,9 @@ N(0, 1/784) [784 x F] and c ~ U(-1, 1) [F] (random features, Rahimi & Recht
 = 0.98 GB), with the class names. The second trains softmax regression on
 them, standardized, with Adam and a cosine schedule: the features play the
 role of a pretrained model's embeddings, and a linear classifier on them
-clearly beats the 0.84-0.85 it reaches on the pixels themselves.
-Expected: test accuracy ~0.89 (see the README's scale section).
+clearly beats the 0.83-0.85 it reaches on the pixels themselves.
+Expected: test accuracy 0.871 (20 epochs, ~5 s of training on 2 CPU cores; a
+sweep over lr and weight decay chose wd 0.01 at 0.869 test, no better).
 """
 
 import argparse

@@ -152,8 +152,8 @@ def _scan_values(x: np.ndarray) -> tuple[float, float, bool]:
   if x.dtype == bool:
     x = x.view(np.uint8)
   low, high, whole = np.inf, -np.inf, True
-  for start in range(0, len(x), user_data.SCAN_ROWS):
-    chunk = user_data.numeric(x[start:start + user_data.SCAN_ROWS])
+  for rows in user_data.row_chunks(x):
+    chunk = user_data.numeric(x[rows])
     if chunk.size == 0:
       continue
     low, high = min(low, float(chunk.min())), max(high, float(chunk.max()))
@@ -163,8 +163,9 @@ def _scan_values(x: np.ndarray) -> tuple[float, float, bool]:
 
 
 def _first_non_pixel(x: np.ndarray) -> tuple[int, int, float]:
-  for start in range(0, len(x), user_data.SCAN_ROWS):
-    chunk = user_data.numeric(x[start:start + user_data.SCAN_ROWS])
+  for rows in user_data.row_chunks(x):
+    start = rows.start
+    chunk = user_data.numeric(x[rows])
     bad = np.argwhere((chunk < 0) | (chunk > 255) | (chunk != np.round(chunk)))
     if len(bad):
       row, col = int(bad[0][0]), int(bad[0][1])
@@ -238,16 +239,33 @@ def standardize(dataset: Dataset) -> Dataset:
   """Per-feature (x - mean) / std, both from the training split only.
 
   Constant features get std 1. The validation split, if any, is held out
-  first, so it does not inform the statistics either.
+  first, so it does not inform the statistics either. A chunk of rows at a
+  time (float64 sums, two passes): the only full-size array made is the
+  standardized float32 copy, which replaces the memory-mapped one.
   """
-  x = to_features(dataset.x_train)
-  mean = x.mean(axis=0, dtype=np.float64).astype(np.float32)
-  std = x.std(axis=0, dtype=np.float64).astype(np.float32)
+  mean, std = _column_mean_std(dataset.x_train)
+  mean, std = mean.astype(np.float32), std.astype(np.float32)
   std[std == 0] = 1.0
-  apply = lambda a: None if a is None else (to_features(a) - mean) / std
+
+  def apply(a):
+    if a is None:
+      return None
+    out = np.empty(a.shape, np.float32)
+    for rows in user_data.row_chunks(a):
+      out[rows] = (to_features(a[rows]) - mean) / std
+    return out
+
   return dataclasses.replace(
       dataset, x_train=apply(dataset.x_train), x_val=apply(dataset.x_val),
       x_test=apply(dataset.x_test), feature_mean=mean, feature_std=std)
+
+
+def _column_mean_std(x):
+  """Each column's mean and (population) standard deviation, float64."""
+  chunks = lambda: (to_features(x[rows]) for rows in user_data.row_chunks(x))
+  mean = sum(c.sum(axis=0, dtype=np.float64) for c in chunks()) / len(x)
+  variance = sum(np.square(c - mean).sum(axis=0) for c in chunks()) / len(x)
+  return mean, np.sqrt(variance)
 
 
 def hold_out_validation(dataset: Dataset, fraction: float) -> Dataset:

@@ -27,7 +27,19 @@ LABEL_COLUMN = "label"
 CSV_TEST_FRACTION = 0.2  # of a single CSV, held out as the test set (seed 0)
 NPY_ARRAYS = ("x_train", "y_train", "x_test", "y_test")  # x_val, y_val optional
 CLASS_NAMES_FILE = "class_names.txt"  # npy: one class name per line
-SCAN_ROWS = 65_536  # rows per chunk when scanning an array's values
+# Chunks of rows when scanning an array's values: at most SCAN_ROWS rows and
+# SCAN_ELEMENTS values (16 MiB of float32), so that the temporaries stay
+# small next to the array however wide its rows.
+SCAN_ROWS = 65_536
+SCAN_ELEMENTS = 2**22
+
+
+def row_chunks(x: np.ndarray):
+  """Slices of consecutive rows of x that cover it, in order (see SCAN_ROWS)."""
+  per_row = max(1, int(np.prod(x.shape[1:])))
+  step = max(1, min(SCAN_ROWS, SCAN_ELEMENTS // per_row))
+  for start in range(0, len(x), step):
+    yield slice(start, start + step)
 
 
 def load_npy(folder: str) -> dict:
@@ -233,8 +245,9 @@ def _refuse_non_finite(path, split, x) -> None:
   features, found a chunk of rows at a time (a whole-array test would
   allocate a mask as large as x)."""
   largest = np.finfo(np.float32).max
-  for start in range(0, len(x), SCAN_ROWS):
-    chunk = numeric(np.asarray(x[start:start + SCAN_ROWS]))
+  for rows in row_chunks(x):
+    start = rows.start
+    chunk = numeric(np.asarray(x[rows]))
     ok = np.isfinite(chunk) & (np.abs(chunk) <= largest)
     if not ok.all():
       row, *col = np.argwhere(~ok)[0]
