@@ -40,9 +40,6 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "benchmarks"))
-
-import make_probe_data  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 BASE = {"n": 200_000, "d": 512, "k": 1000, "m": 1}
 AXES = {
@@ -74,7 +71,12 @@ def points(axes) -> list[dict]:
 
 
 def run_child(argv: list[str]) -> tuple[int, float, str]:
-  """(exit status, peak resident GB, stdout) of a process."""
+  """(exit status, peak resident GB, stdout) of a process.
+
+  Linux starts the child's peak at this process's own peak (it is spawned
+  with vfork, sharing this memory until exec), so this process never maps
+  the data or loads JAX: the floor it sets is ~0.03 GB.
+  """
   proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, text=True)
   out = proc.stdout.read()
@@ -136,7 +138,15 @@ def torch_child(folder: str) -> None:
 
 
 def matmul_peak() -> float:
-  """This machine's float32 matmul GFLOP/s through XLA (2048^3, best of 10)."""
+  """This machine's float32 matmul GFLOP/s through XLA (2048^3, best of 10),
+  measured in a process of its own (see run_child)."""
+  code, _, out = run_child([sys.executable, __file__, "--peak_child"])
+  if code:
+    raise SystemExit(f"measuring the matmul peak failed: {out}")
+  return float(out.strip().splitlines()[-1])
+
+
+def peak_child() -> None:
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   a = jnp.asarray(np.random.default_rng(0).random((2048, 2048), np.float32))
@@ -147,7 +157,7 @@ def matmul_peak() -> float:
     start = time.perf_counter()
     f(a).block_until_ready()
     best = min(best, time.perf_counter() - start)
-  return 2 * 2048**3 / best / 1e9
+  print(2 * 2048**3 / best / 1e9)
 
 
 def main():
@@ -157,17 +167,25 @@ def main():
   parser.add_argument("--tmp", default=tempfile.gettempdir())
   parser.add_argument("--out", default=str(ROOT / "benchmarks" / "scale.md"))
   parser.add_argument("--torch_child", help=argparse.SUPPRESS)
+  parser.add_argument("--peak_child", action="store_true", help=argparse.SUPPRESS)
   args = parser.parse_args()
   if args.torch_child:
     return torch_child(args.torch_child)
+  if args.peak_child:
+    return peak_child()
   peak = matmul_peak()
   print(f"float32 matmul peak (XLA, 2048^3): {peak:.0f} GFLOP/s", flush=True)
   rows = []
   for p in points(QUICK_AXES if args.quick else AXES):
     scratch = Path(tempfile.mkdtemp(dir=args.tmp, prefix="scale_"))
     try:
-      make_probe_data.write(scratch / "data", p["n"], N_TEST, p["d"], p["k"],
-                            np.float32, 4.0, n_val=N_VAL if p["m"] > 1 else 0)
+      # In a process of its own: this one stays small (see run_child).
+      subprocess.run([
+          sys.executable, str(ROOT / "benchmarks" / "make_probe_data.py"),
+          f"--out={scratch / 'data'}", f"--n={p['n']}", f"--n_test={N_TEST}",
+          f"--d={p['d']}", f"--k={p['k']}",
+          f"--n_val={N_VAL if p['m'] > 1 else 0}"],
+                     check=True, stdout=subprocess.DEVNULL)
       row = {**p, "ours": ours(scratch / "data", p, scratch / "run")}
       if p["m"] == 1 and not args.no_torch:
         row["torch"] = torch_loop(scratch / "data", p)
@@ -195,16 +213,16 @@ def _line(row: dict, peak: float) -> str:
 
 
 def _markdown(rows: list[dict], peak: float) -> str:
-  import jax  # pylint: disable=g-import-not-at-top
+  from importlib import metadata  # pylint: disable=g-import-not-at-top
+  jax_version = metadata.version("jax")
   try:
-    import torch  # pylint: disable=g-import-not-at-top
-    torch_version = torch.__version__
-  except ImportError:
+    torch_version = metadata.version("torch")
+  except metadata.PackageNotFoundError:
     torch_version = "not installed"
   head = (f"Measured {datetime.date.today()} with `.venv/bin/python "
           f"benchmarks/scale.py` on {os.cpu_count()} cores ({platform.machine()}, "
           f"{platform.platform()}, Python {platform.python_version()}, JAX "
-          f"{jax.__version__}, torch {torch_version}); float32 matmul peak "
+          f"{jax_version}, torch {torch_version}); float32 matmul peak "
           f"(XLA, 2048^3): {peak:.0f} GFLOP/s. Batch {BATCH}, SGD lr 0.1, "
           f"{EPOCHS} epochs, float32 features (N x D x 4 bytes); the M axis "
           f"at K = {M_AXIS_K} with a validation split of {N_VAL:,}.\n\n")
