@@ -69,12 +69,6 @@ class Feed:
       self.steps_per_chunk = None
       self.x_dev, self.y_dev = put(x_NxD), put(y_N)
 
-  def describe(self) -> str:
-    if not self.streamed:
-      return "resident on the device"
-    return (f"streamed from host memory, {self.steps_per_chunk} "
-            f"minibatch{'es' if self.steps_per_chunk > 1 else ''} at a time")
-
   def chunk_lengths(self, num_steps: int) -> list[int]:
     """The distinct numbers of steps the epoch function is called with."""
     if not self.streamed:

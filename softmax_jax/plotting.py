@@ -16,9 +16,9 @@ def _pyplot():
 
 
 def import_in_background() -> None:
-  """Imports matplotlib (~1 s) in a thread while training runs, so that the
-  figures after it do not wait for it; the first figure waits for the
-  import if it is not done."""
+  """Imports matplotlib (~1 s) in a thread, e.g. while the data load and
+  the programs compile, so that the figures after training do not wait for
+  it; the first figure waits for the import if it is not done."""
   threading.Thread(target=_pyplot, name="import matplotlib", daemon=True).start()
 
 

@@ -282,8 +282,9 @@ def _write_outputs(configs, dataset, result, workdir, verbose, final,
   best = result.runs[best_index]
   last = best.history[-1]
   # Training evaluated its last epoch; --mode=eval (not final) recomputes.
-  scores = {k[len("test_"):]: v for k, v in last.items()
-            if k.startswith("test_")} if final else None
+  scores = ({k[len("test_"):]: v for k, v in last.items()
+             if k.startswith("test_")}
+            if final and "test_accuracy" in last else None)
   analysis = report.analyze(best.params, dataset.x_test, dataset.y_test,
                             dataset.class_names, scores)
   summary = {
