@@ -23,7 +23,13 @@ _HELP = {
     "loss": "Loss: xent, l2, l1 or huber.",
     "loss_input": "What l2/l1/huber compare with the one-hot labels: probs or logits.",
     "huber_delta": "Huber's switch from quadratic to linear.",
-    "optimizer": "Optimizer: sgd, momentum or adam.",
+    "optimizer": "Optimizer: sgd, momentum or adam (minibatches), lbfgs "
+                 "(full-batch L-BFGS to --tol) or exact (ridge regression "
+                 "on the one-hot code in closed form: --loss=l2 "
+                 "--loss_input=logits).",
+    "tol": "--optimizer=lbfgs: stop when the gradient norm of the objective "
+           "(mean loss + weight_decay/2 ||W||^2) is below this.",
+    "max_iters": "--optimizer=lbfgs: iterations at most.",
     "lr": "Learning rate.",
     "schedule": "The learning rate over the run: constant, cosine (decays to "
                 "0) or warmup_cosine (5% linear warm-up, then cosine).",
@@ -158,6 +164,17 @@ def _refuse_flags_without_effect():
 
 def _refuse_config_flags_without_effect(configs):
   """Config flags that no configuration of the run would read."""
+  solvers = {c.optimizer for c in configs} & set(config_lib.SOLVERS)
+  if solvers == {c.optimizer for c in configs}:  # all full-batch
+    for name in config_lib.MINIBATCH_ONLY:
+      if FLAGS[name].present:
+        raise UserError(f"--{name} has no effect with --optimizer="
+                        f"{'/'.join(sorted(solvers))}, which solves on the "
+                        "full batch from W = 0; drop it")
+  for name in ("tol", "max_iters"):
+    if FLAGS[name].present and "lbfgs" not in solvers:
+      raise UserError(f"--{name} is for --optimizer=lbfgs; drop it or add "
+                      "--optimizer=lbfgs")
   if FLAGS["huber_delta"].present and all(c.loss != "huber" for c in configs):
     raise UserError("--huber_delta has no effect without --loss=huber")
   if FLAGS["loss_input"].present and all(c.loss == "xent" for c in configs):

@@ -14,6 +14,16 @@ from pathlib import Path
 from softmax_jax.errors import UserError
 
 
+# Full-batch solvers of the penalized objective (see objective.py), beside
+# the minibatch optimizers of optimizers.OPTIMIZERS: L-BFGS (lbfgs.py) to a
+# gradient-norm tolerance, and ridge regression on the one-hot code in
+# closed form (ridge.py).
+SOLVERS = ("lbfgs", "exact")
+# Flags that a full-batch solver does not read (it starts from W = 0).
+MINIBATCH_ONLY = ("lr", "batch_size", "epochs", "schedule", "compute_dtype",
+                  "seed", "init_scale")
+
+
 @dataclasses.dataclass(frozen=True)
 class Config:
   # A TFDS image classification name, npy:DIR, npz:PATH or csv:PATH.
@@ -22,13 +32,17 @@ class Config:
   loss: str = "xent"  # a name in losses.LOSSES
   loss_input: str = "probs"  # l2/l1/huber compare one-hot y with: probs or logits
   huber_delta: float = 0.1  # where huber turns from quadratic to linear
-  optimizer: str = "sgd"  # a name in optimizers.OPTIMIZERS
+  optimizer: str = "sgd"  # a name in optimizers.OPTIMIZERS, or in SOLVERS
   lr: float = 0.1  # learning rate
   schedule: str = "constant"  # the lr over the run: a name in optimizers.SCHEDULES
   # The training matmuls' input dtype, a name in model.COMPUTE_DTYPES; float32
   # sums and params either way; evaluation always in float32.
   compute_dtype: str = "float32"
   weight_decay: float = 0.0  # L2 penalty coefficient on W (not on b)
+  # lbfgs: stop when the objective's gradient norm is below this (near
+  # float32's resolution of a mean over 10^4-10^6 examples).
+  tol: float = 1e-5
+  max_iters: int = 1000  # lbfgs: iterations at most
   batch_size: int = 256  # examples per minibatch; the last partial one is dropped
   epochs: int = 10  # passes over the training data, reshuffled each time
   # The accelerator memory the training set may use, in GiB (0: the device's
@@ -53,7 +67,8 @@ class Config:
     from softmax_jax import data, losses, model, optimizers  # pylint: disable=g-import-not-at-top
     _check_choice("loss", self.loss, losses.LOSSES)
     _check_choice("loss_input", self.loss_input, losses.LOSS_INPUTS)
-    _check_choice("optimizer", self.optimizer, optimizers.OPTIMIZERS)
+    _check_choice("optimizer", self.optimizer,
+                  (*optimizers.OPTIMIZERS, *SOLVERS))
     _check_choice("schedule", self.schedule, optimizers.SCHEDULES)
     _check_choice("compute_dtype", self.compute_dtype, model.COMPUTE_DTYPES)
     data.check_name(self.dataset)
@@ -63,6 +78,10 @@ class Config:
     _check_positive("init_scale", self.init_scale, allow_zero=True)
     _check_positive("weight_decay", self.weight_decay, allow_zero=True)
     _check_positive("device_memory_gb", self.device_memory_gb, allow_zero=True)
+    _check_positive("tol", self.tol)
+    if self.max_iters < 1:
+      raise UserError(f"--max_iters must be at least 1, got {self.max_iters}")
+    self._check_solver()
     if self.batch_size < 1:
       raise UserError(f"--batch_size must be at least 1, got {self.batch_size}")
     if self.epochs < 1:
@@ -80,6 +99,26 @@ class Config:
       raise UserError(f"--val_fraction must be in [0, 1), got {self.val_fraction}")
     return self
 
+
+  def _check_solver(self) -> None:
+    if self.optimizer == "lbfgs" and self.loss == "l1":
+      raise UserError("--optimizer=lbfgs needs a smooth loss and l1 is not "
+                      "differentiable at 0; use xent, l2 or huber, or an "
+                      "SGD-family optimizer for l1")
+    if self.optimizer == "exact" and (self.loss, self.loss_input) != (
+        "l2", "logits"):
+      raise UserError("--optimizer=exact solves ridge regression on the "
+                      "one-hot code in closed form: it needs --loss=l2 "
+                      "--loss_input=logits (use --optimizer=lbfgs for the "
+                      "other losses)")
+    if self.optimizer == "exact" and not self.weight_decay > 0:
+      raise UserError("--optimizer=exact needs --weight_decay > 0 (the "
+                      "ridge penalty that makes the solution unique)")
+    if self.optimizer in ("lbfgs", "exact") and (self.hidden or self.phm_n):
+      raise UserError(f"--optimizer={self.optimizer} solves the convex "
+                      "linear model (from W = 0, a saddle point of --hidden "
+                      "and --phm_n models); drop them or use sgd, momentum "
+                      "or adam")
 
   @property
   def hidden_sizes(self) -> tuple[int, ...]:

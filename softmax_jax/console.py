@@ -72,14 +72,24 @@ def format_accuracy(accuracy: float | None) -> str:
 
 def format_summary(summary: dict, workdir) -> str:
   c = summary["config"]
-  epochs = c["epochs"]
+  if "objective" in summary:  # a full-batch solver
+    how = (f"{c['optimizer']} weight decay {c['weight_decay']:g} | "
+           f"{summary['iterations']} iterations, gradient norm "
+           f"{summary['grad_norm']:.2e} ("
+           f"{'converged' if summary['converged'] else 'NOT converged'}: "
+           f"--tol={c['tol']:g}) | objective {summary['objective']:.6g}")
+    rate = (f"{1e3 * summary['train_seconds'] / summary['iterations']:.1f} "
+            "ms/iteration" if summary["iterations"] else "closed form")
+  else:
+    how = (f"{c['optimizer']} lr {c['lr']:g} | batch {c['batch_size']} | "
+           f"{c['epochs']} epochs")
+    rate = f"{1e3 * summary['train_seconds'] / c['epochs']:.0f} ms/epoch"
   return "\n".join([
-      f"{summary['dataset']} | loss {c['loss']} | {c['optimizer']} lr {c['lr']:g}"
-      f" | batch {c['batch_size']} | {epochs} epochs | {summary['num_params']:,} params",
+      f"{summary['dataset']} | loss {c['loss']} | {how} | "
+      f"{summary['num_params']:,} params",
       f"test accuracy {summary['test_accuracy']:.4f}   test nll "
       f"{summary['test_nll']:.4f}   train loss {summary['train_loss']:.4f}",
-      f"train {summary['train_seconds']:.2f} s "
-      f"({1e3 * summary['train_seconds'] / epochs:.0f} ms/epoch)   compile "
+      f"train {summary['train_seconds']:.2f} s ({rate})   compile "
       f"{summary['compile_seconds']:.2f} s   on {summary['num_devices']} "
       f"{summary['backend']} device(s)",
       *[f"warning: {w}" for w in summary.get("warnings", [])],

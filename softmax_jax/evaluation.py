@@ -32,18 +32,32 @@ def chunk_for(num_configs: int, num_classes: int) -> int:
   return int(min(CHUNK, max(256, _STACK_BUDGET // (num_configs * num_classes))))
 
 
+def _chunk(x_NxD, y_N, i, c):
+  """Chunk i of c rows: (x [c, D], y [c], valid [c])."""
+  n = x_NxD.shape[0]
+  start = jnp.minimum(i * c, n - c)
+  valid_c = start + jnp.arange(c) >= i * c  # not already in chunk i - 1
+  return (jax.lax.dynamic_slice_in_dim(x_NxD, start, c),
+          jax.lax.dynamic_slice_in_dim(y_N, start, c), valid_c)
+
+
 def map_chunks(fn, x_NxD, y_N, chunk: int = CHUNK):
   """fn(x [c, D], y [c], valid [c]) of each chunk of rows, stacked [S, ...]."""
-  n = x_NxD.shape[0]
-  c = min(chunk, n)
+  c = min(chunk, x_NxD.shape[0])
+  return jax.lax.map(lambda i: fn(*_chunk(x_NxD, y_N, i, c)),
+                     jnp.arange(math.ceil(x_NxD.shape[0] / c)))
 
-  def one(i):
-    start = jnp.minimum(i * c, n - c)
-    valid_c = start + jnp.arange(c) >= i * c  # not already in chunk i - 1
-    return fn(jax.lax.dynamic_slice_in_dim(x_NxD, start, c),
-              jax.lax.dynamic_slice_in_dim(y_N, start, c), valid_c)
 
-  return jax.lax.map(one, jnp.arange(math.ceil(n / c)))
+def sum_chunks(fn, x_NxD, y_N, chunk: int = CHUNK):
+  """The sum over the chunks of rows of fn(x [c, D], y [c], valid [c]) (a
+  pytree), accumulated in a loop: nothing of a chunk outlives it, also when
+  fn takes a gradient (a full-batch gradient without an [N, K] array)."""
+  c = min(chunk, x_NxD.shape[0])
+  first = fn(*_chunk(x_NxD, y_N, 0, c))
+  return jax.lax.fori_loop(
+      1, math.ceil(x_NxD.shape[0] / c),
+      lambda i, total: jax.tree.map(jnp.add, total,
+                                    fn(*_chunk(x_NxD, y_N, i, c))), first)
 
 
 def evaluate(params: model.Params, x_NxD, y_N, chunk: int = CHUNK

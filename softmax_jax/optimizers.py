@@ -16,8 +16,9 @@ import optax
 MOMENTUM = 0.9
 
 
-def _decay_weights_only(params):
-  """Weight decay shrinks the weights, not the biases (as d2l's weight decay)."""
+def decayed(params):
+  """Weight decay shrinks the weights, not the biases (as d2l's weight decay):
+  True for each leaf it applies to."""
   return jax.tree_util.tree_map_with_path(
       lambda path, _: getattr(path[-1], "key", None) != "b", params)
 
@@ -25,7 +26,7 @@ def _decay_weights_only(params):
 def _with_weight_decay(make):
   def build(learning_rate, weight_decay):
     return optax.chain(
-        optax.add_decayed_weights(weight_decay, mask=_decay_weights_only),
+        optax.add_decayed_weights(weight_decay, mask=decayed),
         make(learning_rate))
   return optax.inject_hyperparams(build)
 

@@ -105,8 +105,9 @@ def _train(configs, workdir, overwrite, checkpoint_every, stop_requested,
   checkpoints = (Path(workdir) / workdir_lib.CHECKPOINTS
                  if writer and jax.process_count() == 1 else None)
   swept = sweep.swept_fields(configs)
-  progress = (console.EpochLog(configs[0].epochs, enabled=talk) if single else
-              console.SweepProgress(sum(c.epochs for c in configs), enabled=talk))
+  progress = (console.EpochLog(train.num_rounds(configs[0]), enabled=talk)
+              if single else console.SweepProgress(
+                  sum(train.num_rounds(c) for c in configs), enabled=talk))
   board = tensorboard.Writer(Path(workdir) / workdir_lib.TENSORBOARD
                              if writer else None)
 
@@ -214,6 +215,11 @@ def predict(workdir: str | Path, image_paths: list[str], top: int = 3
   return ranked
 
 
+# The penalized objective at the solution, its gradient norm, the
+# iterations taken and whether that norm is below --tol (lbfgs, exact).
+SOLUTION_KEYS = ("objective", "grad_norm", "iterations", "converged")
+
+
 def _validated(configs) -> list[config_lib.Config]:
   if isinstance(configs, config_lib.Config):
     configs = [configs]
@@ -293,6 +299,7 @@ def _write_outputs(configs, dataset, result, workdir, verbose, final,
       "train_accuracy": last["train_accuracy"],
       "train_seconds": result.train_seconds,
       "compile_seconds": result.compile_seconds,
+      **_solution(last),
       "epochs_run": len(best.history),
       "num_params": model.num_params(best.params),
       "num_train": int(len(dataset.x_train)),
@@ -392,8 +399,14 @@ def _result_row(i: int, run: train.RunResult, swept: list[str]) -> dict:
           "test_nll": last["test_nll"],
           "ece": last["test_ece"],
           "final_train_loss": last["train_loss"],
+          **_solution(last),
           "epochs_run": len(run.history),
           "status": run.status}
+
+
+def _solution(last: dict) -> dict:
+  """What a full-batch solver reports of its solution (see train.py)."""
+  return {k: last[k] for k in SOLUTION_KEYS if k in last}
 
 
 def _rank_key(row: dict):

@@ -30,16 +30,20 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import jax.flatten_util  # pylint: disable=unused-import
 
 from softmax_jax import checkpoint as checkpoint_lib
 from softmax_jax import data as data_lib
 from softmax_jax import distributed
 from softmax_jax import evaluation
 from softmax_jax import feed as feed_lib
+from softmax_jax import lbfgs
 from softmax_jax import losses
 from softmax_jax import metrics
 from softmax_jax import model
+from softmax_jax import objective
 from softmax_jax import optimizers
+from softmax_jax import ridge
 from softmax_jax import sweep
 from softmax_jax.config import Config
 from softmax_jax.errors import DivergedError, UserError
@@ -64,6 +68,8 @@ def config_values(configs: list[Config]) -> dict[str, np.ndarray]:
       "weight_decay": column("weight_decay", np.float32),
       "init_scale": column("init_scale", np.float32),
       "huber_delta": column("huber_delta", np.float32),
+      "tol": column("tol", np.float32),
+      "max_iters": column("max_iters", np.int32),
   }
 
 
@@ -74,16 +80,6 @@ def uniform_loss(config: Config, num_classes: int) -> float:
       jnp.zeros((1, num_classes)), jnp.zeros(1, jnp.int32),
       loss_input=config.loss_input, huber_delta=config.huber_delta)
   return float(loss[0])
-
-
-def loss_blocks(configs: list[Config]) -> tuple[tuple[str, int, int], ...]:
-  """(loss, start, stop) of each run of equal losses in the config order."""
-  blocks, start = [], 0
-  for i in range(1, len(configs) + 1):
-    if i == len(configs) or configs[i].loss != configs[start].loss:
-      blocks.append((configs[start].loss, start, i))
-      start = i
-  return tuple(blocks)
 
 
 def init_state(values, *, num_features, num_classes, optimizer, hidden=(),
@@ -99,44 +95,6 @@ def init_state(values, *, num_features, num_classes, optimizer, hidden=(),
   return {"params": params, "opt_state": tx.init(params)}
 
 
-# A stack of one configuration with at least this many classes is trained
-# squeezed rather than vmapped: on a CPU, XLA compiles the batched matmul of
-# batch 1 with extra transposes, 15-30% of an epoch at K = 1,000 (D = 512),
-# while at K <= 100 the batched form is the faster one (d2l's K = 10: 58
-# against 85 ms per epoch); measured on 2 cores, the crossover near K = 300.
-SQUEEZE_MIN_CLASSES = 256
-
-
-def over_stack(fn, squeeze: bool, in_axes=0):
-  """jax.vmap(fn, in_axes) over the configurations of a stack, or, with
-  squeeze, fn on the only configuration (see SQUEEZE_MIN_CLASSES)."""
-  if not squeeze:
-    return jax.vmap(fn, in_axes=in_axes)
-
-  def one(*args):
-    axes = in_axes if isinstance(in_axes, tuple) else (in_axes,) * len(args)
-    args = [arg if axis is None else jax.tree.map(
-        lambda a: a.reshape(a.shape[1:]), arg) for arg, axis in zip(args, axes)]
-    return jax.tree.map(lambda a: a[None], fn(*args))
-
-  return one
-
-
-def stacked_losses(logits_MxBxK, y_B, huber_delta_M, *, blocks, loss_input,
-                   squeeze=False):
-  """Each configuration's mean minibatch loss [M], each block with its loss."""
-  means = []
-  for name, start, stop in blocks:
-    fn = functools.partial(losses.LOSSES[name], loss_input=loss_input)
-    per_example = over_stack(
-        lambda o, d, y, fn=fn: fn(o, y, huber_delta=d), squeeze,
-        in_axes=(0, 0, None if y_B.ndim == 1 else 0))(
-            logits_MxBxK[start:stop], huber_delta_M[start:stop],
-            y_B if y_B.ndim == 1 else y_B[start:stop])
-    means.append(jnp.mean(per_example, axis=-1))
-  return jnp.concatenate(means)
-
-
 def train_step(state: State, x, y, values, *, optimizer, schedule, total_steps,
                blocks, loss_input, compute_dtype="float32"):
   """One optimizer step for every configuration of the stack.
@@ -147,13 +105,13 @@ def train_step(state: State, x, y, values, *, optimizer, schedule, total_steps,
   """
   shared = x.ndim == 2
   squeeze = (values["lr"].shape[0] == 1
-             and state["params"]["b"].shape[-1] >= SQUEEZE_MIN_CLASSES)
+             and state["params"]["b"].shape[-1] >= objective.SQUEEZE_MIN_CLASSES)
 
   def total_loss(params_M):
-    logits_MxBxK = over_stack(
+    logits_MxBxK = objective.over_stack(
         functools.partial(model.logits, compute_dtype=compute_dtype),
         squeeze, in_axes=(0, None if shared else 0))(params_M, x)
-    loss_M = stacked_losses(logits_MxBxK, y, values["huber_delta"],
+    loss_M = objective.stacked_losses(logits_MxBxK, y, values["huber_delta"],
                             blocks=blocks, loss_input=loss_input,
                             squeeze=squeeze)
     return jnp.sum(loss_M), (loss_M, logits_MxBxK)
@@ -163,10 +121,10 @@ def train_step(state: State, x, y, values, *, optimizer, schedule, total_steps,
   # The update reads lr and weight decay from opt_state (inject_hyperparams);
   # the values given here are placeholders.
   tx = optimizers.make_optimizer(optimizer, 0.0, 0.0, schedule, total_steps)
-  updates, opt_state = over_stack(tx.update, squeeze)(
+  updates, opt_state = objective.over_stack(tx.update, squeeze)(
       grads, state["opt_state"], state["params"])
   params = optax.apply_updates(state["params"], updates)
-  correct_M = jnp.sum(over_stack(metrics.argmax_is, squeeze, in_axes=(
+  correct_M = jnp.sum(objective.over_stack(metrics.argmax_is, squeeze, in_axes=(
       0, None if y.ndim == 1 else 0))(logits_MxBxK, y), axis=-1)
   return {"params": params, "opt_state": opt_state}, {"loss": loss_M,
                                                        "correct": correct_M}
@@ -319,8 +277,193 @@ def _check_labels(dataset: data_lib.Dataset) -> None:
                       f"class of the {k} in its class names")
 
 
+class _Minibatch:
+  """The SGD family (sgd, momentum, adam): a round is an epoch of
+  minibatches (see train_epoch), fed resident or streamed (feed.py)."""
+
+  def __init__(self, stacked, dataset, layout, values, replicate):
+    c = stacked[0]
+    self.c, self.values, self.layout = c, values, layout
+    # One seed for all: the same minibatches, gathered once for the stack.
+    seeds = c.seed if len({s.seed for s in stacked}) == 1 else [
+        s.seed for s in stacked]
+    self.batches_of = functools.partial(epoch_order, seeds,
+                                        num_examples=len(dataset.x_train),
+                                        batch_size=c.batch_size)
+    self.optimizer_kw = {
+        "optimizer": c.optimizer, "schedule": c.schedule,
+        "total_steps": c.epochs * (len(dataset.x_train) // c.batch_size)}
+    self.init_kw = {"num_features": dataset.num_features,
+                    "num_classes": dataset.num_classes,
+                    "hidden": c.hidden_sizes, "phm_n": c.phm_n}
+    self.num_rounds = c.epochs
+    self.dataset, self.replicate, self.stacked = dataset, replicate, stacked
+    self.examples_per_step = c.batch_size * (
+        1 if np.ndim(seeds) == 0 else len(stacked))
+
+  def init_states(self):
+    return jax.jit(jax.vmap(functools.partial(
+        init_state, **self.init_kw, **self.optimizer_kw)),
+                   out_shardings=self.layout.configs)(self.values)
+
+  def params(self, states):
+    return states["params"]
+
+  def compile(self, states):
+    self.feed = feed_lib.Feed(
+        self.dataset.x_train, self.dataset.y_train, self.replicate,
+        budget=feed_lib.budget_bytes(self.c.device_memory_gb),
+        examples_per_step=self.examples_per_step)
+    epoch_fn = jax.jit(
+        functools.partial(train_epoch, batch_sharding=self.layout.batch,
+                          blocks=objective.loss_blocks(self.stacked),
+                          loss_input=self.c.loss_input,
+                          compute_dtype=self.c.compute_dtype,
+                          **self.optimizer_kw),
+        out_shardings=(self.layout.configs, self.layout.replicated))
+    shape = self.batches_of(0).shape
+    self.epoch_fns = {  # one per length of the feed's calls (in steps)
+        steps: epoch_fn.lower(states, *self.feed.shapes((steps, *shape[1:])),
+                              self.values).compile()
+        for steps in self.feed.chunk_lengths(shape[0])}
+
+  def round(self, states, epoch):
+    parts = []  # (steps, means over them) of each call
+    for x, y, idx in self.feed.chunks(self.batches_of(epoch)):
+      states, part = self.epoch_fns[idx.shape[0]](states, x, y, idx,
+                                                  self.values)
+      parts.append((idx.shape[0], part))
+    return states, _mean_over_steps(jax.device_get(parts))
+
+  def finished(self, m) -> bool:
+    del m
+    return False
+
+
+class _FullBatch:
+  """L-BFGS (lbfgs.py) on the full-batch objective (objective.full_batch):
+  a round is ITERATIONS_PER_ROUND iterations of every configuration, until
+  all have converged (gradient norm below --tol) or run --max_iters."""
+
+  ITERATIONS_PER_ROUND = 10
+
+  def __init__(self, stacked, dataset, layout, values, replicate):
+    c = stacked[0]
+    self.c, self.values, self.layout = c, values, layout
+    self.num_rounds = num_rounds(c)
+    self.init_kw = {"num_features": dataset.num_features,
+                    "num_classes": dataset.num_classes,
+                    "init_scale": 0.0, "hidden": c.hidden_sizes,
+                    "phm_n": c.phm_n}
+    template = model.init_params(jax.random.key(0), **self.init_kw)
+    self.unravel = jax.flatten_util.ravel_pytree(template)[1]
+    self.x, self.y = replicate(dataset.x_train), replicate(dataset.y_train)
+    self.objective = functools.partial(
+        objective.full_batch, unravel=self.unravel,
+        blocks=objective.loss_blocks(stacked), loss_input=c.loss_input,
+        chunk=evaluation.chunk_for(len(stacked), dataset.num_classes),
+        squeeze=len(stacked) == 1
+        and dataset.num_classes >= objective.SQUEEZE_MIN_CLASSES)
+
+  def _value_and_grad(self, x, y, values):
+    return lambda theta: self.objective(theta, x, y, values)[:2]
+
+  def init_states(self):
+    def init(values, x, y):
+      # From W = 0 (b = 0 too), as scikit-learn starts; the seed has no role.
+      theta = jax.vmap(lambda _: jax.flatten_util.ravel_pytree(
+          model.init_params(jax.random.key(0), **self.init_kw))[0])(
+              values["lr"])
+      return lbfgs.init(theta, self._value_and_grad(x, y, values))._asdict()
+    return jax.jit(init, out_shardings=self.layout.configs)(
+        self.values, self.x, self.y)
+
+  def params(self, states):
+    return jax.vmap(self.unravel)(states["theta"])
+
+  def compile(self, states):
+    def run(states, x, y, values):
+      vg = self._value_and_grad(x, y, values)
+      state = lbfgs.run(lbfgs.State(**states), vg, values["tol"],
+                        values["max_iters"], self.ITERATIONS_PER_ROUND)
+      _, _, aux = self.objective(state.theta, x, y, values)
+      return state._asdict(), {
+          **aux, "objective": state.value,
+          "grad_norm": lbfgs.grad_norm(state),
+          "iterations": state.iterations,
+          "converged": lbfgs.grad_norm(state) < values["tol"],
+          "finished": lbfgs.finished(state, values["tol"], values["max_iters"])}
+    self.run = jax.jit(run, out_shardings=(self.layout.configs,
+                                           self.layout.replicated)).lower(
+                                               states, self.x, self.y,
+                                               self.values).compile()
+
+  def round(self, states, r):
+    del r
+    states, m = self.run(states, self.x, self.y, self.values)
+    return states, jax.device_get(m)
+
+  def finished(self, m) -> bool:
+    return bool(np.all(m["finished"]))
+
+
+class _ClosedForm:
+  """--optimizer=exact: ridge regression on the one-hot code (ridge.py), the
+  whole stack from one eigendecomposition, in one round; the round's record
+  holds the objective and its gradient norm, a check of the solution."""
+
+  def __init__(self, stacked, dataset, layout, values, replicate):
+    self.stacked, self.dataset, self.layout = stacked, dataset, layout
+    self.values, self.num_rounds = values, 1
+    self.init_kw = {"num_features": dataset.num_features,
+                    "num_classes": dataset.num_classes, "init_scale": 0.0}
+    template = model.init_params(jax.random.key(0), **self.init_kw)
+    self.ravel = lambda p: jax.flatten_util.ravel_pytree(p)[0]
+    self.unravel = jax.flatten_util.ravel_pytree(template)[1]
+    self.x, self.y = replicate(dataset.x_train), replicate(dataset.y_train)
+    self.objective = jax.jit(functools.partial(
+        objective.full_batch, unravel=self.unravel,
+        blocks=objective.loss_blocks(stacked), loss_input="logits",
+        chunk=evaluation.chunk_for(len(stacked), dataset.num_classes)))
+
+  def init_states(self):
+    zeros = model.init_params(jax.random.key(0), **self.init_kw)
+    return {"params": jax.tree.map(
+        lambda a: distributed.put(np.stack([a] * len(self.stacked)),
+                                  self.layout.configs), zeros)}
+
+  def params(self, states):
+    return states["params"]
+
+  def compile(self, states):
+    del states
+
+  def round(self, states, r):
+    del r
+    solved = ridge.solve_path(self.dataset.x_train, self.dataset.y_train,
+                              self.dataset.num_classes,
+                              [c.weight_decay for c in self.stacked])
+    params = jax.tree.map(lambda *a: distributed.put(np.stack(a),
+                                                     self.layout.configs),
+                          *solved)
+    theta = jax.vmap(self.ravel)(params)
+    value, grad, aux = self.objective(theta, self.x, self.y, self.values)
+    return {"params": params}, jax.device_get({
+        **aux, "objective": value, "grad_norm": jnp.linalg.norm(grad, axis=-1),
+        "iterations": jnp.zeros_like(value, jnp.int32),
+        "converged": jnp.ones_like(value, bool),
+        "finished": jnp.ones_like(value, bool)})
+
+  def finished(self, m) -> bool:
+    del m
+    return True
+
+
 def _train_group(configs: list[Config], dataset: data_lib.Dataset, on_epoch,
                  checkpointer, should_stop, restore_only):
+  """Trains a group with its family's rounds (an SGD epoch, or a chunk of
+  L-BFGS iterations): one loop for every optimizer, with evaluation,
+  records, divergence, checkpoints and stop requests."""
   c = configs[0]
   layout = distributed.make_layout(len(configs), c.batch_size)
   # Ordered by loss, so each loss is one block of the stack; padded with
@@ -331,24 +474,12 @@ def _train_group(configs: list[Config], dataset: data_lib.Dataset, on_epoch,
   stacked += [stacked[-1]] * (layout.padded(len(configs)) - len(configs))
   values = jax.tree.map(lambda v: distributed.put(v, layout.configs),
                         config_values(stacked))
-  # One seed for all: the same minibatches, gathered once for the stack.
-  seeds = c.seed if len({c.seed for c in configs}) == 1 else [
-      s.seed for s in stacked]
-  batches_of = functools.partial(epoch_order, seeds,
-                                 num_examples=len(dataset.x_train),
-                                 batch_size=c.batch_size)
   replicate = lambda a: distributed.put(a, layout.replicated)
-
-  optimizer_kw = {"optimizer": c.optimizer, "schedule": c.schedule,
-                  "total_steps": c.epochs * (len(dataset.x_train) // c.batch_size)}
+  family = {"lbfgs": _FullBatch, "exact": _ClosedForm}.get(
+      c.optimizer, _Minibatch)(stacked, dataset, layout, values, replicate)
 
   start = time.perf_counter()
-  states = jax.jit(
-      jax.vmap(functools.partial(
-          init_state, num_features=dataset.num_features,
-          num_classes=dataset.num_classes, hidden=c.hidden_sizes,
-          phm_n=c.phm_n, **optimizer_kw)),
-      out_shardings=layout.configs)(values)
+  states = family.init_states()
   history = [[] for _ in configs]
   status = [OK] * len(configs)
   uniform = [uniform_loss(cfg, dataset.num_classes) for cfg in configs]
@@ -365,65 +496,51 @@ def _train_group(configs: list[Config], dataset: data_lib.Dataset, on_epoch,
     where = checkpointer.directory if checkpointer else "(no folder given)"
     raise UserError(f"no readable checkpoint in {where}; train first (the "
                     "same command without --mode)")
-  if restore_only or first_epoch > c.epochs or all(
-      s == DIVERGED for s in status):
-    return (_results(configs, states, history, status, place, layout),
-            train_seconds, 0.0)
+  last_round = family.num_rounds
+  if restore_only or first_epoch > last_round or all(
+      s == DIVERGED for s in status) or all(
+          h and h[-1].get("finished") for h in history):
+    return (_results(configs, family.params(states), history, status, place,
+                     layout), train_seconds, 0.0)
   if checkpointer:
     checkpointer.set_aside_unreadable()
 
-  examples_per_step = c.batch_size * (1 if np.ndim(seeds) == 0 else len(stacked))
-  feed = feed_lib.Feed(dataset.x_train, dataset.y_train, replicate,
-                       budget=feed_lib.budget_bytes(c.device_memory_gb),
-                       examples_per_step=examples_per_step)
   evals = {"test": (replicate(dataset.x_test), replicate(dataset.y_test))}
   if dataset.x_val is not None:
     evals["val"] = (replicate(dataset.x_val), replicate(dataset.y_val))
-  epoch_fn = jax.jit(
-      functools.partial(train_epoch, batch_sharding=layout.batch,
-                        blocks=loss_blocks(stacked), loss_input=c.loss_input,
-                        compute_dtype=c.compute_dtype, **optimizer_kw),
-      out_shardings=(layout.configs, layout.replicated))
-  batches_shape = batches_of(0).shape
-  epoch_fns = {  # one per length of the feed's calls (in steps)
-      steps: epoch_fn.lower(states, *feed.shapes((steps, *batches_shape[1:])),
-                            values).compile()
-      for steps in feed.chunk_lengths(batches_shape[0])}
+  family.compile(states)
   chunk = evaluation.chunk_for(len(stacked), dataset.num_classes)
   eval_fns = {
       split: jax.jit(jax.vmap(functools.partial(evaluation.evaluate, chunk=chunk),
                               in_axes=(0, None, None)),
                      out_shardings=layout.replicated)
-      .lower(states["params"], *xy).compile()
+      .lower(family.params(states), *xy).compile()
       for split, xy in evals.items()}
   compile_seconds = time.perf_counter() - start
 
-  for epoch in range(first_epoch, c.epochs + 1):
+  for epoch in range(first_epoch, last_round + 1):
     start = time.perf_counter()
-    parts = []  # (steps, means over them) of each call
-    for x, y, idx in feed.chunks(batches_of(epoch)):
-      states, part = epoch_fns[idx.shape[0]](states, x, y, idx, values)
-      parts.append((idx.shape[0], part))
-    m = _mean_over_steps(jax.device_get(parts))
+    states, m = family.round(states, epoch)
     train_seconds += time.perf_counter() - start
-    # Evaluated every eval_every epochs, in the last, and where a loss turns
+    finished = family.finished(m)
+    last = epoch == last_round or finished
+    # Evaluated every eval_every rounds, in the last, and where a loss turns
     # non-finite (a diverged configuration's last record has its scores).
-    due = (epoch % c.eval_every == 0 or epoch == c.epochs
+    due = (epoch % c.eval_every == 0 or last
            or not np.all(np.isfinite(m["train_loss"])))
-    evaluated = {split: jax.device_get(fn(states["params"], *evals[split]))
+    params = family.params(states)
+    evaluated = {split: jax.device_get(fn(params, *evals[split]))
                  for split, fn in eval_fns.items()} if due else {}
     for j, s in enumerate(place):  # config j sits at s in the stack
       if status[j] == DIVERGED:
         continue
-      record = {"epoch": epoch,
-                "train_loss": float(m["train_loss"][s]),
-                "train_accuracy": float(m["train_accuracy"][s])}
+      record = {"epoch": epoch, **{k: v[s].item() for k, v in m.items()}}
       for split in ("val", "test"):  # accuracy, nll, ece (top5_accuracy)
         for name, score_M in evaluated.get(split, {}).items():
           record[f"{split}_{name}"] = float(score_M[s])
       if not math.isfinite(record["train_loss"]):
         status[j] = DIVERGED
-      elif status[j] == OK and (epoch > 1 or epoch == c.epochs) and (
+      elif status[j] == OK and (epoch > 1 or last) and (
           record["train_loss"] > EXPLOSION_FACTOR * uniform[j]):
         status[j] = EXPLODED
         record["warning"] = (
@@ -434,7 +551,7 @@ def _train_group(configs: list[Config], dataset: data_lib.Dataset, on_epoch,
       history[j].append(record)
       if on_epoch:
         on_epoch(j, record)
-    done = epoch == c.epochs or all(s == DIVERGED for s in status)
+    done = last or all(s == DIVERGED for s in status)
     stop = not done and should_stop is not None and should_stop()
     if checkpointer and (done or stop or checkpointer.due()):
       # A snapshot: the save finishes in the background while history grows.
@@ -447,8 +564,8 @@ def _train_group(configs: list[Config], dataset: data_lib.Dataset, on_epoch,
     if done:
       break
 
-  return (_results(configs, states, history, status, place, layout),
-          train_seconds, compile_seconds)
+  return (_results(configs, family.params(states), history, status, place,
+                   layout), train_seconds, compile_seconds)
 
 
 def _mean_over_steps(parts) -> dict[str, np.ndarray]:
@@ -460,10 +577,20 @@ def _mean_over_steps(parts) -> dict[str, np.ndarray]:
           for k in parts[0][1]}
 
 
-def _results(configs, states, history, status, place, layout) -> list[RunResult]:
+def num_rounds(config: Config) -> int:
+  """The rounds of the training loop: epochs, or chunks of L-BFGS iterations
+  (fewer when every configuration converges before max_iters)."""
+  if config.optimizer == "exact":
+    return 1
+  if config.optimizer == "lbfgs":
+    return math.ceil(config.max_iters / _FullBatch.ITERATIONS_PER_ROUND)
+  return config.epochs
+
+
+def _results(configs, params, history, status, place, layout) -> list[RunResult]:
   """Each configuration's run, its params taken out of the stack."""
   params = jax.device_get(
-      jax.jit(lambda p: p, out_shardings=layout.replicated)(states["params"]))
+      jax.jit(lambda p: p, out_shardings=layout.replicated)(params))
   return [RunResult(config=configs[j], history=history[j], status=status[j],
                     params=jax.tree.map(lambda p, s=s: np.asarray(p[s]), params))
           for j, s in enumerate(place)]

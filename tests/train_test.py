@@ -13,6 +13,7 @@ from conftest import synthetic_dataset
 from softmax_jax import data
 from softmax_jax import losses
 from softmax_jax import model
+from softmax_jax import objective
 from softmax_jax import sweep
 from softmax_jax import train
 from softmax_jax.config import Config
@@ -266,7 +267,7 @@ def test_a_wide_run_alone_trains_as_in_a_stack(optimizer):
   """With K >= SQUEEZE_MIN_CLASSES a run alone is trained squeezed, not
   vmapped; it must end where the same configuration does in a stack of
   two (vmapped)."""
-  k = train.SQUEEZE_MIN_CLASSES
+  k = objective.SQUEEZE_MIN_CLASSES
   ds = synthetic_dataset(n_train=2 * k, n_test=k, num_features=16,
                          num_classes=k)
   c = Config(batch_size=64, epochs=2, lr=0.05, optimizer=optimizer,

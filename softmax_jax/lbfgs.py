@@ -1,0 +1,158 @@
+"""Full-batch L-BFGS for a stack of configurations, in one compiled program.
+
+Each configuration m minimizes its own smooth objective f_m(theta_m) over a
+flat parameter vector; `value_and_grad` evaluates all of them at once
+([M, P] -> [M], [M, P]), so the pass over the data is shared by the stack (a
+regularization path is M weight decays on the same data). Each iteration
+computes every configuration's quasi-Newton direction (the two-loop
+recursion over its last MEMORY curvature pairs, Nocedal & Wright alg. 7.4),
+then a backtracking line search that is batched too: every trial step is one
+shared evaluation, each configuration halving its own step until its Armijo
+condition holds. Configurations that have converged (gradient norm below
+tol) or reached max_iters stop moving while the others go on, so a vmapped
+path ends where each of its strengths solved alone does.
+
+Why not a vmap of optax.lbfgs: its zoom line search under vmap runs every
+branch for every configuration; measured at ~95 ms per model-iteration on
+Fashion-MNIST against ~12 ms per model for one shared value-and-gradient pass.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+MEMORY = 10  # curvature pairs kept (scipy's and scikit-learn's default)
+ARMIJO = 1e-4  # sufficient decrease: f(x + t d) <= f(x) + ARMIJO t g.d
+MAX_TRIALS = 30  # step halvings per line search before giving up
+# Hager & Zhang's approximate Wolfe conditions (delta, sigma, epsilon).
+WOLFE_DELTA, WOLFE_SIGMA, F_ROUNDING = 0.1, 0.9, 1e-6
+
+
+class State(NamedTuple):
+  theta: jax.Array  # [M, P] parameters
+  value: jax.Array  # [M] objective
+  grad: jax.Array  # [M, P]
+  s: jax.Array  # [M, MEMORY, P] steps (a ring, newest at (pairs - 1) % MEMORY)
+  y: jax.Array  # [M, MEMORY, P] gradient changes
+  rho: jax.Array  # [M, MEMORY] 1 / s.y (0: an empty slot)
+  pairs: jax.Array  # [M] int32: pairs stored so far
+  iterations: jax.Array  # [M] int32: iterations taken
+  stalled: jax.Array  # [M] bool: a line search found no decrease
+
+
+ValueAndGrad = Callable[[jax.Array], tuple[jax.Array, jax.Array]]
+
+
+def init(theta_MxP: jax.Array, value_and_grad: ValueAndGrad) -> State:
+  value, grad = value_and_grad(theta_MxP)
+  m, p = theta_MxP.shape
+  return State(theta=theta_MxP, value=value, grad=grad,
+               s=jnp.zeros((m, MEMORY, p), theta_MxP.dtype),
+               y=jnp.zeros((m, MEMORY, p), theta_MxP.dtype),
+               rho=jnp.zeros((m, MEMORY), theta_MxP.dtype),
+               pairs=jnp.zeros(m, jnp.int32),
+               iterations=jnp.zeros(m, jnp.int32),
+               stalled=jnp.zeros(m, bool))
+
+
+def grad_norm(state: State) -> jax.Array:
+  return jnp.linalg.norm(state.grad, axis=-1)
+
+
+def finished(state: State, tol, max_iters) -> jax.Array:
+  """[M] bool: converged (gradient norm < tol), out of iterations or stalled."""
+  return (grad_norm(state) < tol) | (state.iterations >= max_iters) | state.stalled
+
+
+def _direction(g, s, y, rho, pairs):
+  """-H g for one configuration, H the L-BFGS inverse Hessian estimate."""
+  newest = (pairs - 1) % MEMORY
+
+  def backward(i, carry):  # newest to oldest
+    q, alpha = carry
+    j = (newest - i) % MEMORY
+    a = rho[j] * jnp.dot(s[j], q)
+    return q - a * y[j], alpha.at[j].set(a)
+
+  q, alpha = jax.lax.fori_loop(0, MEMORY, backward,
+                               (g, jnp.zeros(MEMORY, g.dtype)))
+  yy = jnp.dot(y[newest], y[newest])
+  # The initial Hessian gamma I: s.y / y.y of the newest pair; before any
+  # pair, a first step of length at most 1.
+  gamma = jnp.where(pairs > 0, 1.0 / (rho[newest] * jnp.maximum(yy, 1e-30)),
+                    1.0 / jnp.maximum(jnp.linalg.norm(g), 1.0))
+  r = gamma * q
+
+  def forward(i, r):  # oldest to newest
+    j = (newest - (MEMORY - 1) + i) % MEMORY
+    b = rho[j] * jnp.dot(y[j], r)
+    return r + s[j] * (alpha[j] - b)
+
+  return -jax.lax.fori_loop(0, MEMORY, forward, r)
+
+
+def step(state: State, value_and_grad: ValueAndGrad, tol, max_iters) -> State:
+  """One L-BFGS iteration of every configuration not finished."""
+  active = ~finished(state, tol, max_iters)
+  d = jax.vmap(_direction)(state.grad, state.s, state.y, state.rho, state.pairs)
+  slope = jnp.sum(state.grad * d, axis=-1)
+  # A direction that does not descend (lost curvature): restart along -g.
+  bad = ~(slope < 0)
+  d = jnp.where(bad[:, None], -state.grad, d)
+  slope = jnp.where(bad, -jnp.sum(state.grad**2, axis=-1), slope)
+
+  def trial(carry):
+    t, accepted, value, grad, tries = carry
+    f, g = value_and_grad(state.theta + t[:, None] * d)
+    # Armijo, or near the optimum, where float32 cannot resolve the decrease
+    # of f, the approximate Wolfe conditions of Hager & Zhang (2005): f no
+    # larger up to its rounding, and the slope along d much flatter,
+    # judged by the gradient, which stays accurate there.
+    new_slope = jnp.sum(g * d, axis=-1)
+    approximate_wolfe = ((f <= state.value + F_ROUNDING * jnp.abs(state.value))
+                         & (new_slope <= (2 * WOLFE_DELTA - 1) * slope)
+                         & (new_slope >= WOLFE_SIGMA * slope))
+    ok = jnp.isfinite(f) & ((f <= state.value + ARMIJO * t * slope)
+                            | approximate_wolfe)
+    newly = ~accepted & ok
+    value = jnp.where(newly, f, value)
+    grad = jnp.where(newly[:, None], g, grad)
+    accepted = accepted | ok
+    return jnp.where(accepted, t, 0.5 * t), accepted, value, grad, tries + 1
+
+  t0 = jnp.where(active, 1.0, 0.0).astype(state.theta.dtype)
+  t, accepted, value, grad, _ = jax.lax.while_loop(
+      lambda c: jnp.any(~c[1]) & (c[4] < MAX_TRIALS), trial,
+      (t0, ~active, state.value, state.grad, 0))
+  moved = active & accepted
+  t = jnp.where(moved, t, 0.0)
+  s_new = t[:, None] * d
+  y_new = grad - state.grad
+  sy = jnp.sum(s_new * y_new, axis=-1)
+  # Keep the pair only where the curvature is positive (else H would not be
+  # positive definite); float32 noise makes tiny sy meaningless.
+  keep = moved & (sy > 1e-10 * jnp.sum(y_new * y_new, axis=-1))
+  slot = state.pairs % MEMORY
+  put = lambda ring, new: jnp.where(
+      keep[:, None, None] & (jnp.arange(MEMORY)[None, :, None] == slot[:, None, None]),
+      new[:, None, :], ring)
+  return State(
+      theta=state.theta + s_new,
+      value=jnp.where(moved, value, state.value),
+      grad=jnp.where(moved[:, None], grad, state.grad),
+      s=put(state.s, s_new), y=put(state.y, y_new),
+      rho=jnp.where(keep[:, None] & (jnp.arange(MEMORY) == slot[:, None]),
+                    (1.0 / jnp.where(keep, sy, 1.0))[:, None], state.rho),
+      pairs=state.pairs + keep.astype(jnp.int32),
+      iterations=state.iterations + active.astype(jnp.int32),
+      stalled=state.stalled | (active & ~accepted))
+
+
+def run(state: State, value_and_grad: ValueAndGrad, tol, max_iters,
+        num_steps: int) -> State:
+  """num_steps iterations (finished configurations stay where they are)."""
+  return jax.lax.fori_loop(
+      0, num_steps, lambda _, st: step(st, value_and_grad, tol, max_iters), state)

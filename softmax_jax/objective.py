@@ -1,0 +1,131 @@
+"""The training objective of a stack of configurations.
+
+A stack holds M configurations that may differ in their loss (ordered so
+that each loss is one block, see `loss_blocks`), weight decay and Huber
+delta. `stacked_losses` gives each configuration's mean loss on a
+minibatch; `full_batch` the penalized objective over the whole training
+set, mean_i loss(x_i, y_i) + (weight_decay / 2) ||W||^2 (b not penalized:
+the objective the SGD family's weight decay follows), with its gradient, in
+chunks of rows: what the full-batch solvers minimize.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+from jax.flatten_util import ravel_pytree
+
+from softmax_jax import data as data_lib
+from softmax_jax import evaluation
+from softmax_jax import losses
+from softmax_jax import metrics
+from softmax_jax import model
+from softmax_jax import optimizers
+
+
+# A stack of one configuration with at least this many classes is trained
+# squeezed rather than vmapped: on a CPU, XLA compiles the batched matmul of
+# batch 1 with extra transposes, 15-30% of an epoch at K = 1,000 (D = 512),
+# while at K <= 100 the batched form is the faster one (d2l's K = 10: 58
+# against 85 ms per epoch); measured on 2 cores, the crossover near K = 300.
+SQUEEZE_MIN_CLASSES = 256
+
+
+def over_stack(fn, squeeze: bool, in_axes=0):
+  """jax.vmap(fn, in_axes) over the configurations of a stack, or, with
+  squeeze, fn on the only configuration (see SQUEEZE_MIN_CLASSES)."""
+  if not squeeze:
+    return jax.vmap(fn, in_axes=in_axes)
+
+  def one(*args):
+    axes = in_axes if isinstance(in_axes, tuple) else (in_axes,) * len(args)
+    args = [arg if axis is None else jax.tree.map(
+        lambda a: a.reshape(a.shape[1:]), arg) for arg, axis in zip(args, axes)]
+    return jax.tree.map(lambda a: a[None], fn(*args))
+
+  return one
+
+
+def stacked_losses(logits_MxBxK, y_B, huber_delta_M, *, blocks, loss_input,
+                   squeeze=False):
+  """Each configuration's mean minibatch loss [M], each block with its loss."""
+  return jnp.mean(per_example_losses(
+      logits_MxBxK, y_B, huber_delta_M, blocks=blocks, loss_input=loss_input,
+      squeeze=squeeze), axis=-1)
+
+
+def per_example_losses(logits_MxBxK, y_B, huber_delta_M, *, blocks,
+                       loss_input, squeeze=False):
+  """Each configuration's loss of each example [M, B], each block with its
+  loss (y: [B] shared, or [M, B])."""
+  parts = []
+  for name, start, stop in blocks:
+    fn = functools.partial(losses.LOSSES[name], loss_input=loss_input)
+    per_example = over_stack(
+        lambda o, d, y, fn=fn: fn(o, y, huber_delta=d), squeeze,
+        in_axes=(0, 0, None if y_B.ndim == 1 else 0))(
+            logits_MxBxK[start:stop], huber_delta_M[start:stop],
+            y_B if y_B.ndim == 1 else y_B[start:stop])
+    parts.append(per_example)
+  return jnp.concatenate(parts)
+
+
+def loss_blocks(configs: list[Config]) -> tuple[tuple[str, int, int], ...]:
+  """(loss, start, stop) of each run of equal losses in the config order."""
+  blocks, start = [], 0
+  for i in range(1, len(configs) + 1):
+    if i == len(configs) or configs[i].loss != configs[start].loss:
+      blocks.append((configs[start].loss, start, i))
+      start = i
+  return tuple(blocks)
+
+
+def penalty(params_M, weight_decay_M):
+  """(weight_decay / 2) ||W||^2 of each configuration [M] (b not counted)."""
+  squares = jax.tree.map(
+      lambda p, on: jnp.sum(p.reshape(p.shape[0], -1)**2, axis=-1) if on
+      else jnp.zeros(p.shape[0], p.dtype),
+      params_M, optimizers.decayed(params_M))
+  return 0.5 * weight_decay_M * sum(jax.tree.leaves(squares))
+
+
+def full_batch(theta_MxP, x_NxD, y_N, values, *, unravel, blocks, loss_input,
+               chunk, squeeze=False):
+  """The objective over all N rows, its gradient (flat, [M, P]) and, as aux,
+  each configuration's mean loss and accuracy on them.
+
+  theta_MxP are the configurations' parameters flattened (`unravel` turns
+  one row back into a params tree). Rows are taken in chunks and the
+  gradient summed over them (evaluation.sum_chunks): no [N, K] array.
+  """
+  params_M = jax.vmap(unravel)(theta_MxP)
+
+  def chunk_sums(x, y, valid):
+    def loss_sum(params_M):
+      logits = over_stack(model.logits, squeeze, in_axes=(0, None))(
+          params_M, data_lib.to_features(x))
+      per = per_example_losses(logits, y, values["huber_delta"], blocks=blocks,
+                               loss_input=loss_input, squeeze=squeeze)
+      sums = jnp.sum(per * valid, axis=-1)
+      return jnp.sum(sums), (sums, logits)
+
+    (_, (sums, logits)), grads = jax.value_and_grad(loss_sum, has_aux=True)(
+        params_M)
+    correct = jnp.sum(valid * over_stack(metrics.argmax_is, squeeze, in_axes=(
+        0, None))(logits, y), axis=-1)
+    return {"loss": sums, "grad": grads, "correct": correct}
+
+  total = evaluation.sum_chunks(chunk_sums, x_NxD, y_N, chunk)
+  n = x_NxD.shape[0]
+  wd = values["weight_decay"]
+  grads = jax.tree.map(
+      lambda g, p, on: g / n + (wd.reshape((-1,) + (1,) * (p.ndim - 1)) * p
+                                if on else 0.0),
+      total["grad"], params_M, optimizers.decayed(params_M))
+  loss_M = total["loss"] / n
+  value_M = loss_M + penalty(params_M, wd)
+  flat = jax.vmap(lambda g: ravel_pytree(g)[0])(grads)
+  return value_M, flat, {"train_loss": loss_M,
+                         "train_accuracy": total["correct"] / n}
