@@ -2,29 +2,17 @@
 
 from __future__ import annotations
 
-import threading
 from typing import BinaryIO
 
+import matplotlib
 import numpy as np
 
-
-def _pyplot():
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
-  return plt
-
-
-def import_in_background() -> None:
-  """Imports matplotlib (~1 s) in a thread, e.g. while the data load and
-  the programs compile, so that the figures after training do not wait for
-  it; the first figure waits for the import if it is not done."""
-  threading.Thread(target=_pyplot, name="import matplotlib", daemon=True).start()
+matplotlib.use("Agg")  # before pyplot: no display needed
+import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 
 def plot_curves(history: list[dict], out: BinaryIO, title: str = "") -> None:
   """Train loss, train accuracy and test accuracy per epoch, as d2l's Animator."""
-  plt = _pyplot()
   epochs = [r["epoch"] for r in history]
   fig, ax = plt.subplots(figsize=(5, 3.5), dpi=120)
   ax.plot(epochs, [r["train_loss"] for r in history], "-", label="train loss")
@@ -46,7 +34,6 @@ def plot_curves(history: list[dict], out: BinaryIO, title: str = "") -> None:
 
 def plot_sweep(rows: list[dict], out: BinaryIO) -> None:
   """Validation accuracy against lr, one line per loss (mean over other axes)."""
-  plt = _pyplot()
   fig, ax = plt.subplots(figsize=(5, 3.5), dpi=120)
   by_loss: dict[str, dict[float, list[float]]] = {}
   for r in rows:
@@ -75,7 +62,6 @@ def plot_sweep(rows: list[dict], out: BinaryIO) -> None:
 def plot_reliability(count_M, confidence_M, accuracy_M, ece: float,
                      out: BinaryIO) -> None:
   """Accuracy against confidence per bin, with the diagonal of perfect calibration."""
-  plt = _pyplot()
   num_bins = len(count_M)
   edges = [b / num_bins for b in range(num_bins)]
   filled = [c > 0 for c in count_M]
@@ -104,7 +90,6 @@ def plot_confusion(confusion_KxK, class_names, out: BinaryIO,
                    of: int | None = None) -> None:
   """Counts of true (rows) against predicted (columns) classes; `of`: the
   number of classes when these are the most confused few of them."""
-  plt = _pyplot()
   k = len(class_names)
   fig, ax = plt.subplots(figsize=(1.5 + 0.6 * k, 1.2 + 0.55 * k), dpi=120)
   ax.imshow(confusion_KxK, cmap="Blues")
@@ -131,7 +116,6 @@ def plot_predictions(x_NxD, labels_N, predicted_N, confidence_N, class_names,
                      image_shape, out: BinaryIO, rows: int = 3,
                      cols: int = 8) -> None:
   """Test images with true and predicted labels; the misclassified first, in red."""
-  plt = _pyplot()
   predicted = predicted_N
   wrong = np.flatnonzero(predicted != labels_N)[:rows * cols // 2].tolist()
   right = np.flatnonzero(predicted == labels_N)[:rows * cols].tolist()
@@ -181,7 +165,6 @@ def plot_weights(w_DxK, class_names, image_shape, out: BinaryIO,
                  most: int = 20) -> None:
   """Each class's weights as an image: the templates of a linear classifier
   (of the first `most` classes)."""
-  plt = _pyplot()
   class_names = class_names[:most]
   k = len(class_names)
   cols = min(k, 5)

@@ -32,7 +32,6 @@ from softmax_jax import feed as feed_lib
 from softmax_jax import images as images_lib
 from softmax_jax import losses
 from softmax_jax import model
-from softmax_jax import plotting
 from softmax_jax import report
 from softmax_jax import sweep
 from softmax_jax import tensorboard
@@ -78,8 +77,6 @@ def _train(configs, workdir, overwrite, checkpoint_every, stop_requested,
            verbose, held: contextlib.ExitStack):
   """run() without the refit: (summary, workdir); the workdir's lock goes
   into `held`."""
-  if distributed.is_main_process():  # for the figures, while data load
-    plotting.import_in_background()
   dataset = _load(configs)
   train.check(configs, dataset)
   single = len(configs) == 1

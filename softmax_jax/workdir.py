@@ -233,6 +233,9 @@ def write_results(workdir: Path, rows: list[dict], swept: list[str]) -> None:
   columns = ["config_id", *swept, *RESULT_COLUMNS]
   if rows and "test_top5_accuracy" in rows[0]:  # more than 5 classes
     columns.insert(columns.index("test_accuracy") + 1, "test_top5_accuracy")
+  if rows and "objective" in rows[0]:  # a full-batch solver's solution
+    at = columns.index("final_train_loss") + 1
+    columns[at:at] = ["objective", "grad_norm", "iterations", "converged"]
 
   def write(f):
     text = io.StringIO()

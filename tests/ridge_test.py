@@ -1,0 +1,82 @@
+"""The closed form of ridge regression on the one-hot code (--optimizer=exact)."""
+
+import jax
+import numpy as np
+import pytest
+
+from conftest import synthetic_dataset
+from softmax_jax import ridge
+from softmax_jax import runner
+from softmax_jax import train
+from softmax_jax.config import Config
+from softmax_jax.errors import UserError
+
+WEIGHT_DECAYS = (1e-1, 1e-2, 1e-3)
+RIDGE = {"loss": "l2", "loss_input": "logits"}
+
+
+def _direct(x, y, k, wd):
+  """The normal equations of the objective, solved outright (float64)."""
+  n, d = x.shape
+  a = np.hstack([x, np.ones((n, 1))])
+  penalty = n * wd * np.eye(d + 1)
+  penalty[d, d] = 0  # b is not penalized
+  wb = np.linalg.solve(a.T @ a + penalty, a.T @ np.eye(k)[y])
+  return wb[:d], wb[d]
+
+
+@pytest.mark.parametrize("n, d", [(300, 20), (40, 60)])  # primal, dual
+def test_the_path_solves_the_normal_equations(n, d):
+  rng = np.random.default_rng(0)
+  x = rng.normal(size=(n, d)).astype(np.float32)
+  y = rng.integers(0, 5, n)
+  for wd, solved in zip(WEIGHT_DECAYS, ridge.solve_path(x, y, 5, WEIGHT_DECAYS)):
+    w, b = _direct(x.astype(np.float64), y, 5, wd)
+    np.testing.assert_allclose(solved["w"], w, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(solved["b"], b, rtol=1e-5, atol=1e-6)
+
+
+def test_the_closed_form_equals_lbfgs_on_the_same_objective():
+  dataset = synthetic_dataset(n_train=3000, n_test=500, num_features=64,
+                              num_classes=7, noise=60.0)
+  exact = train.train_configs(
+      [Config(optimizer="exact", weight_decay=wd, **RIDGE)
+       for wd in WEIGHT_DECAYS], dataset).runs
+  lbfgs = train.train_configs(
+      [Config(optimizer="lbfgs", weight_decay=wd, tol=1e-6, **RIDGE)
+       for wd in WEIGHT_DECAYS], dataset).runs
+  for a, b in zip(exact, lbfgs):
+    ea, eb = a.history[-1], b.history[-1]
+    assert ea["grad_norm"] < 1e-6  # the solution is stationary (KKT)
+    assert ea["objective"] <= eb["objective"] * (1 + 1e-6)
+    assert ea["objective"] == pytest.approx(eb["objective"], rel=1e-6)
+    for p, q in zip(jax.tree.leaves(a.params), jax.tree.leaves(b.params)):
+      assert np.linalg.norm(p - q) <= 1e-3 * np.linalg.norm(p)
+
+
+def test_an_exact_sweep_end_to_end(tmp_path):
+  """A path through runner: every output, the best strength chosen by
+  validation accuracy, results.csv with the solution's columns."""
+  dataset = synthetic_dataset(n_train=600, n_test=200, num_features=16,
+                              num_classes=4)
+  path = tmp_path / "data.npz"
+  np.savez(path, x_train=dataset.x_train, y_train=dataset.y_train,
+           x_test=dataset.x_test, y_test=dataset.y_test)
+  configs = [Config(dataset=f"npz:{path}", optimizer="exact", weight_decay=wd,
+                    **RIDGE) for wd in WEIGHT_DECAYS]
+  summary = runner.run(configs, tmp_path / "run", verbose=False)
+  assert summary["converged"] and summary["iterations"] == 0
+  assert summary["test_accuracy"] > 0.9
+  header = (tmp_path / "run" / "results.csv").read_text().splitlines()[0]
+  for column in ("objective", "grad_norm", "converged"):
+    assert column in header
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"loss": "xent"}, "--loss=l2 --loss_input=logits"),
+    ({**RIDGE, "weight_decay": 0.0}, "weight_decay > 0"),
+    ({**RIDGE, "weight_decay": 1e-3, "hidden": "8"}, "linear model"),
+])
+def test_what_the_closed_form_cannot_solve_is_refused(overrides, message):
+  with pytest.raises(UserError, match=message):
+    Config(optimizer="exact", **overrides).validate()
