@@ -407,24 +407,14 @@ class _FullBatch:
     return bool(np.all(m["finished"]))
 
 
-class _ClosedForm:
+class _ClosedForm(_FullBatch):
   """--optimizer=exact: ridge regression on the one-hot code (ridge.py), the
   whole stack from one eigendecomposition, in one round; the round's record
   holds the objective and its gradient norm, a check of the solution."""
 
   def __init__(self, stacked, dataset, layout, values, replicate):
-    self.stacked, self.dataset, self.layout = stacked, dataset, layout
-    self.values, self.num_rounds = values, 1
-    self.init_kw = {"num_features": dataset.num_features,
-                    "num_classes": dataset.num_classes, "init_scale": 0.0}
-    template = model.init_params(jax.random.key(0), **self.init_kw)
-    self.ravel = lambda p: jax.flatten_util.ravel_pytree(p)[0]
-    self.unravel = jax.flatten_util.ravel_pytree(template)[1]
-    self.x, self.y = replicate(dataset.x_train), replicate(dataset.y_train)
-    self.objective = jax.jit(functools.partial(
-        objective.full_batch, unravel=self.unravel,
-        blocks=objective.loss_blocks(stacked), loss_input="logits",
-        chunk=evaluation.chunk_for(len(stacked), dataset.num_classes)))
+    super().__init__(stacked, dataset, layout, values, replicate)
+    self.stacked, self.dataset = stacked, dataset
 
   def init_states(self):
     zeros = model.init_params(jax.random.key(0), **self.init_kw)
@@ -446,8 +436,9 @@ class _ClosedForm:
     params = jax.tree.map(lambda *a: distributed.put(np.stack(a),
                                                      self.layout.configs),
                           *solved)
-    theta = jax.vmap(self.ravel)(params)
-    value, grad, aux = self.objective(theta, self.x, self.y, self.values)
+    theta = jax.vmap(lambda p: jax.flatten_util.ravel_pytree(p)[0])(params)
+    value, grad, aux = jax.jit(self.objective)(theta, self.x, self.y,
+                                               self.values)
     return {"params": params}, jax.device_get({
         **aux, "objective": value, "grad_norm": jnp.linalg.norm(grad, axis=-1),
         "iterations": jnp.zeros_like(value, jnp.int32),
