@@ -88,6 +88,15 @@ def evaluate(params: model.Params, x_NxD, y_N, chunk: int = CHUNK
   return scores
 
 
+def accuracy(params: model.Params, x_NxD, y_N, chunk: int = CHUNK):
+  """The share of rows whose top-1 class is their label (a forward pass)."""
+  correct = sum_chunks(
+      lambda x, y, valid: jnp.sum(valid * metrics.argmax_is(
+          model.logits(params, data_lib.to_features(x)), y)),
+      x_NxD, y_N, chunk)
+  return correct / x_NxD.shape[0]
+
+
 def predict(params: model.Params, x_NxD, chunk: int = CHUNK):
   """Each row's top-1 class (int32 [N]) and its probability (float32 [N]),
   as chunks: (classes [S, c], probabilities [S, c], valid [S, c]); the

@@ -356,27 +356,33 @@ class _FullBatch:
                     "init_scale": 0.0, "hidden": c.hidden_sizes,
                     "phm_n": c.phm_n}
     template = model.init_params(jax.random.key(0), **self.init_kw)
-    self.unravel = jax.flatten_util.ravel_pytree(template)[1]
+    flat, self.unravel = jax.flatten_util.ravel_pytree(template)
+    self.unravel_size = flat.size
     self.x, self.y = replicate(dataset.x_train), replicate(dataset.y_train)
+    self.stacked, self.dataset = stacked, dataset
+    self.chunk = evaluation.chunk_for(len(stacked), dataset.num_classes)
     self.objective = functools.partial(
         objective.full_batch, unravel=self.unravel,
         blocks=objective.loss_blocks(stacked), loss_input=c.loss_input,
-        chunk=evaluation.chunk_for(len(stacked), dataset.num_classes),
+        chunk=self.chunk,
         squeeze=len(stacked) == 1
         and dataset.num_classes >= objective.SQUEEZE_MIN_CLASSES)
 
   def _value_and_grad(self, x, y, values):
     return lambda theta: self.objective(theta, x, y, values)[:2]
 
+  def _zeros(self):
+    """Every configuration's flat parameters at W = 0, b = 0 (where
+    scikit-learn starts too; the seed has no role), as an argument of the
+    compiled start: XLA folding the objective at constant zeros gave NaN."""
+    return distributed.put(np.zeros((len(self.stacked), self.unravel_size),
+                                    np.float32), self.layout.configs)
+
   def init_states(self):
-    def init(values, x, y):
-      # From W = 0 (b = 0 too), as scikit-learn starts; the seed has no role.
-      theta = jax.vmap(lambda _: jax.flatten_util.ravel_pytree(
-          model.init_params(jax.random.key(0), **self.init_kw))[0])(
-              values["lr"])
+    def init(theta, values, x, y):
       return lbfgs.init(theta, self._value_and_grad(x, y, values))._asdict()
     return jax.jit(init, out_shardings=self.layout.configs)(
-        self.values, self.x, self.y)
+        self._zeros(), self.values, self.x, self.y)
 
   def params(self, states):
     return jax.vmap(self.unravel)(states["theta"])
@@ -386,9 +392,16 @@ class _FullBatch:
       vg = self._value_and_grad(x, y, values)
       state = lbfgs.run(lbfgs.State(**states), vg, values["tol"],
                         values["max_iters"], self.ITERATIONS_PER_ROUND)
-      _, _, aux = self.objective(state.theta, x, y, values)
+      # The loss is the objective without its penalty; the accuracy takes
+      # one forward pass (no second value-and-gradient pass).
+      params = jax.vmap(self.unravel)(state.theta)
+      accuracy = jax.vmap(functools.partial(evaluation.accuracy,
+                                            chunk=self.chunk),
+                          in_axes=(0, None, None))(params, x, y)
       return state._asdict(), {
-          **aux, "objective": state.value,
+          "train_loss": state.value - objective.penalty(
+              params, values["weight_decay"]),
+          "train_accuracy": accuracy, "objective": state.value,
           "grad_norm": lbfgs.grad_norm(state),
           "iterations": state.iterations,
           "converged": lbfgs.grad_norm(state) < values["tol"],
@@ -412,15 +425,9 @@ class _ClosedForm(_FullBatch):
   whole stack from one eigendecomposition, in one round; the round's record
   holds the objective and its gradient norm, a check of the solution."""
 
-  def __init__(self, stacked, dataset, layout, values, replicate):
-    super().__init__(stacked, dataset, layout, values, replicate)
-    self.stacked, self.dataset = stacked, dataset
-
   def init_states(self):
-    zeros = model.init_params(jax.random.key(0), **self.init_kw)
-    return {"params": jax.tree.map(
-        lambda a: distributed.put(np.stack([a] * len(self.stacked)),
-                                  self.layout.configs), zeros)}
+    return {"params": jax.jit(jax.vmap(self.unravel),
+                              out_shardings=self.layout.configs)(self._zeros())}
 
   def params(self, states):
     return states["params"]
