@@ -40,10 +40,14 @@ class State(NamedTuple):
   rho: jax.Array  # [M, MEMORY] 1 / s.y (0: an empty slot)
   pairs: jax.Array  # [M] int32: pairs stored so far
   iterations: jax.Array  # [M] int32: iterations taken
+  evaluations: jax.Array  # [M] int32: objective evaluations (passes) taken
   stalled: jax.Array  # [M] bool: a line search found no decrease
 
 
 ValueAndGrad = Callable[[jax.Array], tuple[jax.Array, jax.Array]]
+# A symmetric positive definite linear map of each configuration's vector
+# ([M, P] -> [M, P]): L-BFGS's initial inverse Hessian, up to its scale.
+Precondition = Callable[[jax.Array], jax.Array]
 
 
 def init(theta_MxP: jax.Array, value_and_grad: ValueAndGrad) -> State:
@@ -55,6 +59,7 @@ def init(theta_MxP: jax.Array, value_and_grad: ValueAndGrad) -> State:
                rho=jnp.zeros((m, MEMORY), theta_MxP.dtype),
                pairs=jnp.zeros(m, jnp.int32),
                iterations=jnp.zeros(m, jnp.int32),
+               evaluations=jnp.ones(m, jnp.int32),
                stalled=jnp.zeros(m, bool))
 
 
@@ -67,37 +72,60 @@ def finished(state: State, tol, max_iters) -> jax.Array:
   return (grad_norm(state) < tol) | (state.iterations >= max_iters) | state.stalled
 
 
-def _direction(g, s, y, rho, pairs):
-  """-H g for one configuration, H the L-BFGS inverse Hessian estimate."""
+def _backward(g, s, y, rho, pairs):
+  """The first loop of the two-loop recursion (newest pair to oldest) for
+  one configuration: q and the alphas."""
   newest = (pairs - 1) % MEMORY
 
-  def backward(i, carry):  # newest to oldest
+  def body(i, carry):
     q, alpha = carry
     j = (newest - i) % MEMORY
     a = rho[j] * jnp.dot(s[j], q)
     return q - a * y[j], alpha.at[j].set(a)
 
-  q, alpha = jax.lax.fori_loop(0, MEMORY, backward,
-                               (g, jnp.zeros(MEMORY, g.dtype)))
-  yy = jnp.dot(y[newest], y[newest])
-  # The initial Hessian gamma I: s.y / y.y of the newest pair; before any
-  # pair, a first step of length at most 1.
-  gamma = jnp.where(pairs > 0, 1.0 / (rho[newest] * jnp.maximum(yy, 1e-30)),
-                    1.0 / jnp.maximum(jnp.linalg.norm(g), 1.0))
-  r = gamma * q
+  return jax.lax.fori_loop(0, MEMORY, body, (g, jnp.zeros(MEMORY, g.dtype)))
 
-  def forward(i, r):  # oldest to newest
+
+def _forward(r, s, y, rho, alpha, pairs):
+  """The second loop (oldest pair to newest) for one configuration."""
+  newest = (pairs - 1) % MEMORY
+
+  def body(i, r):
     j = (newest - (MEMORY - 1) + i) % MEMORY
     b = rho[j] * jnp.dot(y[j], r)
     return r + s[j] * (alpha[j] - b)
 
-  return -jax.lax.fori_loop(0, MEMORY, forward, r)
+  return jax.lax.fori_loop(0, MEMORY, body, r)
 
 
-def step(state: State, value_and_grad: ValueAndGrad, tol, max_iters) -> State:
+def identity(v_MxP):
+  return v_MxP
+
+
+def direction(state: State, precondition: Precondition = identity):
+  """-H g of every configuration, H the L-BFGS inverse Hessian estimate whose
+  initial matrix is gamma P (P = precondition, gamma = s.y / y.P.y of the
+  newest pair): L-BFGS in the coordinates where P is the identity."""
+  q, alpha = jax.vmap(_backward)(state.grad, state.s, state.y, state.rho,
+                                 state.pairs)
+  newest = (state.pairs - 1) % MEMORY
+  y_new = jnp.take_along_axis(state.y, newest[:, None, None], axis=1)[:, 0]
+  yPy = jnp.sum(y_new * precondition(y_new), axis=-1)
+  rho_new = jnp.take_along_axis(state.rho, newest[:, None], axis=1)[:, 0]
+  gPg = jnp.sum(state.grad * precondition(state.grad), axis=-1)
+  # Before any pair, a first step of length at most 1 (in P's coordinates).
+  gamma = jnp.where(state.pairs > 0,
+                    1.0 / (rho_new * jnp.maximum(yPy, 1e-30)),
+                    1.0 / jnp.maximum(jnp.sqrt(gPg), 1.0))
+  r = gamma[:, None] * precondition(q)
+  return -jax.vmap(_forward)(r, state.s, state.y, state.rho, alpha, state.pairs)
+
+
+def step(state: State, value_and_grad: ValueAndGrad, tol, max_iters,
+         precondition: Precondition = identity) -> State:
   """One L-BFGS iteration of every configuration not finished."""
   active = ~finished(state, tol, max_iters)
-  d = jax.vmap(_direction)(state.grad, state.s, state.y, state.rho, state.pairs)
+  d = direction(state, precondition)
   slope = jnp.sum(state.grad * d, axis=-1)
   # A direction that does not descend (lost curvature): restart along -g.
   bad = ~(slope < 0)
@@ -105,8 +133,9 @@ def step(state: State, value_and_grad: ValueAndGrad, tol, max_iters) -> State:
   slope = jnp.where(bad, -jnp.sum(state.grad**2, axis=-1), slope)
 
   def trial(carry):
-    t, accepted, value, grad, tries = carry
+    t, accepted, value, grad, evaluations = carry
     f, g = value_and_grad(state.theta + t[:, None] * d)
+    evaluations = evaluations + (~accepted).astype(jnp.int32)
     # Armijo, or near the optimum, where float32 cannot resolve the decrease
     # of f, the approximate Wolfe conditions of Hager & Zhang (2005): f no
     # larger up to its rounding, and the slope along d much flatter,
@@ -121,12 +150,12 @@ def step(state: State, value_and_grad: ValueAndGrad, tol, max_iters) -> State:
     value = jnp.where(newly, f, value)
     grad = jnp.where(newly[:, None], g, grad)
     accepted = accepted | ok
-    return jnp.where(accepted, t, 0.5 * t), accepted, value, grad, tries + 1
+    return jnp.where(accepted, t, 0.5 * t), accepted, value, grad, evaluations
 
   t0 = jnp.where(active, 1.0, 0.0).astype(state.theta.dtype)
-  t, accepted, value, grad, _ = jax.lax.while_loop(
-      lambda c: jnp.any(~c[1]) & (c[4] < MAX_TRIALS), trial,
-      (t0, ~active, state.value, state.grad, 0))
+  t, accepted, value, grad, evaluations = jax.lax.while_loop(
+      lambda c: jnp.any(~c[1]) & (jnp.max(c[4] - state.evaluations) < MAX_TRIALS),
+      trial, (t0, ~active, state.value, state.grad, state.evaluations))
   moved = active & accepted
   t = jnp.where(moved, t, 0.0)
   s_new = t[:, None] * d
@@ -148,11 +177,14 @@ def step(state: State, value_and_grad: ValueAndGrad, tol, max_iters) -> State:
                     (1.0 / jnp.where(keep, sy, 1.0))[:, None], state.rho),
       pairs=state.pairs + keep.astype(jnp.int32),
       iterations=state.iterations + active.astype(jnp.int32),
+      evaluations=evaluations,
       stalled=state.stalled | (active & ~accepted))
 
 
 def run(state: State, value_and_grad: ValueAndGrad, tol, max_iters,
-        num_steps: int) -> State:
+        num_steps: int, precondition: Precondition = identity) -> State:
   """num_steps iterations (finished configurations stay where they are)."""
   return jax.lax.fori_loop(
-      0, num_steps, lambda _, st: step(st, value_and_grad, tol, max_iters), state)
+      0, num_steps,
+      lambda _, st: step(st, value_and_grad, tol, max_iters, precondition),
+      state)

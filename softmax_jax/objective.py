@@ -91,6 +91,19 @@ def penalty(params_M, weight_decay_M):
   return 0.5 * weight_decay_M * sum(jax.tree.leaves(squares))
 
 
+def stacked_logits(params_M, x_BxD):
+  """Every configuration's logits [M, B, K] on the same rows: for linear
+  models one matmul x [B, D] @ [D, M K] (the configurations' W side by side),
+  which XLA's CPU dot runs 20-40% faster than M batched ones (measured on
+  Fashion-MNIST's full-batch pass, M = 1 and 16), else a vmap."""
+  if set(params_M) != {"w", "b"}:
+    return jax.vmap(model.logits, in_axes=(0, None))(params_M, x_BxD)
+  m, d, k = params_M["w"].shape
+  wide = jnp.transpose(params_M["w"], (1, 0, 2)).reshape(d, m * k)
+  logits = (x_BxD @ wide).reshape(-1, m, k) + params_M["b"][None]
+  return jnp.transpose(logits, (1, 0, 2))
+
+
 def full_batch(theta_MxP, x_NxD, y_N, values, *, unravel, blocks, loss_input,
                chunk, squeeze=False):
   """The objective over all N rows, its gradient (flat, [M, P]) and, as aux,
@@ -104,8 +117,7 @@ def full_batch(theta_MxP, x_NxD, y_N, values, *, unravel, blocks, loss_input,
 
   def chunk_sums(x, y, valid):
     def loss_sum(params_M):
-      logits = over_stack(model.logits, squeeze, in_axes=(0, None))(
-          params_M, data_lib.to_features(x))
+      logits = stacked_logits(params_M, data_lib.to_features(x))
       per = per_example_losses(logits, y, values["huber_delta"], blocks=blocks,
                                loss_input=loss_input, squeeze=squeeze)
       sums = jnp.sum(per * valid, axis=-1)
@@ -129,3 +141,24 @@ def full_batch(theta_MxP, x_NxD, y_N, values, *, unravel, blocks, loss_input,
   flat = jax.vmap(lambda g: ravel_pytree(g)[0])(grads)
   return value_M, flat, {"train_loss": loss_M,
                          "train_accuracy": total["correct"] / n}
+
+
+def centering_preconditioner(mean_D, unravel):
+  """L-BFGS's initial inverse Hessian for the linear model (lbfgs.Precondition).
+
+  P = T T^T, T the change of variables W = W', b = b' - mean W': the model
+  on centred features, o = (x - mean) W' + b'. L-BFGS with this P takes the
+  steps it would take on centred features, where features with a large
+  mean (pixels, all positive) no longer couple W with b, while its
+  iterates, gradient and tolerance stay those of W and b. Measured on
+  Fashion-MNIST (pixels / 255): 173 against 356 iterations to tol 1e-5 at
+  weight decay 1e-2, 808 against more than 1,000 at 1e-4. (Scaling the
+  features by their standard deviation as well was slower.)
+  """
+
+  def one(v):
+    g = unravel(v)
+    w = g["w"] - mean_D[:, None] * g["b"][None, :]  # T^T g
+    return ravel_pytree({"w": w, "b": g["b"] - mean_D @ w})[0]  # T (T^T g)
+
+  return jax.vmap(one)

@@ -214,7 +214,8 @@ def predict(workdir: str | Path, image_paths: list[str], top: int = 3
 
 # The penalized objective at the solution, its gradient norm, the
 # iterations taken and whether that norm is below --tol (lbfgs, exact).
-SOLUTION_KEYS = ("objective", "grad_norm", "iterations", "converged")
+SOLUTION_KEYS = ("objective", "grad_norm", "iterations", "evaluations",
+                 "converged")
 
 
 def _validated(configs) -> list[config_lib.Config]:

@@ -343,9 +343,14 @@ class _Minibatch:
 class _FullBatch:
   """L-BFGS (lbfgs.py) on the full-batch objective (objective.full_batch):
   a round is ITERATIONS_PER_ROUND iterations of every configuration, until
-  all have converged (gradient norm below --tol) or run --max_iters."""
+  all have converged (gradient norm below --tol) or run --max_iters.
+
+  Only the configurations still moving are computed: each round runs on
+  the smallest stack (a power of two) that holds them, so a path whose
+  strong penalties converge early spends its passes on the weak ones."""
 
   ITERATIONS_PER_ROUND = 10
+  CHUNK_VALUES = 2**20  # rows x features per chunk of the pass (in cache)
 
   def __init__(self, stacked, dataset, layout, values, replicate):
     c = stacked[0]
@@ -360,13 +365,18 @@ class _FullBatch:
     self.unravel_size = flat.size
     self.x, self.y = replicate(dataset.x_train), replicate(dataset.y_train)
     self.stacked, self.dataset = stacked, dataset
-    self.chunk = evaluation.chunk_for(len(stacked), dataset.num_classes)
+    # Chunks of ~1,000 rows of Fashion-MNIST keep the pass in cache: 231
+    # against 305 ms for 16 configurations at 8,192 rows.
+    self.chunk = min(evaluation.chunk_for(len(stacked), dataset.num_classes),
+                     max(256, self.CHUNK_VALUES // dataset.num_features))
     self.objective = functools.partial(
         objective.full_batch, unravel=self.unravel,
         blocks=objective.loss_blocks(stacked), loss_input=c.loss_input,
         chunk=self.chunk,
         squeeze=len(stacked) == 1
         and dataset.num_classes >= objective.SQUEEZE_MIN_CLASSES)
+    self.mean = self.moving = None
+    self.runs = {}  # the compiled round of each stack size
 
   def _value_and_grad(self, x, y, values):
     return lambda theta: self.objective(theta, x, y, values)[:2]
@@ -380,41 +390,78 @@ class _FullBatch:
 
   def init_states(self):
     def init(theta, values, x, y):
-      return lbfgs.init(theta, self._value_and_grad(x, y, values))._asdict()
+      state = lbfgs.init(theta, self._value_and_grad(x, y, values))
+      return {"solver": state._asdict(),
+              "train_accuracy": self._accuracy(state.theta, x, y)}
     return jax.jit(init, out_shardings=self.layout.configs)(
         self._zeros(), self.values, self.x, self.y)
 
+  def _accuracy(self, theta, x, y):
+    """Each configuration's training accuracy (one forward pass)."""
+    return jax.vmap(functools.partial(evaluation.accuracy, chunk=self.chunk),
+                    in_axes=(0, None, None))(jax.vmap(self.unravel)(theta), x, y)
+
   def params(self, states):
-    return jax.vmap(self.unravel)(states["theta"])
+    return jax.vmap(self.unravel)(states["solver"]["theta"])
 
   def compile(self, states):
-    def run(states, x, y, values):
-      vg = self._value_and_grad(x, y, values)
-      state = lbfgs.run(lbfgs.State(**states), vg, values["tol"],
-                        values["max_iters"], self.ITERATIONS_PER_ROUND)
-      # The loss is the objective without its penalty; the accuracy takes
-      # one forward pass (no second value-and-gradient pass).
+    self.mean = distributed.put(
+        data_lib.column_mean_std(self.dataset.x_train)[0].astype(np.float32),
+        self.layout.replicated)
+    self.moving = jax.jit(lambda st, v: ~lbfgs.finished(
+        lbfgs.State(**st["solver"]), v["tol"], v["max_iters"]))
+    self._compiled(len(self.stacked), states)
+
+  def _compiled(self, size, states):
+    """The round of a stack of `size` configurations, picked by index from
+    the whole stack and put back into it; its record describes them all."""
+    if size in self.runs:
+      return self.runs[size]
+
+    def run(states, picked, keep, x, y, values, mean):
+      sub = jax.tree.map(lambda a: a[picked], states)
+      state = lbfgs.run(
+          lbfgs.State(**sub["solver"]),
+          self._value_and_grad(x, y, jax.tree.map(lambda a: a[picked], values)),
+          values["tol"][picked], values["max_iters"][picked],
+          self.ITERATIONS_PER_ROUND,
+          objective.centering_preconditioner(mean, self.unravel))
+      sub = {"solver": state._asdict(),
+             "train_accuracy": self._accuracy(state.theta, x, y)}
+      # Padding (copies of a picked configuration) is dropped, not written.
+      states = jax.tree.map(lambda a, new: a.at[keep].set(new, mode="drop"),
+                            states, sub)
+      state = lbfgs.State(**states["solver"])
       params = jax.vmap(self.unravel)(state.theta)
-      accuracy = jax.vmap(functools.partial(evaluation.accuracy,
-                                            chunk=self.chunk),
-                          in_axes=(0, None, None))(params, x, y)
-      return state._asdict(), {
+      return states, {
+          # The loss is the objective without its penalty.
           "train_loss": state.value - objective.penalty(
               params, values["weight_decay"]),
-          "train_accuracy": accuracy, "objective": state.value,
+          "train_accuracy": states["train_accuracy"], "objective": state.value,
           "grad_norm": lbfgs.grad_norm(state),
-          "iterations": state.iterations,
+          "iterations": state.iterations, "evaluations": state.evaluations,
           "converged": lbfgs.grad_norm(state) < values["tol"],
           "finished": lbfgs.finished(state, values["tol"], values["max_iters"])}
-    self.run = jax.jit(run, out_shardings=(self.layout.configs,
-                                           self.layout.replicated)).lower(
-                                               states, self.x, self.y,
-                                               self.values).compile()
+
+    picked = np.zeros(size, np.int32)
+    self.runs[size] = jax.jit(run, out_shardings=(
+        self.layout.configs, self.layout.replicated)).lower(
+            states, picked, picked, self.x, self.y, self.values,
+            self.mean).compile()
+    return self.runs[size]
 
   def round(self, states, r):
     del r
-    states, m = self.run(states, self.x, self.y, self.values)
-    return states, jax.device_get(m)
+    m = len(self.stacked)
+    moving = np.flatnonzero(jax.device_get(self.moving(states, self.values)))
+    if not len(moving):  # (all finished: a round that changes nothing)
+      moving = np.arange(m)
+    size = self.layout.padded(min(m, 1 << (len(moving) - 1).bit_length()))
+    picked = np.concatenate([moving, np.repeat(moving[-1:], size - len(moving))])
+    keep = np.where(np.arange(size) < len(moving), picked, m)  # m: dropped
+    states, record = self._compiled(size, states)(
+        states, picked, keep, self.x, self.y, self.values, self.mean)
+    return states, jax.device_get(record)
 
   def finished(self, m) -> bool:
     return bool(np.all(m["finished"]))

@@ -97,18 +97,39 @@ def test_regression_losses_reach_a_stationary_point(dataset, loss):
 
 
 def test_resume_after_a_stop_equals_an_uninterrupted_solve(dataset, tmp_path):
-  config = Config(optimizer="lbfgs", weight_decay=1e-3, max_iters=60)
-  whole = train.train_configs([config], dataset).runs[0]
-  asked = iter([False, True])  # stop after the second round of iterations
+  """A path whose strong penalty converges within the first rounds, so that
+  the rounds after the stop run on a smaller stack."""
+  configs = [Config(optimizer="lbfgs", weight_decay=1.0, max_iters=80),
+             Config(optimizer="lbfgs", weight_decay=1e-4, max_iters=80,
+                    tol=1e-12)]  # (beyond float32: runs all 80)
+  whole = train.train_configs(configs, dataset).runs
+  assert whole[0].history[-1]["iterations"] <= 20 < 80 == whole[1].history[
+      -1]["iterations"]
+  asked = iter([False, False, True])  # stop after the third round
   with pytest.raises(train.StopRequested):
-    train.train_configs([config], dataset, checkpoint_dir=tmp_path,
+    train.train_configs(configs, dataset, checkpoint_dir=tmp_path,
                         checkpoint_every=0, should_stop=lambda: next(asked))
-  resumed = train.train_configs([config], dataset,
-                                checkpoint_dir=tmp_path).runs[0]
-  assert [r["iterations"] for r in resumed.history] == [
-      r["iterations"] for r in whole.history]
-  for p, q in zip(jax.tree.leaves(whole.params), jax.tree.leaves(resumed.params)):
-    np.testing.assert_array_equal(p, q)
+  resumed = train.train_configs(configs, dataset,
+                                checkpoint_dir=tmp_path).runs
+  for w, r in zip(whole, resumed):
+    assert [h["iterations"] for h in r.history] == [
+        h["iterations"] for h in w.history]
+    assert r.history[-1]["objective"] == w.history[-1]["objective"]
+    for p, q in zip(jax.tree.leaves(w.params), jax.tree.leaves(r.params)):
+      np.testing.assert_array_equal(p, q)
+
+
+def test_finished_strengths_stop_costing_passes(dataset):
+  """A converged strength is no longer evaluated while the others go on:
+  its evaluations stay where they were when it finished."""
+  configs = [Config(optimizer="lbfgs", weight_decay=1.0, max_iters=60),
+             Config(optimizer="lbfgs", weight_decay=1e-4, max_iters=60,
+                    tol=1e-12)]
+  strong, weak = (r.history for r in train.train_configs(configs, dataset).runs)
+  done = next(i for i, h in enumerate(strong) if h["finished"])
+  assert done < len(strong) - 1 and strong[-1]["converged"]
+  assert {h["evaluations"] for h in strong[done:]} == {strong[done]["evaluations"]}
+  assert weak[-1]["evaluations"] > weak[done]["evaluations"]
 
 
 def test_l1_and_hidden_layers_are_refused():
