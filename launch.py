@@ -43,6 +43,10 @@ _HELP = {
                         "set streams from host memory, prefetched.",
     "eval_every": "Evaluate on the validation and test splits every N epochs "
                   "(the last always).",
+    "track_objective": "Each evaluation also records the full training "
+                       "objective (mean loss + weight_decay/2 ||W||^2, what "
+                       "--optimizer=lbfgs minimizes) as `objective`: one "
+                       "more pass over the training set.",
     "seed": "Random seed for initialization and shuffling.",
     "init_scale": "Standard deviation of the initial weights.",
     "val_fraction": "Share of the training set held out for validation "

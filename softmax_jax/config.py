@@ -21,7 +21,7 @@ from softmax_jax.errors import UserError
 SOLVERS = ("lbfgs", "exact")
 # Flags that a full-batch solver does not read (it starts from W = 0).
 MINIBATCH_ONLY = ("lr", "batch_size", "epochs", "schedule", "compute_dtype",
-                  "seed", "init_scale")
+                  "seed", "init_scale", "track_objective")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,6 +49,9 @@ class Config:
   # own; on a CPU no limit): a larger set streams from host memory (see feed).
   device_memory_gb: float = 0.0
   eval_every: int = 1  # evaluate on val/test every this many epochs (and the last)
+  # Minibatch optimizers: each evaluation also records the full training
+  # objective, what --optimizer=lbfgs minimizes (one more forward pass).
+  track_objective: bool = False
   seed: int = 0  # seeds initialization and the shuffling
   init_scale: float = 0.01  # standard deviation of the initial W
   hidden: str = ""  # hidden ReLU layer sizes before the softmax layer, e.g. "256,128"

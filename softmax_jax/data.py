@@ -268,6 +268,19 @@ def column_mean_std(x):
   return mean, np.sqrt(variance)
 
 
+def feature_covariance(x) -> tuple[np.ndarray, np.ndarray]:
+  """The features' mean [D] and (population) covariance [D, D], float64,
+  a chunk of rows at a time (the data are never copied whole)."""
+  chunks = lambda: (to_features(x[rows]).astype(np.float64)
+                    for rows in user_data.row_chunks(x))
+  mean = sum(c.sum(axis=0) for c in chunks()) / len(x)
+  cov = np.zeros((x.shape[1], x.shape[1]))
+  for c in chunks():
+    c -= mean
+    cov += c.T @ c
+  return mean, cov / len(x)
+
+
 def hold_out_validation(dataset: Dataset, fraction: float) -> Dataset:
   """Moves a fixed random `fraction` of the training set into x_val/y_val.
 

@@ -5,8 +5,10 @@ flat parameter vector; `value_and_grad` evaluates all of them at once
 ([M, P] -> [M], [M, P]), so the pass over the data is shared by the stack (a
 regularization path is M weight decays on the same data). Each iteration
 computes every configuration's quasi-Newton direction (the two-loop
-recursion over its last MEMORY curvature pairs, Nocedal & Wright alg. 7.4),
-then a backtracking line search that is batched too: every trial step is one
+recursion over its last MEMORY curvature pairs, Nocedal & Wright alg. 7.4,
+from an initial inverse Hessian gamma P, P a preconditioner of the
+caller's: objective.centering_preconditioner for the linear model), then a
+backtracking line search that is batched too: every trial step is one
 shared evaluation, each configuration halving its own step until its Armijo
 condition holds. Configurations that have converged (gradient norm below
 tol) or reached max_iters stop moving while the others go on, so a vmapped
@@ -29,6 +31,8 @@ ARMIJO = 1e-4  # sufficient decrease: f(x + t d) <= f(x) + ARMIJO t g.d
 MAX_TRIALS = 30  # step halvings per line search before giving up
 # Hager & Zhang's approximate Wolfe conditions (delta, sigma, epsilon).
 WOLFE_DELTA, WOLFE_SIGMA, F_ROUNDING = 0.1, 0.9, 1e-6
+# warm_start: the least relative decrease of the objective worth a restart.
+WARM_MARGIN = 1e-5
 
 
 class State(NamedTuple):
@@ -70,6 +74,39 @@ def grad_norm(state: State) -> jax.Array:
 def finished(state: State, tol, max_iters) -> jax.Array:
   """[M] bool: converged (gradient norm < tol), out of iterations or stalled."""
   return (grad_norm(state) < tol) | (state.iterations >= max_iters) | state.stalled
+
+
+def warm_start(state: State, weight_M, penalized_P, same_loss_MxM, tol,
+               max_iters) -> State:
+  """Follows a regularization path inside one stack, with no pass over data.
+
+  When configuration j and k minimize f(theta) = L(theta) + weight R(theta)
+  with the same L (same_loss) and R = ||penalized * theta||^2 / 2, then
+  f_j(theta_k) = f_k(theta_k) + (weight_j - weight_k) R(theta_k), and its
+  gradient likewise: j's objective at k's iterate is known exactly. Each
+  configuration still moving takes the converged iterate where its own
+  objective is the lowest, if that is below its own (by WARM_MARGIN,
+  relative), and drops its curvature pairs: scikit-learn's warm-started
+  path (each strength from its neighbour's solution), but every strength
+  at once, taking a solution only where it helps.
+  """
+  converged = grad_norm(state) < tol
+  moving = ~finished(state, tol, max_iters)
+  r = 0.5 * jnp.sum((state.theta * penalized_P)**2, axis=-1)
+  dw = weight_M[:, None] - weight_M[None, :]  # [j, k]
+  there = state.value[None, :] + dw * r[None, :]  # f_j(theta_k)
+  usable = same_loss_MxM & converged[None, :] & moving[:, None]
+  there = jnp.where(usable, there, jnp.inf)
+  k = jnp.argmin(there, axis=1)
+  best = jnp.take_along_axis(there, k[:, None], axis=1)[:, 0]
+  jump = best < state.value - WARM_MARGIN * jnp.abs(state.value)
+  theta = state.theta[k]
+  grad = state.grad[k] + dw[jnp.arange(len(k)), k][:, None] * penalized_P * theta
+  where = lambda a, b: jnp.where(jump.reshape((-1,) + (1,) * (a.ndim - 1)), a, b)
+  return state._replace(
+      theta=where(theta, state.theta), value=where(best, state.value),
+      grad=where(grad, state.grad), rho=where(jnp.zeros_like(state.rho), state.rho),
+      pairs=where(jnp.zeros_like(state.pairs), state.pairs))
 
 
 def _backward(g, s, y, rho, pairs):

@@ -104,6 +104,20 @@ def stacked_logits(params_M, x_BxD):
   return jnp.transpose(logits, (1, 0, 2))
 
 
+def full_batch_value(params_M, x_NxD, y_N, values, *, blocks, loss_input,
+                     chunk):
+  """Each configuration's objective over all N rows [M] (no gradient): the
+  number `full_batch` minimizes, for any optimizer's params."""
+  def chunk_sums(x, y, valid):
+    per = per_example_losses(stacked_logits(params_M, data_lib.to_features(x)),
+                             y, values["huber_delta"], blocks=blocks,
+                             loss_input=loss_input)
+    return jnp.sum(per * valid, axis=-1)
+
+  total = evaluation.sum_chunks(chunk_sums, x_NxD, y_N, chunk)
+  return total / x_NxD.shape[0] + penalty(params_M, values["weight_decay"])
+
+
 def full_batch(theta_MxP, x_NxD, y_N, values, *, unravel, blocks, loss_input,
                chunk, squeeze=False):
   """The objective over all N rows, its gradient (flat, [M, P]) and, as aux,
@@ -143,22 +157,31 @@ def full_batch(theta_MxP, x_NxD, y_N, values, *, unravel, blocks, loss_input,
                          "train_accuracy": total["correct"] / n}
 
 
-def centering_preconditioner(mean_D, unravel):
+def whitening_preconditioner(mean_D, eigvecs_DxD, eigvals_D, weight_decay_M,
+                             num_classes, unravel):
   """L-BFGS's initial inverse Hessian for the linear model (lbfgs.Precondition).
 
-  P = T T^T, T the change of variables W = W', b = b' - mean W': the model
-  on centred features, o = (x - mean) W' + b'. L-BFGS with this P takes the
-  steps it would take on centred features, where features with a large
-  mean (pixels, all positive) no longer couple W with b, while its
-  iterates, gradient and tolerance stay those of W and b. Measured on
-  Fashion-MNIST (pixels / 255): 173 against 356 iterations to tol 1e-5 at
-  weight decay 1e-2, 808 against more than 1,000 at 1e-4. (Scaling the
-  features by their standard deviation as well was slower.)
+  P = T T^T, T the change of variables W = A W', b = b' - mean W, with
+  A = (Cov + lam I)^(-1/2) (Cov = V diag(eigvals) V^T, the features'
+  covariance): the model on centred, whitened features. L-BFGS with this P
+  takes the steps it would take in those coordinates, where features with a
+  large mean (pixels, all positive) no longer couple W with b and
+  correlated features no longer make the problem ill-conditioned, while its
+  iterates, gradient and tolerance stay those of W and b. The curvature of
+  the data term along W is about Cov (x) S (S the softmax's Jacobian
+  averaged over the examples), that of the penalty weight_decay I; lam =
+  10 K weight_decay takes S as I / (10 K). Measured on Fashion-MNIST
+  (pixels / 255), iterations to a gradient norm of 1e-5 at weight decay
+  1e-4: 375 (lam = 10 K wd), 392 (K wd), 808 (wd; also centring alone),
+  over 1,000 (no preconditioner); at 1e-2: 88 against 356 without.
   """
+  lam_M = jnp.maximum(10 * num_classes * weight_decay_M,
+                      1e-6 * jnp.max(eigvals_D))  # (weight_decay 0)
 
-  def one(v):
+  def one(v, lam):
     g = unravel(v)
-    w = g["w"] - mean_D[:, None] * g["b"][None, :]  # T^T g
-    return ravel_pytree({"w": w, "b": g["b"] - mean_D @ w})[0]  # T (T^T g)
+    u = g["w"] - mean_D[:, None] * g["b"][None, :]  # the W part of T^T g
+    u = eigvecs_DxD @ ((eigvecs_DxD.T @ u) / (eigvals_D + lam)[:, None])
+    return ravel_pytree({"w": u, "b": g["b"] - mean_D @ u})[0]
 
-  return jax.vmap(one)
+  return lambda v_MxP: jax.vmap(one)(v_MxP, lam_M)

@@ -28,21 +28,18 @@ def solve_path(x_NxD, y_N, num_classes: int, weight_decays) -> list[dict]:
   n, d = x_NxD.shape
   chunks = lambda: ((data_lib.to_features(x_NxD[rows]).astype(np.float64),
                      y_N[rows]) for rows in user_data.row_chunks(x_NxD))
-  x_mean = sum(x.sum(axis=0) for x, _ in chunks()) / n
   y_mean = np.bincount(y_N, minlength=num_classes) / n
   onehot = lambda y: np.eye(num_classes)[y] - y_mean
   if n >= d:  # primal: the D x D Gram matrix
-    gram = np.zeros((d, d))
-    xty = np.zeros((d, num_classes))
-    for x, y in chunks():
-      xc = x - x_mean
-      gram += xc.T @ xc
-      xty += xc.T @ onehot(y)
-    lam, v = np.linalg.eigh(gram)
+    x_mean, cov = data_lib.feature_covariance(x_NxD)
+    xty = sum((x - x_mean).T @ onehot(y) for x, y in chunks())
+    lam, v = np.linalg.eigh(n * cov)
     vxy = v.T @ xty
     solve = lambda wd: v @ (vxy / (np.maximum(lam, 0) + n * wd)[:, None])
   else:  # dual: the N x N Gram matrix
-    xc = data_lib.to_features(np.asarray(x_NxD)).astype(np.float64) - x_mean
+    xc = data_lib.to_features(np.asarray(x_NxD)).astype(np.float64)
+    x_mean = xc.mean(axis=0)
+    xc -= x_mean
     mu, u = np.linalg.eigh(xc @ xc.T)
     uy = u.T @ onehot(y_N)
     solve = lambda wd: xc.T @ (u @ (uy / (np.maximum(mu, 0) + n * wd)[:, None]))

@@ -229,11 +229,11 @@ def _validated(configs) -> list[config_lib.Config]:
 def _load(configs) -> data.Dataset:
   """The data set, with the validation split a run or sweep uses."""
   if len({(c.dataset, c.data_dir, c.test_csv, c.pixels, c.val_fraction,
-            c.standardize, c.eval_every, c.device_memory_gb)
+            c.standardize, c.eval_every, c.device_memory_gb, c.track_objective)
            for c in configs}) > 1:
     raise UserError("dataset, data_dir, test_csv, pixels, val_fraction, "
-                    "standardize, eval_every and device_memory_gb cannot be "
-                    "swept")
+                    "standardize, eval_every, device_memory_gb and "
+                    "track_objective cannot be swept")
   c = configs[0]
   fraction = c.val_fraction
   if len(configs) > 1:

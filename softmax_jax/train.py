@@ -45,7 +45,7 @@ from softmax_jax import objective
 from softmax_jax import optimizers
 from softmax_jax import ridge
 from softmax_jax import sweep
-from softmax_jax.config import Config
+from softmax_jax.config import SOLVERS, Config
 from softmax_jax.errors import DivergedError, UserError
 
 State = dict  # {"params": model.Params, "opt_state": optax.OptState}, stacked
@@ -363,6 +363,14 @@ class _FullBatch:
     template = model.init_params(jax.random.key(0), **self.init_kw)
     flat, self.unravel = jax.flatten_util.ravel_pytree(template)
     self.unravel_size = flat.size
+    # For lbfgs.warm_start: the entries the penalty applies to, and the
+    # configurations that share the data term (the same loss).
+    self.penalized = jax.flatten_util.ravel_pytree(jax.tree.map(
+        lambda p, on: jnp.full(p.shape, float(on)), template,
+        optimizers.decayed(template)))[0]
+    loss_of = [(s.loss, s.huber_delta if s.loss == "huber" else 0.0)
+               for s in stacked]
+    self.same_loss = np.array([[a == b for b in loss_of] for a in loss_of])
     self.x, self.y = replicate(dataset.x_train), replicate(dataset.y_train)
     self.stacked, self.dataset = stacked, dataset
     # Chunks of ~1,000 rows of Fashion-MNIST keep the pass in cache: 231
@@ -375,7 +383,7 @@ class _FullBatch:
         chunk=self.chunk,
         squeeze=len(stacked) == 1
         and dataset.num_classes >= objective.SQUEEZE_MIN_CLASSES)
-    self.mean = self.moving = None
+    self.moments = self.moving = None
     self.runs = {}  # the compiled round of each stack size
 
   def _value_and_grad(self, x, y, values):
@@ -405,9 +413,13 @@ class _FullBatch:
     return jax.vmap(self.unravel)(states["solver"]["theta"])
 
   def compile(self, states):
-    self.mean = distributed.put(
-        data_lib.column_mean_std(self.dataset.x_train)[0].astype(np.float32),
-        self.layout.replicated)
+    # The preconditioner's moments (objective.whitening_preconditioner): the
+    # features' mean and the eigendecomposition of their covariance.
+    mean, cov = data_lib.feature_covariance(self.dataset.x_train)
+    eigvals, eigvecs = np.linalg.eigh(cov)
+    self.moments = tuple(
+        distributed.put(a.astype(np.float32), self.layout.replicated)
+        for a in (mean, eigvecs, np.maximum(eigvals, 0)))
     self.moving = jax.jit(lambda st, v: ~lbfgs.finished(
         lbfgs.State(**st["solver"]), v["tol"], v["max_iters"]))
     self._compiled(len(self.stacked), states)
@@ -418,14 +430,20 @@ class _FullBatch:
     if size in self.runs:
       return self.runs[size]
 
-    def run(states, picked, keep, x, y, values, mean):
+    def run(states, picked, keep, x, y, values, moments):
+      states = {**states, "solver": lbfgs.warm_start(
+          lbfgs.State(**states["solver"]), values["weight_decay"],
+          self.penalized, self.same_loss, values["tol"],
+          values["max_iters"])._asdict()}
       sub = jax.tree.map(lambda a: a[picked], states)
       state = lbfgs.run(
           lbfgs.State(**sub["solver"]),
           self._value_and_grad(x, y, jax.tree.map(lambda a: a[picked], values)),
           values["tol"][picked], values["max_iters"][picked],
           self.ITERATIONS_PER_ROUND,
-          objective.centering_preconditioner(mean, self.unravel))
+          objective.whitening_preconditioner(
+              *moments, values["weight_decay"][picked],
+              self.dataset.num_classes, self.unravel))
       sub = {"solver": state._asdict(),
              "train_accuracy": self._accuracy(state.theta, x, y)}
       # Padding (copies of a picked configuration) is dropped, not written.
@@ -447,7 +465,7 @@ class _FullBatch:
     self.runs[size] = jax.jit(run, out_shardings=(
         self.layout.configs, self.layout.replicated)).lower(
             states, picked, picked, self.x, self.y, self.values,
-            self.mean).compile()
+            self.moments).compile()
     return self.runs[size]
 
   def round(self, states, r):
@@ -460,7 +478,7 @@ class _FullBatch:
     picked = np.concatenate([moving, np.repeat(moving[-1:], size - len(moving))])
     keep = np.where(np.arange(size) < len(moving), picked, m)  # m: dropped
     states, record = self._compiled(size, states)(
-        states, picked, keep, self.x, self.y, self.values, self.mean)
+        states, picked, keep, self.x, self.y, self.values, self.moments)
     return states, jax.device_get(record)
 
   def finished(self, m) -> bool:
@@ -561,6 +579,14 @@ def _train_group(configs: list[Config], dataset: data_lib.Dataset, on_epoch,
                      out_shardings=layout.replicated)
       .lower(family.params(states), *xy).compile()
       for split, xy in evals.items()}
+  if c.track_objective and c.optimizer not in SOLVERS:
+    train_xy = (replicate(dataset.x_train), replicate(dataset.y_train))
+    eval_fns["objective"] = jax.jit(functools.partial(
+        objective.full_batch_value, blocks=objective.loss_blocks(stacked),
+        loss_input=c.loss_input, chunk=chunk),
+        out_shardings=layout.replicated).lower(
+            family.params(states), *train_xy, values).compile()
+    evals["objective"] = (*train_xy, values)
   compile_seconds = time.perf_counter() - start
 
   for epoch in range(first_epoch, last_round + 1):
@@ -583,6 +609,8 @@ def _train_group(configs: list[Config], dataset: data_lib.Dataset, on_epoch,
       for split in ("val", "test"):  # accuracy, nll, ece (top5_accuracy)
         for name, score_M in evaluated.get(split, {}).items():
           record[f"{split}_{name}"] = float(score_M[s])
+      if "objective" in evaluated:  # --track_objective
+        record["objective"] = float(evaluated["objective"][s])
       if not math.isfinite(record["train_loss"]):
         status[j] = DIVERGED
       elif status[j] == OK and (epoch > 1 or last) and (

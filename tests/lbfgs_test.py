@@ -151,3 +151,62 @@ def test_the_first_round_on_real_fashion_mnist_descends(fashion_mnist):
       fashion_mnist).runs[0].history[-1]
   assert np.isfinite(last["objective"]) and last["objective"] < np.log(10) / 2
   assert last["iterations"] == 10 and last["test_accuracy"] > 0.7
+
+
+def test_sgd_tracks_its_objective_above_the_optimum(dataset):
+  """--track_objective: an SGD run's recorded objective is that of its
+  params (recomputed in float64) and never below L-BFGS's optimum f*."""
+  wd = 1e-2
+  best = train.train_configs([Config(optimizer="lbfgs", weight_decay=wd,
+                                     tol=1e-6)], dataset).runs[0]
+  f_star = best.history[-1]["objective"]
+  runs = train.train_configs(
+      [Config(optimizer=opt, lr=lr, weight_decay=wd, epochs=4,
+              track_objective=True)
+       for opt, lr in (("sgd", 0.1), ("adam", 0.01))], dataset).runs
+  x = data.to_features(dataset.x_train).astype(np.float64)
+  for run in runs:
+    tracked = [r["objective"] for r in run.history]
+    assert len(tracked) == 4 and min(tracked) >= f_star * (1 - 1e-6)
+    w, b = (run.params[k].astype(np.float64) for k in ("w", "b"))
+    assert tracked[-1] == pytest.approx(
+        _objective(x, dataset.y_train, w, b, wd), rel=1e-5)
+    assert tracked[-1] < tracked[0]
+
+
+def test_a_warm_start_knows_the_objective_where_it_lands(dataset):
+  """lbfgs.warm_start moves a weak penalty's iterate to a strong penalty's
+  converged one, its value and gradient there taken from the strong one's
+  without a pass over the data: they equal a pass's."""
+  import functools  # pylint: disable=import-outside-toplevel
+  import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
+  from softmax_jax import lbfgs, model, objective  # pylint: disable=import-outside-toplevel
+  template = model.init_params(jax.random.key(0), dataset.num_features,
+                               dataset.num_classes, init_scale=0.0)
+  flat, unravel = jax.flatten_util.ravel_pytree(template)
+  values = {"weight_decay": jnp.array([1.0, 1e-3]),
+            "huber_delta": jnp.ones(2)}
+  value_and_grad = lambda theta: objective.full_batch(
+      theta, dataset.x_train, dataset.y_train, values, unravel=unravel,
+      blocks=(("xent", 0, 2),), loss_input="probs", chunk=1024)[:2]
+  state = lbfgs.init(jnp.zeros((2, flat.size)), value_and_grad)
+  tol, max_iters = jnp.array([1e-5, 1e-12]), jnp.array([100, 100])
+  state = lbfgs.run(state, value_and_grad, tol, max_iters, 30)
+  assert lbfgs.grad_norm(state)[0] < 1e-5
+  # Started again from W = 0: far above the strong penalty's optimum.
+  state = state._replace(theta=state.theta.at[1].set(0.0),
+                         value=state.value.at[1].set(np.log(7)))
+  penalized = jax.flatten_util.ravel_pytree(
+      {"b": jnp.zeros(dataset.num_classes),
+       "w": jnp.ones((dataset.num_features, dataset.num_classes))})[0]
+  moved = lbfgs.warm_start(state, values["weight_decay"], penalized,
+                           np.ones((2, 2), bool), tol, max_iters)
+  np.testing.assert_array_equal(moved.theta[1], state.theta[0])
+  assert moved.pairs[1] == 0 and moved.pairs[0] == state.pairs[0]
+  value, grad = value_and_grad(moved.theta)
+  assert float(moved.value[1]) == pytest.approx(float(value[1]), rel=1e-5)
+  np.testing.assert_allclose(moved.grad[1], grad[1], rtol=0, atol=1e-5)
+  # Nothing better to take: nothing moves.
+  again = lbfgs.warm_start(moved, values["weight_decay"], penalized,
+                           np.ones((2, 2), bool), tol, max_iters)
+  np.testing.assert_array_equal(again.theta, moved.theta)
