@@ -83,6 +83,16 @@ def test_best_linear_experiment_is_one_compiled_sweep():
   assert (base.optimizer, base.schedule, base.standardize) == ("adam", "cosine", True)
 
 
+def test_clip_probe_experiment_is_one_path():
+  """The CLIP protocol: 96 weight decays over 1e-6 .. 1e6, one L-BFGS stack."""
+  base, entries = config_lib.load_experiment(ROOT / "experiments" / "clip_probe.py")
+  configs = sweep.expand(base, entries)
+  decays = [c.weight_decay for c in configs]
+  assert len(configs) == 96 and len(sweep.groups(configs)) == 1
+  assert (min(decays), max(decays)) == (1e-6, 1e6) and decays == sorted(decays)
+  assert base.optimizer == "lbfgs" and base.max_iters == 1000 and base.standardize
+
+
 @pytest.mark.parametrize("source, message", [
     ("from softmax_jax.config import Config\n"
      "def get_config(): return Config()\n"
