@@ -243,7 +243,7 @@ def standardize(dataset: Dataset) -> Dataset:
   time (float64 sums, two passes): the only full-size array made is the
   standardized float32 copy, which replaces the memory-mapped one.
   """
-  mean, std = column_mean_std(dataset.x_train)
+  mean, std = _column_mean_std(dataset.x_train)
   mean, std = mean.astype(np.float32), std.astype(np.float32)
   std[std == 0] = 1.0
 
@@ -260,7 +260,7 @@ def standardize(dataset: Dataset) -> Dataset:
       x_test=apply(dataset.x_test), feature_mean=mean, feature_std=std)
 
 
-def column_mean_std(x):
+def _column_mean_std(x):
   """Each column's mean and (population) standard deviation, float64."""
   chunks = lambda: (to_features(x[rows]) for rows in user_data.row_chunks(x))
   mean = sum(c.sum(axis=0, dtype=np.float64) for c in chunks()) / len(x)

@@ -94,8 +94,9 @@ def penalty(params_M, weight_decay_M):
 def stacked_logits(params_M, x_BxD):
   """Every configuration's logits [M, B, K] on the same rows: for linear
   models one matmul x [B, D] @ [D, M K] (the configurations' W side by side),
-  which XLA's CPU dot runs 20-40% faster than M batched ones (measured on
-  Fashion-MNIST's full-batch pass, M = 1 and 16), else a vmap."""
+  which XLA's CPU dot runs faster than M batched ones (Fashion-MNIST's
+  full-batch pass in 2,048-row chunks: 56 against 88 ms for one
+  configuration, 271 against 310 ms for 16), else a vmap."""
   if set(params_M) != {"w", "b"}:
     return jax.vmap(model.logits, in_axes=(0, None))(params_M, x_BxD)
   m, d, k = params_M["w"].shape
@@ -173,7 +174,7 @@ def whitening_preconditioner(mean_D, eigvecs_DxD, eigvals_D, weight_decay_M,
   10 K weight_decay takes S as I / (10 K). Measured on Fashion-MNIST
   (pixels / 255), iterations to a gradient norm of 1e-5 at weight decay
   1e-4: 375 (lam = 10 K wd), 392 (K wd), 808 (wd; also centring alone),
-  over 1,000 (no preconditioner); at 1e-2: 88 against 356 without.
+  over 1,000 (no preconditioner); at 1e-2: 88 (K wd) against 356.
   """
   lam_M = jnp.maximum(10 * num_classes * weight_decay_M,
                       1e-6 * jnp.max(eigvals_D))  # (weight_decay 0)
