@@ -117,7 +117,7 @@ class Config:
     if self.optimizer == "exact" and not self.weight_decay > 0:
       raise UserError("--optimizer=exact needs --weight_decay > 0 (the "
                       "ridge penalty that makes the solution unique)")
-    if self.optimizer in ("lbfgs", "exact") and (self.hidden or self.phm_n):
+    if self.optimizer in SOLVERS and (self.hidden or self.phm_n):
       raise UserError(f"--optimizer={self.optimizer} solves the convex "
                       "linear model (from W = 0, a saddle point of --hidden "
                       "and --phm_n models); drop them or use sgd, momentum "

@@ -6,6 +6,8 @@ import sys
 
 import tqdm
 
+from softmax_jax.config import SOLVERS
+
 
 class EpochLog:
   """Callable per epoch record: advances the bar and prints the epoch's line."""
@@ -72,7 +74,7 @@ def format_accuracy(accuracy: float | None) -> str:
 
 def format_summary(summary: dict, workdir) -> str:
   c = summary["config"]
-  if "objective" in summary:  # a full-batch solver
+  if c["optimizer"] in SOLVERS:  # (a minibatch run may track its objective)
     how = (f"{c['optimizer']} weight decay {c['weight_decay']:g} | "
            f"{summary['iterations']} iterations, gradient norm "
            f"{summary['grad_norm']:.2e} ("

@@ -212,12 +212,6 @@ def predict(workdir: str | Path, image_paths: list[str], top: int = 3
   return ranked
 
 
-# The penalized objective at the solution, its gradient norm, the
-# iterations taken and whether that norm is below --tol (lbfgs, exact).
-SOLUTION_KEYS = ("objective", "grad_norm", "iterations", "evaluations",
-                 "converged")
-
-
 def _validated(configs) -> list[config_lib.Config]:
   if isinstance(configs, config_lib.Config):
     configs = [configs]
@@ -404,7 +398,7 @@ def _result_row(i: int, run: train.RunResult, swept: list[str]) -> dict:
 
 def _solution(last: dict) -> dict:
   """What a full-batch solver reports of its solution (see train.py)."""
-  return {k: last[k] for k in SOLUTION_KEYS if k in last}
+  return {k: last[k] for k in workdir_lib.SOLUTION_KEYS if k in last}
 
 
 def _rank_key(row: dict):

@@ -50,6 +50,12 @@ OUTPUTS = (CONFIGS, CHECKPOINTS, METRICS, SUMMARY, PARAMS, CURVES, RESULTS,
 MIN_FREE_BYTES = 16 * 2**20
 RESULT_COLUMNS = ("val_accuracy", "test_accuracy", "test_nll", "ece",
                   "final_train_loss", "epochs_run", "status")
+# A full-batch solver's solution (lbfgs, exact): the penalized objective,
+# its gradient norm, the iterations and passes over the data taken, and
+# whether that norm is below --tol; in summary.json and results.csv (a
+# minibatch run with --track_objective reports the objective alone).
+SOLUTION_KEYS = ("objective", "grad_norm", "iterations", "evaluations",
+                 "converged")
 
 
 def default_workdir(root: str | Path = "runs", tag: str = "") -> Path:
@@ -233,9 +239,9 @@ def write_results(workdir: Path, rows: list[dict], swept: list[str]) -> None:
   columns = ["config_id", *swept, *RESULT_COLUMNS]
   if rows and "test_top5_accuracy" in rows[0]:  # more than 5 classes
     columns.insert(columns.index("test_accuracy") + 1, "test_top5_accuracy")
-  if rows and "objective" in rows[0]:  # a full-batch solver's solution
+  if rows:  # a full-batch solver's solution, or a tracked objective
     at = columns.index("final_train_loss") + 1
-    columns[at:at] = ["objective", "grad_norm", "iterations", "converged"]
+    columns[at:at] = [k for k in SOLUTION_KEYS if k in rows[0]]
 
   def write(f):
     text = io.StringIO()

@@ -51,6 +51,28 @@ def test_train_end_to_end(data_dir, tmp_path):
     assert params["w"].shape == (16, 4) and params["b"].shape == (4,)
 
 
+def test_a_path_and_a_tracked_objective_end_to_end(data_dir, tmp_path):
+  """An L-BFGS path writes its solutions to results.csv and summary.json; an
+  SGD run with --track_objective records and reports its objective."""
+  r = launch(f"--data_dir={data_dir}", f"--workdir={tmp_path / 'path'}",
+             "--optimizer=lbfgs", "--weight_decay=0.01,0.001")
+  assert r.returncode == 0, r.stderr
+  header = (tmp_path / "path" / "results.csv").read_text().splitlines()[0]
+  assert "objective,grad_norm,iterations,evaluations,converged" in header
+  summary = json.loads((tmp_path / "path" / "summary.json").read_text())
+  assert summary["best"]["config"]["optimizer"] == "lbfgs"
+  r = launch(f"--data_dir={data_dir}", f"--workdir={tmp_path / 'sgd'}",
+             "--epochs=2", "--batch_size=32", "--weight_decay=0.001",
+             "--track_objective")
+  assert r.returncode == 0, r.stderr
+  assert "ms/epoch" in r.stdout
+  records = [json.loads(l) for l in
+             (tmp_path / "sgd" / "metrics.jsonl").read_text().splitlines()]
+  summary = json.loads((tmp_path / "sgd" / "summary.json").read_text())
+  assert summary["objective"] == records[-1]["objective"] > 0
+  assert "iterations" not in summary
+
+
 def test_config_file_and_flags_combine(data_dir, tmp_path):
   config = tmp_path / "exp.py"
   config.write_text(
