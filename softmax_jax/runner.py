@@ -384,6 +384,7 @@ def _result_row(i: int, run: train.RunResult, swept: list[str]) -> dict:
   return {"config_id": i,
           **{f: getattr(run.config, f) for f in swept},
           "loss": run.config.loss, "lr": run.config.lr,
+          "weight_decay": run.config.weight_decay,
           "val_accuracy": last["val_accuracy"],
           "test_accuracy": last["test_accuracy"],
           **({"test_top5_accuracy": last["test_top5_accuracy"]}
@@ -403,9 +404,12 @@ def _solution(last: dict) -> dict:
 
 def _rank_key(row: dict):
   """Best first: finished runs by validation accuracy, then the diverged
-  and exploded."""
+  and exploded. Ties in validation accuracy go to the stronger weight decay
+  (the simpler model; scikit-learn's LogisticRegressionCV picks the smallest
+  C among equal scores), then to the first configuration."""
   ok = row["status"] == train.OK and math.isfinite(row["val_accuracy"])
-  return (not ok, -row["val_accuracy"] if ok else 0.0, row["config_id"])
+  return (not ok, -row["val_accuracy"] if ok else 0.0,
+          -row["weight_decay"], row["config_id"])
 
 
 @contextlib.contextmanager

@@ -1,5 +1,6 @@
 """Training: convergence, one trace per run, divergence, determinism, honest test use."""
 
+import csv
 import dataclasses
 import functools
 
@@ -280,3 +281,18 @@ def test_a_wide_run_alone_trains_as_in_a_stack(optimizer):
   for key in ("train_loss", "train_accuracy", "test_accuracy", "test_nll"):
     assert alone.history[-1][key] == pytest.approx(
         stacked.history[-1][key], rel=1e-5), key
+
+
+def test_a_tie_in_validation_accuracy_goes_to_the_stronger_weight_decay(tmp_path):
+  """As scikit-learn's LogisticRegressionCV (the smallest C among equal
+  scores); then to the first configuration."""
+  from softmax_jax import runner  # pylint: disable=g-import-not-at-top
+  from conftest import write_cache  # pylint: disable=g-import-not-at-top
+  write_cache(tmp_path / "data", synthetic_dataset())
+  base = dataclasses.replace(TINY, data_dir=str(tmp_path / "data"))
+  configs = sweep.expand(base, sweep.axis("weight_decay", [0.0, 1e-9, 1e-8]))
+  summary = runner.run(configs, tmp_path / "run", verbose=False)
+  rows = list(csv.DictReader((tmp_path / "run" / "results.csv").open()))
+  assert len({r["val_accuracy"] for r in rows}) == 1  # the tie this tests
+  assert summary["best"]["config_id"] == 2
+  assert summary["best"]["config"]["weight_decay"] == 1e-8
