@@ -1,7 +1,10 @@
 # make run   set up on first use, then train: python launch.py --loss=xent $(ARGS)
 # make test  set up on first use, then run the tests (all: what CI runs)
 # make test-fast  the tests without the slow multi-process ones
-# make setup the virtual environment in .venv and the data set, idempotent
+# make lint  ruff (style, 80 columns, imports) and mypy (types), configured
+#            in pyproject.toml
+# make setup the virtual environment in .venv (the pinned requirements and
+#            this package, editable) and the data set, idempotent
 
 PYTHON ?= python3
 VENV := .venv
@@ -9,15 +12,17 @@ PY := $(VENV)/bin/python
 ARGS ?=
 DEBIAN_DATA := /usr/share/datasets/fashion-mnist
 
-.PHONY: setup venv data run test test-fast clean
+.PHONY: setup venv data run test test-fast lint clean
 
 setup: venv data
 
 venv: $(VENV)/.installed
 
-$(VENV)/.installed: requirements.txt
+$(VENV)/.installed: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps \
+	  --no-build-isolation --editable .
 	touch $@
 
 # Offline, Fashion-MNIST comes from Debian's package (installed when we are root).
@@ -34,8 +39,12 @@ run: setup
 test: setup
 	$(PY) -m pytest -q tests
 
+lint: venv
+	$(PY) -m ruff check
+	$(PY) -m mypy
+
 test-fast: setup
 	$(PY) -m pytest -q -m "not slow" tests
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) runs dist .pytest_cache .mypy_cache .ruff_cache

@@ -3,3 +3,5 @@
 One module per concept; README.md maps them. Importing the package imports
 nothing heavy, so that bad input is refused fast.
 """
+
+__version__ = "0.1.0"

@@ -1,0 +1,287 @@
+"""The command line: `python launch.py --loss=xent` or, installed,
+`softmax-jax --loss=xent`.
+
+Flags override the fields of the experiment config (--config, default: the
+d2l ch. 3 setup). A comma-separated list makes a sweep axis:
+`--loss=xent,l2 --lr=0.1,1` trains 4 configurations. Every mistake in the
+input ends in one line on stderr and exit status 2; --debug shows the
+traceback instead.
+"""
+
+import sys
+
+from absl import app
+from absl import flags
+from absl import logging
+
+from softmax_jax import config as config_lib
+from softmax_jax.errors import Interrupted
+from softmax_jax.errors import UserError
+
+_HELP = {
+    "dataset": "A TFDS image classification data set name, npy:DIR (a folder "
+               "of .npy files, memory-mapped), npz:PATH or csv:PATH.",
+    "data_dir": ("TFDS data dir (default: $TFDS_DATA_DIR or "
+                 "~/tensorflow_datasets)."),
+    "loss": "Loss: xent, l2, l1 or huber.",
+    "loss_input": ("What l2/l1/huber compare with the one-hot labels: probs "
+                   "or logits."),
+    "huber_delta": "Huber's switch from quadratic to linear.",
+    "optimizer": "Optimizer: sgd, momentum or adam (minibatches), lbfgs "
+                 "(full-batch L-BFGS to --tol) or exact (ridge regression "
+                 "on the one-hot code in closed form: --loss=l2 "
+                 "--loss_input=logits).",
+    "tol": "--optimizer=lbfgs: stop when the gradient norm of the objective "
+           "(mean loss + weight_decay/2 ||W||^2) is below this.",
+    "max_iters": "--optimizer=lbfgs: iterations at most.",
+    "lr": "Learning rate.",
+    "schedule": "The learning rate over the run: constant, cosine (decays to "
+                "0) or warmup_cosine (5% linear warm-up, then cosine).",
+    "weight_decay": "L2 penalty on the weights W (not the bias).",
+    "batch_size": "Minibatch size.",
+    "compute_dtype": "The training matmuls' input dtype: float32, or bfloat16 "
+                     "(float32 accumulation, params and evaluation).",
+    "epochs": "Number of passes over the training data.",
+    "device_memory_gb": "Accelerator memory the training set may use, in "
+                        "GiB (0: the device's own; on a CPU, none): a larger "
+                        "set streams from host memory, prefetched.",
+    "eval_every": "Evaluate on the validation and test splits every N epochs "
+                  "(the last always).",
+    "track_objective": "Each evaluation also records the full training "
+                       "objective (mean loss + weight_decay/2 ||W||^2, what "
+                       "--optimizer=lbfgs minimizes) as `objective`: one "
+                       "more pass over the training set.",
+    "seed": "Random seed for initialization and shuffling.",
+    "init_scale": "Standard deviation of the initial weights.",
+    "val_fraction": "Share of the training set held out for validation "
+                    "(auto: none for one run, 1/6 for a sweep).",
+    "hidden": "Hidden ReLU layer sizes before the softmax layer, e.g. 256,128 "
+              "(sweep them in an experiments file).",
+    "phm_n": "n > 0: the softmax layer as a PHM layer, W = sum of n Kronecker "
+             "products (n must divide its input and output sizes).",
+    "pixels": "What counts as image pixels, scaled to [0, 1]: auto (uint8 "
+              "arrays, and arrays of images holding whole numbers 0-255 or "
+              "values in [0, 1]), yes (any array; refused unless it holds "
+              "pixels) or no (every array used as it is).",
+    "standardize": "Standardize each feature with the training split's mean "
+                   "and standard deviation.",
+    "test_csv": "With --dataset=csv:PATH: the test set's CSV (default: a "
+                "seeded 20% split of PATH).",
+}
+_DEFAULTS = config_lib.Config()
+for _name in config_lib.FIELDS:
+  _default = getattr(_DEFAULTS, _name)
+  if isinstance(_default, bool):
+    flags.DEFINE_bool(_name, _default, _HELP[_name])
+  else:
+    flags.DEFINE_string(_name, "auto" if _default is None else str(_default),
+                        _HELP[_name])
+flags.DEFINE_string("config", None, "Experiment file with get_config() (and "
+                    "optionally get_sweep()), e.g. experiments/loss_sweep.py; "
+                    "flags override its fields.")
+flags.DEFINE_string("workdir", None,
+                    "Output folder (default: a new folder under runs/).")
+flags.DEFINE_bool("overwrite", False,
+                  "Replace the outputs of a run in --workdir.")
+flags.DEFINE_bool("refit", False, "After a sweep, train its best "
+                  "configuration again on all the training data (validation "
+                  "split included), in WORKDIR/refit.")
+flags.DEFINE_float("checkpoint_every", None, "Least seconds between two "
+                   "checkpoints (default 10; 0: after every epoch); the last "
+                   "epoch and a stop by Ctrl-C/SIGTERM are always "
+                   "checkpointed.")
+flags.DEFINE_enum("mode", "train", ["train", "eval", "predict", "prepare_data"],
+                  "train (or resume) a run; eval: reload --workdir's "
+                  "checkpoint, recompute the test metrics and redraw the "
+                  "figures; predict: classify --images with --workdir's "
+                  "model; prepare_data: only prepare and cache the data set.")
+flags.DEFINE_list("images", None,
+                  "--mode=predict: image files (PNG, JPEG, ...; converted to "
+                  "the model's channels and size) or .npy arrays.")
+flags.DEFINE_bool("debug", False, "Show full tracebacks.")
+flags.DEFINE_string("coordinator_address", None, "Multi-host runs: host:port "
+                    "of process 0, the same on every host; 'auto' on TPU pod "
+                    "slices and SLURM/Open MPI clusters.")
+flags.DEFINE_integer("num_processes", None,
+                     "Multi-host runs: number of processes.")
+flags.DEFINE_integer("process_id", None,
+                     "Multi-host runs: this process's index.")
+FLAGS = flags.FLAGS
+
+
+def build_configs():
+  from softmax_jax import sweep  # pylint: disable=g-import-not-at-top
+  base, file_sweep = (config_lib.load_experiment(FLAGS.config) if FLAGS.config
+                      else (config_lib.Config(), []))
+  texts = {n: str(FLAGS[n].value) for n in config_lib.FIELDS
+           if FLAGS[n].present}
+  dataset = texts.get("dataset", base.dataset)
+  if "," not in dataset:  # (a list is refused as a sweep axis below)
+    from softmax_jax import data  # pylint: disable=g-import-not-at-top
+    # A data set that cannot be had is refused before JAX is even imported.
+    data.check_available(dataset, texts.get("data_dir", base.data_dir) or None)
+  return sweep.build(base, file_sweep, texts)
+
+
+def _show_notes():
+  """softmax_jax's own warnings (e.g. a checkpoint skipped) as 'note:' lines."""
+  import logging as std_logging  # pylint: disable=g-import-not-at-top
+  handler = std_logging.StreamHandler(sys.stderr)
+  handler.setFormatter(std_logging.Formatter("note: %(message)s"))
+  log = std_logging.getLogger("softmax_jax")
+  log.addHandler(handler)
+  log.setLevel(std_logging.INFO)
+  log.propagate = False
+
+
+def _use_compilation_cache():
+  """Keeps compiled programs on disk: a repeated run skips most compilation."""
+  import os  # pylint: disable=g-import-not-at-top
+
+  import jax  # pylint: disable=g-import-not-at-top
+  cache = os.environ.get("SOFTMAX_JAX_COMPILATION_CACHE",
+                         os.path.expanduser("~/.cache/softmax_jax/xla"))
+  if cache:  # "" turns the cache off
+    jax.config.update("jax_compilation_cache_dir", cache)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
+
+# Flags that only some modes read; elsewhere they would be silently ignored.
+_TRAINING_FLAGS = ("config", "overwrite", "refit", "checkpoint_every")
+_DATA_FLAGS = ("dataset", "data_dir", "test_csv", "pixels")
+
+
+def _refuse_flags_without_effect():
+  """A flag that would change nothing in this combination is refused."""
+
+  def given(name):
+    return FLAGS[name].present
+
+  mode = FLAGS.mode
+  if given("images") and mode != "predict":
+    raise UserError("--images is for --mode=predict; drop it or add "
+                    "--mode=predict")
+  if mode in ("eval", "predict"):
+    for name in (*config_lib.FIELDS, *_TRAINING_FLAGS):
+      if given(name):
+        raise UserError(f"--{name} has no effect with --mode={mode}: it uses "
+                        "the run's own configuration, recorded in --workdir")
+  if mode == "prepare_data":
+    for name in (*config_lib.FIELDS, *_TRAINING_FLAGS, "workdir"):
+      if given(name) and name not in (*_DATA_FLAGS, "config"):
+        raise UserError(f"--{name} has no effect with --mode=prepare_data, "
+                        "which only prepares the data set")
+  if (given("num_processes") or given("process_id")) and not (
+      FLAGS.coordinator_address):
+    raise UserError("--num_processes and --process_id are for multi-host runs; "
+                    "give --coordinator_address too (or drop them)")
+  if given("overwrite") and FLAGS.overwrite and not FLAGS.workdir:
+    raise UserError("--overwrite replaces the run in --workdir, and none was "
+                    "given (a new folder under runs/ is made); give --workdir")
+
+
+def _refuse_config_flags_without_effect(configs):
+  """Config flags that no configuration of the run would read."""
+  solvers = {c.optimizer for c in configs} & set(config_lib.SOLVERS)
+  if solvers == {c.optimizer for c in configs}:  # all full-batch
+    for name in config_lib.MINIBATCH_ONLY:
+      if FLAGS[name].present:
+        raise UserError(f"--{name} has no effect with --optimizer="
+                        f"{'/'.join(sorted(solvers))}, which solves on the "
+                        "full batch from W = 0; drop it")
+  for name in ("tol", "max_iters"):
+    if FLAGS[name].present and "lbfgs" not in solvers:
+      raise UserError(f"--{name} is for --optimizer=lbfgs; drop it or add "
+                      "--optimizer=lbfgs")
+  if FLAGS["huber_delta"].present and all(c.loss != "huber" for c in configs):
+    raise UserError("--huber_delta has no effect without --loss=huber")
+  if FLAGS["loss_input"].present and all(c.loss == "xent" for c in configs):
+    raise UserError("--loss_input has no effect with --loss=xent, which is "
+                    "always computed from the logits; it is for l2, l1 and "
+                    "huber")
+
+
+def main(argv):
+  if not FLAGS.debug:  # JAX, TFDS and orbax log chatter a user cannot act on
+    logging.set_verbosity(logging.FATAL)
+  _show_notes()
+  if len(argv) > 1:
+    raise UserError(f"unexpected argument {argv[1]!r}; flags look like "
+                    "--loss=xent")
+  _refuse_flags_without_effect()
+  if FLAGS.coordinator_address:  # before any other JAX call
+    from softmax_jax import distributed  # pylint: disable=g-import-not-at-top
+    distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes,
+                           FLAGS.process_id)
+  if FLAGS.mode in ("eval", "predict"):
+    _use_compilation_cache()
+    _use_trained_model()
+    return
+  configs = build_configs()
+  if FLAGS.mode == "train":
+    _refuse_config_flags_without_effect(configs)
+  if FLAGS.mode == "prepare_data":
+    from softmax_jax import data  # pylint: disable=g-import-not-at-top
+    c = configs[0]
+    dataset = data.load(c.dataset, c.data_dir or None, c.test_csv, c.pixels)
+    data_dir = c.data_dir or data.default_data_dir()
+    cached = ("" if c.dataset.startswith(data.USER_DATA) else ", cached in "
+              f"{data.cache_path(c.dataset, data_dir)}")
+    print(f"{c.dataset} ready: {len(dataset.x_train):,} train / "
+          f"{len(dataset.x_test):,} test examples{cached}")
+    return
+  _use_compilation_cache()
+  from softmax_jax import runner  # pylint: disable=g-import-not-at-top
+  every = FLAGS.checkpoint_every
+  runner.run(configs, FLAGS.workdir, overwrite=FLAGS.overwrite,
+             refit=FLAGS.refit,
+             **({} if every is None else {"checkpoint_every": every}))
+
+
+def _use_trained_model():
+  if not FLAGS.workdir:
+    raise UserError(f"--mode={FLAGS.mode} needs --workdir, the folder of a "
+                    "training run")
+  from softmax_jax import runner  # pylint: disable=g-import-not-at-top
+  if FLAGS.mode == "eval":
+    runner.evaluate(FLAGS.workdir)
+    return
+  if not FLAGS.images:
+    raise UserError("--mode=predict needs --images=a.png,b.png or "
+                    "--images=file.npy")
+  for name, top in runner.predict(FLAGS.workdir, FLAGS.images):
+    print(f"{name}: " + ", ".join(f"{label} {p:.3f}" for label, p in top))
+
+
+def _parse_flags(argv):
+  try:
+    return FLAGS(argv)
+  except flags.Error as e:
+    print(f"error: {e}; see --helpfull", file=sys.stderr)
+    sys.exit(2)
+
+
+def _main_reporting_errors(argv):
+  try:
+    main(argv)
+  except Interrupted as e:
+    print(str(e), file=sys.stderr)
+    sys.exit(130)
+  except UserError as e:
+    if FLAGS.debug:
+      raise
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
+  except KeyboardInterrupt:
+    print("interrupted; run the same command again to resume from the last "
+          "checkpoint", file=sys.stderr)
+    sys.exit(130)
+
+
+def run():
+  """Parses the flags and trains, evaluates or predicts; exits on an error."""
+  # absl's --help shows __main__'s docstring: this one, whichever script
+  # (launch.py, the softmax-jax command) started us.
+  sys.modules["__main__"].__doc__ = __doc__
+  app.run(_main_reporting_errors, flags_parser=_parse_flags)
