@@ -1,9 +1,10 @@
 """softmax_jax side by side with the tools people use today, in one run.
 
   .venv/bin/pip install -r requirements-bench.txt
-  .venv/bin/python benchmarks/compare.py                  # ~2 minutes on 2 cores
-  .venv/bin/python benchmarks/compare.py --skip_sklearn   # ~1 minute (no quality
-                                                          # per second either)
+  .venv/bin/python benchmarks/compare.py                 # ~2 minutes on 2 cores
+  .venv/bin/python benchmarks/compare.py --skip_sklearn  # ~1 minute (no
+                                                         # quality per second
+                                                         # either)
 
 Every contender trains d2l's softmax regression on the real Fashion-MNIST
 (60,000 training images scaled to [0, 1], batch 256, lr 0.1, 10 epochs,
@@ -25,12 +26,13 @@ import dataclasses
 import datetime
 import json
 import os
+from pathlib import Path
 import platform
 import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
+from typing import cast
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -44,7 +46,8 @@ flags.DEFINE_string("out", str(ROOT / "benchmarks" / "results.md"),
 flags.DEFINE_bool("skip_sklearn", False, "Skip scikit-learn's lbfgs (~20 s) "
                   "and the quality-per-second comparison with it.")
 flags.DEFINE_integer("epochs", 10, "Epochs per training run.")
-flags.DEFINE_integer("repeats", 3, "Runs per contender; the median is reported.")
+flags.DEFINE_integer("repeats", 3,
+                     "Runs per contender; the median is reported.")
 FLAGS = flags.FLAGS
 
 BATCH, LR = 256, 0.1
@@ -95,7 +98,7 @@ def matmul_gflops() -> tuple[float, str]:
   for name, fn in contenders.items():
     fn()  # warm up (and compile)
     best[name] = 2 * n**3 / min(_seconds(fn) for _ in range(5)) / 1e9
-  name = max(best, key=best.get)
+  name = max(best, key=lambda k: best[k])
   return best[name], f"{name}, {n}^3"
 
 
@@ -137,7 +140,7 @@ class SingleProcess:
     self.tmp, self.env = tmp, {**os.environ,
                                "SOFTMAX_JAX_COMPILATION_CACHE": f"{tmp}/xla"}
     self.runs = 0
-    self.cold = None
+    self.cold: Row | None = None
 
   def _run(self) -> Row:
     self.runs += 1
@@ -159,6 +162,7 @@ class SingleProcess:
     return self._run()
 
   def note(self) -> str:
+    assert self.cold is not None  # a run came first
     return (f"wall and compile: a run with the compilation cache warm; the "
             f"first run took {self.cold.wall_seconds:.1f} s wall with "
             f"{self.cold.compile_seconds:.2f} s of compilation (cold cache)")
@@ -171,11 +175,13 @@ def _median(rows: list[Row]) -> Row:
 def ours_sweep(ds) -> Row:
   """4 losses x 16 lrs in one compiled program, on all 60,000 training images
   (no validation split, so a model-epoch is the same work as the others')."""
-  from softmax_jax import sweep, train  # pylint: disable=g-import-not-at-top
+  from softmax_jax import sweep  # pylint: disable=g-import-not-at-top
+  from softmax_jax import train  # pylint: disable=g-import-not-at-top
   from softmax_jax.config import Config  # pylint: disable=g-import-not-at-top
   configs = sweep.expand(
       Config(epochs=FLAGS.epochs),
-      sweep.product(sweep.axis("loss", SWEEP_LOSSES), sweep.axis("lr", SWEEP_LRS)))
+      sweep.product(sweep.axis("loss", SWEEP_LOSSES),
+                    sweep.axis("lr", SWEEP_LRS)))
   result = train.train_configs(configs, ds)
   xent = next(r for r in result.runs
               if r.config.loss == "xent" and r.config.lr == 0.1)
@@ -225,7 +231,10 @@ def best_linear(tmp: Path) -> Quality:
 
 def quality_report(q: Quality, sklearn: Row) -> str:
   half = sklearn.train_seconds / 2
-  verdict = lambda ok: "met" if ok else "NOT met"
+
+  def verdict(ok):
+    return "met" if ok else "NOT met"
+
   return "\n".join([
       "",
       "Quality per second: `launch.py --config=experiments/best_linear.py "
@@ -288,7 +297,8 @@ def numpy_loop(x, y, x_test, y_test) -> Row:
 
 
 def torch_in_memory(x, y, x_test, y_test) -> Row:
-  """The fastest plain PyTorch way: tensors in memory, indexing by a permutation."""
+  """The fastest plain PyTorch way: tensors in memory, indexing by a
+  permutation."""
   import torch  # pylint: disable=g-import-not-at-top
   torch.manual_seed(0)
   x, y = torch.from_numpy(x), torch.from_numpy(y).long()
@@ -301,6 +311,7 @@ def torch_in_memory(x, y, x_test, y_test) -> Row:
       idx = order[i:i + BATCH]
       loss = torch.nn.functional.cross_entropy(x[idx] @ w + b, y[idx])
       loss.backward()
+      assert w.grad is not None and b.grad is not None  # (backward set them)
       with torch.no_grad():
         w -= LR * w.grad
         b -= LR * b.grad
@@ -316,13 +327,15 @@ def torch_in_memory(x, y, x_test, y_test) -> Row:
 
 
 def torch_dataloader(x, y, x_test, y_test) -> Row:
-  """d2l's way: nn.Linear, a shuffling DataLoader, CrossEntropyLoss, optim.SGD."""
+  """d2l's way: nn.Linear, a shuffling DataLoader, CrossEntropyLoss,
+  optim.SGD."""
   import torch  # pylint: disable=g-import-not-at-top
   from torch import nn  # pylint: disable=g-import-not-at-top
   torch.manual_seed(0)
   net = nn.Sequential(nn.Flatten(), nn.Linear(x.shape[1], 10))
-  nn.init.normal_(net[1].weight, std=0.01)
-  nn.init.zeros_(net[1].bias)
+  linear = cast(nn.Linear, net[1])  # (indexing gives a plain Module)
+  nn.init.normal_(linear.weight, std=0.01)
+  nn.init.zeros_(linear.bias)
   loader = torch.utils.data.DataLoader(
       torch.utils.data.TensorDataset(torch.from_numpy(x),
                                      torch.from_numpy(y).long()),
@@ -359,11 +372,12 @@ def sklearn_lbfgs(x, y, x_test, y_test) -> Row:
 # ----------------------------------------------------------------- report
 
 
-def report(rows, single, sweep_row, gflops, gflops_source, gbps, n, d, k) -> str:
+def report(rows, single, sweep_row, gflops, gflops_source, gbps, n, d,
+           k) -> str:
   import jax  # pylint: disable=g-import-not-at-top
-  cpu = next((l.split(":", 1)[1].strip() for l in
+  cpu = next((line.split(":", 1)[1].strip() for line in
               Path("/proc/cpuinfo").read_text().splitlines()
-              if l.startswith("model name")), platform.processor())
+              if line.startswith("model name")), platform.processor())
   lines = [
       f"Measured {datetime.date.today()} with `.venv/bin/python "
       f"benchmarks/compare.py` on {os.cpu_count()} cores of {cpu} "
@@ -377,6 +391,10 @@ def report(rows, single, sweep_row, gflops, gflops_source, gbps, n, d, k) -> str
       "wall s | test acc | softmax_jax is faster by |",
       "|---|---|---|---|---|---|---|---|",
   ]
+
+  def fmt(v, spec):
+    return "-" if v is None else format(v, spec)
+
   for r in rows:
     if r is single or r is sweep_row:
       ratio = "-"
@@ -384,8 +402,8 @@ def report(rows, single, sweep_row, gflops, gflops_source, gbps, n, d, k) -> str
       ratio = f"{r.train_seconds / single.train_seconds:.1f}x (single run)"
     else:
       ratio = (f"{r.epoch_ms / single.epoch_ms:.1f}x (single run), "
-               f"{sweep_row.model_epochs_per_s / r.model_epochs_per_s:.1f}x (sweep)")
-    fmt = lambda v, spec: "-" if v is None else format(v, spec)
+               f"{sweep_row.model_epochs_per_s / r.model_epochs_per_s:.1f}x "
+               "(sweep)")
     lines.append(
         f"| {r.name} | {r.train_seconds:.2f} | "
         f"{fmt(r.epoch_ms if r.epochs > 1 else None, '.1f')} | "
@@ -395,21 +413,23 @@ def report(rows, single, sweep_row, gflops, gflops_source, gbps, n, d, k) -> str
   notes = [f"- {r.name}: {r.note}" for r in rows if r.note]
   single_limit = epoch_limit_seconds(n, d, k, 1, gflops, gbps)
   sweep_limit = epoch_limit_seconds(n, d, k, sweep_row.models, gflops, gbps)
+  sweep_share = (100 * sweep_limit / sweep_row.models
+                 * sweep_row.model_epochs_per_s)
   lines += ["", *notes, "",
             "The limit: this machine's float32 matmul reaches "
             f"{gflops:.0f} GFLOP/s ({gflops_source}) and its memory moves "
             f"{gbps:.1f} GB/s (a 256 MB copy). One model-epoch is "
             f"{4 * n * d * k / 1e9:.2f} GFLOP of matmul (forward and backward) "
             f"over {n * d / 1e6:.0f} MB of uint8 images, so it takes at least "
-            f"{1e3 * single_limit:.1f} ms; a sweep of {sweep_row.models} sharing "
-            f"the images at least {1e3 * sweep_limit / sweep_row.models:.1f} ms "
-            "per model-epoch.",
+            f"{1e3 * single_limit:.1f} ms; a sweep of {sweep_row.models} "
+            "sharing the images at least "
+            f"{1e3 * sweep_limit / sweep_row.models:.1f} ms per model-epoch.",
             f"- single run: {single.epoch_ms:.1f} ms per epoch = "
             f"{100 * 1e3 * single_limit / single.epoch_ms:.0f}% of the limit "
             "(small matmuls with 10 outputs cannot use the machine fully; the "
             "rest is per-step overhead)",
             f"- sweep: {1e3 / sweep_row.model_epochs_per_s:.1f} ms per "
-            f"model-epoch = {100 * sweep_limit / sweep_row.models * sweep_row.model_epochs_per_s:.0f}% "
+            f"model-epoch = {sweep_share:.0f}% "
             "of the limit"]
   return "\n".join(lines) + "\n"
 
@@ -425,8 +445,10 @@ def main(argv):
     single = SingleProcess(Path(tmp))
     contenders = [("softmax_jax single run", single),
                   ("softmax_jax sweep", lambda: ours_sweep(ds)),
-                  ("PyTorch in-memory", lambda: torch_in_memory(x, y, x_test, y_test)),
-                  ("PyTorch DataLoader", lambda: torch_dataloader(x, y, x_test, y_test)),
+                  ("PyTorch in-memory",
+                   lambda: torch_in_memory(x, y, x_test, y_test)),
+                  ("PyTorch DataLoader",
+                   lambda: torch_dataloader(x, y, x_test, y_test)),
                   ("NumPy", lambda: numpy_loop(x, y, x_test, y_test))]
     runs = {name: [] for name, _ in contenders}
     for r in range(FLAGS.repeats):
@@ -439,7 +461,8 @@ def main(argv):
       print("scikit-learn ...", file=sys.stderr)
       sklearn = sklearn_lbfgs(x, y, x_test, y_test)
       rows.append(sklearn)
-      print("softmax_jax best linear model (sweep + refit) ...", file=sys.stderr)
+      print("softmax_jax best linear model (sweep + refit) ...",
+            file=sys.stderr)
       quality = best_linear(Path(tmp))
   text = report(rows, rows[0], rows[1], gflops, gflops_source, gbps, n, d, k)
   if not FLAGS.skip_sklearn:

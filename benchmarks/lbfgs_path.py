@@ -31,11 +31,11 @@ from __future__ import annotations
 
 import argparse
 import datetime
+from pathlib import Path
 import platform
 import sys
 import time
 import warnings
-from pathlib import Path
 
 import numpy as np
 
@@ -79,7 +79,8 @@ def ours(dataset, weight_decays, tol, max_iters) -> tuple[float, list[dict]]:
   return seconds, rows
 
 
-def sklearn_path(x, y, weight_decays, tol, max_iters) -> tuple[float, list[dict]]:
+def sklearn_path(x, y, weight_decays, tol,
+                 max_iters) -> tuple[float, list[dict]]:
   from sklearn.linear_model import LogisticRegression  # pylint: disable=import-outside-toplevel
   model = LogisticRegression(tol=tol, max_iter=max_iters, warm_start=True)
   rows = {}
@@ -108,7 +109,8 @@ def _strongest_best(rows) -> int:
 
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-  parser.add_argument("--out", default=str(ROOT / "benchmarks" / "lbfgs_path.md"))
+  parser.add_argument("--out",
+                      default=str(ROOT / "benchmarks" / "lbfgs_path.md"))
   parser.add_argument("--strengths", type=int, default=16)
   parser.add_argument("--tol", type=float, default=1e-5)
   parser.add_argument("--sklearn_tol", type=float, default=None,
@@ -131,7 +133,7 @@ def main() -> None:
     contenders["scikit-learn"] = sklearn_path(x, y, weight_decays,
                                               sklearn_tol, args.max_iters)
   for _, rows in contenders.values():
-    for wd, row in zip(weight_decays, rows):
+    for wd, row in zip(weight_decays, rows, strict=True):
       row["objective"] = objective(x, y, row["w"], row["b"], wd)
       row["val_accuracy"] = accuracy(x_val, y_val, row["w"], row["b"])
 
@@ -161,8 +163,10 @@ def main() -> None:
               "scikit-learn's warm-started path."]
   lines += ["", "| weight decay | " + " | ".join(
       f"{n} iterations | {n} objective | {n} val acc" for n in names)
-            + (" | objective difference (relative) |" if len(names) == 2 else ""),
-            "|---|" + "---|---|---|" * len(names) + ("---|" if len(names) == 2 else "")]
+            + (" | objective difference (relative) |" if len(names) == 2
+               else ""),
+            "|---|" + "---|---|---|" * len(names)
+            + ("---|" if len(names) == 2 else "")]
   for i, wd in enumerate(weight_decays):
     cells = []
     for n in names:
@@ -179,7 +183,8 @@ def main() -> None:
   if len(names) == 2:
     same = chosen["softmax_jax"] == chosen["scikit-learn"]
     worst = max(abs(a["objective"] - b["objective"]) / b["objective"]
-                for a, b in zip(*(contenders[n][1] for n in names)))
+                for a, b in zip(*(contenders[n][1] for n in names),
+                                strict=True))
     lines += ["", f"Largest relative objective difference: {worst:.1e}; "
               f"the same strength chosen: {'yes' if same else 'no'}. A "
               "negative difference: softmax_jax's objective is the lower."]

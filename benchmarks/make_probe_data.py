@@ -23,7 +23,8 @@ def write(folder: Path, n: int, n_test: int, d: int, k: int, dtype,
   folder.mkdir(parents=True, exist_ok=True)
   rng = np.random.default_rng(seed)
   centers = rng.normal(0, 1, (k, d)).astype(np.float32)
-  splits = (("train", n), ("test", n_test)) + ((("val", n_val),) if n_val else ())
+  splits = ((("train", n), ("test", n_test))
+            + ((("val", n_val),) if n_val else ()))
   for split, rows in splits:
     x = np.lib.format.open_memmap(folder / f"x_{split}.npy", mode="w+",
                                   dtype=dtype, shape=(rows, d))
@@ -54,7 +55,8 @@ def main():
                       choices=["float32", "float16", "bfloat16"])
   parser.add_argument("--noise", type=float, default=4.0)
   args = parser.parse_args()
-  dtype = ml_dtypes.bfloat16 if args.dtype == "bfloat16" else np.dtype(args.dtype)
+  dtype = (ml_dtypes.bfloat16 if args.dtype == "bfloat16"
+           else np.dtype(args.dtype))
   write(Path(args.out), args.n, args.n_test, args.d, args.k, dtype, args.noise,
         n_val=args.n_val)
   print(f"wrote {args.out}: {args.n:,} + {args.n_test:,} rows x {args.d} "

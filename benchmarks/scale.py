@@ -29,13 +29,13 @@ import argparse
 import datetime
 import json
 import os
+from pathlib import Path
 import platform
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
 
@@ -79,6 +79,7 @@ def run_child(argv: list[str]) -> tuple[int, float, str]:
   """
   proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, text=True)
+  assert proc.stdout is not None  # stdout=PIPE
   out = proc.stdout.read()
   _, status, usage = os.wait4(proc.pid, 0)
   proc.returncode = os.waitstatus_to_exitcode(status)
@@ -110,7 +111,7 @@ def torch_loop(folder: Path, p: dict) -> dict:
 def torch_child(folder: str) -> None:
   """A plain PyTorch in-memory loop on the npy folder; prints JSON."""
   import torch  # pylint: disable=g-import-not-at-top
-  torch.set_num_threads(os.cpu_count())
+  torch.set_num_threads(os.cpu_count() or 1)
   torch.manual_seed(0)
   x = torch.from_numpy(np.load(f"{folder}/x_train.npy", mmap_mode="r+"))
   y = torch.from_numpy(np.load(f"{folder}/y_train.npy").astype(np.int64))
@@ -167,7 +168,8 @@ def main():
   parser.add_argument("--tmp", default=tempfile.gettempdir())
   parser.add_argument("--out", default=str(ROOT / "benchmarks" / "scale.md"))
   parser.add_argument("--torch_child", help=argparse.SUPPRESS)
-  parser.add_argument("--peak_child", action="store_true", help=argparse.SUPPRESS)
+  parser.add_argument("--peak_child", action="store_true",
+                      help=argparse.SUPPRESS)
   args = parser.parse_args()
   if args.torch_child:
     return torch_child(args.torch_child)
@@ -220,7 +222,8 @@ def _markdown(rows: list[dict], peak: float) -> str:
   except metadata.PackageNotFoundError:
     torch_version = "not installed"
   head = (f"Measured {datetime.date.today()} with `.venv/bin/python "
-          f"benchmarks/scale.py` on {os.cpu_count()} cores ({platform.machine()}, "
+          f"benchmarks/scale.py` on {os.cpu_count()} cores "
+          f"({platform.machine()}, "
           f"{platform.platform()}, Python {platform.python_version()}, JAX "
           f"{jax_version}, torch {torch_version}); float32 matmul peak "
           f"(XLA, 2048^3): {peak:.0f} GFLOP/s. Batch {BATCH}, SGD lr 0.1, "
@@ -234,9 +237,11 @@ def _markdown(rows: list[dict], peak: float) -> str:
     o, t = r["ours"], r.get("torch", {})
     cells = [f"{r['n']:,}", r["d"], r["k"], r["m"],
              f"{r['n'] * r['d'] * 4 / 1e9:.2f}"]
-    cells += _cells(r, o, peak) + [
+    cells += [
+        *_cells(r, o, peak),
         "-" if o.get("report_s") is None else f"{o['report_s']:.2f}"]
-    cells += _cells(r, t, peak) + [
+    cells += [
+        *_cells(r, t, peak),
         f"{t['epoch_s'] / o['epoch_s']:.2f}x" if "epoch_s" in t and
         "epoch_s" in o else "-"]
     table.append("| " + " | ".join(str(c) for c in cells) + " |")

@@ -2,10 +2,10 @@
 
   python launch.py --config=experiments/d2l_fashion_mnist.py
 
-784 pixel features in [0, 1] -> one linear layer -> 10 classes; W ~ N(0, 0.01^2),
-b = 0; cross-entropy; minibatch SGD, lr 0.1, batch 256, 10 epochs.
-Expected: test accuracy 0.83-0.84 (d2l reports 0.830-0.836), ~1 s of training
-on 2 CPU cores after ~1 s of compilation.
+784 pixel features in [0, 1] -> one linear layer -> 10 classes;
+W ~ N(0, 0.01^2), b = 0; cross-entropy; minibatch SGD, lr 0.1, batch 256,
+10 epochs. Expected: test accuracy 0.83-0.84 (d2l reports 0.830-0.836), ~1 s
+of training on 2 CPU cores after ~1 s of compilation.
 """
 
 from softmax_jax.config import Config

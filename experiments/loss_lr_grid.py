@@ -11,8 +11,8 @@ probabilities learn slower at lr 0.1 and need larger learning rates.
 
 import dataclasses
 import datetime
-import sys
 from pathlib import Path
+import sys
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -32,22 +32,26 @@ def grid() -> list[Config]:
 
 
 def main():
-  from softmax_jax import data, train  # pylint: disable=g-import-not-at-top
+  from softmax_jax import data  # pylint: disable=g-import-not-at-top
+  from softmax_jax import train  # pylint: disable=g-import-not-at-top
   from softmax_jax.errors import DivergedError  # pylint: disable=g-import-not-at-top
   dataset = data.load(get_config().dataset)
   results = {}
   for config in grid():
     try:
       s = train.train_and_evaluate(config, dataset).summary
-      results[config.loss, config.lr] = (s["train_accuracy"], s["test_accuracy"])
+      results[config.loss, config.lr] = (s["train_accuracy"],
+                                         s["test_accuracy"])
     except DivergedError:
       results[config.loss, config.lr] = (float("-inf"), float("nan"))
     print(f"{config.loss:6s} lr {config.lr:<5g} train acc "
           f"{results[config.loss, config.lr][0]:.4f} test acc "
           f"{results[config.loss, config.lr][1]:.4f}", file=sys.stderr)
-  print(f"Measured {datetime.date.today()} with `python experiments/loss_lr_grid.py`"
+  print(f"Measured {datetime.date.today()} with "
+        "`python experiments/loss_lr_grid.py`"
         f" (Fashion-MNIST, d2l setup, 10 epochs, seed 0).\n")
-  print("| loss | test acc at lr 0.1 | best lr (by train acc) | test acc at best lr |")
+  print("| loss | test acc at lr 0.1 | best lr (by train acc) | "
+        "test acc at best lr |")
   print("|---|---|---|---|")
   for loss in LOSSES:
     best = max(LEARNING_RATES, key=lambda lr: results[loss, lr][0])

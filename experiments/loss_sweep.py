@@ -1,4 +1,5 @@
-"""Cross-entropy against L2, L1 and Huber over 16 learning rates, in one program.
+"""Cross-entropy against L2, L1 and Huber over 16 learning rates, in one
+program.
 
   python launch.py --config=experiments/loss_sweep.py
 
@@ -22,7 +23,8 @@ from softmax_jax.config import Config
 
 def get_config() -> Config:
   return Config(
-      dataset="fashion_mnist",  # 60,000 train (50,000 after validation) / 10,000 test
+      # 60,000 train (50,000 after validation) / 10,000 test
+      dataset="fashion_mnist",
       optimizer="sgd",  # plain minibatch SGD
       batch_size=256,  # examples per minibatch
       epochs=10,  # passes over the training set

@@ -1,4 +1,5 @@
-"""A linear probe at large D on real images: Fashion-MNIST through random features.
+"""A linear probe at large D on real images: Fashion-MNIST through random
+features.
 
   python experiments/random_features.py [--features=4096] [--out=DIR]
   python launch.py --config=experiments/random_features.py
@@ -17,8 +18,8 @@ sweep over lr and weight decay chose wd 0.01 at 0.869 test, no better).
 """
 
 import argparse
-import sys
 from pathlib import Path
+import sys
 
 import numpy as np
 
@@ -47,7 +48,7 @@ def get_config():
 def write(out: Path, num_features: int, data_dir: str | None = None) -> None:
   """The random-feature npy: folder of Fashion-MNIST, written in chunks."""
   import jax  # pylint: disable=g-import-not-at-top
-  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+
   from softmax_jax import data  # pylint: disable=g-import-not-at-top
   dataset = data.load("fashion_mnist", data_dir)
   d = dataset.num_features

@@ -19,8 +19,8 @@ and how many L-BFGS iterations reach the same objective. Writes --out (a
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
+import sys
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -36,7 +36,8 @@ from softmax_jax.config import Config  # pylint: disable=wrong-import-position
 flags.DEFINE_float("weight_decay", 1e-3, "The L2 strength of the objective.")
 flags.DEFINE_integer("epochs", 20, "Epochs of each minibatch run.")
 flags.DEFINE_list("sgd_lrs", ["0.03", "0.1", "0.3"], "SGD's learning rates.")
-flags.DEFINE_list("adam_lrs", ["0.001", "0.003", "0.01"], "Adam's learning rates.")
+flags.DEFINE_list("adam_lrs", ["0.001", "0.003", "0.01"],
+                  "Adam's learning rates.")
 flags.DEFINE_string("out", str(ROOT / "experiments" / "figures" /
                                 "sgd_vs_optimum.png"),
                     "The figure (the table goes beside it, as .md).")

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 import os
 from pathlib import Path
-from typing import BinaryIO, Callable
+from typing import BinaryIO
 
 
 def atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> None:
-  """Calls write(f) on a temporary file beside path, syncs it, renames it to path.
+  """Calls write(f) on a temporary file beside path, syncs it, renames it to
+  path.
 
   A reader sees the old file or the complete new one, never a partial write.
   Raises OSError (disk full, no permission) after removing the temporary file.

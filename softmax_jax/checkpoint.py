@@ -21,13 +21,12 @@ over the devices, so they restore on any number of devices.
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 import shutil
 import time
-from pathlib import Path
 
-import jax
-
-from softmax_jax.errors import UserError, os_error_advice
+from softmax_jax.errors import os_error_advice
+from softmax_jax.errors import UserError
 
 KEEP = 2  # the newest checkpoints kept; the older ones are deleted
 EVERY_SECONDS = 10.0  # the least time between two checkpoints of a run
@@ -125,7 +124,8 @@ class Checkpointer:
     self.unreadable = []
 
   def close(self) -> None:
-    """Waits for the writes in flight, so that the last checkpoint is complete."""
+    """Waits for the writes in flight, so that the last checkpoint is
+    complete."""
     try:
       self._manager.wait_until_finished()
       self._manager.close()

@@ -1,4 +1,5 @@
-"""A run's hyperparameters: one frozen dataclass, overridden from strings, validated.
+"""A run's hyperparameters: one frozen dataclass, overridden from strings,
+validated.
 
 Experiment files (`experiments/*.py`) define `get_config() -> Config`;
 `launch.py` turns the flags the user gave into string overrides of it.
@@ -10,9 +11,9 @@ import dataclasses
 import importlib.util
 import math
 from pathlib import Path
+from typing import cast
 
 from softmax_jax.errors import UserError
-
 
 # Full-batch solvers of the penalized objective (see objective.py), beside
 # the minibatch optimizers of optimizers.OPTIMIZERS: L-BFGS (lbfgs.py) to a
@@ -28,13 +29,16 @@ MINIBATCH_ONLY = ("lr", "batch_size", "epochs", "schedule", "compute_dtype",
 class Config:
   # A TFDS image classification name, npy:DIR, npz:PATH or csv:PATH.
   dataset: str = "fashion_mnist"
-  data_dir: str = ""  # TFDS data dir; "" = $TFDS_DATA_DIR or ~/tensorflow_datasets
+  # TFDS data dir; "" = $TFDS_DATA_DIR or ~/tensorflow_datasets
+  data_dir: str = ""
   loss: str = "xent"  # a name in losses.LOSSES
-  loss_input: str = "probs"  # l2/l1/huber compare one-hot y with: probs or logits
+  # l2/l1/huber compare one-hot y with: probs or logits
+  loss_input: str = "probs"
   huber_delta: float = 0.1  # where huber turns from quadratic to linear
   optimizer: str = "sgd"  # a name in optimizers.OPTIMIZERS, or in SOLVERS
   lr: float = 0.1  # learning rate
-  schedule: str = "constant"  # the lr over the run: a name in optimizers.SCHEDULES
+  # the lr over the run: a name in optimizers.SCHEDULES
+  schedule: str = "constant"
   # The training matmuls' input dtype, a name in model.COMPUTE_DTYPES; float32
   # sums and params either way; evaluation always in float32.
   compute_dtype: str = "float32"
@@ -43,23 +47,28 @@ class Config:
   # float32's resolution of a mean over 10^4-10^6 examples).
   tol: float = 1e-5
   max_iters: int = 1000  # lbfgs: iterations at most
-  batch_size: int = 256  # examples per minibatch; the last partial one is dropped
+  # examples per minibatch; the last partial one is dropped
+  batch_size: int = 256
   epochs: int = 10  # passes over the training data, reshuffled each time
   # The accelerator memory the training set may use, in GiB (0: the device's
   # own; on a CPU no limit): a larger set streams from host memory (see feed).
   device_memory_gb: float = 0.0
-  eval_every: int = 1  # evaluate on val/test every this many epochs (and the last)
+  # evaluate on val/test every this many epochs (and the last)
+  eval_every: int = 1
   # Minibatch optimizers: each evaluation also records the full training
   # objective, what --optimizer=lbfgs minimizes (one more forward pass).
   track_objective: bool = False
   seed: int = 0  # seeds initialization and the shuffling
   init_scale: float = 0.01  # standard deviation of the initial W
-  hidden: str = ""  # hidden ReLU layer sizes before the softmax layer, e.g. "256,128"
-  phm_n: int = 0  # n > 0: the softmax layer's W as a sum of n Kronecker products
+  # hidden ReLU layer sizes before the softmax layer, e.g. "256,128"
+  hidden: str = ""
+  # n > 0: the softmax layer's W as a sum of n Kronecker products
+  phm_n: int = 0
   # What counts as image pixels (scaled to [0, 1]): auto, yes or no; see
   # data.interpret_pixels.
   pixels: str = "auto"
-  standardize: bool = False  # per-feature standardization, statistics from train
+  # per-feature standardization, statistics from train
+  standardize: bool = False
   test_csv: str = ""  # with dataset "csv:PATH": the test CSV ("" = split PATH)
   # Share of the training set held out for validation (model selection);
   # None: 0 for a single run (d2l trains on all 60,000), 1/6 for a sweep.
@@ -67,7 +76,10 @@ class Config:
 
   def validate(self) -> Config:
     """Returns self, or raises UserError naming the flag and the fix."""
-    from softmax_jax import data, losses, model, optimizers  # pylint: disable=g-import-not-at-top
+    from softmax_jax import data  # pylint: disable=g-import-not-at-top
+    from softmax_jax import losses  # pylint: disable=g-import-not-at-top
+    from softmax_jax import model  # pylint: disable=g-import-not-at-top
+    from softmax_jax import optimizers  # pylint: disable=g-import-not-at-top
     _check_choice("loss", self.loss, losses.LOSSES)
     _check_choice("loss_input", self.loss_input, losses.LOSS_INPUTS)
     _check_choice("optimizer", self.optimizer,
@@ -97,9 +109,10 @@ class Config:
     if self.phm_n < 0:
       raise UserError(f"--phm_n must be 0 (a dense layer) or a positive "
                       f"divisor of the layer sizes, got {self.phm_n}")
-    self.hidden_sizes  # pylint: disable=pointless-statement  (validates)
+    _ = self.hidden_sizes  # (validates)
     if self.val_fraction is not None and not 0 <= self.val_fraction < 1:
-      raise UserError(f"--val_fraction must be in [0, 1), got {self.val_fraction}")
+      raise UserError(f"--val_fraction must be in [0, 1), got "
+                      f"{self.val_fraction}")
     return self
 
 
@@ -154,7 +167,8 @@ FIELDS = tuple(f.name for f in dataclasses.fields(Config))
 
 def parse_value(name: str, text: str):
   """A flag's text as the type of the Config field `name`."""
-  kind = {f.name: f.type for f in dataclasses.fields(Config)}[name]
+  # A string: annotations are postponed (from __future__ import annotations).
+  kind = cast(str, {f.name: f.type for f in dataclasses.fields(Config)}[name])
   if kind.endswith("| None") and text.strip().lower() in ("", "none", "auto"):
     return None
   try:
@@ -194,8 +208,9 @@ def load_experiment(path: str | Path) -> tuple[Config, list[dict]]:
   if not path.is_file():
     raise UserError(f"--config={path}: no such file; give a Python file with "
                     "get_config(), e.g. experiments/d2l_fashion_mnist.py")
-  spec = importlib.util.spec_from_file_location(f"_experiment_{path.stem}", path)
-  if spec is None:
+  spec = importlib.util.spec_from_file_location(f"_experiment_{path.stem}",
+                                                path)
+  if spec is None or spec.loader is None:
     raise UserError(f"--config={path} is not a Python (.py) file")
   module = importlib.util.module_from_spec(spec)
   try:  # the user's code: report its errors in one line
@@ -217,10 +232,12 @@ def load_experiment(path: str | Path) -> tuple[Config, list[dict]]:
     raise UserError(f"--config={path}: get_config() must return a "
                     f"softmax_jax.config.Config, got {type(config).__name__}")
   try:  # each field as its type, e.g. lr="0.1" -> 0.1; a wrong one refused
-    config = with_overrides(Config(), {f: str(getattr(config, f)) for f in FIELDS})
+    config = with_overrides(Config(),
+                            {f: str(getattr(config, f)) for f in FIELDS})
   except UserError as e:
     raise UserError(f"--config={path}: get_config(): {e}") from None
-  if not (isinstance(entries, list) and all(isinstance(e, dict) for e in entries)):
+  if not (isinstance(entries, list)
+          and all(isinstance(e, dict) for e in entries)):
     raise UserError(f"--config={path}: get_sweep() must return a list of "
                     "dicts of overrides, e.g. sweep.product(sweep.axis('lr', "
                     "[0.1, 1.0]))")

@@ -1,4 +1,5 @@
-"""What a run shows in the terminal: a progress bar, a line per epoch, a summary."""
+"""What a run shows in the terminal: a progress bar, a line per epoch, a
+summary."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ class EpochLog:
 
   def __init__(self, epochs: int, enabled: bool = True):
     self._bar = tqdm.tqdm(total=epochs, unit="epoch", leave=False,
-                          disable=None if enabled else True,  # None: off when not a tty
+                          # None: off when not a tty
+                          disable=None if enabled else True,
                           file=sys.stderr,
                           dynamic_ncols=True)
     self._enabled = enabled
@@ -57,12 +59,14 @@ def format_evaluation(summary: dict) -> str:
                                                   "was misclassified)"]),
         "(every class in summary.json, the confusion matrix in confusion.npy)"])
   width = max(len(n) for n in per_class)
-  lines = [f"test ECE {summary['ece']:.4f} (15 bins){top5}   accuracy per class:"]
+  lines = [f"test ECE {summary['ece']:.4f} (15 bins){top5}   "
+           "accuracy per class:"]
   lines += [f"  {name:>{width}s}  {format_accuracy(acc)}"
             for name, acc in per_class.items()]
   cells = [[str(v) for v in row] for row in summary["confusion_matrix"]]
   cell = max(len(v) for row in cells for v in row)
-  lines.append("confusion matrix (rows: true, columns: predicted, in the order above):")
+  lines.append("confusion matrix (rows: true, columns: predicted, in the "
+               "order above):")
   lines += ["  " + " ".join(v.rjust(cell) for v in row) for row in cells]
   return "\n".join(lines)
 
@@ -125,8 +129,12 @@ def format_ranking(ranked: list[dict], swept: list[str], top: int = 20) -> str:
                     for f in swept],
                   f"{r['val_accuracy']:.4f}", f"{r['test_accuracy']:.4f}",
                   f"{r['final_train_loss']:.4g}", r["status"]])
-  widths = [max(len(row[k]) for row in [header, *lines]) for k in range(len(header))]
-  fmt = lambda row: "  ".join(v.rjust(w) for v, w in zip(row, widths))
+  widths = [max(len(row[k]) for row in [header, *lines])
+            for k in range(len(header))]
+
+  def fmt(row):
+    return "  ".join(v.rjust(w) for v, w in zip(row, widths, strict=True))
+
   text = [fmt(header), *map(fmt, lines)]
   if len(ranked) > top:
     text.append(f"... {len(ranked) - top} more in results.csv")
@@ -142,7 +150,8 @@ def format_sweep_summary(summary: dict, workdir) -> str:
       f"{summary['num_configs']} configurations ({summary['num_diverged']} "
       f"diverged, {summary.get('num_exploded', 0)} exploded) in "
       f"{summary['num_groups']} compiled group(s): train "
-      f"{summary['train_seconds']:.2f} s ({summary['model_epochs_per_second']:.0f}"
+      f"{summary['train_seconds']:.2f} s "
+      f"({summary['model_epochs_per_second']:.0f}"
       f" model-epochs/s), compile {summary['compile_seconds']:.2f} s",
       f"outputs in {workdir}",
   ])

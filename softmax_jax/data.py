@@ -17,20 +17,22 @@ import fcntl
 import gzip
 import logging
 import os
+from pathlib import Path
 import re
 import socket
 import struct
 import threading
-import zipfile
-from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
+import zipfile
 
 import ml_dtypes
 import numpy as np
 
 from softmax_jax import atomic_io
 from softmax_jax import user_data
-from softmax_jax.errors import DataError, os_error_advice
+from softmax_jax.errors import DataError
+from softmax_jax.errors import os_error_advice
 
 # Some TFDS image classification data sets, for messages; any other TFDS data
 # set with `image` and `label` features works too.
@@ -56,7 +58,8 @@ class Dataset:
   x_test: np.ndarray  # [M, D]
   y_test: np.ndarray  # int32 [M]
   class_names: tuple[str, ...]
-  image_shape: tuple[int, ...] | None = None  # e.g. (28, 28, 1); None: not images
+  # e.g. (28, 28, 1); None: not images
+  image_shape: tuple[int, ...] | None = None
   x_val: np.ndarray | None = None  # [V, D], held out from train
   y_val: np.ndarray | None = None  # int32 [V]
   # None: x holds features; "0-255" (stored as uint8, scaled to [0, 1]) or
@@ -139,10 +142,11 @@ def interpret_pixels(dataset: Dataset, pixels: str = "auto") -> Dataset:
                      "scaled to [0, 1])", dataset.name)
       kind = None
   if kind == "0-255":
-    convert = lambda x: x.astype(np.uint8)
+    def convert(x):
+      return x.astype(np.uint8)
   else:  # float32, float16 and bfloat16 stay (to_features casts in the step)
-    convert = lambda x: x if x.dtype in _FEATURE_DTYPES else x.astype(
-        np.float32)
+    def convert(x):
+      return x if x.dtype in _FEATURE_DTYPES else x.astype(np.float32)
   return dataclasses.replace(dataset, pixels=kind,
                              **{f"x_{s}": convert(x) for s, x in xs.items()})
 
@@ -175,11 +179,13 @@ def _first_non_pixel(x: np.ndarray) -> tuple[int, int, float]:
 
 def default_data_dir() -> Path:
   """TFDS's own default, so prepared data sets are shared with other tools."""
-  return Path(os.environ.get("TFDS_DATA_DIR", "~/tensorflow_datasets")).expanduser()
+  return Path(os.environ.get("TFDS_DATA_DIR",
+                             "~/tensorflow_datasets")).expanduser()
 
 
 def cache_path(name: str, data_dir: str | os.PathLike) -> Path:
-  return Path(data_dir) / "softmax_jax" / f"{name.replace('/', '__').replace(':', '@')}.npz"
+  return (Path(data_dir) / "softmax_jax"
+          / f"{name.replace('/', '__').replace(':', '@')}.npz")
 
 
 USER_DATA = ("npy:", "npz:", "csv:")  # prefixes of your own data
@@ -262,7 +268,10 @@ def standardize(dataset: Dataset) -> Dataset:
 
 def _column_mean_std(x):
   """Each column's mean and (population) standard deviation, float64."""
-  chunks = lambda: (to_features(x[rows]) for rows in user_data.row_chunks(x))
+
+  def chunks():
+    return (to_features(x[rows]) for rows in user_data.row_chunks(x))
+
   mean = sum(c.sum(axis=0, dtype=np.float64) for c in chunks()) / len(x)
   variance = sum(np.square(c - mean).sum(axis=0) for c in chunks()) / len(x)
   return mean, np.sqrt(variance)
@@ -271,12 +280,15 @@ def _column_mean_std(x):
 def feature_covariance(x) -> tuple[np.ndarray, np.ndarray]:
   """The features' mean [D] and (population) covariance [D, D], float64,
   a chunk of rows at a time (the data are never copied whole)."""
-  chunks = lambda: (to_features(x[rows]).astype(np.float64)
-                    for rows in user_data.row_chunks(x))
+
+  def chunks():
+    return (to_features(x[rows]).astype(np.float64)
+            for rows in user_data.row_chunks(x))
+
   mean = sum(c.sum(axis=0) for c in chunks()) / len(x)
   cov = np.zeros((x.shape[1], x.shape[1]))
   for c in chunks():
-    c -= mean
+    np.subtract(c, mean, out=c)  # in place: the chunk is a copy of our own
     cov += c.T @ c
   return mean, cov / len(x)
 
@@ -413,7 +425,8 @@ def _load_with_tfds(name: str, data_dir: Path) -> Dataset:
   except tfds.core.registered.DatasetNotFoundError:
     raise _unknown(name) from None
   except (AssertionError, ValueError) as e:  # an unknown config or version
-    first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    first = (str(e).strip().splitlines()[0] if str(e).strip()
+             else type(e).__name__)
     raise DataError(f"--dataset={name!r}: {first}") from None
   features = builder.info.features
   if not ("image" in features and "label" in features
@@ -436,7 +449,8 @@ def _load_with_tfds(name: str, data_dir: Path) -> Dataset:
         raise DataError(
             f"dataset {name!r} is not prepared in {data_dir} and {host} "
             "cannot be reached: "
-            + ("install Debian's package (apt-get install dataset-fashion-mnist), "
+            + ("install Debian's package (apt-get install "
+               "dataset-fashion-mnist), "
                if name == "fashion_mnist" else "")
             + "give --data_dir of a TFDS data dir where it is prepared, "
             "or connect to the internet")
@@ -451,13 +465,15 @@ def _load_with_tfds(name: str, data_dir: Path) -> Dataset:
     raise DataError(f"--dataset={name!r} has no {' or '.join(sorted(missing))} "
                     f"split (it has: {', '.join(builder.info.splits)})")
 
-  arrays = {}
+  arrays: dict[str, Any] = {}  # (Any: passed as Dataset's keywords)
   for split in ("train", "test"):
     # Batches, not batch_size=-1: that one needs the whole split in one tensor.
-    batches = list(tfds.as_numpy(builder.as_dataset(split=split, batch_size=10_000)))
+    batches = list(tfds.as_numpy(builder.as_dataset(split=split,
+                                                    batch_size=10_000)))
     images = np.concatenate([b["image"] for b in batches])
     arrays[f"x_{split}"] = images.reshape(len(images), -1).astype(np.uint8)
-    arrays[f"y_{split}"] = np.concatenate([b["label"] for b in batches]).astype(np.int32)
+    arrays[f"y_{split}"] = np.concatenate(
+        [b["label"] for b in batches]).astype(np.int32)
   return Dataset(name=name, class_names=tuple(features["label"].names),
                  image_shape=tuple(int(d) for d in images.shape[1:]), **arrays)
 
@@ -472,7 +488,8 @@ def _reachable(host: str) -> bool:
 
   def probe():
     try:
-      socket.create_connection((host, 80), timeout=_NETWORK_PROBE_SECONDS).close()
+      socket.create_connection((host, 80),
+                               timeout=_NETWORK_PROBE_SECONDS).close()
       result.append(True)
     except OSError:
       pass
@@ -512,7 +529,7 @@ def _restore_debian_fashion_mnist(manual_dir: Path) -> None:
       continue
     mtime = _UPSTREAM_MTIME[src.name.split("-")[0]]
     restored = restore_upstream_gzip(src.read_bytes(), src.name, mtime)
-    atomic_io.atomic_write(dst, lambda f: f.write(restored))
+    atomic_io.atomic_write(dst, lambda f: f.write(restored))  # noqa: B023  called at once, in this iteration
 
 
 def read_idx(data: bytes) -> np.ndarray:

@@ -13,8 +13,10 @@ import dataclasses
 
 import jax
 import jax.numpy as jnp
+from jax.sharding import Mesh
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
 import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from softmax_jax.errors import UserError
 
@@ -35,7 +37,8 @@ def initialize(coordinator_address: str, num_processes: int | None,
                                num_processes=num_processes,
                                process_id=process_id)
   except (RuntimeError, ValueError) as e:
-    first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    first_line = (str(e).strip().splitlines()[0] if str(e).strip()
+                  else type(e).__name__)
     raise UserError(
         f"cannot join the multi-host run at --coordinator_address="
         f"{coordinator_address}: {first_line}; check that every process got "

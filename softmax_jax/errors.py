@@ -1,4 +1,5 @@
-"""Errors that are the user's to fix: reported as one line, never as a traceback."""
+"""Errors that are the user's to fix: reported as one line, never as a
+traceback."""
 
 import errno
 
@@ -35,4 +36,5 @@ def os_error_advice(error: BaseException, flag: str = "--workdir") -> str:
   if code in _NOT_ALLOWED:
     return f"{reason}; choose a {flag} this user may write to"
   filename = getattr(error, "filename", None)
-  return f"{reason}: {filename}" if filename and str(filename) not in reason else reason
+  return (f"{reason}: {filename}" if filename and str(filename) not in reason
+          else reason)

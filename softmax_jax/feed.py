@@ -15,7 +15,7 @@ in the same order, hence the same results for the same seed.
 
 from __future__ import annotations
 
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 import jax
 import numpy as np
@@ -62,9 +62,12 @@ class Feed:
     self.x, self.y, self.put = x_NxD, y_N, put
     row_bytes = x_NxD.dtype.itemsize * int(np.prod(x_NxD.shape[1:]))
     self.streamed = streams(x_NxD, budget)
+    self.steps_per_chunk: int | None
     if self.streamed:
+      assert budget is not None  # streams() is true only with a budget
       chunk_bytes = min(CHUNK_BYTES, budget // 8)
-      self.steps_per_chunk = max(1, chunk_bytes // (row_bytes * examples_per_step))
+      self.steps_per_chunk = max(
+          1, chunk_bytes // (row_bytes * examples_per_step))
     else:
       self.steps_per_chunk = None
       self.x_dev, self.y_dev = put(x_NxD), put(y_N)
@@ -73,6 +76,7 @@ class Feed:
     """The distinct numbers of steps the epoch function is called with."""
     if not self.streamed:
       return [num_steps]
+    assert self.steps_per_chunk is not None  # set when streamed
     lengths = {min(self.steps_per_chunk, num_steps)}
     if num_steps % self.steps_per_chunk:
       lengths.add(num_steps % self.steps_per_chunk)
@@ -96,6 +100,7 @@ class Feed:
     if not self.streamed:
       yield self.x_dev, self.y_dev, self.put(batches)
       return
+    assert self.steps_per_chunk is not None  # set when streamed
     starts = range(0, len(batches), self.steps_per_chunk)
     ahead = self._gather(batches[:self.steps_per_chunk])
     for start in starts:

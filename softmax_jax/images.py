@@ -1,5 +1,5 @@
-"""Images from files for prediction: PNG/JPEG/... or .npy, as float32 feature rows
-in the representation the model was trained on."""
+"""Images from files for prediction: PNG/JPEG/... or .npy, as float32 feature
+rows in the representation the model was trained on."""
 
 from __future__ import annotations
 
@@ -25,8 +25,8 @@ def load(paths: list[str], image_shape: tuple[int, ...], pixels: str | None
   are, and no image files. The rows of an array are named PATH[i].
   """
   rows, names = [], []
-  for path in paths:
-    path = Path(path)
+  for given in paths:
+    path = Path(given)
     if not path.is_file():
       raise UserError(f"--images: {path}: no such file")
     if path.suffix == ".npy":
@@ -45,7 +45,8 @@ def load(paths: list[str], image_shape: tuple[int, ...], pixels: str | None
 
 
 def _from_image(path: Path, image_shape) -> np.ndarray:
-  from PIL import Image, UnidentifiedImageError  # pylint: disable=g-import-not-at-top
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  from PIL import UnidentifiedImageError  # pylint: disable=g-import-not-at-top
   h, w = image_shape[:2]
   mode = "RGB" if len(image_shape) == 3 and image_shape[2] == 3 else "L"
   try:
@@ -60,7 +61,8 @@ def _from_npy(path: Path, image_shape, pixels) -> np.ndarray:
   try:
     array = np.load(path, allow_pickle=False)
   except (OSError, ValueError) as e:
-    raise UserError(f"--images: {path} is not a readable .npy file ({e})") from e
+    raise UserError(f"--images: {path} is not a readable .npy file "
+                    f"({e})") from e
   size = math.prod(image_shape)
   squeezed = tuple(d for d in image_shape if d != 1) or (1,)
   if array.shape in (tuple(image_shape), squeezed):

@@ -21,7 +21,8 @@ Fashion-MNIST against ~12 ms per model for one shared value-and-gradient pass.
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -73,7 +74,8 @@ def grad_norm(state: State) -> jax.Array:
 
 def finished(state: State, tol, max_iters) -> jax.Array:
   """[M] bool: converged (gradient norm < tol), out of iterations or stalled."""
-  return (grad_norm(state) < tol) | (state.iterations >= max_iters) | state.stalled
+  return ((grad_norm(state) < tol) | (state.iterations >= max_iters)
+          | state.stalled)
 
 
 def warm_start(state: State, weight_M, penalized_P, same_loss_MxM, tol,
@@ -101,11 +103,16 @@ def warm_start(state: State, weight_M, penalized_P, same_loss_MxM, tol,
   best = jnp.take_along_axis(there, k[:, None], axis=1)[:, 0]
   jump = best < state.value - WARM_MARGIN * jnp.abs(state.value)
   theta = state.theta[k]
-  grad = state.grad[k] + dw[jnp.arange(len(k)), k][:, None] * penalized_P * theta
-  where = lambda a, b: jnp.where(jump.reshape((-1,) + (1,) * (a.ndim - 1)), a, b)
+  grad = (state.grad[k]
+          + dw[jnp.arange(len(k)), k][:, None] * penalized_P * theta)
+
+  def where(a, b):
+    return jnp.where(jump.reshape((-1,) + (1,) * (a.ndim - 1)), a, b)
+
   return state._replace(
       theta=where(theta, state.theta), value=where(best, state.value),
-      grad=where(grad, state.grad), rho=where(jnp.zeros_like(state.rho), state.rho),
+      grad=where(grad, state.grad),
+      rho=where(jnp.zeros_like(state.rho), state.rho),
       pairs=where(jnp.zeros_like(state.pairs), state.pairs))
 
 
@@ -191,7 +198,8 @@ def step(state: State, value_and_grad: ValueAndGrad, tol, max_iters,
 
   t0 = jnp.where(active, 1.0, 0.0).astype(state.theta.dtype)
   t, accepted, value, grad, evaluations = jax.lax.while_loop(
-      lambda c: jnp.any(~c[1]) & (jnp.max(c[4] - state.evaluations) < MAX_TRIALS),
+      lambda c: (jnp.any(~c[1])
+                 & (jnp.max(c[4] - state.evaluations) < MAX_TRIALS)),
       trial, (t0, ~active, state.value, state.grad, state.evaluations))
   moved = active & accepted
   t = jnp.where(moved, t, 0.0)
@@ -202,9 +210,13 @@ def step(state: State, value_and_grad: ValueAndGrad, tol, max_iters,
   # positive definite); float32 noise makes tiny sy meaningless.
   keep = moved & (sy > 1e-10 * jnp.sum(y_new * y_new, axis=-1))
   slot = state.pairs % MEMORY
-  put = lambda ring, new: jnp.where(
-      keep[:, None, None] & (jnp.arange(MEMORY)[None, :, None] == slot[:, None, None]),
-      new[:, None, :], ring)
+
+  def put(ring, new):
+    return jnp.where(
+        keep[:, None, None]
+        & (jnp.arange(MEMORY)[None, :, None] == slot[:, None, None]),
+        new[:, None, :], ring)
+
   return State(
       theta=state.theta + s_new,
       value=jnp.where(moved, value, state.value),

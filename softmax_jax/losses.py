@@ -1,4 +1,5 @@
-"""Stable log-softmax / softmax and the per-example losses of softmax regression.
+"""Stable log-softmax / softmax and the per-example losses of softmax
+regression.
 
 Every loss maps logits [B, K] and integer labels [B] to a per-example loss [B];
 the caller takes the mean. Cross-entropy works on the logits; the regression
@@ -66,19 +67,22 @@ def _residual(logits_BxK, labels_B, loss_input):
   """z - y where z is p (probs) or o (logits) and y the one-hot code."""
   _check(logits_BxK, labels_B)
   if loss_input not in LOSS_INPUTS:
-    raise ValueError(f"loss_input must be one of {LOSS_INPUTS}, got {loss_input!r}")
+    raise ValueError(f"loss_input must be one of {LOSS_INPUTS}, got "
+                     f"{loss_input!r}")
   z = softmax(logits_BxK) if loss_input == "probs" else logits_BxK
   return z - one_hot(labels_B, logits_BxK.shape[-1])
 
 
-def squared_error(logits_BxK, labels_B, *, huber_delta=None, loss_input="probs"):
+def squared_error(logits_BxK, labels_B, *, huber_delta=None,
+                  loss_input="probs"):
   """L2: sum_k (z_k - y_k)^2 / 2, as d2l's squared_loss."""
   del huber_delta
   r = _residual(logits_BxK, labels_B, loss_input)
   return 0.5 * jnp.sum(r * r, axis=-1)
 
 
-def absolute_error(logits_BxK, labels_B, *, huber_delta=None, loss_input="probs"):
+def absolute_error(logits_BxK, labels_B, *, huber_delta=None,
+                   loss_input="probs"):
   """L1: sum_k |z_k - y_k|."""
   del huber_delta
   r = _residual(logits_BxK, labels_B, loss_input)
@@ -87,7 +91,8 @@ def absolute_error(logits_BxK, labels_B, *, huber_delta=None, loss_input="probs"
 
 def huber(logits_BxK, labels_B, *, huber_delta=DEFAULT_HUBER_DELTA,
           loss_input="probs"):
-  """sum_k h(z_k - y_k): h(r) = r^2/2 for |r| <= delta, else delta (|r| - delta/2).
+  """sum_k h(z_k - y_k): h(r) = r^2/2 for |r| <= delta, else
+  delta (|r| - delta/2).
 
   Quadratic near the target like L2, linear far from it like L1 (scaled by
   delta). `huber_delta` may be a traced value.

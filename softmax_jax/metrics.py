@@ -35,7 +35,10 @@ def binned_sums(confidence_N, correct_N, valid_N=None,
               else valid_N.astype(jnp.float32))
   bin_N = jnp.clip(jnp.ceil(confidence_N * num_bins).astype(jnp.int32) - 1,
                    0, num_bins - 1)
-  sums = lambda v: jax.ops.segment_sum(v * weight_N, bin_N, num_bins)
+
+  def sums(v):
+    return jax.ops.segment_sum(v * weight_N, bin_N, num_bins)
+
   return sums(jnp.ones_like(confidence_N)), sums(confidence_N), sums(correct_N)
 
 
@@ -67,7 +70,8 @@ def argmax_is(logits_NxK, labels_N):
   """argmax(logits) == label, ties to the first index as argmax, without
   argmax: XLA's argmax on a CPU (a variadic reduction) cost 0.15-0.4 s of a
   2 s epoch at K = 1,000; one max and one masked any cost nearly nothing."""
-  label_logit_N = jnp.take_along_axis(logits_NxK, labels_N[:, None], axis=-1)[:, 0]
+  label_logit_N = jnp.take_along_axis(logits_NxK, labels_N[:, None],
+                                      axis=-1)[:, 0]
   top_N = jnp.max(logits_NxK, axis=-1)
   earlier_NxK = jnp.arange(logits_NxK.shape[-1]) < labels_N[:, None]
   return (label_logit_N >= top_N) & ~jnp.any(

@@ -1,4 +1,5 @@
-"""Softmax regression o = xW + b, and its relatives: hidden layers, a PHM output.
+"""Softmax regression o = xW + b, and its relatives: hidden layers, a PHM
+output.
 
 Params are a plain dict. The output layer, the softmax regression, is
 {"w": [D, K], "b": [K]}, or, as a PHM layer (Zhang et al., ICLR 2021),
@@ -30,14 +31,16 @@ def init_params(key: jax.Array, num_features: int, num_classes: int,
     params["hidden"] = [
         {"w": jnp.sqrt(2.0 / d_in) * jax.random.normal(k, (d_in, d_out)),
          "b": jnp.zeros((d_out,))}
-        for k, d_in, d_out in zip(keys, sizes[:-1], sizes[1:])]
+        # keys has one more than the hidden layers: the last is the output's.
+        for k, d_in, d_out in zip(keys, sizes[:-1], sizes[1:], strict=False)]
   d = hidden[-1] if hidden else num_features
   params["b"] = jnp.zeros((num_classes,), jnp.float32)
   if phm_n:
     n = phm_n
     ka, ks = jax.random.split(keys[-1])
     params["a"] = jax.random.normal(ka, (n, n, n)) / jnp.sqrt(n)
-    params["s"] = init_scale * jax.random.normal(ks, (n, d // n, num_classes // n))
+    params["s"] = init_scale * jax.random.normal(
+        ks, (n, d // n, num_classes // n))
   else:
     params["w"] = init_scale * jax.random.normal(keys[-1], (d, num_classes),
                                                  jnp.float32)
@@ -94,5 +97,6 @@ def check_phm(phm_n: int, hidden: tuple[int, ...], num_features: int,
     return (f"--phm_n={phm_n} must divide the output layer's input size {d} "
             f"and output size {num_classes}; possible: "
             f"{', '.join(map(str, fits))}"
-            + ("" if hidden else " (or add --hidden layers of a size it divides)"))
+            + ("" if hidden
+               else " (or add --hidden layers of a size it divides)"))
   return None

@@ -12,10 +12,11 @@ chunks of rows: what the full-batch solvers minimize.
 from __future__ import annotations
 
 import functools
+from typing import TYPE_CHECKING
 
 import jax
-import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
+import jax.numpy as jnp
 
 from softmax_jax import data as data_lib
 from softmax_jax import evaluation
@@ -24,6 +25,8 @@ from softmax_jax import metrics
 from softmax_jax import model
 from softmax_jax import optimizers
 
+if TYPE_CHECKING:  # (annotations only: no import at run time)
+  from softmax_jax.config import Config
 
 # A stack of one configuration with at least this many classes is trained
 # squeezed rather than vmapped: on a CPU, XLA compiles the batched matmul of
@@ -42,7 +45,8 @@ def over_stack(fn, squeeze: bool, in_axes=0):
   def one(*args):
     axes = in_axes if isinstance(in_axes, tuple) else (in_axes,) * len(args)
     args = [arg if axis is None else jax.tree.map(
-        lambda a: a.reshape(a.shape[1:]), arg) for arg, axis in zip(args, axes)]
+        lambda a: a.reshape(a.shape[1:]), arg)
+            for arg, axis in zip(args, axes, strict=True)]
     return jax.tree.map(lambda a: a[None], fn(*args))
 
   return one

@@ -38,16 +38,6 @@ OPTIMIZERS = {
 }
 
 
-# Factor of the learning rate at step t of `total` steps.
-SCHEDULES = {
-    "constant": lambda total: optax.constant_schedule(1.0),
-    # 1 -> 0 along half a cosine (Loshchilov & Hutter, 2017).
-    "cosine": lambda total: optax.cosine_decay_schedule(1.0, total),
-    # Linear from 0 up to 1 in the first 5% of the steps, then cosine to 0.
-    "warmup_cosine": lambda total: _warmup_cosine(total),
-}
-
-
 def _warmup_cosine(total: int):
   warmup = min(max(1, total // 20), total - 1)  # a run of one step: none
   if warmup == 0:
@@ -55,7 +45,18 @@ def _warmup_cosine(total: int):
   return optax.warmup_cosine_decay_schedule(0.0, 1.0, warmup, total)
 
 
-def make_optimizer(name: str, learning_rate: float, weight_decay: float = 0.0,
+# Factor of the learning rate at step t of `total` steps.
+SCHEDULES = {
+    "constant": lambda total: optax.constant_schedule(1.0),
+    # 1 -> 0 along half a cosine (Loshchilov & Hutter, 2017).
+    "cosine": lambda total: optax.cosine_decay_schedule(1.0, total),
+    # Linear from 0 up to 1 in the first 5% of the steps, then cosine to 0.
+    "warmup_cosine": _warmup_cosine,
+}
+
+
+def make_optimizer(name: str, learning_rate: float | jax.Array,
+                   weight_decay: float | jax.Array = 0.0,
                    schedule: str = "constant",
                    total_steps: int = 1) -> optax.GradientTransformation:
   """The named optimizer; weight decay adds weight_decay * W to W's gradient;

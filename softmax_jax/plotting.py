@@ -12,7 +12,8 @@ import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-imp
 
 
 def plot_curves(history: list[dict], out: BinaryIO, title: str = "") -> None:
-  """Train loss, train accuracy and test accuracy per epoch, as d2l's Animator."""
+  """Train loss, train accuracy and test accuracy per epoch, as d2l's
+  Animator."""
   epochs = [r["epoch"] for r in history]
   fig, ax = plt.subplots(figsize=(5, 3.5), dpi=120)
   ax.plot(epochs, [r["train_loss"] for r in history], "-", label="train loss")
@@ -33,7 +34,8 @@ def plot_curves(history: list[dict], out: BinaryIO, title: str = "") -> None:
 
 
 def plot_sweep(rows: list[dict], out: BinaryIO) -> None:
-  """Validation accuracy against lr, one line per loss (mean over other axes)."""
+  """Validation accuracy against lr, one line per loss (mean over other
+  axes)."""
   fig, ax = plt.subplots(figsize=(5, 3.5), dpi=120)
   by_loss: dict[str, dict[float, list[float]]] = {}
   for r in rows:
@@ -61,17 +63,20 @@ def plot_sweep(rows: list[dict], out: BinaryIO) -> None:
 
 def plot_reliability(count_M, confidence_M, accuracy_M, ece: float,
                      out: BinaryIO) -> None:
-  """Accuracy against confidence per bin, with the diagonal of perfect calibration."""
+  """Accuracy against confidence per bin, with the diagonal of perfect
+  calibration."""
   num_bins = len(count_M)
   edges = [b / num_bins for b in range(num_bins)]
   filled = [c > 0 for c in count_M]
   fig, ax = plt.subplots(figsize=(4.5, 4.5), dpi=120)
-  ax.bar([e for e, f in zip(edges, filled) if f],
-         [a for a, f in zip(accuracy_M, filled) if f], width=1 / num_bins,
+  ax.bar([e for e, f in zip(edges, filled, strict=True) if f],
+         [a for a, f in zip(accuracy_M, filled, strict=True) if f],
+         width=1 / num_bins,
          align="edge", edgecolor="black", color="tab:blue", label="accuracy")
-  ax.bar([e for e, f in zip(edges, filled) if f],
-         [c - a for c, a, f in zip(confidence_M, accuracy_M, filled) if f],
-         bottom=[a for a, f in zip(accuracy_M, filled) if f],
+  ax.bar([e for e, f in zip(edges, filled, strict=True) if f],
+         [c - a for c, a, f
+          in zip(confidence_M, accuracy_M, filled, strict=True) if f],
+         bottom=[a for a, f in zip(accuracy_M, filled, strict=True) if f],
          width=1 / num_bins, align="edge", color="tab:red", alpha=0.3,
          label="gap to confidence")
   ax.plot([0, 1], [0, 1], "k--", label="perfect calibration")
@@ -115,7 +120,8 @@ def plot_confusion(confusion_KxK, class_names, out: BinaryIO,
 def plot_predictions(x_NxD, labels_N, predicted_N, confidence_N, class_names,
                      image_shape, out: BinaryIO, rows: int = 3,
                      cols: int = 8) -> None:
-  """Test images with true and predicted labels; the misclassified first, in red."""
+  """Test images with true and predicted labels; the misclassified first, in
+  red."""
   predicted = predicted_N
   wrong = np.flatnonzero(predicted != labels_N)[:rows * cols // 2].tolist()
   right = np.flatnonzero(predicted == labels_N)[:rows * cols].tolist()
@@ -146,7 +152,8 @@ def _mosaic(images, rows, cols, pad):
   h, w = images[0].shape[:2]
   channels = images[0].shape[2:]
   fill = 1.0 if channels else np.nan  # white between colour images
-  grid = np.full((rows * (h + pad), cols * (w + 2), *channels), fill, np.float32)
+  grid = np.full((rows * (h + pad), cols * (w + 2), *channels), fill,
+                 np.float32)
   for n, image in enumerate(images):
     r, c = divmod(n, cols)
     grid[r * (h + pad) + pad:r * (h + pad) + pad + h,

@@ -1,9 +1,11 @@
-"""What a trained model learned: its final test evaluation, figures and report.md."""
+"""What a trained model learned: its final test evaluation, figures and
+report.md."""
 
 from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import cast
 
 import jax
 import numpy as np
@@ -14,10 +16,12 @@ from softmax_jax import metrics
 from softmax_jax import model
 from softmax_jax import plotting
 from softmax_jax import workdir as workdir_lib
-
-from softmax_jax.workdir import (CONFUSION, CONFUSION_MATRIX, PREDICTIONS,
-                                 RELIABILITY, REPORT, WEIGHTS)
-
+from softmax_jax.workdir import CONFUSION
+from softmax_jax.workdir import CONFUSION_MATRIX
+from softmax_jax.workdir import PREDICTIONS
+from softmax_jax.workdir import RELIABILITY
+from softmax_jax.workdir import REPORT
+from softmax_jax.workdir import WEIGHTS
 
 # Up to this many classes, the terminal and report.md show every class and
 # the confusion matrix in full; beyond, the weakest classes and the most
@@ -54,14 +58,14 @@ class Analysis:
         "balanced_accuracy": (float(per_class[present].mean()) if present.any()
                               else None),
         "per_class_accuracy": {name: float(a) if ok else None for name, a, ok
-                               in zip(names, per_class, present)},
+                               in zip(names, per_class, present, strict=True)},
         "weakest_classes": [
             {"class": names[k], "accuracy": float(per_class[k]),
              "count": int(self.confusion_KxK[k].sum())}
             for k in weakest[:SHOWN]],
         "most_confused": [
             {"true": names[i], "predicted": names[j], "count": int(n)}
-            for i, j, n in zip(rows, cols, counts)],
+            for i, j, n in zip(rows, cols, counts, strict=True)],
     }
     if len(names) <= FULL_TABLE_CLASSES:
       summary["confusion_matrix"] = self.confusion_KxK.tolist()
@@ -85,8 +89,9 @@ def analyze(params: model.Params, x_NxD, y_N, class_names,
       predicted_N=predicted, confidence_N=confidence, labels_N=y_N,
       confusion_KxK=np.asarray(metrics.confusion_matrix(
           predicted, y_N, len(class_names))).astype(np.int64),
-      bins=tuple(np.asarray(b) for b in metrics.bins_from_sums(
-          *metrics.binned_sums(confidence, predicted == y_N))),
+      bins=cast(tuple[np.ndarray, np.ndarray, np.ndarray],
+                tuple(np.asarray(b) for b in metrics.bins_from_sums(
+                    *metrics.binned_sums(confidence, predicted == y_N)))),
       class_names=tuple(class_names),
       scores={name: float(v) for name, v in scores.items()})
 
@@ -124,7 +129,8 @@ def write_figures(workdir: Path, analysis: Analysis, params: model.Params,
                          lambda f: np.save(f, a.confusion_KxK))
   shown = _most_confused_classes(a.confusion_KxK, FULL_TABLE_CLASSES)
   figures = {
-      RELIABILITY: lambda f: plotting.plot_reliability(*a.bins, a.scores["ece"], f),
+      RELIABILITY: lambda f: plotting.plot_reliability(
+          *a.bins, a.scores["ece"], f),
       CONFUSION: lambda f: plotting.plot_confusion(
           a.confusion_KxK[np.ix_(shown, shown)],
           [a.class_names[k] for k in shown], f,

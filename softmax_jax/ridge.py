@@ -26,23 +26,34 @@ from softmax_jax import user_data
 def solve_path(x_NxD, y_N, num_classes: int, weight_decays) -> list[dict]:
   """{"w": [D, K], "b": [K]} (float32) for each weight decay."""
   n, d = x_NxD.shape
-  chunks = lambda: ((data_lib.to_features(x_NxD[rows]).astype(np.float64),
-                     y_N[rows]) for rows in user_data.row_chunks(x_NxD))
+
+  def chunks():
+    return ((data_lib.to_features(x_NxD[rows]).astype(np.float64), y_N[rows])
+            for rows in user_data.row_chunks(x_NxD))
+
   y_mean = np.bincount(y_N, minlength=num_classes) / n
-  onehot = lambda y: np.eye(num_classes)[y] - y_mean
+
+  def onehot(y):
+    return np.eye(num_classes)[y] - y_mean
+
   if n >= d:  # primal: the D x D Gram matrix
     x_mean, cov = data_lib.feature_covariance(x_NxD)
     xty = sum((x - x_mean).T @ onehot(y) for x, y in chunks())
     lam, v = np.linalg.eigh(n * cov)
     vxy = v.T @ xty
-    solve = lambda wd: v @ (vxy / (np.maximum(lam, 0) + n * wd)[:, None])
+
+    def solve(wd):
+      return v @ (vxy / (np.maximum(lam, 0) + n * wd)[:, None])
   else:  # dual: the N x N Gram matrix
     xc = data_lib.to_features(np.asarray(x_NxD)).astype(np.float64)
     x_mean = xc.mean(axis=0)
     xc -= x_mean
     mu, u = np.linalg.eigh(xc @ xc.T)
     uy = u.T @ onehot(y_N)
-    solve = lambda wd: xc.T @ (u @ (uy / (np.maximum(mu, 0) + n * wd)[:, None]))
+
+    def solve(wd):
+      return xc.T @ (u @ (uy / (np.maximum(mu, 0) + n * wd)[:, None]))
+
   out = []
   for wd in weight_decays:
     if wd <= 0:

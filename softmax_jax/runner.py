@@ -15,10 +15,10 @@ import contextlib
 import dataclasses
 import datetime
 import math
+from pathlib import Path
 import platform
 import signal
 import time
-from pathlib import Path
 
 import jax
 import numpy as np
@@ -37,7 +37,8 @@ from softmax_jax import sweep
 from softmax_jax import tensorboard
 from softmax_jax import train
 from softmax_jax import workdir as workdir_lib
-from softmax_jax.errors import Interrupted, UserError
+from softmax_jax.errors import Interrupted
+from softmax_jax.errors import UserError
 
 
 def run(configs: list[config_lib.Config] | config_lib.Config,
@@ -94,7 +95,8 @@ def _train(configs, workdir, overwrite, checkpoint_every, stop_requested,
   if distributed.agree(bool(finished)):  # the same command again: all done
     if talk:
       print(f"{workdir} holds this run, finished; its outputs are there "
-            "(--mode=eval recomputes them, --overwrite trains anew)", flush=True)
+            "(--mode=eval recomputes them, --overwrite trains anew)",
+            flush=True)
     return finished, workdir
   if talk:
     _print_header(configs, dataset, resume)
@@ -110,7 +112,8 @@ def _train(configs, workdir, overwrite, checkpoint_every, stop_requested,
 
   def on_epoch(i, record):
     if writer:
-      workdir_lib.append_metrics(workdir, _metrics_record(i, record, configs, swept))
+      workdir_lib.append_metrics(workdir,
+                                 _metrics_record(i, record, configs, swept))
       board.epoch(i, record)
     progress(record)
     if single and talk and "warning" in record:  # a sweep: its status says
@@ -206,9 +209,10 @@ def predict(workdir: str | Path, image_paths: list[str], top: int = 3
   probs = np.asarray(jax.jit(lambda p, x: losses.softmax(model.logits(p, x)))(
       run_.params, x_NxD))
   ranked = []
-  for name, row in zip(names, probs):
+  for name, row in zip(names, probs, strict=True):
     best = np.argsort(-row)[:top]
-    ranked.append((name, [(dataset.class_names[k], float(row[k])) for k in best]))
+    ranked.append((name, [(dataset.class_names[k], float(row[k]))
+                          for k in best]))
   return ranked
 
 
@@ -294,8 +298,8 @@ def _write_outputs(configs, dataset, result, workdir, verbose, final,
       **_solution(last),
       "epochs_run": len(best.history),
       "num_params": model.num_params(best.params),
-      "num_train": int(len(dataset.x_train)),
-      "num_test": int(len(dataset.x_test)),
+      "num_train": len(dataset.x_train),
+      "num_test": len(dataset.x_test),
       "dataset": configs[0].dataset,
       "inputs": _inputs(dataset),
       "streamed": feed_lib.streams(
@@ -305,7 +309,7 @@ def _write_outputs(configs, dataset, result, workdir, verbose, final,
   }
   if dataset.x_val is not None:
     summary.update(val_accuracy=last["val_accuracy"], val_nll=last["val_nll"],
-                   num_val=int(len(dataset.x_val)))
+                   num_val=len(dataset.x_val))
   rows = ranked = swept = None
   if single:
     summary["config"] = config_lib.to_dict(configs[0])
@@ -333,18 +337,23 @@ def _write_outputs(configs, dataset, result, workdir, verbose, final,
     summary.update({k: v for k, v in trained.items() if k not in recomputed})
   if workdir is None:  # not the writing process
     return summary
-  ranking = console.format_ranking(ranked, swept) if rows else ""
+  ranking = ""
+  if rows:
+    assert ranked is not None and swept is not None  # set with rows
+    ranking = console.format_ranking(ranked, swept)
   if single:
     workdir_lib.save_curves(workdir, best.history, _title(best.config))
     figures = [workdir_lib.CURVES]
   else:
+    assert rows is not None and swept is not None  # set for a sweep
     workdir_lib.write_results(workdir, rows, swept)
     workdir_lib.save_sweep_plot(workdir, rows)
     figures = [workdir_lib.SWEEP_PLOT]
   figures += report.write_figures(workdir, analysis, best.params,
                                   dataset.x_test, dataset.image_shape)
   title = (_title(best.config) if single else
-           f"Sweep of {len(configs)} configurations; the best: {_title(best.config)}")
+           f"Sweep of {len(configs)} configurations; the best: "
+           f"{_title(best.config)}")
   report.write_markdown(workdir, title, summary, figures, ranking=ranking)
   if final:
     # Evaluation of the final model, figures and report (not in report.md).
@@ -376,7 +385,8 @@ def _best_index(result: train.SweepResult) -> int:
 def _metrics_record(i: int, record: dict, configs, swept) -> dict:
   if len(configs) == 1:
     return record
-  return {"config_id": i, **{f: getattr(configs[i], f) for f in swept}, **record}
+  return {"config_id": i, **{f: getattr(configs[i], f) for f in swept},
+          **record}
 
 
 def _result_row(i: int, run: train.RunResult, swept: list[str]) -> dict:
@@ -450,6 +460,7 @@ def _print_header(configs, dataset, resume) -> None:
         flush=True)
   budget = feed_lib.budget_bytes(c.device_memory_gb)
   if feed_lib.streams(dataset.x_train, budget):
+    assert budget is not None  # streams() is true only with a budget
     print(f"the training features ({dataset.x_train.nbytes / 2**30:.2f} GiB) "
           f"exceed half the device memory budget ({budget / 2**30:.2f} GiB): "
           "minibatches stream from host memory", flush=True)

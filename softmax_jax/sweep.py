@@ -1,4 +1,5 @@
-"""Sweeps: lists of overrides, from comma-separated flags or an experiments file.
+"""Sweeps: lists of overrides, from comma-separated flags or an experiments
+file.
 
 A sweep is a list of dicts, each a set of Config field overrides. Build them
 with `axis`, `product` and `zipped`:
@@ -48,7 +49,7 @@ def zipped(*sweeps: list[dict]) -> list[dict]:
   lengths = {len(s) for s in sweeps}
   if len(lengths) > 1:
     raise UserError(f"zipped sweeps differ in length: {sorted(lengths)}")
-  return [_merge(combo) for combo in zip(*sweeps)]
+  return [_merge(combo) for combo in zip(*sweeps, strict=True)]
 
 
 def _merge(dicts) -> dict:
@@ -58,7 +59,8 @@ def _merge(dicts) -> dict:
   return merged
 
 
-def parse_flag_lists(texts: dict[str, str]) -> tuple[dict[str, str], list[dict]]:
+def parse_flag_lists(
+    texts: dict[str, str]) -> tuple[dict[str, str], list[dict]]:
   """Splits flag texts into single values and a sweep over the comma lists."""
   single, axes = {}, []
   for name, text in texts.items():
@@ -88,7 +90,8 @@ def expand(base: Config, sweep: list[dict]) -> list[Config]:
       raise UserError(f"cannot sweep {', '.join(sorted(unknown))}; sweepable: "
                       f"{', '.join(SWEEPABLE)}")
     try:
-      typed = {k: config_lib.parse_value(k, str(v)) for k, v in overrides.items()}
+      typed = {k: config_lib.parse_value(k, str(v))
+               for k, v in overrides.items()}
     except UserError as e:
       raise UserError(f"sweep entry {overrides}: {e}") from None
     configs.append(dataclasses.replace(base, **typed).validate())
@@ -97,7 +100,8 @@ def expand(base: Config, sweep: list[dict]) -> list[Config]:
 
 def build(base: Config, file_sweep: list[dict], flag_texts: dict[str, str]
           ) -> list[Config]:
-  """The configs of `launch.py`: an experiments file's config and sweep, with flags.
+  """The configs of `launch.py`: an experiments file's config and sweep, with
+  flags.
 
   A flag overrides the file's config and any axis of its sweep over that
   field; comma-listed flags add axes (a cross product with the rest of the
@@ -123,7 +127,8 @@ def group_key(config: Config) -> tuple:
 
 
 def groups(configs: list[Config]) -> list[list[int]]:
-  """Indices of configs that can share one compiled program, in first-seen order."""
+  """Indices of configs that can share one compiled program, in first-seen
+  order."""
   by_key: dict[tuple, list[int]] = {}
   for i, c in enumerate(configs):
     by_key.setdefault(group_key(c), []).append(i)

@@ -1,4 +1,5 @@
-"""Curves for TensorBoard: event files in the workdir, a folder per configuration.
+"""Curves for TensorBoard: event files in the workdir, a folder per
+configuration.
 
   tensorboard --logdir RUN_WORKDIR/tensorboard
 """
@@ -6,6 +7,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 
 class Writer:
@@ -13,7 +15,7 @@ class Writer:
 
   def __init__(self, directory: str | Path | None):
     self._directory = Path(directory) if directory else None
-    self._writers = {}
+    self._writers: dict[int, Any] = {}  # tensorboardX's SummaryWriter
 
   def epoch(self, config_id: int, record: dict) -> None:
     if self._directory is None:

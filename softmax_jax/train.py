@@ -18,19 +18,20 @@ once, before its first epoch; a single run is a group of one.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 import copy
 import dataclasses
 import functools
 import math
-import time
 from pathlib import Path
-from typing import Callable
+import time
+from typing import cast
 
 import jax
+import jax.flatten_util  # pylint: disable=unused-import
 import jax.numpy as jnp
 import numpy as np
 import optax
-import jax.flatten_util  # pylint: disable=unused-import
 
 from softmax_jax import checkpoint as checkpoint_lib
 from softmax_jax import data as data_lib
@@ -45,8 +46,10 @@ from softmax_jax import objective
 from softmax_jax import optimizers
 from softmax_jax import ridge
 from softmax_jax import sweep
-from softmax_jax.config import SOLVERS, Config
-from softmax_jax.errors import DivergedError, UserError
+from softmax_jax.config import Config
+from softmax_jax.config import SOLVERS
+from softmax_jax.errors import DivergedError
+from softmax_jax.errors import UserError
 
 State = dict  # {"params": model.Params, "opt_state": optax.OptState}, stacked
 OK, DIVERGED, EXPLODED = "ok", "diverged", "exploded"
@@ -61,7 +64,10 @@ EXPLOSION_FACTOR = 10.0
 
 def config_values(configs: list[Config]) -> dict[str, np.ndarray]:
   """Per-configuration values [M], traced rather than compiled in."""
-  column = lambda f, dtype: np.array([getattr(c, f) for c in configs], dtype)
+
+  def column(f, dtype):
+    return np.array([getattr(c, f) for c in configs], dtype)
+
   return {
       "seed": column("seed", np.int32),
       "lr": column("lr", np.float32),
@@ -84,7 +90,8 @@ def uniform_loss(config: Config, num_classes: int) -> float:
 
 def init_state(values, *, num_features, num_classes, optimizer, hidden=(),
                phm_n=0, schedule="constant", total_steps=1) -> State:
-  """One configuration's initial params and optimizer state (vmap it to stack)."""
+  """One configuration's initial params and optimizer state (vmap it to
+  stack)."""
   init_key, _ = jax.random.split(jax.random.key(values["seed"]))
   params = model.init_params(init_key, num_features, num_classes,
                              values["init_scale"], hidden, phm_n)
@@ -105,7 +112,8 @@ def train_step(state: State, x, y, values, *, optimizer, schedule, total_steps,
   """
   shared = x.ndim == 2
   squeeze = (values["lr"].shape[0] == 1
-             and state["params"]["b"].shape[-1] >= objective.SQUEEZE_MIN_CLASSES)
+             and state["params"]["b"].shape[-1]
+             >= objective.SQUEEZE_MIN_CLASSES)
 
   def total_loss(params_M):
     logits_MxBxK = objective.over_stack(
@@ -154,8 +162,8 @@ def epoch_order(seeds, epoch: int, num_examples: int,
   return np.stack([drawn[s] for s in seeds], axis=1)
 
 
-def train_epoch(state: State, x_NxD, y_N, batches, values, *, batch_sharding=None,
-                **step_kw):
+def train_epoch(state: State, x_NxD, y_N, batches, values, *,
+                batch_sharding=None, **step_kw):
   """One pass over the training set for the whole stack, in the minibatches
   given by `batches` (see epoch_order): [S, B] shared by all configurations,
   or [S, M, B].
@@ -229,7 +237,8 @@ def train_configs(configs: list[Config], dataset: data_lib.Dataset,
     if g and should_stop and should_stop():  # the previous group is finished
       raise StopRequested(configs[group_indices[g - 1][0]].epochs)
     group = [configs[i] for i in indices]
-    notify = on_epoch and (lambda j, r, indices=indices: on_epoch(indices[j], r))
+    notify = ((lambda j, r, indices=indices: on_epoch(indices[j], r))
+              if on_epoch else None)
     checkpointer = None
     if checkpoint_dir is not None:
       checkpointer = checkpoint_lib.Checkpointer(
@@ -242,9 +251,11 @@ def train_configs(configs: list[Config], dataset: data_lib.Dataset,
         checkpointer.close()
     train_seconds += seconds
     compile_seconds += compiling
-    for i, run in zip(indices, group_runs):
+    for i, run in zip(indices, group_runs, strict=True):
       runs[i] = run
-  return SweepResult(runs=runs, train_seconds=train_seconds,
+  # Every index is filled: the groups partition the configs.
+  return SweepResult(runs=cast(list[RunResult], runs),
+                     train_seconds=train_seconds,
                      compile_seconds=None if restore_only else compile_seconds,
                      num_groups=len(group_indices))
 
@@ -407,7 +418,8 @@ class _FullBatch:
   def _accuracy(self, theta, x, y):
     """Each configuration's training accuracy (one forward pass)."""
     return jax.vmap(functools.partial(evaluation.accuracy, chunk=self.chunk),
-                    in_axes=(0, None, None))(jax.vmap(self.unravel)(theta), x, y)
+                    in_axes=(0, None, None))(
+                        jax.vmap(self.unravel)(theta), x, y)
 
   def params(self, states):
     return jax.vmap(self.unravel)(states["solver"]["theta"])
@@ -475,7 +487,8 @@ class _FullBatch:
     if not len(moving):  # (all finished: a round that changes nothing)
       moving = np.arange(m)
     size = self.layout.padded(min(m, 1 << (len(moving) - 1).bit_length()))
-    picked = np.concatenate([moving, np.repeat(moving[-1:], size - len(moving))])
+    picked = np.concatenate([moving,
+                             np.repeat(moving[-1:], size - len(moving))])
     keep = np.where(np.arange(size) < len(moving), picked, m)  # m: dropped
     states, record = self._compiled(size, states)(
         states, picked, keep, self.x, self.y, self.values, self.moments)
@@ -537,13 +550,16 @@ def _train_group(configs: list[Config], dataset: data_lib.Dataset, on_epoch,
   stacked += [stacked[-1]] * (layout.padded(len(configs)) - len(configs))
   values = jax.tree.map(lambda v: distributed.put(v, layout.configs),
                         config_values(stacked))
-  replicate = lambda a: distributed.put(a, layout.replicated)
+
+  def replicate(a):
+    return distributed.put(a, layout.replicated)
+
   family = {"lbfgs": _FullBatch, "exact": _ClosedForm}.get(
       c.optimizer, _Minibatch)(stacked, dataset, layout, values, replicate)
 
   start = time.perf_counter()
   states = family.init_states()
-  history = [[] for _ in configs]
+  history: list[list[dict]] = [[] for _ in configs]
   status = [OK] * len(configs)
   uniform = [uniform_loss(cfg, dataset.num_classes) for cfg in configs]
   first_epoch, train_seconds = 1, 0.0
@@ -568,13 +584,15 @@ def _train_group(configs: list[Config], dataset: data_lib.Dataset, on_epoch,
   if checkpointer:
     checkpointer.set_aside_unreadable()
 
-  evals = {"test": (replicate(dataset.x_test), replicate(dataset.y_test))}
+  evals: dict[str, tuple] = {
+      "test": (replicate(dataset.x_test), replicate(dataset.y_test))}
   if dataset.x_val is not None:
     evals["val"] = (replicate(dataset.x_val), replicate(dataset.y_val))
   family.compile(states)
   chunk = evaluation.chunk_for(len(stacked), dataset.num_classes)
   eval_fns = {
-      split: jax.jit(jax.vmap(functools.partial(evaluation.evaluate, chunk=chunk),
+      split: jax.jit(jax.vmap(functools.partial(evaluation.evaluate,
+                                                chunk=chunk),
                               in_axes=(0, None, None)),
                      out_shardings=layout.replicated)
       .lower(family.params(states), *xy).compile()
@@ -660,12 +678,14 @@ def num_rounds(config: Config) -> int:
   return config.epochs
 
 
-def _results(configs, params, history, status, place, layout) -> list[RunResult]:
+def _results(configs, params, history, status, place,
+             layout) -> list[RunResult]:
   """Each configuration's run, its params taken out of the stack."""
   params = jax.device_get(
       jax.jit(lambda p: p, out_shardings=layout.replicated)(params))
   return [RunResult(config=configs[j], history=history[j], status=status[j],
-                    params=jax.tree.map(lambda p, s=s: np.asarray(p[s]), params))
+                    params=jax.tree.map(lambda p, s=s: np.asarray(p[s]),
+                                        params))
           for j, s in enumerate(place)]
 
 
@@ -683,11 +703,13 @@ class Result:
   summary: dict
 
 
-def train_and_evaluate(config: Config, dataset: data_lib.Dataset,
-                       on_epoch: Callable[[dict], None] | None = None) -> Result:
+def train_and_evaluate(
+    config: Config, dataset: data_lib.Dataset,
+    on_epoch: Callable[[dict], None] | None = None) -> Result:
   """One run; raises DivergedError when its loss turns non-finite."""
   result = train_configs([config], dataset,
-                         on_epoch=on_epoch and (lambda _, r: on_epoch(r)))
+                         on_epoch=((lambda _, r: on_epoch(r)) if on_epoch
+                                   else None))
   run = result.runs[0]
   last = run.history[-1]
   if run.status == DIVERGED:
@@ -701,13 +723,14 @@ def train_and_evaluate(config: Config, dataset: data_lib.Dataset,
       "train_seconds": result.train_seconds,
       "compile_seconds": result.compile_seconds,
       "num_params": model.num_params(run.params),
-      "num_train": int(len(dataset.x_train)),
-      "num_test": int(len(dataset.x_test)),
+      "num_train": len(dataset.x_train),
+      "num_test": len(dataset.x_test),
       "class_names": list(dataset.class_names),
       "backend": jax.default_backend(),
       "num_devices": jax.device_count(),
   }
   if "val_accuracy" in last:
+    assert dataset.x_val is not None  # validation accuracy needs it
     summary.update(val_accuracy=last["val_accuracy"], val_nll=last["val_nll"],
-                   num_val=int(len(dataset.x_val)))
+                   num_val=len(dataset.x_val))
   return Result(params=run.params, history=run.history, summary=summary)

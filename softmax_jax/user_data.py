@@ -1,9 +1,11 @@
-"""Your own data: a feature matrix in .npy, .npz or .csv files, checked before use.
+"""Your own data: a feature matrix in .npy, .npz or .csv files, checked before
+use.
 
   --dataset=npy:DIR    x_train.npy, y_train.npy, x_test.npy, y_test.npy, and
                        optionally x_val.npy/y_val.npy and class_names.txt;
                        memory-mapped, never read whole
-  --dataset=npz:PATH   arrays x_train, y_train, x_test, y_test (optional class_names)
+  --dataset=npz:PATH   arrays x_train, y_train, x_test, y_test (optional
+                       class_names)
   --dataset=csv:PATH   a header row and a `label` column; --test_csv=PATH, or a
                        seeded 20% of PATH becomes the test set
 
@@ -15,8 +17,8 @@ problem and where (array and row, or line and column).
 from __future__ import annotations
 
 import csv
-import zipfile
 from pathlib import Path
+import zipfile
 
 import ml_dtypes
 import numpy as np
@@ -42,7 +44,7 @@ def row_chunks(x: np.ndarray):
     yield slice(start, start + step)
 
 
-def load_npy(folder: str) -> dict:
+def load_npy(folder: str | Path) -> dict:
   """The arrays of a data set in a folder of .npy files, memory-mapped
   (never read whole), checked a chunk at a time."""
   folder = Path(folder)
@@ -73,14 +75,15 @@ def load_npy(folder: str) -> dict:
     try:
       text = (folder / CLASS_NAMES_FILE).read_text()
     except (OSError, UnicodeDecodeError) as e:
-      raise DataError(f"{folder / CLASS_NAMES_FILE} is not readable ({e})") from e
+      raise DataError(f"{folder / CLASS_NAMES_FILE} is not readable "
+                      f"({e})") from e
     names = [line.strip() for line in text.rstrip("\n").split("\n")]
   splits = {s: (arrays[f"x_{s}"], arrays[f"y_{s}"])
             for s in ("train", "test", "val") if f"x_{s}" in arrays}
   return _checked(folder, splits, names)
 
 
-def load_npz(path: str) -> dict:
+def load_npz(path: str | Path) -> dict:
   """The arrays of a data set in an .npz file, checked."""
   path = _existing(path)
   try:
@@ -101,7 +104,7 @@ def load_npz(path: str) -> dict:
                   None if names is None else [str(n) for n in names])
 
 
-def load_csv(path: str, test_path: str = "") -> dict:
+def load_csv(path: str | Path, test_path: str | Path = "") -> dict:
   """A data set from CSV files with a header row and a `label` column."""
   path = _existing(path)
   header, x, y = _read_csv(path)
@@ -122,7 +125,7 @@ def load_csv(path: str, test_path: str = "") -> dict:
   return _checked(path, {"train": (x, y), "test": (x_test, y_test)}, None)
 
 
-def _existing(path: str) -> Path:
+def _existing(path: str | Path) -> Path:
   path = Path(path)
   if not path.is_file():
     raise DataError(f"{path}: no such file")
@@ -157,13 +160,13 @@ def _read_csv(path: Path):
       raise DataError(f"{path}, line {line}: {len(row)} fields, but the header "
                       f"has {len(header)}")
     values = []
-    for name, text in zip(header, row):
+    for name, text in zip(header, row, strict=True):
       try:
         values.append(float(text))
       except ValueError:
         raise DataError(f"{path}, line {line}, column {name!r}: {text!r} is "
                         "not a number") from None
-    for name, value in zip(header, values):
+    for name, value in zip(header, values, strict=True):
       if not np.isfinite(value):
         raise DataError(f"{path}, line {line}, column {name!r}: {value} is "
                         "not a finite number")
@@ -193,14 +196,16 @@ def _checked(path, splits: dict, class_names) -> dict:
     if not np.issubdtype(y.dtype, np.number):
       raise DataError(f"{path}: y_{split} holds {y.dtype}; labels must be "
                       "integers 0, 1, ..., K-1")
+    labels = y
     if np.issubdtype(y.dtype, np.floating):  # (2**31 overflows float16)
-      y = y.astype(np.float64)
-    bad = np.flatnonzero((y != np.round(y)) | (y < 0) | (y >= 2**31))
+      labels = y.astype(np.float64)
+    bad = np.flatnonzero(
+        (labels != np.round(labels)) | (labels < 0) | (labels >= 2**31))
     if len(bad):
-      raise DataError(f"{path}: y_{split}[{bad[0]}] = {y[bad[0]]} is not a "
-                      "label; labels must be integers 0, 1, ..., K-1")
+      raise DataError(f"{path}: y_{split}[{bad[0]}] = {labels[bad[0]]} is "
+                      "not a label; labels must be integers 0, 1, ..., K-1")
     arrays[f"x_{split}"] = x  # as stored; data.interpret_pixels converts it
-    arrays[f"y_{split}"] = np.asarray(y).astype(np.int32)
+    arrays[f"y_{split}"] = np.asarray(labels).astype(np.int32)
   x_train = splits["train"][0]
   for split, (x, _) in splits.items():
     if x.shape[1:] != x_train.shape[1:]:
@@ -233,7 +238,8 @@ def is_float(dtype) -> bool:
 
 def numeric(chunk: np.ndarray) -> np.ndarray:
   """A chunk NumPy can compute with (bfloat16 as float32)."""
-  return chunk.astype(np.float32) if chunk.dtype == ml_dtypes.bfloat16 else chunk
+  return (chunk.astype(np.float32) if chunk.dtype == ml_dtypes.bfloat16
+          else chunk)
 
 
 def is_numeric(dtype) -> bool:

@@ -15,16 +15,18 @@ import fcntl
 import io
 import json
 import os
+from pathlib import Path
 import shutil
 import socket
-from pathlib import Path
+from typing import Any, IO
 
 import jax
 import numpy as np
 
 from softmax_jax import atomic_io
 from softmax_jax import plotting
-from softmax_jax.errors import UserError, os_error_advice
+from softmax_jax.errors import os_error_advice
+from softmax_jax.errors import UserError
 
 LOCK = ".lock"  # held (flock) by the one process using the workdir
 CONFIGS = "configs.json"  # the configuration(s) this workdir trains
@@ -64,8 +66,8 @@ def default_workdir(root: str | Path = "runs", tag: str = "") -> Path:
   stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
   Path(root).mkdir(parents=True, exist_ok=True)
   for suffix in range(1, 10_000):
-    path = Path(root) / "-".join(filter(None, [stamp, tag,
-                                               str(suffix) if suffix > 1 else ""]))
+    path = Path(root) / "-".join(
+        filter(None, [stamp, tag, str(suffix) if suffix > 1 else ""]))
     try:
       path.mkdir()
       return path
@@ -91,14 +93,7 @@ def lock(workdir: str | Path, purpose: str, create: bool = True):
     yield workdir
     return
   path = workdir / LOCK
-  try:
-    f = open(path, "a+")
-    writable = True
-  except OSError as e:
-    if create or not path.exists():
-      raise UserError(f"cannot write to --workdir={workdir}: "
-                      f"{os_error_advice(e)}") from e
-    f, writable = open(path), False
+  f, writable = _open_lock(path, workdir, create)
   with f:
     try:
       fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -118,6 +113,18 @@ def lock(workdir: str | Path, purpose: str, create: bool = True):
       yield workdir
     finally:
       fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _open_lock(path: Path, workdir: Path,
+               create: bool) -> tuple[IO[str], bool]:
+  """The lock file, and whether it opened for writing (else read-only)."""
+  try:
+    return open(path, "a+"), True
+  except OSError as e:
+    if create or not path.exists():
+      raise UserError(f"cannot write to --workdir={workdir}: "
+                      f"{os_error_advice(e)}") from e
+    return open(path), False
 
 
 def _create(workdir: Path) -> None:
@@ -147,7 +154,8 @@ def prepare(workdir: str | Path, configs: list[dict],
     if recorded is None:
       reason = f"holds files of another run ({existing[0]})"
     else:
-      reason = f"holds a run of another configuration ({_difference(recorded, configs)})"
+      reason = ("holds a run of another configuration "
+                f"({_difference(recorded, configs)})")
     raise UserError(f"--workdir={workdir} {reason}; give another --workdir, "
                     "run the same configuration to resume, or pass --overwrite")
   probe = workdir / f".write-test-{os.getpid()}"
@@ -161,7 +169,8 @@ def prepare(workdir: str | Path, configs: list[dict],
                     f"{os_error_advice(e)}") from e
   free = shutil.disk_usage(workdir).free
   if free < MIN_FREE_BYTES:
-    raise UserError(f"--workdir={workdir} has only {free / 2**20:.1f} MiB free; "
+    raise UserError(f"--workdir={workdir} has only "
+                    f"{free / 2**20:.1f} MiB free; "
                     f"a run writes checkpoints and figures and needs at least "
                     f"{MIN_FREE_BYTES / 2**20:.0f} MiB: free some space or "
                     "choose another --workdir")
@@ -178,7 +187,7 @@ def read_configs(workdir: Path) -> list[dict] | None:
   return _read_json(Path(workdir) / CONFIGS)
 
 
-def read_summary(workdir: Path) -> dict | None:
+def read_summary(workdir: str | Path) -> dict | None:
   return _read_json(Path(workdir) / SUMMARY)
 
 
@@ -194,7 +203,7 @@ def _read_json(path: Path):
 def _difference(recorded: list[dict], configs: list[dict]) -> str:
   if len(recorded) != len(configs):
     return f"{len(recorded)} configurations there, {len(configs)} here"
-  for old, new in zip(recorded, configs):
+  for old, new in zip(recorded, configs, strict=True):
     for key in new:
       if old.get(key) != new[key]:
         return f"{key}={old.get(key)!r} there, {new[key]!r} here"
@@ -222,8 +231,11 @@ def write_summary(workdir: Path, summary: dict) -> None:
 
 
 def save_params(workdir: Path, params: dict) -> None:
-  """params.npz: one array per leaf, named by its path (w, b, hidden_0_w, a, s)."""
-  flat = {"_".join(str(getattr(k, "key", getattr(k, "idx", k))) for k in path):
+  """params.npz: one array per leaf, named by its path (w, b, hidden_0_w, a,
+  s)."""
+  # (Any: savez takes them as keywords, and its own allow_pickle is a bool)
+  flat: dict[str, Any] = {
+      "_".join(str(getattr(k, "key", getattr(k, "idx", k))) for k in path):
           np.asarray(leaf)
           for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]}
   write_file(workdir / PARAMS, lambda f: np.savez(f, **flat))
@@ -264,7 +276,8 @@ def save_sweep_plot(workdir: Path, rows: list[dict]) -> None:
 
 
 def write_file(path: Path, write) -> None:
-  """Calls write(f) on a binary file that appears at path whole or not at all."""
+  """Calls write(f) on a binary file that appears at path whole or not at
+  all."""
   try:
     atomic_io.atomic_write(path, write)
   except OSError as e:

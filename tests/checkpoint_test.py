@@ -9,8 +9,10 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import ROOT, synthetic_dataset, write_cache
 
+from conftest import ROOT
+from conftest import synthetic_dataset
+from conftest import write_cache
 from softmax_jax import data
 from softmax_jax import sweep
 from softmax_jax import train
@@ -31,7 +33,7 @@ def _stop_after(epoch):
 
 def _assert_same_runs(a, b):
   assert [r.history for r in a.runs] == [r.history for r in b.runs]
-  for ra, rb in zip(a.runs, b.runs):
+  for ra, rb in zip(a.runs, b.runs, strict=True):
     np.testing.assert_array_equal(ra.params["w"], rb.params["w"])
     np.testing.assert_array_equal(ra.params["b"], rb.params["b"])
 
@@ -59,7 +61,8 @@ def test_resume_is_bit_identical(tmp_path, configs):
   first_group, *later_groups = sweep.groups(configs)
   for i in first_group:  # stopped after epoch 2: nothing before it again
     assert resumed_epochs[i] == [3, 4]
-  for i in sum(later_groups, []):  # not started when stopped
+  # not started when stopped
+  for i in [j for group in later_groups for j in group]:
     assert resumed_epochs[i] == [1, 2, 3, 4]
   _assert_same_runs(whole, resumed)
 
@@ -133,7 +136,8 @@ def test_a_signal_stops_after_a_checkpoint_and_the_rerun_resumes(tmp_path, sig):
   args = [sys.executable, str(ROOT / "launch.py"),
           f"--data_dir={tmp_path / 'data'}", "--epochs=60", "--batch_size=32"]
   whole = subprocess.run([*args, f"--workdir={tmp_path / 'a'}"],
-                         capture_output=True, text=True, cwd=ROOT, timeout=300)
+                         capture_output=True, text=True, cwd=ROOT, timeout=300,
+                         check=False)
   assert whole.returncode == 0, whole.stderr
   proc = subprocess.Popen([*args, f"--workdir={tmp_path / 'b'}"],
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -148,16 +152,22 @@ def test_a_signal_stops_after_a_checkpoint_and_the_rerun_resumes(tmp_path, sig):
   assert "Traceback" not in out + err
   assert not (tmp_path / "b" / "summary.json").exists()
   again = subprocess.run([*args, f"--workdir={tmp_path / 'b'}"],
-                         capture_output=True, text=True, cwd=ROOT, timeout=300)
+                         capture_output=True, text=True, cwd=ROOT, timeout=300,
+                         check=False)
   assert again.returncode == 0, again.stderr
   assert "resuming from the workdir's checkpoints" in again.stdout
   for name in ("metrics.jsonl",):
-    assert (tmp_path / "a" / name).read_text() == (tmp_path / "b" / name).read_text()
+    assert (tmp_path / "a" / name).read_text() == (
+        tmp_path / "b" / name).read_text()
   with np.load(tmp_path / "a" / "params.npz") as a, \
        np.load(tmp_path / "b" / "params.npz") as b:
     np.testing.assert_array_equal(a["w"], b["w"])
-  summary = lambda d: json.loads((d / "summary.json").read_text())
-  assert summary(tmp_path / "a")["test_accuracy"] == summary(tmp_path / "b")["test_accuracy"]
+
+  def summary(d):
+    return json.loads((d / "summary.json").read_text())
+
+  assert summary(tmp_path / "a")["test_accuracy"] == summary(
+      tmp_path / "b")["test_accuracy"]
 
 
 def _kept(checkpoint_dir):

@@ -4,15 +4,16 @@ import dataclasses
 import re
 
 import pytest
-from conftest import ROOT
 
+from conftest import ROOT
 from softmax_jax import config as config_lib
 from softmax_jax.config import Config
 from softmax_jax.errors import UserError
 
 
 def test_d2l_experiment_is_the_textbook_setup():
-  c = config_lib.load_experiment(ROOT / "experiments" / "d2l_fashion_mnist.py")[0]
+  c = config_lib.load_experiment(
+      ROOT / "experiments" / "d2l_fashion_mnist.py")[0]
   assert (c.dataset, c.loss, c.optimizer, c.lr, c.batch_size, c.epochs,
           c.init_scale) == ("fashion_mnist", "xent", "sgd", 0.1, 256, 10, 0.01)
   assert c == Config()  # launch.py's defaults are the same setup
@@ -37,9 +38,11 @@ def test_bad_override_text(overrides, message):
 
 
 @pytest.mark.parametrize("changes, message", [
-    ({"loss": "hinge"}, "unknown --loss='hinge'; choose one of: xent, l2, l1, huber"),
+    ({"loss": "hinge"},
+     "unknown --loss='hinge'; choose one of: xent, l2, l1, huber"),
     ({"optimizer": "rmsprop"}, "choose one of: sgd, momentum, adam"),
-    ({"dataset": "Fashion MNIST!"}, "unknown --dataset='Fashion MNIST!'; give a TFDS"),
+    ({"dataset": "Fashion MNIST!"},
+     "unknown --dataset='Fashion MNIST!'; give a TFDS"),
     ({"dataset": "npz:"}, "needs a path"),
     ({"hidden": "256,x"}, "--hidden='256,x': give layer sizes"),
     ({"hidden": "0"}, "--hidden='0'"),

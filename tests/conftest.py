@@ -1,7 +1,8 @@
-"""Shared test helpers: tiny generated data sets, and the real one when present."""
+"""Shared test helpers: tiny generated data sets, and the real one when
+present."""
 
-import sys
 from pathlib import Path
+import sys
 
 import numpy as np
 import pytest
@@ -9,18 +10,20 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from softmax_jax import data  # pylint: disable=g-import-not-at-top,wrong-import-position
+from softmax_jax import data  # noqa: E402  needs sys.path above  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 
 def pytest_configure(config):
   config.addinivalue_line(
       "markers", "slow: several processes or simulated devices (seconds to "
-      "a minute each); `make test` and CI run them, `make test-fast` skips them")
+      "a minute each); `make test` and CI run them, `make test-fast` skips "
+      "them")
 
 
 def synthetic_dataset(n_train=512, n_test=256, num_features=16, num_classes=4,
                       seed=0, name="synthetic", noise=20.0) -> data.Dataset:
-  """uint8 images: one prototype per class plus noise (separable at noise 20)."""
+  """uint8 images: one prototype per class plus noise (separable at noise
+  20)."""
   rng = np.random.default_rng(seed)
   prototypes = rng.integers(0, 256, (num_classes, num_features))
 
@@ -34,7 +37,8 @@ def synthetic_dataset(n_train=512, n_test=256, num_features=16, num_classes=4,
   side = int(num_features ** 0.5)
   return data.Dataset(name=name, x_train=x_train, y_train=y_train,
                       x_test=x_test, y_test=y_test,
-                      class_names=tuple(f"class{k}" for k in range(num_classes)),
+                      class_names=tuple(f"class{k}"
+                                        for k in range(num_classes)),
                       pixels="0-255",
                       image_shape=(side, side, 1) if side * side == num_features
                       else None)
@@ -51,7 +55,7 @@ def write_cache(data_dir, dataset: data.Dataset, name="fashion_mnist"):
 def assert_one_line_error(r, expected: str, code: int = 2) -> None:
   """A finished launch.py process that failed as promised: exit code, one
   line on stderr containing `expected`, no traceback anywhere."""
-  lines = [l for l in r.stderr.splitlines() if l.strip()]
+  lines = [line for line in r.stderr.splitlines() if line.strip()]
   assert r.returncode == code, (r.returncode, r.stderr)
   assert len(lines) == 1, r.stderr
   assert lines[0].startswith("error: ") and expected in lines[0], lines[0]

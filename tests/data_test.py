@@ -1,16 +1,18 @@
-"""Data: the Debian gzip repair, the array cache, TFDS, offline failure, the real set."""
+"""Data: the Debian gzip repair, the array cache, TFDS, offline failure, the
+real set."""
 
 import gzip
 import hashlib
+from pathlib import Path
 import struct
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
-from conftest import synthetic_dataset, write_cache
 
+from conftest import synthetic_dataset
+from conftest import write_cache
 from softmax_jax import data
 from softmax_jax.errors import DataError
 
@@ -24,7 +26,8 @@ def _debian_style(payload: bytes) -> bytes:
 def test_restore_upstream_gzip_header():
   payload = b"\x00\x00\x08\x01" + bytes(range(200))
   restored = data.restore_upstream_gzip(_debian_style(payload),
-                                        "train-labels-idx1-ubyte.gz", 1504176606)
+                                        "train-labels-idx1-ubyte.gz",
+                                        1504176606)
   name = b"train-labels-idx1-ubyte\x00"
   assert restored[:4] == b"\x1f\x8b\x08\x08"
   assert struct.unpack("<I", restored[4:8])[0] == 1504176606
@@ -135,15 +138,17 @@ def test_real_arrays_equal_the_original_idx_files(fashion_mnist):
   for split, prefix in (("train", "train"), ("test", "t10k")):
     images = data.read_idx((d / f"{prefix}-images-idx3-ubyte.gz").read_bytes())
     labels = data.read_idx((d / f"{prefix}-labels-idx1-ubyte.gz").read_bytes())
-    x, y = getattr(fashion_mnist, f"x_{split}"), getattr(fashion_mnist, f"y_{split}")
+    x, y = (getattr(fashion_mnist, f"x_{split}"),
+            getattr(fashion_mnist, f"y_{split}"))
     # TFDS may reorder examples: compare as sets of (image, label) rows.
     ours = np.concatenate([x, y[:, None].astype(np.uint8)], 1)
-    theirs = np.concatenate([images.reshape(len(images), -1), labels[:, None]], 1)
+    theirs = np.concatenate([images.reshape(len(images), -1),
+                             labels[:, None]], 1)
     np.testing.assert_array_equal(np.unique(ours, axis=0),
                                   np.unique(theirs, axis=0))
 
 
 def test_unknown_tfds_version_is_one_line(tmp_path):
-  with pytest.raises(DataError, match="--dataset='mnist:9.9.9'") as e:
+  with pytest.raises(DataError, match=r"--dataset='mnist:9.9.9'") as e:
     data.load("mnist:9.9.9", tmp_path)
   assert "\n" not in str(e.value)

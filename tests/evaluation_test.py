@@ -28,7 +28,8 @@ def test_chunked_evaluation_equals_unchunked(chunk):
   probs = np.asarray(losses.softmax(jnp.asarray(logits, jnp.float32)))
   expected = {
       "accuracy": np.mean(logits.argmax(-1) == y),
-      "nll": np.mean(np.log(np.exp(logits - logits.max(-1, keepdims=True)).sum(-1))
+      "nll": np.mean(np.log(np.exp(logits - logits.max(-1, keepdims=True))
+                            .sum(-1))
                      + logits.max(-1) - logits[np.arange(len(y)), y]),
       "ece": float(metrics.expected_calibration_error(probs, y)),
       "top5_accuracy": np.mean([(logits[i] > logits[i, y[i]]).sum() < 5
@@ -90,21 +91,23 @@ def test_many_classes_end_to_end(tmp_path, capsys):
                               epochs=5, batch_size=100), workdir)
   out = capsys.readouterr().out
   assert summary["test_top5_accuracy"] >= summary["test_accuracy"] > 0.3
-  assert "confusion_matrix" not in summary and len(summary["per_class_accuracy"]) == k
+  assert ("confusion_matrix" not in summary
+          and len(summary["per_class_accuracy"]) == k)
   assert len(summary["weakest_classes"]) == 10 and summary["most_confused"]
   confusion = np.load(workdir / "confusion.npy")
   assert confusion.shape == (k, k) and confusion.sum() == len(y_test)
   assert np.trace(confusion) == round(summary["test_accuracy"] * len(y_test))
   weakest = summary["weakest_classes"][0]
-  assert weakest["accuracy"] == min(a for a in summary["per_class_accuracy"].values()
-                                    if a is not None)
+  assert weakest["accuracy"] == min(
+      a for a in summary["per_class_accuracy"].values() if a is not None)
   assert len(out.splitlines()) < 60  # not a line per class
   report = (workdir / "report.md").read_text()
   assert "weakest of 500 classes" in report and "test top-5 accuracy" in report
   for name in ("confusion.png", "reliability.png", "predictions.png",
                "weights.png"):
     assert (workdir / name).stat().st_size > 0
-  records = [json.loads(l) for l in (workdir / "metrics.jsonl").read_text().splitlines()]
+  records = [json.loads(line) for line in
+             (workdir / "metrics.jsonl").read_text().splitlines()]
   assert all("test_top5_accuracy" in r for r in records)
   assert runner.evaluate(workdir, verbose=False)["test_accuracy"] == (
       summary["test_accuracy"])
@@ -116,14 +119,18 @@ def test_many_classes_end_to_end(tmp_path, capsys):
 
 def test_eval_every_evaluates_every_nth_and_the_last_epoch():
   from conftest import synthetic_dataset  # pylint: disable=g-import-not-at-top
-  from softmax_jax import data, train  # pylint: disable=g-import-not-at-top
+  from softmax_jax import data  # pylint: disable=g-import-not-at-top
+  from softmax_jax import train  # pylint: disable=g-import-not-at-top
   from softmax_jax.config import Config  # pylint: disable=g-import-not-at-top
   ds = data.hold_out_validation(synthetic_dataset(), 0.25)
   every = train.train_configs([Config(batch_size=32, epochs=7, lr=0.3,
                                       eval_every=3)], ds).runs[0]
-  assert [r["epoch"] for r in every.history if "test_accuracy" in r] == [3, 6, 7]
-  assert all("val_accuracy" in r for r in every.history if r["epoch"] in (3, 6, 7))
+  assert [r["epoch"] for r in every.history
+          if "test_accuracy" in r] == [3, 6, 7]
+  assert all("val_accuracy" in r for r in every.history
+             if r["epoch"] in (3, 6, 7))
   assert all(len(r) == 3 for r in every.history if r["epoch"] not in (3, 6, 7))
-  each = train.train_configs([Config(batch_size=32, epochs=7, lr=0.3)], ds).runs[0]
+  each = train.train_configs([Config(batch_size=32, epochs=7, lr=0.3)],
+                             ds).runs[0]
   assert each.history[-1] == every.history[-1]  # the same training
   np.testing.assert_array_equal(each.params["w"], every.params["w"])

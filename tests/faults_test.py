@@ -15,8 +15,11 @@ import time
 
 import numpy as np
 import pytest
-from conftest import ROOT, assert_one_line_error, synthetic_dataset, write_cache
 
+from conftest import assert_one_line_error
+from conftest import ROOT
+from conftest import synthetic_dataset
+from conftest import write_cache
 from softmax_jax import data
 
 LAUNCH = [sys.executable, str(ROOT / "launch.py")]
@@ -24,7 +27,7 @@ LAUNCH = [sys.executable, str(ROOT / "launch.py")]
 
 def run(*args, **kw):
   return subprocess.run([*LAUNCH, *args], capture_output=True, text=True,
-                        cwd=ROOT, timeout=300, **kw)
+                        cwd=ROOT, timeout=300, check=False, **kw)
 
 
 @pytest.fixture(scope="module")
@@ -117,7 +120,8 @@ def test_sigkill_at_random_moments_including_checkpoint_writes(data_dir,
 
 
 def _prepared_fashion_mnist(tmp_path):
-  """A TFDS data dir with Fashion-MNIST prepared but not yet cached as arrays."""
+  """A TFDS data dir with Fashion-MNIST prepared but not yet cached as
+  arrays."""
   source = data.default_data_dir() / "fashion_mnist"
   if not source.is_dir():
     pytest.skip("Fashion-MNIST is not prepared in the default TFDS data dir")
@@ -165,7 +169,8 @@ def test_two_concurrent_first_runs_prepare_the_cache_once(tmp_path):
            for _ in range(2)]
   outputs = [p.communicate(timeout=300) for p in procs]
   assert [p.returncode for p in procs] == [0, 0], outputs
-  assert sum(err.count("note: caching fashion_mnist") for _, err in outputs) == 1
+  assert sum(err.count("note: caching fashion_mnist")
+             for _, err in outputs) == 1
   assert data.load("fashion_mnist", data_dir).y_test.shape == (10000,)
 
 
@@ -193,7 +198,7 @@ def test_a_workdir_is_used_by_one_run_at_a_time(data_dir, tmp_path):
                           "is in use by a training run")
   finally:
     first.send_signal(signal.SIGCONT)
-  out, err = first.communicate(timeout=300)
+  _, err = first.communicate(timeout=300)
   assert first.returncode == 0, err
   summary = json.loads((tmp_path / "run" / "summary.json").read_text())
   assert summary["epochs_run"] == 30
@@ -211,7 +216,7 @@ def _tmpfs(path, options):
   if os.geteuid() != 0:
     pytest.skip("mounting a test file system needs root")
   r = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs",
-                      str(path)], capture_output=True)
+                      str(path)], capture_output=True, check=False)
   if r.returncode:
     pytest.skip(f"cannot mount a tmpfs here: {r.stderr!r}")
   try:
@@ -236,7 +241,8 @@ def test_full_disk_is_refused_before_training(data_dir, tmp_path):
 
 
 @pytest.mark.parametrize("code,advice", [
-    (errno.ENOSPC, "free some disk space"), (errno.EDQUOT, "free some disk space"),
+    (errno.ENOSPC, "free some disk space"),
+    (errno.EDQUOT, "free some disk space"),
     (errno.EACCES, "may write to"), (errno.EROFS, "may write to"),
     (errno.ENOENT, None), (errno.EIO, None)])
 def test_file_errors_name_their_real_cause(code, advice):
@@ -260,6 +266,7 @@ def test_a_write_that_fails_for_another_reason_says_so(tmp_path):
 
 def test_labels_out_of_range_never_train_into_a_silent_nan():
   import dataclasses  # pylint: disable=g-import-not-at-top
+
   from softmax_jax import train  # pylint: disable=g-import-not-at-top
   from softmax_jax.config import Config  # pylint: disable=g-import-not-at-top
   from softmax_jax.errors import UserError  # pylint: disable=g-import-not-at-top

@@ -41,10 +41,11 @@ def test_streamed_equals_resident(sweep_over):
   assert feed_lib.streams(dataset.x_train,
                           feed_lib.budget_bytes(TINY_BUDGET_GB))
   a, b = _train(resident, dataset), _train(streamed, dataset)
-  for run_a, run_b in zip(a.runs, b.runs):
-    for p, q in zip(jax.tree.leaves(run_a.params), jax.tree.leaves(run_b.params)):
+  for run_a, run_b in zip(a.runs, b.runs, strict=True):
+    for p, q in zip(jax.tree.leaves(run_a.params),
+                    jax.tree.leaves(run_b.params), strict=True):
       np.testing.assert_array_equal(p, q)
-    for rec_a, rec_b in zip(run_a.history, run_b.history):
+    for rec_a, rec_b in zip(run_a.history, run_b.history, strict=True):
       assert rec_a.keys() == rec_b.keys()
       for key in rec_a:
         np.testing.assert_allclose(rec_a[key], rec_b[key], rtol=1e-6)
@@ -54,15 +55,18 @@ def test_chunks_cover_the_epoch_in_order():
   """The streamed chunks hold exactly the epoch's minibatches, in order,
   and the last, shorter chunk is one of the compiled lengths."""
   dataset = _dataset()
-  put = lambda a: jax.device_put(np.asarray(a))
+
+  def put(a):
+    return jax.device_put(np.asarray(a))
+
   feed = feed_lib.Feed(dataset.x_train, dataset.y_train, put,
                        budget=feed_lib.budget_bytes(TINY_BUDGET_GB),
                        examples_per_step=64)
   assert feed.streamed and feed.steps_per_chunk == 3
   batches = train.epoch_order(0, 1, len(dataset.x_train), 64)  # [46, 64]
   xs, lengths = [], []
-  for x, y, idx in feed.chunks(batches):
-    x, y, idx = map(np.asarray, (x, y, idx))
+  for chunk in feed.chunks(batches):
+    x, y, idx = map(np.asarray, chunk)
     xs.append(x[idx])
     np.testing.assert_array_equal(y[idx], dataset.y_train[batches[
         sum(lengths):sum(lengths) + len(idx)]])
@@ -89,9 +93,9 @@ def test_streamed_npy_run_end_to_end(tmp_path, capsys):
     np.save(folder / f"y_{split}.npy", getattr(dataset, f"y_{split}"))
   config = config_lib.Config(dataset=f"npy:{folder}", batch_size=64, epochs=2)
   resident = runner.run(config, tmp_path / "resident", verbose=False)
-  streamed = runner.run(dataclasses.replace(config,
-                                            device_memory_gb=TINY_BUDGET_GB * 4),
-                        tmp_path / "streamed")
+  streamed = runner.run(
+      dataclasses.replace(config, device_memory_gb=TINY_BUDGET_GB * 4),
+      tmp_path / "streamed")
   assert "minibatches stream from host memory" in capsys.readouterr().out
   assert streamed["streamed"] and not resident["streamed"]
   for key in ("test_accuracy", "test_nll", "train_loss"):

@@ -1,4 +1,5 @@
-"""launch.py end to end on tiny data, and every input error as one clear line."""
+"""launch.py end to end on tiny data, and every input error as one clear
+line."""
 
 import concurrent.futures
 import json
@@ -8,13 +9,17 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import ROOT, assert_one_line_error, synthetic_dataset, write_cache
+
+from conftest import assert_one_line_error
+from conftest import ROOT
+from conftest import synthetic_dataset
+from conftest import write_cache
 
 
 def launch(*args, env=None):
   return subprocess.run([sys.executable, str(ROOT / "launch.py"), *args],
                         capture_output=True, text=True, cwd=ROOT, timeout=120,
-                        env={**os.environ, **(env or {})})
+                        env={**os.environ, **(env or {})}, check=False)
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +35,8 @@ def test_train_end_to_end(data_dir, tmp_path):
              "--batch_size=32", "--lr=0.5")
   assert r.returncode == 0, r.stderr
   assert "epoch   3" in r.stdout and "test accuracy" in r.stdout
-  records = [json.loads(l) for l in (workdir / "metrics.jsonl").read_text().splitlines()]
+  records = [json.loads(line) for line in
+             (workdir / "metrics.jsonl").read_text().splitlines()]
   assert [m["epoch"] for m in records] == [1, 2, 3]
   assert {"train_loss", "train_accuracy", "test_accuracy"} <= set(records[0])
   summary = json.loads((workdir / "summary.json").read_text())
@@ -38,10 +44,12 @@ def test_train_end_to_end(data_dir, tmp_path):
   assert summary["num_params"] == 16 * 4 + 4
   assert summary["train_seconds"] > 0 and summary["compile_seconds"] > 0
   assert summary["config"]["lr"] == 0.5 and summary["config"]["loss"] == "xent"
-  for figure in ("curves", "reliability", "confusion", "predictions", "weights"):
+  for figure in ("curves", "reliability", "confusion", "predictions",
+                 "weights"):
     assert (workdir / f"{figure}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
   report = (workdir / "report.md").read_text()
-  assert "| test accuracy |" in report and "![reliability](reliability.png)" in report
+  assert ("| test accuracy |" in report
+          and "![reliability](reliability.png)" in report)
   assert set(summary["per_class_accuracy"]) == {f"class{k}" for k in range(4)}
   confusion = np.array(summary["confusion_matrix"])
   assert confusion.shape == (4, 4) and confusion.sum() == 256
@@ -66,7 +74,7 @@ def test_a_path_and_a_tracked_objective_end_to_end(data_dir, tmp_path):
              "--track_objective")
   assert r.returncode == 0, r.stderr
   assert "ms/epoch" in r.stdout
-  records = [json.loads(l) for l in
+  records = [json.loads(line) for line in
              (tmp_path / "sgd" / "metrics.jsonl").read_text().splitlines()]
   summary = json.loads((tmp_path / "sgd" / "summary.json").read_text())
   assert summary["objective"] == records[-1]["objective"] > 0
@@ -90,39 +98,53 @@ def test_config_file_and_flags_combine(data_dir, tmp_path):
 
 BAD_INPUTS = {
     "unknown loss": (["--loss=hinge"], "choose one of: xent, l2, l1, huber"),
-    "unknown optimizer": (["--optimizer=rmsprop"], "choose one of: sgd, momentum, adam"),
-    "unknown dataset": (["--dataset=imagenet_but_typo"], "TFDS has no such data set"),
+    "unknown optimizer": (["--optimizer=rmsprop"],
+                          "choose one of: sgd, momentum, adam"),
+    "unknown dataset": (["--dataset=imagenet_but_typo"],
+                        "TFDS has no such data set"),
     "not a dataset name": (["--dataset=Fashion MNIST"], "npz:PATH or csv:PATH"),
-    "unknown loss input": (["--loss_input=probabilities"], "choose one of: probs, logits"),
+    "unknown loss input": (["--loss_input=probabilities"],
+                           "choose one of: probs, logits"),
     "zero lr": (["--lr=0"], "--lr must be a finite number > 0"),
     "negative lr": (["--lr=-1"], "--lr must be"),
     "nan lr": (["--lr=nan"], "--lr must be"),
     "text lr": (["--lr=fast"], "--lr='fast' is not a number"),
     "zero batch": (["--batch_size=0"], "--batch_size must be at least 1"),
     "zero epochs": (["--epochs=0"], "--epochs must be at least 1"),
-    "zero eval interval": (["--eval_every=0"], "--eval_every must be at least 1"),
+    "zero eval interval": (["--eval_every=0"],
+                           "--eval_every must be at least 1"),
     "refit without a sweep": (["--refit"], "--refit retrains a sweep's best"),
     "negative checkpoint interval": (["--checkpoint_every=-1"],
-                                     "--checkpoint_every=-1.0 must be a number of seconds"),
-    "unknown flag": (["--momentum=0.9"], "Unknown command line flag 'momentum'"),
+                                     "--checkpoint_every=-1.0 must be a "
+                                     "number of seconds"),
+    "unknown flag": (["--momentum=0.9"],
+                     "Unknown command line flag 'momentum'"),
     "missing config": (["--config=nowhere.py"], "no such file"),
     "stray argument": (["xent"], "unexpected argument 'xent'"),
-    "batch too large": (["--batch_size=100000"], "larger than the training set"),
+    "batch too large": (["--batch_size=100000"],
+                        "larger than the training set"),
     "divergence": (["--loss=l2", "--loss_input=logits", "--lr=10000",
                     "--batch_size=16"],
                    "diverged in epoch"),
-    "unwritable workdir": (["--workdir=/proc/version/run"], "cannot create --workdir"),
+    "unwritable workdir": (["--workdir=/proc/version/run"],
+                           "cannot create --workdir"),
     "empty list item": (["--lr=0.1,"], "--lr='0.1,' has an empty item"),
-    "non-numeric list item": (["--lr=0.1,fast"], "--lr='fast' is not a number"),
-    "unsweepable flag": (["--dataset=mnist,fashion_mnist"], "--dataset cannot be swept"),
+    "non-numeric list item": (["--lr=0.1,fast"],
+                              "--lr='fast' is not a number"),
+    "unsweepable flag": (["--dataset=mnist,fashion_mnist"],
+                         "--dataset cannot be swept"),
     "sweep without validation": (["--lr=0.1,0.2", "--val_fraction=0"],
                                  "give --val_fraction > 0"),
-    "missing npz": (["--dataset=npz:/nowhere/data.npz"], "/nowhere/data.npz: no such file"),
+    "missing npz": (["--dataset=npz:/nowhere/data.npz"],
+                    "/nowhere/data.npz: no such file"),
     "test csv without csv data": (["--test_csv=test.csv"],
-                                  "--test_csv=test.csv is for --dataset=csv:PATH"),
+                                  "--test_csv=test.csv is for "
+                                  "--dataset=csv:PATH"),
     "unknown pixels rule": (["--pixels=maybe"], "choose one of: auto, yes, no"),
     "bad hidden": (["--hidden=256,x"], "--hidden='256,x': give layer sizes"),
-    "phm that does not fit": (["--phm_n=3"], "--phm_n=3 must divide the output layer's input size 16"),
+    "phm that does not fit": (["--phm_n=3"],
+                              "--phm_n=3 must divide the output layer's "
+                              "input size 16"),
     "experiment file without functions": (["--config={empty_experiment}"],
                                           "has no get_config() function"),
 }
@@ -138,7 +160,8 @@ def bad_runs(data_dir, tmp_path_factory):
     futures = {
         case: pool.submit(launch, f"--data_dir={data_dir}", "--epochs=2",
                           f"--workdir={workdirs[case]}",
-                          *(a.format(empty_experiment=empty_experiment) for a in args))
+                          *(a.format(empty_experiment=empty_experiment)
+                            for a in args))
         for case, (args, _) in BAD_INPUTS.items()}
     return {case: (f.result(), workdirs[case]) for case, f in futures.items()}
 
@@ -151,7 +174,8 @@ def test_bad_input_is_one_clear_line(bad_runs, case):
 FLAGS_WITHOUT_EFFECT = {
     "images outside predict": (["--images=a.png"],
                                "--images is for --mode=predict"),
-    "training flag in eval": (["--mode=eval", "--workdir=somewhere", "--lr=0.1"],
+    "training flag in eval": (["--mode=eval", "--workdir=somewhere",
+                               "--lr=0.1"],
                               "--lr has no effect with --mode=eval"),
     "overwrite in predict": (["--mode=predict", "--workdir=w", "--overwrite",
                               "--images=a.png"],
@@ -163,7 +187,8 @@ FLAGS_WITHOUT_EFFECT = {
                                           "give --coordinator_address"),
     "overwrite without workdir": (["--overwrite"], "give --workdir"),
     "huber delta without huber": (["--loss=xent,l2", "--huber_delta=0.5"],
-                                  "--huber_delta has no effect without --loss=huber"),
+                                  "--huber_delta has no effect without "
+                                  "--loss=huber"),
     "loss input with xent": (["--loss_input=logits"],
                              "--loss_input has no effect with --loss=xent"),
 }
@@ -178,10 +203,12 @@ def test_a_flag_without_effect_is_refused(case):
 def test_divergence_keeps_the_epochs_it_finished(bad_runs):
   r, workdir = bad_runs["divergence"]
   assert "smaller --lr (now 10000.0)" in r.stderr
-  records = [json.loads(l) for l in (workdir / "metrics.jsonl").read_text().splitlines()]
+  records = [json.loads(line) for line in
+             (workdir / "metrics.jsonl").read_text().splitlines()]
   assert records and not np.isfinite(records[-1]["train_loss"])
   assert f"epoch {records[-1]['epoch']}" in r.stderr
-  assert (workdir / "curves.png").exists() and not (workdir / "summary.json").exists()
+  assert ((workdir / "curves.png").exists()
+          and not (workdir / "summary.json").exists())
 
 
 def test_existing_run_is_not_overwritten(data_dir, tmp_path):
@@ -194,10 +221,12 @@ def test_existing_run_is_not_overwritten(data_dir, tmp_path):
   assert again.returncode == 0 and "finished" in again.stdout
   assert (workdir / "summary.json").read_text() == before
   assert_one_line_error(launch(*args, "--lr=0.3"),
-                        "holds a run of another configuration (lr=0.1 there, 0.3 here)")
+                        "holds a run of another configuration (lr=0.1 there, "
+                        "0.3 here)")
   assert (workdir / "summary.json").read_text() == before
   assert launch(*args, "--lr=0.3", "--overwrite").returncode == 0
-  assert json.loads((workdir / "summary.json").read_text())["config"]["lr"] == 0.3
+  assert json.loads(
+      (workdir / "summary.json").read_text())["config"]["lr"] == 0.3
   assert len((workdir / "metrics.jsonl").read_text().splitlines()) == 1
 
 
@@ -211,11 +240,14 @@ def test_missing_dataset_offline_fails_within_seconds(tmp_path):
     assert "--data_dir" in r.stderr
     # Decided before TensorFlow (6-9 s to import) or even JAX is imported:
     # ~0.9 s in all on this project's 2-core machine (2026-11-21).
-    r = subprocess.run([sys.executable, "-X", "importtime", str(ROOT / "launch.py"),
-                        "--dataset=mnist", f"--data_dir={tmp_path}", mode],
-                       capture_output=True, text=True, cwd=ROOT, timeout=300)
+    r = subprocess.run([sys.executable, "-X", "importtime",
+                        str(ROOT / "launch.py"), "--dataset=mnist",
+                        f"--data_dir={tmp_path}", mode],
+                       capture_output=True, text=True, cwd=ROOT, timeout=300,
+                       check=False)
     imported = {line.rsplit("|", 1)[-1].strip()
-                for line in r.stderr.splitlines() if line.startswith("import time")}
+                for line in r.stderr.splitlines()
+                if line.startswith("import time")}
     assert "tensorflow_datasets" in imported  # what the check needs
     assert "tensorflow" not in imported and "jax" not in imported
 

@@ -1,4 +1,5 @@
-"""Full-batch L-BFGS: the optimum of the penalized objective, as scikit-learn's."""
+"""Full-batch L-BFGS: the optimum of the penalized objective, as
+scikit-learn's."""
 
 import jax
 import numpy as np
@@ -63,7 +64,7 @@ def test_the_returned_gradient_is_below_tol(dataset, path):
   float32 rounding of the solver's own evaluation)."""
   x = data.to_features(dataset.x_train).astype(np.float64)
   y = np.eye(dataset.num_classes)[dataset.y_train]
-  for wd, run in zip(WEIGHT_DECAYS, path):
+  for wd, run in zip(WEIGHT_DECAYS, path, strict=True):
     last = run.history[-1]
     w, b = (run.params[k].astype(np.float64) for k in ("w", "b"))
     o = x @ w + b
@@ -78,13 +79,14 @@ def test_the_returned_gradient_is_below_tol(dataset, path):
 
 
 def test_a_path_equals_each_strength_alone(dataset, path):
-  for wd, run in zip(WEIGHT_DECAYS, path):
+  for wd, run in zip(WEIGHT_DECAYS, path, strict=True):
     alone = train.train_configs(
         [Config(optimizer="lbfgs", weight_decay=wd, tol=1e-6)], dataset).runs[0]
     # The same iterations up to float32 rounding (a vmapped pass sums in
     # another order), so the same optimum to the tolerance's precision.
     assert alone.history[-1]["converged"] and run.history[-1]["converged"]
-    for p, q in zip(jax.tree.leaves(alone.params), jax.tree.leaves(run.params)):
+    for p, q in zip(jax.tree.leaves(alone.params), jax.tree.leaves(run.params),
+                    strict=True):
       assert np.linalg.norm(p - q) <= 1e-3 * np.linalg.norm(q)
 
 
@@ -111,11 +113,12 @@ def test_resume_after_a_stop_equals_an_uninterrupted_solve(dataset, tmp_path):
                         checkpoint_every=0, should_stop=lambda: next(asked))
   resumed = train.train_configs(configs, dataset,
                                 checkpoint_dir=tmp_path).runs
-  for w, r in zip(whole, resumed):
+  for w, r in zip(whole, resumed, strict=True):
     assert [h["iterations"] for h in r.history] == [
         h["iterations"] for h in w.history]
     assert r.history[-1]["objective"] == w.history[-1]["objective"]
-    for p, q in zip(jax.tree.leaves(w.params), jax.tree.leaves(r.params)):
+    for p, q in zip(jax.tree.leaves(w.params), jax.tree.leaves(r.params),
+                    strict=True):
       np.testing.assert_array_equal(p, q)
 
 
@@ -128,7 +131,8 @@ def test_finished_strengths_stop_costing_passes(dataset):
   strong, weak = (r.history for r in train.train_configs(configs, dataset).runs)
   done = next(i for i, h in enumerate(strong) if h["finished"])
   assert done < len(strong) - 1 and strong[-1]["converged"]
-  assert {h["evaluations"] for h in strong[done:]} == {strong[done]["evaluations"]}
+  assert {h["evaluations"] for h in strong[done:]} == {
+      strong[done]["evaluations"]}
   assert weak[-1]["evaluations"] > weak[done]["evaluations"]
 
 
@@ -178,17 +182,22 @@ def test_a_warm_start_knows_the_objective_where_it_lands(dataset):
   """lbfgs.warm_start moves a weak penalty's iterate to a strong penalty's
   converged one, its value and gradient there taken from the strong one's
   without a pass over the data: they equal a pass's."""
-  import functools  # pylint: disable=import-outside-toplevel
   import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
-  from softmax_jax import lbfgs, model, objective  # pylint: disable=import-outside-toplevel
+
+  from softmax_jax import lbfgs  # pylint: disable=import-outside-toplevel
+  from softmax_jax import model  # pylint: disable=import-outside-toplevel
+  from softmax_jax import objective  # pylint: disable=import-outside-toplevel
   template = model.init_params(jax.random.key(0), dataset.num_features,
                                dataset.num_classes, init_scale=0.0)
   flat, unravel = jax.flatten_util.ravel_pytree(template)
   values = {"weight_decay": jnp.array([1.0, 1e-3]),
             "huber_delta": jnp.ones(2)}
-  value_and_grad = lambda theta: objective.full_batch(
-      theta, dataset.x_train, dataset.y_train, values, unravel=unravel,
-      blocks=(("xent", 0, 2),), loss_input="probs", chunk=1024)[:2]
+
+  def value_and_grad(theta):
+    return objective.full_batch(
+        theta, dataset.x_train, dataset.y_train, values, unravel=unravel,
+        blocks=(("xent", 0, 2),), loss_input="probs", chunk=1024)[:2]
+
   state = lbfgs.init(jnp.zeros((2, flat.size)), value_and_grad)
   tol, max_iters = jnp.array([1e-5, 1e-12]), jnp.array([100, 100])
   state = lbfgs.run(state, value_and_grad, tol, max_iters, 30)

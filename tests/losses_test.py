@@ -1,11 +1,12 @@
-"""Softmax, log-softmax and the losses: hand-checked values, gradients, consistency."""
+"""Softmax, log-softmax and the losses: hand-checked values, gradients,
+consistency."""
 
 import jax
 import jax.numpy as jnp
+from jax.test_util import check_grads
 import numpy as np
 import optax
 import pytest
-from jax.test_util import check_grads
 
 from softmax_jax import losses
 
@@ -30,7 +31,8 @@ def test_log_softmax_is_finite_and_exact_at_extreme_logits():
 def test_naive_formula_overflows_where_ours_does_not():
   naive = jnp.log(jnp.exp(EXTREME_LOGITS) /
                   jnp.sum(jnp.exp(EXTREME_LOGITS), -1, keepdims=True))
-  assert not jnp.all(jnp.isfinite(naive))  # the test would catch a naive version
+  # the test would catch a naive version
+  assert not jnp.all(jnp.isfinite(naive))
 
 
 def test_softmax_rows_sum_to_one_and_match_jax():
@@ -70,7 +72,8 @@ def test_cross_entropy_by_hand():
 
 
 def test_xent_gradient_is_p_minus_y_over_n():
-  """The textbook derivation: d mean(-log p_y) / d o = (softmax(o) - onehot(y)) / N."""
+  """The textbook derivation: d mean(-log p_y) / d o = (softmax(o) -
+  onehot(y)) / N."""
   logits, labels = _batch(jax.random.key(2), b=16, k=10)
   grad = jax.grad(lambda o: jnp.mean(losses.cross_entropy(o, labels)))(logits)
   expected = (jax.nn.softmax(logits) - jax.nn.one_hot(labels, 10)) / 16
@@ -82,8 +85,10 @@ def test_xent_gradient_is_p_minus_y_over_n():
 def test_gradients_numerically(name, loss_input):
   logits, labels = _batch(jax.random.key(3), scale=1.0)
   # Keep L1 and Huber away from their kinks, where finite differences lie.
-  fn = lambda o: losses.LOSSES[name](o, labels, huber_delta=0.3,
-                                     loss_input=loss_input)
+  def fn(o):
+    return losses.LOSSES[name](o, labels, huber_delta=0.3,
+                               loss_input=loss_input)
+
   check_grads(fn, (logits,), order=1, modes=["fwd", "rev"], eps=1e-3,
               atol=2e-2, rtol=2e-2)
 
@@ -103,7 +108,8 @@ def test_integer_labels_agree_with_one_hot_formulations():
                              optax.softmax_cross_entropy(logits, y), rtol=1e-5)
   np.testing.assert_allclose(
       losses.cross_entropy(logits, labels),
-      optax.softmax_cross_entropy_with_integer_labels(logits, labels), rtol=1e-5)
+      optax.softmax_cross_entropy_with_integer_labels(logits, labels),
+      rtol=1e-5)
   p = jax.nn.softmax(logits)
   np.testing.assert_allclose(losses.squared_error(logits, labels),
                              jnp.sum(optax.l2_loss(p, y), -1), rtol=1e-5)

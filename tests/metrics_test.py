@@ -11,7 +11,7 @@ from softmax_jax import metrics
 def _probs(confidences, predicted, k=3):
   """Rows whose top class is `predicted` with the given confidence."""
   rows = []
-  for c, p in zip(confidences, predicted):
+  for c, p in zip(confidences, predicted, strict=True):
     row = np.full(k, (1 - c) / (k - 1))
     row[p] = c
     rows.append(row)
@@ -34,7 +34,8 @@ def test_confident_and_wrong_is_large():
 
 
 def test_hand_computed_mixture():
-  # Bin of 0.6 (4 examples, 2 right: gap 0.1); bin of 0.95 (4 examples, all right: gap 0.05).
+  # Bin of 0.6 (4 examples, 2 right: gap 0.1); bin of 0.95 (4 examples, all
+  # right: gap 0.05).
   probs = _probs([0.6] * 4 + [0.95] * 4, [0] * 8)
   labels = np.array([0, 0, 1, 1, 0, 0, 0, 0])
   ece = metrics.expected_calibration_error(probs, labels)
@@ -53,7 +54,8 @@ def test_confidence_one_goes_in_the_last_bin():
 def test_bins_are_equal_width():
   probs = _probs([0.5, 0.99, 0.34, 0.2], [0, 0, 0, 0], k=20)
   count, _, _ = metrics.confidence_bins(probs, np.zeros(4, np.int32))
-  # 0.5 in (7/15, 8/15], 0.99 in (14/15, 1], 0.34 in (5/15, 6/15], 0.2 in (2/15, 3/15]
+  # 0.5 in (7/15, 8/15], 0.99 in (14/15, 1], 0.34 in (5/15, 6/15], 0.2 in
+  # (2/15, 3/15]
   assert np.nonzero(np.asarray(count))[0].tolist() == [2, 5, 7, 14]
 
 
@@ -66,7 +68,8 @@ def test_confusion_matrix_against_a_hand_count():
 
 
 def test_a_class_without_examples_has_no_accuracy():
-  """Class 2 is never the true class: undefined, not 0% (it is predicted once)."""
+  """Class 2 is never the true class: undefined, not 0% (it is predicted
+  once)."""
   labels = np.array([0, 0, 1, 1])
   predicted = np.array([0, 2, 1, 1])
   c = np.asarray(metrics.confusion_matrix(predicted, labels, 3))

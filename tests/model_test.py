@@ -35,9 +35,11 @@ def test_logits_are_xw_plus_b():
 
 def test_hidden_layers_shapes_and_count():
   params = model.init_params(jax.random.key(0), 784, 10, hidden=(256, 128))
-  assert [l["w"].shape for l in params["hidden"]] == [(784, 256), (256, 128)]
+  assert [layer["w"].shape for layer in params["hidden"]] == [(784, 256),
+                                                              (256, 128)]
   assert params["w"].shape == (128, 10)
-  assert model.num_params(params) == (784 * 256 + 256) + (256 * 128 + 128) + (128 * 10 + 10)
+  assert model.num_params(params) == ((784 * 256 + 256) + (256 * 128 + 128)
+                                      + (128 * 10 + 10))
   assert model.logits(params, jnp.ones((5, 784))).shape == (5, 10)
 
 
@@ -65,7 +67,8 @@ def test_phm_with_n_1_equals_a_dense_layer():
   np.testing.assert_allclose(model.logits(params, x), model.logits(dense, x),
                              rtol=1e-6)
   # And its initial weights have the dense layer's scale.
-  w = model.output_weight(model.init_params(jax.random.key(5), 784, 10, phm_n=2))
+  w = model.output_weight(model.init_params(jax.random.key(5), 784, 10,
+                                            phm_n=2))
   assert 0.005 < float(jnp.std(w)) < 0.02
 
 

@@ -11,7 +11,8 @@ from softmax_jax import data
 from softmax_jax import runner
 from softmax_jax import user_data
 from softmax_jax.config import Config
-from softmax_jax.errors import DataError, UserError
+from softmax_jax.errors import DataError
+from softmax_jax.errors import UserError
 
 
 def _folder(tmp_path, dtype=np.float32, val=False, names=None, n=120, d=6,
@@ -23,10 +24,10 @@ def _folder(tmp_path, dtype=np.float32, val=False, names=None, n=120, d=6,
     y = rng.integers(0, k, m)
     return (centers[y] + rng.normal(0, 1, (m, d))).astype(dtype), y
 
-  arrays = dict(zip(("x_train", "y_train"), sample(n)))
-  arrays.update(zip(("x_test", "y_test"), sample(n // 2)))
+  arrays = dict(zip(("x_train", "y_train"), sample(n), strict=True))
+  arrays.update(zip(("x_test", "y_test"), sample(n // 2), strict=True))
   if val:
-    arrays.update(zip(("x_val", "y_val"), sample(n // 3)))
+    arrays.update(zip(("x_val", "y_val"), sample(n // 3), strict=True))
   arrays.update(replace)
   folder = tmp_path / "data"
   folder.mkdir(exist_ok=True)
@@ -92,7 +93,8 @@ BAD = {
     "lengths differ": (dict(y_train=np.zeros(119, int)),
                        "x_train has 120 rows but y_train has shape (119,)"),
     "feature counts differ": (dict(x_test=np.zeros((60, 5), np.float32)),
-                              "x_train rows have shape (6,) but x_test rows (5,)"),
+                              "x_train rows have shape (6,) but x_test "
+                              "rows (5,)"),
     "x_val without y_val": (dict(x_val=np.zeros((10, 6), np.float32)),
                             "has x_val.npy but not its pair"),
     "text features": (dict(x_train=np.array([["a"] * 6] * 120)), "not numbers"),
@@ -119,5 +121,5 @@ def test_not_a_folder_or_not_an_npy(tmp_path):
     data.load(f"npy:{tmp_path / 'nowhere'}")
   folder, _ = _folder(tmp_path)
   (folder / "x_test.npy").write_bytes(b"not an npy file")
-  with pytest.raises(DataError, match="is not a readable .npy file"):
+  with pytest.raises(DataError, match=r"is not a readable .npy file"):
     data.load(f"npy:{folder}")

@@ -1,4 +1,5 @@
-"""The optimizers: registry names, traced learning rate, weight decay on W only."""
+"""The optimizers: registry names, traced learning rate, weight decay on W
+only."""
 
 import jax.numpy as jnp
 import numpy as np
@@ -55,7 +56,8 @@ def test_every_optimizer_descends_a_quadratic(name):
 def test_schedule_scales_each_sgd_step(schedule):
   """With gradient 1, step t moves w by exactly lr * factor(t)."""
   total, lr = 20, 0.5
-  tx = optimizers.make_optimizer("sgd", lr, schedule=schedule, total_steps=total)
+  tx = optimizers.make_optimizer("sgd", lr, schedule=schedule,
+                                 total_steps=total)
   params = {"w": jnp.zeros(()), "b": jnp.zeros(())}
   state = tx.init(params)
   steps = []

@@ -5,8 +5,8 @@ import json
 
 import numpy as np
 import pytest
-from conftest import synthetic_dataset
 
+from conftest import synthetic_dataset
 from softmax_jax import data
 from softmax_jax import runner
 from softmax_jax.config import Config
@@ -120,7 +120,8 @@ def test_predict_applies_the_training_transform(tmp_path, images, standardize):
     pngs.append(tmp_path / f"{i}.png")
     Image.fromarray(x_test[i]).save(pngs[-1])
   predicted = runner.predict(workdir, [str(npy), *map(str, pngs)], top=4)
-  for (_, top), probs in zip(predicted, [*expected, *expected[:2]]):
+  for (_, top), probs in zip(predicted, [*expected, *expected[:2]],
+                             strict=True):
     for name, p in top:
       assert p == pytest.approx(probs[int(name)], rel=1e-4, abs=1e-6)
 
@@ -128,7 +129,10 @@ def test_predict_applies_the_training_transform(tmp_path, images, standardize):
 def test_a_model_of_features_predicts_from_features_only(tmp_path, images):
   from softmax_jax.errors import UserError  # pylint: disable=g-import-not-at-top
   x_train, y_train, x_test, y_test = images
-  shift = lambda x: x.astype(np.float32) / 255 - 0.5  # not pixels: negative
+
+  def shift(x):
+    return x.astype(np.float32) / 255 - 0.5  # not pixels: negative
+
   workdir, params, summary = _train(
       tmp_path, "run", _save(tmp_path / "f.npz", shift(x_train), y_train,
                              shift(x_test), y_test))
@@ -137,7 +141,7 @@ def test_a_model_of_features_predicts_from_features_only(tmp_path, images):
   np.save(npy, shift(x_test[:3]))
   expected = _probs(params, shift(x_test[:3]).reshape(3, -1))
   for (_, top), probs in zip(runner.predict(workdir, [str(npy)], top=4),
-                             expected):
+                             expected, strict=True):
     for name, p in top:
       assert p == pytest.approx(probs[int(name)], rel=1e-4, abs=1e-6)
   png = tmp_path / "a.png"

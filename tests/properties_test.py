@@ -2,8 +2,8 @@
 end in a result or one UserError, never in another exception (which would be
 a traceback)."""
 
-import tempfile
 from pathlib import Path
+import tempfile
 
 import hypothesis
 import hypothesis.extra.numpy as hnp
@@ -21,7 +21,8 @@ SETTINGS = hypothesis.settings(max_examples=150, deadline=None,
 # Values near what users type: numbers, lists, names, and noise.
 _TEXT = st.one_of(
     st.text(max_size=12),
-    st.from_regex(r"-?[0-9]{0,4}(\.[0-9]{0,3})?(e-?[0-9]{1,3})?", fullmatch=True),
+    st.from_regex(r"-?[0-9]{0,4}(\.[0-9]{0,3})?(e-?[0-9]{1,3})?",
+                  fullmatch=True),
     st.lists(st.sampled_from(["0.1", "1", "xent", "l2", "", "nan", "-1", "1e9",
                               "adam", "auto", "true", " 3 "]),
              min_size=1, max_size=4).map(",".join),
@@ -81,7 +82,8 @@ def _npz_arrays(draw):
     y_dtype = draw(_DTYPES)
     arrays[f"y_{split}"] = (
         draw(hnp.arrays(np.int64, y_shape, elements=st.integers(0, 3))).astype(
-            y_dtype) if draw(st.booleans()) else draw(hnp.arrays(y_dtype, y_shape)))
+            y_dtype) if draw(st.booleans())
+        else draw(hnp.arrays(y_dtype, y_shape)))
   if draw(st.booleans()):
     arrays["class_names"] = np.array(
         draw(st.lists(st.text(max_size=3), min_size=0, max_size=4)), dtype=str)
@@ -114,7 +116,8 @@ def test_npz_and_npy_files_load_or_give_one_data_error(arrays, pixels, form):
       assert str(e) and "\n" not in str(e)
       return
     assert ds.x_train.ndim == 2 and len(ds.x_train) == len(ds.y_train) > 0
-    assert ds.y_train.max() < ds.num_classes and ds.y_test.max() < ds.num_classes
+    assert (ds.y_train.max() < ds.num_classes
+            and ds.y_test.max() < ds.num_classes)
     assert ds.x_train.dtype in (np.uint8, np.float32, np.float16)
     assert np.all(np.isfinite(ds.x_train.astype(np.float64)))
 

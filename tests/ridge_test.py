@@ -1,4 +1,5 @@
-"""The closed form of ridge regression on the one-hot code (--optimizer=exact)."""
+"""The closed form of ridge regression on the one-hot code
+(--optimizer=exact)."""
 
 import jax
 import numpy as np
@@ -30,7 +31,8 @@ def test_the_path_solves_the_normal_equations(n, d):
   rng = np.random.default_rng(0)
   x = rng.normal(size=(n, d)).astype(np.float32)
   y = rng.integers(0, 5, n)
-  for wd, solved in zip(WEIGHT_DECAYS, ridge.solve_path(x, y, 5, WEIGHT_DECAYS)):
+  for wd, solved in zip(WEIGHT_DECAYS,
+                        ridge.solve_path(x, y, 5, WEIGHT_DECAYS), strict=True):
     w, b = _direct(x.astype(np.float64), y, 5, wd)
     np.testing.assert_allclose(solved["w"], w, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(solved["b"], b, rtol=1e-5, atol=1e-6)
@@ -45,12 +47,13 @@ def test_the_closed_form_equals_lbfgs_on_the_same_objective():
   lbfgs = train.train_configs(
       [Config(optimizer="lbfgs", weight_decay=wd, tol=1e-6, **RIDGE)
        for wd in WEIGHT_DECAYS], dataset).runs
-  for a, b in zip(exact, lbfgs):
+  for a, b in zip(exact, lbfgs, strict=True):
     ea, eb = a.history[-1], b.history[-1]
     assert ea["grad_norm"] < 1e-6  # the solution is stationary (KKT)
     assert ea["objective"] <= eb["objective"] * (1 + 1e-6)
     assert ea["objective"] == pytest.approx(eb["objective"], rel=1e-6)
-    for p, q in zip(jax.tree.leaves(a.params), jax.tree.leaves(b.params)):
+    for p, q in zip(jax.tree.leaves(a.params), jax.tree.leaves(b.params),
+                    strict=True):
       assert np.linalg.norm(p - q) <= 1e-3 * np.linalg.norm(p)
 
 

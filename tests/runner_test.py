@@ -1,4 +1,5 @@
-"""Using a trained run: --mode=eval, --mode=predict, TensorBoard, and their errors."""
+"""Using a trained run: --mode=eval, --mode=predict, TensorBoard, and their
+errors."""
 
 import json
 import os
@@ -7,12 +8,17 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import ROOT, assert_one_line_error, synthetic_dataset, write_cache
+
+from conftest import assert_one_line_error
+from conftest import ROOT
+from conftest import synthetic_dataset
+from conftest import write_cache
 
 
 def launch(*args):
   return subprocess.run([sys.executable, str(ROOT / "launch.py"), *args],
-                        capture_output=True, text=True, cwd=ROOT, timeout=300)
+                        capture_output=True, text=True, cwd=ROOT, timeout=300,
+                        check=False)
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +102,7 @@ def test_predict_on_a_generated_png_and_npy(trained, dataset, tmp_path):
   lines = r.stdout.strip().splitlines()
   assert len(lines) == 4 and lines[0].startswith(f"{png}: ")
   assert lines[1].startswith(f"{npy}[0]: ")
-  for line, label in zip(lines[1:], dataset.y_test[:3]):
+  for line, label in zip(lines[1:], dataset.y_test[:3], strict=True):
     top = line.split(": ", 1)[1].split(", ")
     assert len(top) == 3
     assert top[0].startswith(f"class{label} ")  # separable data: right
@@ -108,7 +114,8 @@ def test_predict_on_a_generated_png_and_npy(trained, dataset, tmp_path):
 
 def test_tensorboard_event_files(trained):
   workdir, _ = trained
-  events = list((workdir / "tensorboard" / "config_0").glob("events.out.tfevents.*"))
+  events = list((workdir / "tensorboard" / "config_0").glob(
+      "events.out.tfevents.*"))
   assert events and events[0].stat().st_size > 0
 
 
@@ -149,6 +156,7 @@ def test_eval_with_every_checkpoint_corrupted(trained, tmp_path):
 def test_colour_images_end_to_end(tmp_path):
   """RGB data: trained, evaluated, drawn, and predicted from a colour PNG."""
   from PIL import Image  # pylint: disable=g-import-not-at-top
+
   from softmax_jax import runner  # pylint: disable=g-import-not-at-top
   from softmax_jax.config import Config  # pylint: disable=g-import-not-at-top
   rng = np.random.default_rng(0)
@@ -162,7 +170,8 @@ def test_colour_images_end_to_end(tmp_path):
   summary = runner.run(Config(dataset=f"npz:{path}", batch_size=16, epochs=5,
                               lr=0.5), workdir, verbose=False)
   assert summary["test_accuracy"] == 1.0
-  assert (workdir / "predictions.png").exists() and (workdir / "weights.png").exists()
+  assert ((workdir / "predictions.png").exists()
+          and (workdir / "weights.png").exists())
   png = tmp_path / "blue.png"
   Image.new("RGB", (20, 20), (0, 0, 255)).save(png)
   [(name, top)] = runner.predict(workdir, [str(png)])
@@ -193,7 +202,8 @@ def test_params_npz_of_every_model_loads_without_pickle(trained, tmp_path):
       assert set(f.files) == keys
 
 
-def test_data_problems_are_found_before_the_workdir_is_claimed(trained, tmp_path):
+def test_data_problems_are_found_before_the_workdir_is_claimed(trained,
+                                                               tmp_path):
   _, data_dir = trained
   workdir = tmp_path / "run"
   r = launch(f"--data_dir={data_dir}", f"--workdir={workdir}",

@@ -1,4 +1,5 @@
-"""Sweeps: definitions, grouping, one program per group, equality with single runs."""
+"""Sweeps: definitions, grouping, one program per group, equality with single
+runs."""
 
 import dataclasses
 import json
@@ -6,8 +7,10 @@ import json
 import jax
 import numpy as np
 import pytest
-from conftest import ROOT, synthetic_dataset, write_cache
 
+from conftest import ROOT
+from conftest import synthetic_dataset
+from conftest import write_cache
 from softmax_jax import config as config_lib
 from softmax_jax import data
 from softmax_jax import runner
@@ -42,9 +45,11 @@ def test_bad_flag_lists(texts, message):
 
 
 def test_product_and_zipped():
-  assert len(sweep.product(sweep.axis("a", [1, 2, 3]), sweep.axis("b", [4, 5]))) == 6
-  assert sweep.zipped(sweep.axis("lr", [0.1, 1]), sweep.axis("seed", [0, 1])) == [
-      {"lr": 0.1, "seed": 0}, {"lr": 1, "seed": 1}]
+  assert len(sweep.product(sweep.axis("a", [1, 2, 3]),
+                           sweep.axis("b", [4, 5]))) == 6
+  assert sweep.zipped(sweep.axis("lr", [0.1, 1]),
+                      sweep.axis("seed", [0, 1])) == [
+                          {"lr": 0.1, "seed": 0}, {"lr": 1, "seed": 1}]
   with pytest.raises(UserError, match="differ in length"):
     sweep.zipped(sweep.axis("lr", [0.1, 1]), sweep.axis("seed", [0]))
 
@@ -55,7 +60,8 @@ def test_build_combines_file_sweep_and_flags():
   assert [(c.lr, c.seed, c.epochs) for c in configs] == [
       (0.1, 0, 2), (0.1, 1, 2), (1.0, 0, 2), (1.0, 1, 2)]
   # A single-valued flag overrides the file's axis over that field.
-  assert [c.lr for c in sweep.build(Config(), file_sweep, {"lr": "0.3"})] == [0.3]
+  assert [c.lr for c in sweep.build(Config(), file_sweep,
+                                    {"lr": "0.3"})] == [0.3]
 
 
 def test_expand_validates_every_entry():
@@ -68,7 +74,8 @@ def test_expand_validates_every_entry():
 
 
 def test_loss_sweep_experiment():
-  base, entries = config_lib.load_experiment(ROOT / "experiments" / "loss_sweep.py")
+  base, entries = config_lib.load_experiment(
+      ROOT / "experiments" / "loss_sweep.py")
   configs = sweep.expand(base, entries)
   assert len(configs) == 64
   assert sweep.swept_fields(configs) == ["loss", "lr"]
@@ -76,21 +83,25 @@ def test_loss_sweep_experiment():
 
 
 def test_best_linear_experiment_is_one_compiled_sweep():
-  base, entries = config_lib.load_experiment(ROOT / "experiments" / "best_linear.py")
+  base, entries = config_lib.load_experiment(
+      ROOT / "experiments" / "best_linear.py")
   configs = sweep.expand(base, entries)
   assert len(configs) == 18 and len(sweep.groups(configs)) == 1
   assert sweep.swept_fields(configs) == ["loss", "lr", "weight_decay"]
-  assert (base.optimizer, base.schedule, base.standardize) == ("adam", "cosine", True)
+  assert (base.optimizer, base.schedule, base.standardize) == (
+      "adam", "cosine", True)
 
 
 def test_clip_probe_experiment_is_one_path():
   """The CLIP protocol: 96 weight decays over 1e-6 .. 1e6, one L-BFGS stack."""
-  base, entries = config_lib.load_experiment(ROOT / "experiments" / "clip_probe.py")
+  base, entries = config_lib.load_experiment(
+      ROOT / "experiments" / "clip_probe.py")
   configs = sweep.expand(base, entries)
   decays = [c.weight_decay for c in configs]
   assert len(configs) == 96 and len(sweep.groups(configs)) == 1
   assert (min(decays), max(decays)) == (1e-6, 1e6) and decays == sorted(decays)
-  assert base.optimizer == "lbfgs" and base.max_iters == 1000 and base.standardize
+  assert (base.optimizer == "lbfgs" and base.max_iters == 1000
+          and base.standardize)
 
 
 @pytest.mark.parametrize("source, message", [
@@ -143,14 +154,15 @@ def test_every_sweep_config_equals_its_single_run():
   configs = sweep.expand(TINY, SWEEP)
   together = train.train_configs(configs, ds)
   assert together.num_groups == 1
-  for config, run in zip(configs, together.runs):
+  for config, run in zip(configs, together.runs, strict=True):
     alone = train.train_configs([config], ds).runs[0]
     np.testing.assert_allclose(run.params["w"], alone.params["w"], rtol=1e-5,
                                atol=1e-6)
-    for a, b in zip(run.history, alone.history):
+    for a, b in zip(run.history, alone.history, strict=True):
       assert a.keys() == b.keys()
       for key in a:
-        assert a[key] == pytest.approx(b[key], rel=1e-5, abs=1e-6), (config, key)
+        assert a[key] == pytest.approx(b[key], rel=1e-5, abs=1e-6), (
+            config, key)
 
 
 def test_a_diverged_config_does_not_disturb_the_others():
@@ -172,7 +184,10 @@ def test_validation_split_is_fixed_and_disjoint():
   b = data.hold_out_validation(ds, 1 / 6)
   assert len(a.x_val) == 100 and len(a.x_train) == 500
   np.testing.assert_array_equal(a.x_val, b.x_val)
-  rows = lambda x: {r.tobytes() for r in x}
+
+  def rows(x):
+    return {r.tobytes() for r in x}
+
   assert rows(a.x_val) | rows(a.x_train) == rows(ds.x_train)
   np.testing.assert_array_equal(a.x_test, ds.x_test)
 
@@ -188,7 +203,8 @@ def _write_cache(tmp_path, garbage_test_labels):
 
 
 def test_sweep_outputs_and_honest_selection(tmp_path):
-  """The best is chosen on validation: a different test set changes no choice."""
+  """The best is chosen on validation: a different test set changes no
+  choice."""
   summaries = []
   for garbage in (False, True):
     base = _write_cache(tmp_path / f"data{garbage}", garbage)
@@ -203,8 +219,10 @@ def test_sweep_outputs_and_honest_selection(tmp_path):
     assert len(rows) == 4 and {r["status"] for r in rows} == {"ok"}
     best = max(rows, key=lambda r: float(r["val_accuracy"]))
     assert summaries[-1]["best"]["config_id"] == int(best["config_id"])
-    assert summaries[-1]["test_accuracy"] == pytest.approx(float(best["test_accuracy"]))
-    records = [json.loads(l) for l in (workdir / "metrics.jsonl").read_text().splitlines()]
+    assert summaries[-1]["test_accuracy"] == pytest.approx(
+        float(best["test_accuracy"]))
+    records = [json.loads(line) for line in
+               (workdir / "metrics.jsonl").read_text().splitlines()]
     assert len(records) == 4 * 3
     assert {(r["config_id"], r["epoch"]) for r in records} == {
         (i, e) for i in range(4) for e in (1, 2, 3)}
@@ -212,7 +230,8 @@ def test_sweep_outputs_and_honest_selection(tmp_path):
     assert summaries[-1]["train_seconds"] > 0
     assert summaries[-1]["compile_seconds"] > 0
   a, b = (s["best"] for s in summaries)
-  assert (a["config_id"], a["val_accuracy"]) == (b["config_id"], b["val_accuracy"])
+  assert (a["config_id"], a["val_accuracy"]) == (b["config_id"],
+                                                 b["val_accuracy"])
   assert a["test_accuracy"] != b["test_accuracy"]
 
 
@@ -237,6 +256,7 @@ def test_refit_trains_the_best_again_on_all_training_data(tmp_path):
 def test_a_stop_in_the_sweeps_last_epoch_comes_before_the_refit(
     tmp_path, monkeypatch):
   import contextlib  # pylint: disable=g-import-not-at-top
+
   from softmax_jax.errors import Interrupted  # pylint: disable=g-import-not-at-top
   base = _write_cache(tmp_path / "data", garbage_test_labels=False)
   configs = sweep.expand(dataclasses.replace(base, epochs=1),
@@ -249,7 +269,8 @@ def test_a_stop_in_the_sweeps_last_epoch_comes_before_the_refit(
   assert not (tmp_path / "run" / "refit").exists()
   monkeypatch.undo()
   summary = runner.run(configs, tmp_path / "run", refit=True, verbose=False)
-  assert summary["refit"]["num_train"] == summary["num_train"] + summary["num_val"]
+  assert summary["refit"]["num_train"] == (summary["num_train"]
+                                           + summary["num_val"])
 
 
 def test_refit_needs_a_sweep(tmp_path):
@@ -297,5 +318,6 @@ def test_experiment_file_values_get_their_field_types(tmp_path):
   assert config.lr == 0.5 and config.hidden_sizes == (64,)
   path.write_text("from softmax_jax.config import Config\n"
                   "def get_config(): return Config(lr='fast')\n")
-  with pytest.raises(UserError, match="get_config\\(\\): --lr='fast' is not a number"):
+  with pytest.raises(UserError,
+                     match="get_config\\(\\): --lr='fast' is not a number"):
     config_lib.load_experiment(path)

@@ -1,16 +1,16 @@
-"""Training: convergence, one trace per run, divergence, determinism, honest test use."""
+"""Training: convergence, one trace per run, divergence, determinism, honest
+test use."""
 
 import csv
 import dataclasses
-import functools
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from conftest import synthetic_dataset
 
+from conftest import synthetic_dataset
 from softmax_jax import data
 from softmax_jax import losses
 from softmax_jax import model
@@ -18,7 +18,8 @@ from softmax_jax import objective
 from softmax_jax import sweep
 from softmax_jax import train
 from softmax_jax.config import Config
-from softmax_jax.errors import DivergedError, UserError
+from softmax_jax.errors import DivergedError
+from softmax_jax.errors import UserError
 
 TINY = Config(batch_size=32, epochs=3, lr=0.5)
 
@@ -26,8 +27,8 @@ TINY = Config(batch_size=32, epochs=3, lr=0.5)
 @pytest.mark.parametrize("loss", ["xent", "l2", "l1", "huber"])
 def test_learns_separable_data(loss):
   ds = synthetic_dataset()
-  config = dataclasses.replace(TINY, loss=loss, lr=2.0 if loss != "xent" else 0.5,
-                               epochs=5)
+  config = dataclasses.replace(TINY, loss=loss,
+                               lr=2.0 if loss != "xent" else 0.5, epochs=5)
   result = train.train_and_evaluate(config, ds)
   assert result.history[-1]["test_accuracy"] >= 0.95
   assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
@@ -86,8 +87,12 @@ def test_same_seed_same_run_other_seed_other_run():
 
 
 def test_epoch_order_comes_from_seed_and_epoch():
-  """Each epoch reshuffles; the same (seed, epoch) gives the same minibatches."""
-  order = lambda seed, epoch: np.asarray(train.epoch_order(seed, epoch, 512, 32))
+  """Each epoch reshuffles; the same (seed, epoch) gives the same
+  minibatches."""
+
+  def order(seed, epoch):
+    return np.asarray(train.epoch_order(seed, epoch, 512, 32))
+
   np.testing.assert_array_equal(order(0, 1), order(0, 1))
   assert not np.array_equal(order(0, 1), order(0, 2))
   assert not np.array_equal(order(0, 1), order(1, 1))
@@ -104,7 +109,8 @@ def test_epoch_order_comes_from_seed_and_epoch():
 def test_divergence_stops_with_a_message():
   config = dataclasses.replace(TINY, loss="l2", loss_input="logits", lr=1e3)
   seen = []
-  with pytest.raises(DivergedError, match=r"diverged in epoch \d+.*smaller --lr"):
+  with pytest.raises(DivergedError,
+                     match=r"diverged in epoch \d+.*smaller --lr"):
     train.train_and_evaluate(config, synthetic_dataset(), on_epoch=seen.append)
   assert seen and not np.isfinite(seen[-1]["train_loss"])
 
@@ -143,11 +149,12 @@ def test_a_finite_explosion_is_named_and_trains_on():
 
 
 def test_a_sweep_marks_and_counts_exploded_configurations(tmp_path, capsys):
-  from softmax_jax import runner  # pylint: disable=g-import-not-at-top
   from conftest import write_cache  # pylint: disable=g-import-not-at-top
+  from softmax_jax import runner  # pylint: disable=g-import-not-at-top
   write_cache(tmp_path / "data", synthetic_dataset(noise=60.0))
-  configs = sweep.expand(dataclasses.replace(TINY, data_dir=str(tmp_path / "data")),
-                         sweep.axis("lr", [1e9, 0.5]))
+  configs = sweep.expand(
+      dataclasses.replace(TINY, data_dir=str(tmp_path / "data")),
+      sweep.axis("lr", [1e9, 0.5]))
   summary = runner.run(configs, tmp_path / "run", verbose=False)
   assert summary["num_exploded"] == 1 and summary["num_diverged"] == 0
   assert summary["best"]["config_id"] == 1
@@ -157,7 +164,8 @@ def test_a_sweep_marks_and_counts_exploded_configurations(tmp_path, capsys):
   assert len(single["warnings"]) == 1
   assert f"warning: {single['warnings'][0]}" in capsys.readouterr().err
   assert "## Warnings" in (tmp_path / "single" / "report.md").read_text()
-  assert runner.run(configs[1], tmp_path / "fine", verbose=False)["warnings"] == []
+  assert runner.run(configs[1], tmp_path / "fine",
+                    verbose=False)["warnings"] == []
 
 
 def test_the_largest_stable_learning_rates_never_explode(fashion_mnist):
@@ -243,8 +251,8 @@ def test_a_scheduled_run_equals_a_plain_optax_loop(schedule):
   params = model.init_params(init_key, ds.num_features, ds.num_classes,
                              config.init_scale)
   lr = (optax.cosine_decay_schedule(config.lr, total) if schedule == "cosine"
-        else optax.warmup_cosine_decay_schedule(0.0, config.lr, total // 20 or 1,
-                                                total))
+        else optax.warmup_cosine_decay_schedule(0.0, config.lr,
+                                                total // 20 or 1, total))
   tx = optax.sgd(lr)
   state = tx.init(params)
 
@@ -276,18 +284,20 @@ def test_a_wide_run_alone_trains_as_in_a_stack(optimizer):
   alone = train.train_configs([c], ds).runs[0]
   stacked = train.train_configs(
       [c, dataclasses.replace(c, lr=0.01)], ds).runs[0]
-  for p, q in zip(jax.tree.leaves(alone.params), jax.tree.leaves(stacked.params)):
+  for p, q in zip(jax.tree.leaves(alone.params),
+                  jax.tree.leaves(stacked.params), strict=True):
     np.testing.assert_allclose(p, q, rtol=1e-5, atol=1e-7)
   for key in ("train_loss", "train_accuracy", "test_accuracy", "test_nll"):
     assert alone.history[-1][key] == pytest.approx(
         stacked.history[-1][key], rel=1e-5), key
 
 
-def test_a_tie_in_validation_accuracy_goes_to_the_stronger_weight_decay(tmp_path):
+def test_a_tie_in_validation_accuracy_goes_to_the_stronger_weight_decay(
+    tmp_path):
   """As scikit-learn's LogisticRegressionCV (the smallest C among equal
   scores); then to the first configuration."""
-  from softmax_jax import runner  # pylint: disable=g-import-not-at-top
   from conftest import write_cache  # pylint: disable=g-import-not-at-top
+  from softmax_jax import runner  # pylint: disable=g-import-not-at-top
   write_cache(tmp_path / "data", synthetic_dataset())
   base = dataclasses.replace(TINY, data_dir=str(tmp_path / "data"))
   configs = sweep.expand(base, sweep.axis("weight_decay", [0.0, 1e-9, 1e-8]))

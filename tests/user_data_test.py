@@ -1,12 +1,13 @@
-"""Your own data: npz and csv loading, every validation error, standardization."""
+"""Your own data: npz and csv loading, every validation error,
+standardization."""
 
 import dataclasses
 
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
-from conftest import synthetic_dataset
 
+from conftest import synthetic_dataset
 from softmax_jax import data
 from softmax_jax import train
 from softmax_jax.config import Config
@@ -29,7 +30,8 @@ def _npz(tmp_path, **arrays):
 
 def test_npz_loads_and_trains(tmp_path):
   arrays = _arrays()
-  ds = data.load(_npz(tmp_path, **arrays, class_names=np.array(["a", "b", "c"])))
+  ds = data.load(_npz(tmp_path, **arrays,
+                      class_names=np.array(["a", "b", "c"])))
   assert ds.class_names == ("a", "b", "c") and ds.num_features == 5
   assert ds.x_train.dtype == np.float32 and ds.y_train.dtype == np.int32
   np.testing.assert_array_equal(ds.x_test, arrays["x_test"])
@@ -75,7 +77,8 @@ BAD_NPZ = {
     "lengths differ": (_with(y_train=np.zeros(59, int)),
                        "x_train has 60 rows but y_train has shape (59,)"),
     "feature counts differ": (_with(x_test=np.zeros((30, 4), np.float32)),
-                              "x_train rows have shape (5,) but x_test rows (4,)"),
+                              "x_train rows have shape (5,) but x_test "
+                              "rows (4,)"),
     "one class": (_with(y_train=np.zeros(60, int), y_test=np.zeros(30, int)),
                   "only 1 class"),
 }
@@ -102,7 +105,7 @@ def test_label_out_of_range_names_the_range(tmp_path):
 def test_unreadable_npz(tmp_path):
   path = tmp_path / "broken.npz"
   path.write_bytes(b"not a zip")
-  with pytest.raises(DataError, match="is not a readable .npz file"):
+  with pytest.raises(DataError, match=r"is not a readable .npz file"):
     data.load(f"npz:{path}")
   with pytest.raises(DataError, match="no such file"):
     data.load(f"npz:{tmp_path / 'missing.npz'}")
@@ -131,17 +134,23 @@ def test_csv_with_a_test_file(tmp_path):
   train_csv = _csv(tmp_path, "f1,label\n1,0\n2,1\n3,0\n")
   test_csv = _csv(tmp_path, "f1,label\n4,1\n", "test.csv")
   ds = data.load(f"csv:{train_csv}", test_csv=str(test_csv))
-  assert ds.x_train.tolist() == [[1.0], [2.0], [3.0]] and ds.y_test.tolist() == [1]
+  assert (ds.x_train.tolist() == [[1.0], [2.0], [3.0]]
+          and ds.y_test.tolist() == [1])
 
 
 BAD_CSV = {
-    "no label column": ("a,b\n1,2\n", "has no 'label' column in its header (columns: a, b)"),
-    "not a number": ("label,a\n0,1\n1,x\n", "line 3, column 'a': 'x' is not a number"),
-    "ragged row": ("label,a\n0,1\n1\n", "line 3: 1 fields, but the header has 2"),
-    "fractional label": ("label,a\n0.5,1\n1,2\n0,3\n1,4\n0,5\n", "is not a label"),
+    "no label column": ("a,b\n1,2\n",
+                        "has no 'label' column in its header (columns: a, b)"),
+    "not a number": ("label,a\n0,1\n1,x\n",
+                     "line 3, column 'a': 'x' is not a number"),
+    "ragged row": ("label,a\n0,1\n1\n",
+                   "line 3: 1 fields, but the header has 2"),
+    "fractional label": ("label,a\n0.5,1\n1,2\n0,3\n1,4\n0,5\n",
+                         "is not a label"),
     "no rows": ("label,a\n", "has a header but no data rows"),
     "empty": ("", "is empty"),
-    "a column twice": ("label,label,a\n0,0,0\n", "names column 'label' more than once"),
+    "a column twice": ("label,label,a\n0,0,0\n",
+                       "names column 'label' more than once"),
 }
 
 
@@ -196,11 +205,13 @@ def test_colour_tfds_data_set_through_mock_data(tmp_path, monkeypatch):
 
 def test_huge_labels_do_not_wrap_around(tmp_path):
   arrays = _with(y_train=np.r_[2**32, np.zeros(59, np.int64)])
-  with pytest.raises(DataError, match=r"y_train\[0\] = 4294967296 is not a label"):
+  with pytest.raises(DataError,
+                     match=r"y_train\[0\] = 4294967296 is not a label"):
     data.load(_npz(tmp_path, **arrays))
 
 
 def test_non_finite_csv_value_names_line_and_column(tmp_path):
   path = _csv(tmp_path, "label,a,b\n0,1,2\n1,inf,3\n0,1,1\n")
-  with pytest.raises(DataError, match="line 3, column 'a': inf is not a finite"):
+  with pytest.raises(DataError,
+                     match="line 3, column 'a': inf is not a finite"):
     data.load(f"csv:{path}")
