@@ -51,6 +51,10 @@ _HELP = {
                        "objective (mean loss + weight_decay/2 ||W||^2, what "
                        "--optimizer=lbfgs minimizes) as `objective`: one "
                        "more pass over the training set.",
+    "calibrate": "After training, fit one temperature T per configuration "
+                 "on the validation split (temperature scaling: "
+                 "softmax(logits / T)); report NLL and ECE before and after, "
+                 "and predict with it. Needs a validation split.",
     "seed": "Random seed for initialization and shuffling.",
     "init_scale": "Standard deviation of the initial weights.",
     "val_fraction": "Share of the training set held out for validation "
@@ -250,6 +254,10 @@ def _use_trained_model():
   if not FLAGS.images:
     raise UserError("--mode=predict needs --images=a.png,b.png or "
                     "--images=file.npy")
+  temperature = runner.calibrated_temperature(FLAGS.workdir)
+  if temperature is not None:
+    print(f"probabilities calibrated by temperature scaling: T = "
+          f"{temperature:.4g}, fit on the validation split (--calibrate)")
   for name, top in runner.predict(FLAGS.workdir, FLAGS.images):
     print(f"{name}: " + ", ".join(f"{label} {p:.3f}" for label, p in top))
 

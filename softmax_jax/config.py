@@ -58,6 +58,9 @@ class Config:
   # Minibatch optimizers: each evaluation also records the full training
   # objective, what --optimizer=lbfgs minimizes (one more forward pass).
   track_objective: bool = False
+  # After training, fit a temperature T on the validation split (temperature
+  # scaling, see calibration.py) and report calibrated probabilities.
+  calibrate: bool = False
   seed: int = 0  # seeds initialization and the shuffling
   init_scale: float = 0.01  # standard deviation of the initial W
   # hidden ReLU layer sizes before the softmax layer, e.g. "256,128"

@@ -43,9 +43,22 @@ def format_epoch(r: dict) -> str:
 
 def format_evaluation(summary: dict) -> str:
   """Test calibration and accuracy per class, with the confusion matrix for
-  a few classes; for many, the weakest classes and the most confused pairs."""
+  a few classes; for many, the weakest classes and the most confused pairs;
+  then temperature scaling's effect (--calibrate)."""
+  text = _format_scores(summary)
+  if "calibration" not in summary:
+    return text
+  c = summary["calibration"]
+  return (f"{text}\ntemperature scaling: T = {c['temperature']:.4g} (fit on "
+          f"validation): test ECE {c['test_ece_before']:.4f} -> "
+          f"{c['test_ece_after']:.4f}, test NLL {c['test_nll_before']:.4f} "
+          f"-> {c['test_nll_after']:.4f}")
+
+
+def _format_scores(summary: dict) -> str:
   top5 = (f"   top-5 accuracy {summary['test_top5_accuracy']:.4f}"
           if "test_top5_accuracy" in summary else "")
+
   per_class = summary["per_class_accuracy"]
   if "confusion_matrix" not in summary:
     return "\n".join([
@@ -129,24 +142,62 @@ def format_ranking(ranked: list[dict], swept: list[str], top: int = 20) -> str:
                     for f in swept],
                   f"{r['val_accuracy']:.4f}", f"{r['test_accuracy']:.4f}",
                   f"{r['final_train_loss']:.4g}", r["status"]])
+  more = (f"... {len(ranked) - top} more in results.csv"
+          if len(ranked) > top else "")
+  return _table(header, lines, more)
+
+
+def format_seed_ranking(aggregated: list[dict], swept: list[str],
+                        top: int = 20) -> str:
+  """A sweep over seeds: its configurations, best mean validation accuracy
+  first, with the standard deviations over the seeds."""
+  fields = [f for f in swept if f != "seed"]
+
+  def spread(row, metric):
+    mean, std = row[f"{metric}_mean"], row[f"{metric}_std"]
+    if mean is None:
+      return "n/a"
+    return f"{mean:.4f}" + (f" +- {std:.4f}" if std is not None else "")
+
+  header = ["rank", *fields, "seeds", "val acc", "test acc", "diverged"]
+  lines = [[str(rank), *[f"{r[f]:g}" if isinstance(r[f], float) else str(r[f])
+                         for f in fields],
+            str(r["num_seeds"]), spread(r, "val_accuracy"),
+            spread(r, "test_accuracy"), str(r["num_diverged"])]
+           for rank, r in enumerate(aggregated[:top], 1)]
+  more = (f"... {len(aggregated) - top} more in results_by_config.csv"
+          if len(aggregated) > top else "")
+  return _table(header, lines, more)
+
+
+def _table(header: list[str], lines: list[list[str]], more: str) -> str:
   widths = [max(len(row[k]) for row in [header, *lines])
             for k in range(len(header))]
 
   def fmt(row):
     return "  ".join(v.rjust(w) for v, w in zip(row, widths, strict=True))
 
-  text = [fmt(header), *map(fmt, lines)]
-  if len(ranked) > top:
-    text.append(f"... {len(ranked) - top} more in results.csv")
-  return "\n".join(text)
+  return "\n".join([fmt(header), *map(fmt, lines), *([more] if more else [])])
 
 
 def format_sweep_summary(summary: dict, workdir) -> str:
   best = summary["best"]
-  swept = ", ".join(f"{f}={best['config'][f]}" for f in summary["swept"])
+  if "num_seeds" in best:  # mean +- std over the best configuration's seeds
+    fields = [f for f in summary["swept"] if f != "seed"]
+    swept = ", ".join(f"{f}={best['config'][f]}" for f in fields)
+    chosen = (
+        f"best by mean validation accuracy over {best['num_seeds']} seeds: "
+        f"{swept}: val acc {best['val_accuracy_mean']:.4f} +- "
+        f"{best['val_accuracy_std'] or 0:.4f}, test acc "
+        f"{best['test_accuracy_mean']:.4f} +- "
+        f"{best['test_accuracy_std'] or 0:.4f}")
+  else:
+    swept = ", ".join(f"{f}={best['config'][f]}" for f in summary["swept"])
+    chosen = (f"best by validation accuracy: {swept} (id {best['config_id']})"
+              f": val acc {best['val_accuracy']:.4f}, test acc "
+              f"{best['test_accuracy']:.4f}")
   return "\n".join([
-      f"best by validation accuracy: {swept} (id {best['config_id']}): val acc "
-      f"{best['val_accuracy']:.4f}, test acc {best['test_accuracy']:.4f}",
+      chosen,
       f"{summary['num_configs']} configurations ({summary['num_diverged']} "
       f"diverged, {summary.get('num_exploded', 0)} exploded) in "
       f"{summary['num_groups']} compiled group(s): train "

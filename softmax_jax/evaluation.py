@@ -60,13 +60,14 @@ def sum_chunks(fn, x_NxD, y_N, chunk: int = CHUNK):
                                     fn(*_chunk(x_NxD, y_N, i, c))), first)
 
 
-def evaluate(params: model.Params, x_NxD, y_N, chunk: int = CHUNK
-             ) -> dict[str, jax.Array]:
+def evaluate(params: model.Params, x_NxD, y_N, chunk: int = CHUNK,
+             temperature=1.0) -> dict[str, jax.Array]:
   """Accuracy, negative log-likelihood (mean cross-entropy), ECE (15 bins)
-  and, with more than TOP_K classes, top-5 accuracy."""
+  and, with more than TOP_K classes, top-5 accuracy, of softmax(logits /
+  temperature) (see calibration.py)."""
 
   def sums(x, y, valid):
-    logits_CxK = model.logits(params, data_lib.to_features(x))
+    logits_CxK = model.logits(params, data_lib.to_features(x)) / temperature
     w = valid.astype(jnp.float32)
     out = {
         "correct": jnp.sum(w * metrics.argmax_is(logits_CxK, y)),
@@ -97,14 +98,17 @@ def accuracy(params: model.Params, x_NxD, y_N, chunk: int = CHUNK):
   return correct / x_NxD.shape[0]
 
 
-def predict(params: model.Params, x_NxD, chunk: int = CHUNK):
-  """Each row's top-1 class (int32 [N]) and its probability (float32 [N]),
-  as chunks: (classes [S, c], probabilities [S, c], valid [S, c]); the
-  valid entries, in order, are the N rows (see `rows`)."""
+def predict(params: model.Params, x_NxD, chunk: int = CHUNK,
+            temperature=1.0):
+  """Each row's top-1 class (int32 [N]) and its probability (float32 [N])
+  under softmax(logits / temperature), as chunks: (classes [S, c],
+  probabilities [S, c], valid [S, c]); the valid entries, in order, are the
+  N rows (see `rows`)."""
 
   def top1(x, y, valid):
     del y
-    probs_CxK = losses.softmax(model.logits(params, data_lib.to_features(x)))
+    probs_CxK = losses.softmax(
+        model.logits(params, data_lib.to_features(x)) / temperature)
     return jnp.argmax(probs_CxK, -1), jnp.max(probs_CxK, -1), valid
 
   return map_chunks(top1, x_NxD, jnp.zeros(x_NxD.shape[0], jnp.int32), chunk)

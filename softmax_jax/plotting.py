@@ -35,40 +35,68 @@ def plot_curves(history: list[dict], out: BinaryIO, title: str = "") -> None:
 
 def plot_sweep(rows: list[dict], out: BinaryIO) -> None:
   """Validation accuracy against lr, one line per loss (mean over other
-  axes)."""
+  axes). Rows of a sweep over seeds (seeds.by_config) draw each mean over
+  the seeds with an error bar of their standard deviation."""
   fig, ax = plt.subplots(figsize=(5, 3.5), dpi=120)
-  by_loss: dict[str, dict[float, list[float]]] = {}
+  over_seeds = bool(rows) and "val_accuracy_mean" in rows[0]
+  by_loss: dict[str, dict[float, list[tuple[float, float]]]] = {}
   for r in rows:
-    if r["status"] == "ok":
-      by_loss.setdefault(r["loss"], {}).setdefault(r["lr"], []).append(
-          r["val_accuracy"])
+    if over_seeds and r["val_accuracy_mean"] is not None:
+      value = (r["val_accuracy_mean"], r["val_accuracy_std"] or 0.0)
+    elif not over_seeds and r["status"] == "ok":
+      value = (r["val_accuracy"], 0.0)
+    else:
+      continue
+    by_loss.setdefault(r["loss"], {}).setdefault(r["lr"], []).append(value)
   for loss, by_lr in by_loss.items():
     lrs = sorted(by_lr)
-    ax.plot(lrs, [sum(by_lr[lr]) / len(by_lr[lr]) for lr in lrs], "o-",
-            label=loss)
+    means, stds = ([float(np.mean([v[i] for v in by_lr[lr]])) for lr in lrs]
+                   for i in (0, 1))
+    if over_seeds:
+      ax.errorbar(lrs, means, yerr=stds, fmt="o-", capsize=3, label=loss)
+    else:
+      ax.plot(lrs, means, "o-", label=loss)
   ax.set_xscale("log")
   ax.set_xlabel("learning rate")
   ax.set_ylabel("validation accuracy")
   ax.grid(True, alpha=0.3)
   ax.legend()
-  diverged = sum(r["status"] != "ok" for r in rows)
-  ax.set_title(f"{len(rows)} configurations"
-               + (f", {diverged} diverged or exploded (not shown)"
-                  if diverged else ""),
-               fontsize=9)
+  if over_seeds:
+    diverged = sum(r["num_diverged"] for r in rows)
+    title = (f"{len(rows)} configurations x {rows[0]['num_seeds']} seeds "
+             "(mean +- std)")
+    left_out = "left out of the means"
+  else:
+    diverged = sum(r["status"] != "ok" for r in rows)
+    title = f"{len(rows)} configurations"
+    left_out = "not shown"
+  ax.set_title(title + (f", {diverged} runs diverged or exploded "
+                        f"({left_out})" if diverged else ""), fontsize=9)
   fig.subplots_adjust(left=0.14, right=0.97, bottom=0.14, top=0.9)
   fig.savefig(out, format="png")
   plt.close(fig)
 
 
-def plot_reliability(count_M, confidence_M, accuracy_M, ece: float,
-                     out: BinaryIO) -> None:
+def plot_reliability(panels, out: BinaryIO) -> None:
   """Accuracy against confidence per bin, with the diagonal of perfect
-  calibration."""
+  calibration; one panel per ((count, confidence, accuracy), ece, label),
+  e.g. before and after temperature scaling."""
+  fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 4.5),
+                           dpi=120, squeeze=False)
+  for ax, ((count_M, confidence_M, accuracy_M), ece, label) in zip(
+      axes[0], panels, strict=True):
+    _reliability_panel(ax, count_M, confidence_M, accuracy_M, ece, label)
+  fig.subplots_adjust(left=0.14 / len(panels), right=0.98, bottom=0.12,
+                      top=0.92, wspace=0.25)
+  fig.savefig(out, format="png")
+  plt.close(fig)
+
+
+def _reliability_panel(ax, count_M, confidence_M, accuracy_M, ece: float,
+                       label: str) -> None:
   num_bins = len(count_M)
   edges = [b / num_bins for b in range(num_bins)]
   filled = [c > 0 for c in count_M]
-  fig, ax = plt.subplots(figsize=(4.5, 4.5), dpi=120)
   ax.bar([e for e, f in zip(edges, filled, strict=True) if f],
          [a for a, f in zip(accuracy_M, filled, strict=True) if f],
          width=1 / num_bins,
@@ -84,11 +112,9 @@ def plot_reliability(count_M, confidence_M, accuracy_M, ece: float,
   ax.set_ylim(0, 1)
   ax.set_xlabel("confidence (top-1 probability)")
   ax.set_ylabel("accuracy")
-  ax.set_title(f"Reliability, ECE = {ece:.4f} ({num_bins} bins)")
+  ax.set_title(f"Reliability{', ' + label if label else ''}, ECE = "
+               f"{ece:.4f} ({num_bins} bins)", fontsize=10)
   ax.legend(loc="upper left", fontsize=8)
-  fig.subplots_adjust(left=0.14, right=0.96, bottom=0.12, top=0.92)
-  fig.savefig(out, format="png")
-  plt.close(fig)
 
 
 def plot_confusion(confusion_KxK, class_names, out: BinaryIO,

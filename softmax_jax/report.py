@@ -39,6 +39,10 @@ class Analysis:
   bins: tuple[np.ndarray, np.ndarray, np.ndarray]  # count, confidence, accuracy
   class_names: tuple[str, ...]
   scores: dict[str, float]  # evaluation.evaluate's accuracy, nll, ece, ...
+  # With --calibrate: calibration.calibrate's result, and the reliability
+  # bins of the predictions at its temperature.
+  calibration: dict[str, float] | None = None
+  calibrated_bins: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
   def summary(self) -> dict:
     """The metrics that go into summary.json and the terminal."""
@@ -73,10 +77,12 @@ class Analysis:
 
 
 def analyze(params: model.Params, x_NxD, y_N, class_names,
-            scores: dict[str, float] | None = None) -> Analysis:
+            scores: dict[str, float] | None = None,
+            calibration: dict[str, float] | None = None) -> Analysis:
   """Evaluates params on (x, y) in chunks: each example's top-1 class, the
   confusion matrix, calibration bins and, unless given (as training's last
-  evaluation measured them), the scores of evaluation.evaluate."""
+  evaluation measured them), the scores of evaluation.evaluate; with a
+  `calibration` (calibration.calibrate's), the bins at its temperature."""
   if scores is None:
     scores, chunks = jax.device_get(_evaluate_and_predict(params, x_NxD, y_N))
   else:
@@ -85,18 +91,31 @@ def analyze(params: model.Params, x_NxD, y_N, class_names,
   predicted = evaluation.rows(chunks[0], valid).astype(np.int64)
   confidence = evaluation.rows(chunks[1], valid)
   y_N = np.asarray(y_N).astype(np.int64)
+  calibrated_bins = None
+  if calibration is not None:
+    classes, probs, valid = jax.device_get(
+        _predict(params, x_NxD, temperature=calibration["temperature"]))
+    calibrated_bins = _bins(evaluation.rows(probs, valid),
+                            evaluation.rows(classes, valid) == y_N)
   return Analysis(
+      calibration=calibration, calibrated_bins=calibrated_bins,
       predicted_N=predicted, confidence_N=confidence, labels_N=y_N,
       confusion_KxK=np.asarray(metrics.confusion_matrix(
           predicted, y_N, len(class_names))).astype(np.int64),
-      bins=cast(tuple[np.ndarray, np.ndarray, np.ndarray],
-                tuple(np.asarray(b) for b in metrics.bins_from_sums(
-                    *metrics.binned_sums(confidence, predicted == y_N)))),
+      bins=_bins(confidence, predicted == y_N),
       class_names=tuple(class_names),
       scores={name: float(v) for name, v in scores.items()})
 
 
-_predict = jax.jit(evaluation.predict)
+def _bins(confidence_N, correct_N) -> tuple[np.ndarray, np.ndarray,
+                                            np.ndarray]:
+  """Reliability bins: count, mean confidence, accuracy."""
+  return cast(tuple[np.ndarray, np.ndarray, np.ndarray],
+              tuple(np.asarray(b) for b in metrics.bins_from_sums(
+                  *metrics.binned_sums(confidence_N, correct_N))))
+
+
+_predict = jax.jit(evaluation.predict, static_argnames="chunk")
 
 
 @jax.jit
@@ -130,7 +149,10 @@ def write_figures(workdir: Path, analysis: Analysis, params: model.Params,
   shown = _most_confused_classes(a.confusion_KxK, FULL_TABLE_CLASSES)
   figures = {
       RELIABILITY: lambda f: plotting.plot_reliability(
-          *a.bins, a.scores["ece"], f),
+          [(a.bins, a.scores["ece"], "")] + (
+              [(a.calibrated_bins, a.calibration["test_ece_after"],
+                f"T = {a.calibration['temperature']:.3g}")]
+              if a.calibration and a.calibrated_bins else []), f),
       CONFUSION: lambda f: plotting.plot_confusion(
           a.confusion_KxK[np.ix_(shown, shown)],
           [a.class_names[k] for k in shown], f,
@@ -177,6 +199,15 @@ def write_markdown(workdir: Path, title: str, summary: dict,
             if "test_top5_accuracy" in summary else []),
           ("test NLL", f"{summary['test_nll']:.4f}"),
           ("ECE (15 bins)", f"{summary['ece']:.4f}")]
+  if "calibration" in summary:  # --calibrate
+    c = summary["calibration"]
+    rows += [("temperature T (fit on validation)", f"{c['temperature']:.4f}"),
+             ("test NLL, calibrated",
+              f"{c['test_nll_after']:.4f} (from {c['test_nll_before']:.4f})"),
+             ("ECE, calibrated",
+              f"{c['test_ece_after']:.4f} (from {c['test_ece_before']:.4f})"),
+             ("validation NLL, calibrated",
+              f"{c['val_nll_after']:.4f} (from {c['val_nll_before']:.4f})")]
   for key, label in (("val_accuracy", "validation accuracy"),
                      ("train_loss", "final train loss")):
     if key in summary:

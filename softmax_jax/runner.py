@@ -23,6 +23,7 @@ import time
 import jax
 import numpy as np
 
+from softmax_jax import calibration
 from softmax_jax import checkpoint
 from softmax_jax import config as config_lib
 from softmax_jax import console
@@ -33,6 +34,7 @@ from softmax_jax import images as images_lib
 from softmax_jax import losses
 from softmax_jax import model
 from softmax_jax import report
+from softmax_jax import seeds
 from softmax_jax import sweep
 from softmax_jax import tensorboard
 from softmax_jax import train
@@ -151,7 +153,9 @@ def _refit(configs, summary, workdir, checkpoint_every, verbose) -> dict:
   """
   best_id = distributed.from_process_0(
       summary["best"]["config_id"] if summary else 0)
-  best = dataclasses.replace(configs[best_id], val_fraction=0.0)
+  # All the training data: no validation split is left to calibrate on.
+  best = dataclasses.replace(configs[best_id], val_fraction=0.0,
+                             calibrate=False)
   where = Path(workdir) / workdir_lib.REFIT if workdir is not None else None
   talk = verbose and distributed.is_main_process()
   if talk:
@@ -195,10 +199,12 @@ def evaluate(workdir: str | Path, verbose: bool = True) -> dict:
 
 def predict(workdir: str | Path, image_paths: list[str], top: int = 3
             ) -> list[tuple[str, list[tuple[str, float]]]]:
-  """Each image's name with its top classes and probabilities under a run."""
+  """Each image's name with its top classes and probabilities under a run
+  (calibrated by its temperature if it was trained with --calibrate)."""
   with workdir_lib.lock(workdir, "prediction", create=False):
     _, dataset, result = _restore(workdir)
   run_ = result.runs[_best_index(result)]
+  temperature = calibrated_temperature(workdir) or 1.0
   if dataset.image_shape is None:
     raise UserError(f"the run in {workdir} was trained on {dataset.name}, not "
                     "on images; --mode=predict takes images")
@@ -206,14 +212,22 @@ def predict(workdir: str | Path, image_paths: list[str], top: int = 3
                                  dataset.pixels)
   if dataset.feature_mean is not None:  # trained with --standardize
     x_NxD = (x_NxD - dataset.feature_mean) / dataset.feature_std
-  probs = np.asarray(jax.jit(lambda p, x: losses.softmax(model.logits(p, x)))(
-      run_.params, x_NxD))
+  probs = np.asarray(jax.jit(
+      lambda p, x, t: losses.softmax(model.logits(p, x) / t))(
+          run_.params, x_NxD, temperature))
   ranked = []
   for name, row in zip(names, probs, strict=True):
     best = np.argsort(-row)[:top]
     ranked.append((name, [(dataset.class_names[k], float(row[k]))
                           for k in best]))
   return ranked
+
+
+def calibrated_temperature(workdir: str | Path) -> float | None:
+  """The temperature of the run in workdir if it was trained (or evaluated)
+  with --calibrate (its summary.json says), else None."""
+  summary = workdir_lib.read_summary(workdir) or {}
+  return (summary.get("calibration") or {}).get("temperature")
 
 
 def _validated(configs) -> list[config_lib.Config]:
@@ -227,11 +241,11 @@ def _validated(configs) -> list[config_lib.Config]:
 def _load(configs) -> data.Dataset:
   """The data set, with the validation split a run or sweep uses."""
   if len({(c.dataset, c.data_dir, c.test_csv, c.pixels, c.val_fraction,
-            c.standardize, c.eval_every, c.device_memory_gb, c.track_objective)
-           for c in configs}) > 1:
+            c.standardize, c.eval_every, c.device_memory_gb, c.track_objective,
+            c.calibrate) for c in configs}) > 1:
     raise UserError("dataset, data_dir, test_csv, pixels, val_fraction, "
-                    "standardize, eval_every, device_memory_gb and "
-                    "track_objective cannot be swept")
+                    "standardize, eval_every, device_memory_gb, "
+                    "track_objective and calibrate cannot be swept")
   c = configs[0]
   fraction = c.val_fraction
   if len(configs) > 1:
@@ -248,6 +262,10 @@ def _load(configs) -> data.Dataset:
     fraction = 0
   if fraction:
     dataset = data.hold_out_validation(dataset, fraction)
+  if c.calibrate and dataset.x_val is None:
+    raise UserError("--calibrate fits the temperature on a validation split, "
+                    "and this run has none: give --val_fraction > 0 (e.g. "
+                    "0.1), or data with x_val")
   return data.standardize(dataset) if c.standardize else dataset
 
 
@@ -287,8 +305,12 @@ def _write_outputs(configs, dataset, result, workdir, verbose, final,
   scores = ({k[len("test_"):]: v for k, v in last.items()
              if k.startswith("test_")}
             if final and "test_accuracy" in last else None)
+  calibrations = (calibration.calibrate([r.params for r in result.runs],
+                                        dataset)
+                  if configs[0].calibrate else None)
+  calibrated = calibrations[best_index] if calibrations else None
   analysis = report.analyze(best.params, dataset.x_test, dataset.y_test,
-                            dataset.class_names, scores)
+                            dataset.class_names, scores, calibrated)
   summary = {
       **analysis.summary(),
       "train_loss": last["train_loss"],
@@ -310,20 +332,35 @@ def _write_outputs(configs, dataset, result, workdir, verbose, final,
   if dataset.x_val is not None:
     summary.update(val_accuracy=last["val_accuracy"], val_nll=last["val_nll"],
                    num_val=len(dataset.x_val))
-  rows = ranked = swept = None
+  rows = ranked = swept = aggregated = None
   if single:
     summary["config"] = config_lib.to_dict(configs[0])
     summary["warnings"] = [r["warning"] for r in best.history if "warning" in r]
   else:
     swept = sweep.swept_fields(configs)
     rows = [_result_row(i, r, swept) for i, r in enumerate(result.runs)]
+    for row, c in zip(rows, calibrations or [None] * len(rows), strict=True):
+      if calibrations:  # c is None for a diverged configuration
+        row["temperature"] = c["temperature"] if c else None
+        row["ece_calibrated"] = c["test_ece_after"] if c else None
     ranked = sorted(rows, key=_rank_key)
     epochs = sum(len(r.history) for r in result.runs)
+    best_summary = {"config_id": best_index,
+                    "config": config_lib.to_dict(best.config),
+                    "val_accuracy": last["val_accuracy"],
+                    "test_accuracy": summary["test_accuracy"]}
+    if seeds.swept(swept):  # the best configuration's mean and std
+      aggregated = seeds.by_config(rows, swept)  # in configuration order
+      chosen = min(aggregated, key=seeds.rank_key)
+      best_summary.update(
+          {"num_seeds": chosen["num_seeds"], "seeds": chosen["seeds"],
+           "num_diverged": chosen["num_diverged"],
+           **{f"{m}{s}": chosen[f"{m}{s}"] for m in seeds.METRICS
+              for s in ("_mean", "_std")}},
+          val_accuracy=chosen["val_accuracy_mean"],
+          test_accuracy=chosen["test_accuracy_mean"])
     summary.update({
-        "best": {"config_id": best_index,
-                 "config": config_lib.to_dict(best.config),
-                 "val_accuracy": last["val_accuracy"],
-                 "test_accuracy": summary["test_accuracy"]},
+        "best": best_summary,
         "num_configs": len(configs),
         "num_groups": result.num_groups,
         "num_diverged": sum(r["status"] == train.DIVERGED for r in rows),
@@ -335,10 +372,16 @@ def _write_outputs(configs, dataset, result, workdir, verbose, final,
   if trained:
     recomputed = {*analysis.summary(), "class_names", "num_test"}
     summary.update({k: v for k, v in trained.items() if k not in recomputed})
+  if calibrated:  # (also recomputed by --mode=eval, after the update above)
+    summary["calibration"] = calibrated
   if workdir is None:  # not the writing process
     return summary
   ranking = ""
-  if rows:
+  if aggregated:
+    assert swept is not None  # set with aggregated
+    ranking = console.format_seed_ranking(
+        sorted(aggregated, key=seeds.rank_key), swept)
+  elif rows:
     assert ranked is not None and swept is not None  # set with rows
     ranking = console.format_ranking(ranked, swept)
   if single:
@@ -347,7 +390,10 @@ def _write_outputs(configs, dataset, result, workdir, verbose, final,
   else:
     assert rows is not None and swept is not None  # set for a sweep
     workdir_lib.write_results(workdir, rows, swept)
-    workdir_lib.save_sweep_plot(workdir, rows)
+    if aggregated:
+      workdir_lib.write_results_by_config(workdir, aggregated,
+                                          seeds.columns(aggregated, swept))
+    workdir_lib.save_sweep_plot(workdir, aggregated or rows)
     figures = [workdir_lib.SWEEP_PLOT]
   figures += report.write_figures(workdir, analysis, best.params,
                                   dataset.x_test, dataset.image_shape)
@@ -358,7 +404,8 @@ def _write_outputs(configs, dataset, result, workdir, verbose, final,
   if final:
     # Evaluation of the final model, figures and report (not in report.md).
     summary["report_seconds"] = time.perf_counter() - started
-    workdir_lib.save_params(workdir, best.params)
+    workdir_lib.save_params(workdir, best.params, temperature=(
+        calibrated["temperature"] if calibrated else None))
     workdir_lib.write_summary(workdir, summary)
   if verbose:
     if ranking:
@@ -371,11 +418,17 @@ def _write_outputs(configs, dataset, result, workdir, verbose, final,
 
 
 def _best_index(result: train.SweepResult) -> int:
-  """The only run, or the sweep's best by final validation accuracy."""
+  """The only run, or the sweep's best by final validation accuracy (with
+  several seeds: the first finished run of the configuration with the best
+  mean validation accuracy, see seeds.py)."""
   if len(result.runs) == 1:
     return 0
-  rows = [_result_row(i, r, []) for i, r in enumerate(result.runs)]
+  swept = sweep.swept_fields([r.config for r in result.runs])
+  rows = [_result_row(i, r, swept) for i, r in enumerate(result.runs)]
   best = min(rows, key=_rank_key)
+  if seeds.swept(swept):
+    chosen = min(seeds.by_config(rows, swept), key=seeds.rank_key)
+    best = rows[chosen["config_id"]]
   if best["status"] != train.OK:
     raise UserError(f"all {len(rows)} configurations diverged or exploded; "
                     "try smaller learning rates")

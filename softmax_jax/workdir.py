@@ -36,6 +36,9 @@ SUMMARY = "summary.json"
 PARAMS = "params.npz"  # the trained (for a sweep: the best) parameters
 CURVES = "curves.png"  # a single run's training curves
 RESULTS = "results.csv"  # a sweep: one row per configuration
+# A sweep over seeds: one row per configuration (every swept field but the
+# seed), mean and std over its seeds (see seeds.py).
+RESULTS_BY_CONFIG = "results_by_config.csv"
 SWEEP_PLOT = "sweep.png"  # a sweep: validation accuracy against lr
 RELIABILITY = "reliability.png"
 CONFUSION = "confusion.png"
@@ -46,8 +49,8 @@ REPORT = "report.md"  # the summary table and the figures
 TENSORBOARD = "tensorboard"  # event files, a folder per configuration
 REFIT = "refit"  # a sweep's best configuration retrained on all training data
 OUTPUTS = (CONFIGS, CHECKPOINTS, METRICS, SUMMARY, PARAMS, CURVES, RESULTS,
-           SWEEP_PLOT, RELIABILITY, CONFUSION, CONFUSION_MATRIX, PREDICTIONS,
-           WEIGHTS, REPORT, TENSORBOARD, REFIT)
+           RESULTS_BY_CONFIG, SWEEP_PLOT, RELIABILITY, CONFUSION,
+           CONFUSION_MATRIX, PREDICTIONS, WEIGHTS, REPORT, TENSORBOARD, REFIT)
 # Checkpoints of a small model, figures and event files fit in a few MiB.
 MIN_FREE_BYTES = 16 * 2**20
 RESULT_COLUMNS = ("val_accuracy", "test_accuracy", "test_nll", "ece",
@@ -230,14 +233,17 @@ def write_summary(workdir: Path, summary: dict) -> None:
              lambda f: f.write(json.dumps(summary, indent=2).encode()))
 
 
-def save_params(workdir: Path, params: dict) -> None:
+def save_params(workdir: Path, params: dict,
+                temperature: float | None = None) -> None:
   """params.npz: one array per leaf, named by its path (w, b, hidden_0_w, a,
-  s)."""
+  s), and the calibrated temperature (--calibrate) as `temperature`."""
   # (Any: savez takes them as keywords, and its own allow_pickle is a bool)
   flat: dict[str, Any] = {
       "_".join(str(getattr(k, "key", getattr(k, "idx", k))) for k in path):
           np.asarray(leaf)
           for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]}
+  if temperature is not None:
+    flat["temperature"] = np.float32(temperature)
   write_file(workdir / PARAMS, lambda f: np.savez(f, **flat))
 
 
@@ -251,10 +257,22 @@ def write_results(workdir: Path, rows: list[dict], swept: list[str]) -> None:
   columns = ["config_id", *swept, *RESULT_COLUMNS]
   if rows and "test_top5_accuracy" in rows[0]:  # more than 5 classes
     columns.insert(columns.index("test_accuracy") + 1, "test_top5_accuracy")
+  if rows and "temperature" in rows[0]:  # --calibrate
+    at = columns.index("ece") + 1
+    columns[at:at] = ["temperature", "ece_calibrated"]
   if rows:  # a full-batch solver's solution, or a tracked objective
     at = columns.index("final_train_loss") + 1
     columns[at:at] = [k for k in SOLUTION_KEYS if k in rows[0]]
+  _write_csv(workdir / RESULTS, rows, columns)
 
+
+def write_results_by_config(workdir: Path, rows: list[dict],
+                            columns: list[str]) -> None:
+  """results_by_config.csv (a sweep over seeds; see seeds.py)."""
+  _write_csv(workdir / RESULTS_BY_CONFIG, rows, columns)
+
+
+def _write_csv(path: Path, rows: list[dict], columns: list[str]) -> None:
   def write(f):
     text = io.StringIO()
     writer = csv.DictWriter(text, columns, extrasaction="ignore",
@@ -263,7 +281,7 @@ def write_results(workdir: Path, rows: list[dict], swept: list[str]) -> None:
     writer.writerows(rows)
     f.write(text.getvalue().encode())
 
-  write_file(workdir / RESULTS, write)
+  write_file(path, write)
 
 
 def read_results(workdir: Path) -> list[dict]:

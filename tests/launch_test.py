@@ -147,6 +147,9 @@ BAD_INPUTS = {
                               "input size 16"),
     "experiment file without functions": (["--config={empty_experiment}"],
                                           "has no get_config() function"),
+    "calibration without validation": (["--calibrate"],
+                                       "--calibrate fits the temperature on "
+                                       "a validation split"),
 }
 
 

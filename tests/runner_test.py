@@ -1,6 +1,7 @@
 """Using a trained run: --mode=eval, --mode=predict, TensorBoard, and their
 errors."""
 
+import csv
 import json
 import os
 import subprocess
@@ -212,3 +213,80 @@ def test_data_problems_are_found_before_the_workdir_is_claimed(trained,
   assert not (workdir / "configs.json").exists()
   assert launch(f"--data_dir={data_dir}", f"--workdir={workdir}",
                 "--batch_size=32", "--epochs=1").returncode == 0
+
+
+@pytest.fixture(scope="module")
+def calibrated(tmp_path_factory, dataset):
+  """A run trained with --calibrate on tiny data: its workdir."""
+  data_dir = tmp_path_factory.mktemp("data")
+  write_cache(data_dir, dataset)
+  workdir = tmp_path_factory.mktemp("runs") / "calibrated"
+  r = launch(f"--data_dir={data_dir}", f"--workdir={workdir}", "--epochs=3",
+             "--batch_size=32", "--lr=0.5", "--val_fraction=0.25",
+             "--calibrate")
+  assert r.returncode == 0, r.stderr
+  assert "temperature scaling: T = " in r.stdout
+  return workdir
+
+
+def test_calibrate_reports_its_temperature_and_keeps_it(calibrated):
+  summary = json.loads((calibrated / "summary.json").read_text())
+  c = summary["calibration"]
+  assert set(c) == {"temperature", "val_nll_before", "val_nll_after",
+                    "test_nll_before", "test_nll_after", "test_ece_before",
+                    "test_ece_after"}
+  assert c["temperature"] > 0 and c["val_nll_after"] <= c["val_nll_before"]
+  assert c["test_nll_before"] == pytest.approx(summary["test_nll"], rel=1e-5)
+  assert c["test_ece_before"] == pytest.approx(summary["ece"], rel=1e-5)
+  with np.load(calibrated / "params.npz") as f:
+    assert float(f["temperature"]) == pytest.approx(c["temperature"])
+  assert "temperature T (fit on validation)" in (
+      calibrated / "report.md").read_text()
+  r = launch("--mode=eval", f"--workdir={calibrated}")  # refits the same T
+  assert r.returncode == 0, r.stderr
+  again = json.loads((calibrated / "summary.json").read_text())["calibration"]
+  assert again == pytest.approx(c, rel=1e-5)
+
+
+def test_predict_uses_the_temperature(calibrated, dataset, tmp_path):
+  npy = tmp_path / "two.npy"
+  images = dataset.x_test[:2].reshape(2, 4, 4)
+  np.save(npy, images)
+  r = launch("--mode=predict", f"--workdir={calibrated}", f"--images={npy}")
+  assert r.returncode == 0, r.stderr
+  note, *lines = r.stdout.strip().splitlines()
+  t = json.loads((calibrated / "summary.json").read_text())[
+      "calibration"]["temperature"]
+  assert note.startswith("probabilities calibrated by temperature scaling: "
+                         f"T = {t:.4g}")
+  with np.load(calibrated / "params.npz") as f:
+    o = (images.reshape(2, 16) / 255.0) @ f["w"] + f["b"]
+  def softmax(z):
+    e = np.exp(z - z.max(1, keepdims=True))
+    return e / e.sum(1, keepdims=True)
+
+  p, uncalibrated = softmax(o / t), softmax(o)
+  assert np.abs(p - uncalibrated).max() > 0.01  # T makes a difference here
+  for line, row in zip(lines, p, strict=True):
+    first = line.split(": ", 1)[1].split(", ")[0]
+    assert float(first.rsplit(" ", 1)[1]) == pytest.approx(row.max(),
+                                                           abs=1e-3)
+
+
+def test_a_calibrated_sweep_has_a_temperature_per_configuration(tmp_path,
+                                                                 dataset):
+  from softmax_jax import config as config_lib  # pylint: disable=g-import-not-at-top
+  from softmax_jax import runner  # pylint: disable=g-import-not-at-top
+  from softmax_jax import sweep  # pylint: disable=g-import-not-at-top
+  write_cache(tmp_path / "data", dataset)
+  base = config_lib.Config(data_dir=str(tmp_path / "data"), epochs=2,
+                           batch_size=32, calibrate=True)
+  configs = sweep.expand(base, sweep.axis("lr", [0.05, 0.5]))
+  summary = runner.run(configs, tmp_path / "run", verbose=False)
+  rows = list(csv.DictReader((tmp_path / "run" / "results.csv").open()))
+  temperatures = [float(r["temperature"]) for r in rows]
+  assert all(t > 0 for t in temperatures) and len(set(temperatures)) == 2
+  assert all(0 <= float(r["ece_calibrated"]) <= 1 for r in rows)
+  best = summary["best"]["config_id"]
+  assert summary["calibration"]["temperature"] == pytest.approx(
+      temperatures[best], rel=1e-5)

@@ -1,0 +1,104 @@
+"""A sweep over seeds: means, standard deviations and the best configuration,
+on a hand-made results table and end to end."""
+
+import csv
+import dataclasses
+import json
+import statistics
+
+import pytest
+
+from conftest import synthetic_dataset
+from conftest import write_cache
+from softmax_jax import runner
+from softmax_jax import seeds
+from softmax_jax import sweep
+from softmax_jax.config import Config
+
+
+def _row(i, loss, lr, seed, val, test, status="ok"):
+  return {"config_id": i, "loss": loss, "lr": lr, "seed": seed,
+          "weight_decay": 0.0, "val_accuracy": val, "test_accuracy": test,
+          "test_nll": 1.0 - test, "ece": 0.01 * (seed + 1), "status": status}
+
+
+TABLE = [
+    _row(0, "xent", 0.1, 0, 0.80, 0.79),
+    _row(1, "xent", 0.1, 1, 0.84, 0.83),
+    _row(2, "xent", 0.1, 2, 0.82, 0.80),
+    # The best single run, but its configuration's mean is lower.
+    _row(3, "l2", 1.0, 0, 0.90, 0.88),
+    _row(4, "l2", 1.0, 1, 0.60, 0.58),
+    _row(5, "l2", 1.0, 2, 0.70, 0.69),
+    # The best mean over its finished seeds, but one seed diverged.
+    _row(6, "l1", 1.0, 0, 0.95, 0.94),
+    _row(7, "l1", 1.0, 1, float("nan"), 0.1, status="diverged"),
+    _row(8, "l1", 1.0, 2, 0.93, 0.92),
+]
+
+
+def test_means_and_standard_deviations_of_a_hand_made_table():
+  by = {r["loss"]: r for r in seeds.by_config(TABLE, ["loss", "lr", "seed"])}
+  xent = by["xent"]
+  assert xent["num_seeds"] == 3 and xent["num_diverged"] == 0
+  assert xent["val_accuracy_mean"] == pytest.approx(0.82)
+  assert xent["val_accuracy_std"] == pytest.approx(0.02)  # n - 1
+  assert xent["test_accuracy_mean"] == pytest.approx(statistics.fmean(
+      [0.79, 0.83, 0.80]))
+  assert xent["ece_std"] == pytest.approx(0.01)
+  assert xent["config_ids"] == [0, 1, 2] and xent["seeds"] == [0, 1, 2]
+  l1 = by["l1"]  # the diverged seed is counted, not averaged
+  assert l1["num_diverged"] == 1 and l1["num_seeds"] == 3
+  assert l1["val_accuracy_mean"] == pytest.approx(0.94)
+  assert l1["config_id"] == 6
+
+
+def test_the_best_is_by_mean_and_a_diverged_seed_ranks_last():
+  ranked = sorted(seeds.by_config(TABLE, ["loss", "lr", "seed"]),
+                  key=seeds.rank_key)
+  assert [r["loss"] for r in ranked] == ["xent", "l2", "l1"]
+
+
+def test_a_single_seed_has_no_standard_deviation():
+  (row,) = seeds.by_config(TABLE[:1], ["seed"])
+  assert row["val_accuracy_mean"] == 0.80 and row["val_accuracy_std"] is None
+
+
+def test_a_seeds_sweep_end_to_end(tmp_path):
+  write_cache(tmp_path / "data", synthetic_dataset(noise=60.0))
+  base = Config(data_dir=str(tmp_path / "data"), epochs=2, batch_size=32)
+  configs = sweep.expand(base, sweep.product(sweep.axis("lr", [0.01, 0.5]),
+                                             sweep.axis("seed", [0, 1, 2])))
+  summary = runner.run(configs, tmp_path / "run", verbose=False)
+  assert summary["num_groups"] == 1  # seeds share one compiled program
+  runs = list(csv.DictReader((tmp_path / "run" / "results.csv").open()))
+  by_config = list(csv.DictReader(
+      (tmp_path / "run" / "results_by_config.csv").open()))
+  assert [r["lr"] for r in by_config] == ["0.01", "0.5"]
+  for agg in by_config:
+    vals = [float(r["val_accuracy"]) for r in runs if r["lr"] == agg["lr"]]
+    assert int(agg["num_seeds"]) == 3
+    assert float(agg["val_accuracy_mean"]) == pytest.approx(
+        statistics.fmean(vals))
+    assert float(agg["val_accuracy_std"]) == pytest.approx(
+        statistics.stdev(vals))
+  best = summary["best"]
+  means = {float(a["lr"]): float(a["val_accuracy_mean"]) for a in by_config}
+  assert best["config"]["lr"] == max(means, key=means.get)
+  assert best["num_seeds"] == 3 and best["seeds"] == [0, 1, 2]
+  assert best["val_accuracy"] == pytest.approx(max(means.values()))
+  assert best["config"]["seed"] == 0  # its first seed stands for it
+  assert (tmp_path / "run" / "sweep.png").exists()
+  on_disk = json.loads((tmp_path / "run" / "summary.json").read_text())
+  assert on_disk["best"]["val_accuracy_std"] == pytest.approx(
+      best["val_accuracy_std"])
+  assert "+-" in (tmp_path / "run" / "report.md").read_text()
+
+
+def test_the_same_configurations_without_seeds_behave_as_before(tmp_path):
+  write_cache(tmp_path / "data", synthetic_dataset())
+  base = Config(data_dir=str(tmp_path / "data"), epochs=1, batch_size=32)
+  configs = [dataclasses.replace(base, lr=lr) for lr in (0.01, 0.5)]
+  summary = runner.run(configs, tmp_path / "run", verbose=False)
+  assert "num_seeds" not in summary["best"]
+  assert not (tmp_path / "run" / "results_by_config.csv").exists()
