@@ -1,14 +1,18 @@
 """The package as a user gets it: the wheel, installed into a fresh virtual
 environment, imported and run from outside the checkout."""
 
+import importlib.metadata
 import json
 import os
 from pathlib import Path
 import subprocess
 import sys
+import tomllib
 import zipfile
 
 import numpy as np
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 import pytest
 
 from conftest import ROOT
@@ -55,3 +59,24 @@ def test_the_wheel_installs_imports_and_trains_outside_the_checkout(tmp_path):
        cwd=outside, env=env)
   summary = json.loads((outside / "run" / "summary.json").read_text())
   assert summary["test_accuracy"] > 0.9  # separable: a model that trained
+
+
+def test_the_pinned_lock_satisfies_the_declared_ranges():
+  """requirements*.txt (what the tests run with) within pyproject.toml's
+  ranges, for the dependencies and every extra."""
+  project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+  declared = [Requirement(r) for r in project["dependencies"]]
+  declared += [Requirement(r) for extra in
+               project["optional-dependencies"].values() for r in extra]
+  pins = {}
+  for lock in ("requirements.txt", "requirements-bench.txt"):
+    for line in (ROOT / lock).read_text().splitlines():
+      if "==" in line and not line.startswith("#"):
+        name, version = line.split("==")
+        pins[canonicalize_name(name)] = version.strip()
+  assert len(declared) > 15
+  for r in declared:
+    name = canonicalize_name(r.name)
+    # Not pinned (a dependency of a pinned package): the installed version.
+    version = pins.get(name) or importlib.metadata.version(name)
+    assert r.specifier.contains(version, prereleases=True), (r, version)
