@@ -80,10 +80,9 @@ def sklearn_subset(x, y, weight_decays, blocks, fits_per_block, tol,
   """Per segment of the strongest-first path: its strengths and the timed
   fits (seconds, iterations)."""
   path = sorted(weight_decays, reverse=True)
-  size = len(path) // blocks
   segments = []
-  for b in range(blocks):
-    segment = path[b * size:(b + 1) * size]
+  for part in np.array_split(np.asarray(path), blocks):
+    segment = [float(wd) for wd in part]
     model = _model(tol, max_iters)
     _fit(model, x, y, segment[0])  # the warm-up: a cold start, untimed
     fits = [_fit(model, x, y, wd) for wd in segment[1:1 + fits_per_block]]

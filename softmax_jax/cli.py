@@ -254,11 +254,12 @@ def _use_trained_model():
   if not FLAGS.images:
     raise UserError("--mode=predict needs --images=a.png,b.png or "
                     "--images=file.npy")
+  predictions = runner.predict(FLAGS.workdir, FLAGS.images)
   temperature = runner.calibrated_temperature(FLAGS.workdir)
   if temperature is not None:
     print(f"probabilities calibrated by temperature scaling: T = "
           f"{temperature:.4g}, fit on the validation split (--calibrate)")
-  for name, top in runner.predict(FLAGS.workdir, FLAGS.images):
+  for name, top in predictions:
     print(f"{name}: " + ", ".join(f"{label} {p:.3f}" for label, p in top))
 
 

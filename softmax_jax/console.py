@@ -153,21 +153,24 @@ def format_seed_ranking(aggregated: list[dict], swept: list[str],
   first, with the standard deviations over the seeds."""
   fields = [f for f in swept if f != "seed"]
 
-  def spread(row, metric):
-    mean, std = row[f"{metric}_mean"], row[f"{metric}_std"]
-    if mean is None:
-      return "n/a"
-    return f"{mean:.4f}" + (f" +- {std:.4f}" if std is not None else "")
-
   header = ["rank", *fields, "seeds", "val acc", "test acc", "diverged"]
   lines = [[str(rank), *[f"{r[f]:g}" if isinstance(r[f], float) else str(r[f])
                          for f in fields],
-            str(r["num_seeds"]), spread(r, "val_accuracy"),
-            spread(r, "test_accuracy"), str(r["num_diverged"])]
+            str(r["num_seeds"]),
+            spread(r["val_accuracy_mean"], r["val_accuracy_std"]),
+            spread(r["test_accuracy_mean"], r["test_accuracy_std"]),
+            str(r["num_diverged"])]
            for rank, r in enumerate(aggregated[:top], 1)]
   more = (f"... {len(aggregated) - top} more in results_by_config.csv"
           if len(aggregated) > top else "")
   return _table(header, lines, more)
+
+
+def spread(mean: float | None, std: float | None) -> str:
+  """mean +- std over seeds ("n/a": none finished; no std: one did)."""
+  if mean is None:
+    return "n/a"
+  return f"{mean:.4f}" + (f" +- {std:.4f}" if std is not None else "")
 
 
 def _table(header: list[str], lines: list[list[str]], more: str) -> str:
@@ -187,10 +190,10 @@ def format_sweep_summary(summary: dict, workdir) -> str:
     swept = ", ".join(f"{f}={best['config'][f]}" for f in fields)
     chosen = (
         f"best by mean validation accuracy over {best['num_seeds']} seeds: "
-        f"{swept}: val acc {best['val_accuracy_mean']:.4f} +- "
-        f"{best['val_accuracy_std'] or 0:.4f}, test acc "
-        f"{best['test_accuracy_mean']:.4f} +- "
-        f"{best['test_accuracy_std'] or 0:.4f}")
+        f"{swept}: val acc "
+        f"{spread(best['val_accuracy_mean'], best['val_accuracy_std'])}, "
+        f"test acc "
+        f"{spread(best['test_accuracy_mean'], best['test_accuracy_std'])}")
   else:
     swept = ", ".join(f"{f}={best['config'][f]}" for f in summary["swept"])
     chosen = (f"best by validation accuracy: {swept} (id {best['config_id']})"

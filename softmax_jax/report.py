@@ -224,7 +224,8 @@ def write_markdown(workdir: Path, title: str, summary: dict,
   lines += ["| metric | value |", "|---|---|",
             *[f"| {k} | {v} |" for k, v in rows], ""]
   if ranking:
-    lines += ["## Sweep ranking (by validation accuracy)", "", "```", ranking,
+    lines += ["## Sweep ranking (by validation accuracy; over seeds, its "
+              "mean)", "", "```", ranking,
               "```", ""]
   per_class = summary["per_class_accuracy"]
   if len(per_class) <= FULL_TABLE_CLASSES:

@@ -224,8 +224,8 @@ def predict(workdir: str | Path, image_paths: list[str], top: int = 3
 
 
 def calibrated_temperature(workdir: str | Path) -> float | None:
-  """The temperature of the run in workdir if it was trained (or evaluated)
-  with --calibrate (its summary.json says), else None."""
+  """The temperature of the run in workdir if it was trained with
+  --calibrate (its summary.json says), else None."""
   summary = workdir_lib.read_summary(workdir) or {}
   return (summary.get("calibration") or {}).get("temperature")
 
@@ -338,25 +338,21 @@ def _write_outputs(configs, dataset, result, workdir, verbose, final,
     summary["warnings"] = [r["warning"] for r in best.history if "warning" in r]
   else:
     swept = sweep.swept_fields(configs)
-    rows = [_result_row(i, r, swept) for i, r in enumerate(result.runs)]
-    for row, c in zip(rows, calibrations or [None] * len(rows), strict=True):
-      if calibrations:  # c is None for a diverged configuration
-        row["temperature"] = c["temperature"] if c else None
-        row["ece_calibrated"] = c["test_ece_after"] if c else None
+    rows = [_result_row(i, r, swept, calibrations)
+            for i, r in enumerate(result.runs)]
     ranked = sorted(rows, key=_rank_key)
     epochs = sum(len(r.history) for r in result.runs)
     best_summary = {"config_id": best_index,
                     "config": config_lib.to_dict(best.config),
                     "val_accuracy": last["val_accuracy"],
                     "test_accuracy": summary["test_accuracy"]}
-    if seeds.swept(swept):  # the best configuration's mean and std
-      aggregated = seeds.by_config(rows, swept)  # in configuration order
-      chosen = min(aggregated, key=seeds.rank_key)
+    _, aggregated, chosen = _choose(rows, swept)
+    if chosen:  # several seeds: the best configuration's mean and std
       best_summary.update(
           {"num_seeds": chosen["num_seeds"], "seeds": chosen["seeds"],
            "num_diverged": chosen["num_diverged"],
-           **{f"{m}{s}": chosen[f"{m}{s}"] for m in seeds.METRICS
-              for s in ("_mean", "_std")}},
+           **{k: v for k, v in chosen.items()
+              if k.endswith(("_mean", "_std"))}},
           val_accuracy=chosen["val_accuracy_mean"],
           test_accuracy=chosen["test_accuracy_mean"])
     summary.update({
@@ -370,7 +366,8 @@ def _write_outputs(configs, dataset, result, workdir, verbose, final,
         "swept": swept,
     })
   if trained:
-    recomputed = {*analysis.summary(), "class_names", "num_test"}
+    # (the best too: the rule that chose it may have changed since)
+    recomputed = {*analysis.summary(), "class_names", "num_test", "best"}
     summary.update({k: v for k, v in trained.items() if k not in recomputed})
   if calibrated:  # (also recomputed by --mode=eval, after the update above)
     summary["calibration"] = calibrated
@@ -425,14 +422,21 @@ def _best_index(result: train.SweepResult) -> int:
     return 0
   swept = sweep.swept_fields([r.config for r in result.runs])
   rows = [_result_row(i, r, swept) for i, r in enumerate(result.runs)]
-  best = min(rows, key=_rank_key)
-  if seeds.swept(swept):
-    chosen = min(seeds.by_config(rows, swept), key=seeds.rank_key)
-    best = rows[chosen["config_id"]]
-  if best["status"] != train.OK:
+  best, _, _ = _choose(rows, swept)
+  if rows[best]["status"] != train.OK:
     raise UserError(f"all {len(rows)} configurations diverged or exploded; "
                     "try smaller learning rates")
-  return best["config_id"]
+  return best
+
+
+def _choose(rows: list[dict], swept: list[str]):
+  """(the best run's index, the configurations aggregated over seeds, the
+  best of them); without several seeds (best, None, None)."""
+  if not seeds.swept(swept):
+    return min(rows, key=_rank_key)["config_id"], None, None
+  aggregated = seeds.by_config(rows, swept)  # in configuration order
+  chosen = min(aggregated, key=seeds.rank_key)
+  return chosen["config_id"], aggregated, chosen
 
 
 def _metrics_record(i: int, record: dict, configs, swept) -> dict:
@@ -442,8 +446,13 @@ def _metrics_record(i: int, record: dict, configs, swept) -> dict:
           **record}
 
 
-def _result_row(i: int, run: train.RunResult, swept: list[str]) -> dict:
+def _result_row(i: int, run: train.RunResult, swept: list[str],
+                calibrations: list | None = None) -> dict:
+  """results.csv's row of run i; with --calibrate, `calibrations` (every
+  run's calibration.calibrate result, None where it diverged) adds its
+  temperature and calibrated ECE."""
   last = run.history[-1]
+  c = calibrations[i] if calibrations else None
   return {"config_id": i,
           **{f: getattr(run.config, f) for f in swept},
           "loss": run.config.loss, "lr": run.config.lr,
@@ -457,7 +466,10 @@ def _result_row(i: int, run: train.RunResult, swept: list[str]) -> dict:
           "final_train_loss": last["train_loss"],
           **_solution(last),
           "epochs_run": len(run.history),
-          "status": run.status}
+          "status": run.status,
+          **({"temperature": c["temperature"] if c else None,
+              "ece_calibrated": c["test_ece_after"] if c else None}
+             if calibrations else {})}
 
 
 def _solution(last: dict) -> dict:

@@ -24,6 +24,7 @@ import jax
 import numpy as np
 
 from softmax_jax import atomic_io
+from softmax_jax import config as config_lib
 from softmax_jax import plotting
 from softmax_jax.errors import os_error_advice
 from softmax_jax.errors import UserError
@@ -152,6 +153,9 @@ def prepare(workdir: str | Path, configs: list[dict],
   _create(workdir)
   existing = [name for name in OUTPUTS if (workdir / name).exists()]
   recorded = read_configs(workdir)
+  if recorded is not None:  # fields added since it was written: as before
+    defaults = config_lib.to_dict(config_lib.Config())
+    recorded = [{**defaults, **c} for c in recorded]
   resume = recorded == configs and not overwrite
   if existing and not resume and not overwrite:
     if recorded is None:

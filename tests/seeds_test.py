@@ -13,6 +13,7 @@ from conftest import write_cache
 from softmax_jax import runner
 from softmax_jax import seeds
 from softmax_jax import sweep
+from softmax_jax import train
 from softmax_jax.config import Config
 
 
@@ -64,18 +65,42 @@ def test_a_single_seed_has_no_standard_deviation():
   assert row["val_accuracy_mean"] == 0.80 and row["val_accuracy_std"] is None
 
 
-def test_a_seeds_sweep_end_to_end(tmp_path):
+def test_the_runner_chooses_the_best_mean_not_the_best_run():
+  configs = [Config(loss=r["loss"], lr=r["lr"], seed=r["seed"])
+             for r in TABLE]
+  history = [{"val_accuracy": r["val_accuracy"],
+              "test_accuracy": r["test_accuracy"], "test_nll": r["test_nll"],
+              "test_ece": r["ece"], "train_loss": 0.5} for r in TABLE]
+  result = train.SweepResult(
+      runs=[train.RunResult(c, [h], r["status"], {}) for c, h, r
+            in zip(configs, history, TABLE, strict=True)],
+      train_seconds=1.0, compile_seconds=1.0, num_groups=1)
+  assert runner._best_index(result) == 0  # pylint: disable=protected-access
+  # Without seeds, the best run.
+  result.runs = result.runs[3:4] + result.runs[:1]
+  assert runner._best_index(result) == 0  # pylint: disable=protected-access
+
+
+def test_a_seeds_sweep_end_to_end(tmp_path, capsys):
+  """With a configuration whose every seed explodes, and calibrated."""
   write_cache(tmp_path / "data", synthetic_dataset(noise=60.0))
-  base = Config(data_dir=str(tmp_path / "data"), epochs=2, batch_size=32)
-  configs = sweep.expand(base, sweep.product(sweep.axis("lr", [0.01, 0.5]),
-                                             sweep.axis("seed", [0, 1, 2])))
-  summary = runner.run(configs, tmp_path / "run", verbose=False)
+  base = Config(data_dir=str(tmp_path / "data"), epochs=2, batch_size=32,
+                calibrate=True)
+  configs = sweep.expand(base, sweep.product(
+      sweep.axis("lr", [0.01, 0.5, 1e9]), sweep.axis("seed", [0, 1, 2])))
+  summary = runner.run(configs, tmp_path / "run")
   assert summary["num_groups"] == 1  # seeds share one compiled program
+  out = capsys.readouterr().out
+  assert "best by mean validation accuracy over 3 seeds: lr=" in out
   runs = list(csv.DictReader((tmp_path / "run" / "results.csv").open()))
   by_config = list(csv.DictReader(
       (tmp_path / "run" / "results_by_config.csv").open()))
-  assert [r["lr"] for r in by_config] == ["0.01", "0.5"]
+  assert [r["lr"] for r in by_config] == ["0.01", "0.5", "1000000000.0"]
+  exploded = by_config.pop()
+  assert exploded["num_diverged"] == "3" and exploded["val_accuracy_mean"] == ""
   for agg in by_config:
+    assert float(agg["temperature_mean"]) > 0
+    assert int(agg["num_diverged"]) == 0
     vals = [float(r["val_accuracy"]) for r in runs if r["lr"] == agg["lr"]]
     assert int(agg["num_seeds"]) == 3
     assert float(agg["val_accuracy_mean"]) == pytest.approx(
@@ -85,6 +110,7 @@ def test_a_seeds_sweep_end_to_end(tmp_path):
   best = summary["best"]
   means = {float(a["lr"]): float(a["val_accuracy_mean"]) for a in by_config}
   assert best["config"]["lr"] == max(means, key=means.get)
+  assert ranking_lines(out)[-1].split()[1] == "1e+09"  # ranked last
   assert best["num_seeds"] == 3 and best["seeds"] == [0, 1, 2]
   assert best["val_accuracy"] == pytest.approx(max(means.values()))
   assert best["config"]["seed"] == 0  # its first seed stands for it
@@ -93,6 +119,19 @@ def test_a_seeds_sweep_end_to_end(tmp_path):
   assert on_disk["best"]["val_accuracy_std"] == pytest.approx(
       best["val_accuracy_std"])
   assert "+-" in (tmp_path / "run" / "report.md").read_text()
+
+
+def ranking_lines(out: str) -> list[str]:
+  """The rows of the terminal's seed ranking."""
+  lines = out.splitlines()
+  start = next(i for i, line in enumerate(lines) if line.split()[:2] == [
+      "rank", "lr"])
+  rows = []
+  for line in lines[start + 1:]:
+    if not line.split() or not line.split()[0].isdigit():
+      break
+    rows.append(line)
+  return rows
 
 
 def test_the_same_configurations_without_seeds_behave_as_before(tmp_path):
