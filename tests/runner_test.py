@@ -4,6 +4,7 @@ errors."""
 import csv
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -289,3 +290,21 @@ def test_a_calibrated_sweep_has_a_temperature_per_configuration(tmp_path,
   best = summary["best"]["config_id"]
   assert summary["calibration"]["temperature"] == pytest.approx(
       temperatures[best], rel=1e-5)
+
+
+def test_a_workdir_from_before_a_new_field_is_still_the_same_run(trained,
+                                                                 tmp_path):
+  """configs.json written before --calibrate and --track_objective existed:
+  the same command finds its run (the fields at their defaults)."""
+  workdir, data_dir = trained
+  old = tmp_path / "old"
+  shutil.copytree(workdir, old)
+  (old / ".lock").unlink(missing_ok=True)
+  configs = json.loads((old / "configs.json").read_text())
+  for c in configs:
+    del c["calibrate"], c["track_objective"]
+  (old / "configs.json").write_text(json.dumps(configs))
+  r = launch(f"--data_dir={data_dir}", f"--workdir={old}", "--epochs=3",
+             "--batch_size=32", "--lr=0.5")
+  assert r.returncode == 0, r.stderr
+  assert "holds this run, finished" in r.stdout
