@@ -149,7 +149,7 @@ def write_figures(workdir: Path, analysis: Analysis, params: model.Params,
   shown = _most_confused_classes(a.confusion_KxK, FULL_TABLE_CLASSES)
   figures = {
       RELIABILITY: lambda f: plotting.plot_reliability(
-          [(a.bins, a.scores["ece"], "")] + (
+          [(a.bins, a.scores["ece"], "T = 1" if a.calibration else "")] + (
               [(a.calibrated_bins, a.calibration["test_ece_after"],
                 f"T = {a.calibration['temperature']:.3g}")]
               if a.calibration and a.calibrated_bins else []), f),
