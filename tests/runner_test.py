@@ -28,15 +28,21 @@ def dataset():
   return synthetic_dataset()
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory, dataset):
-  """A finished run on tiny data: (workdir, data_dir)."""
+def _train_tiny(tmp_path_factory, dataset, *flags):
+  """Trains on tiny data with `flags`: (workdir, data_dir, stdout)."""
   data_dir = tmp_path_factory.mktemp("data")
   write_cache(data_dir, dataset)
   workdir = tmp_path_factory.mktemp("runs") / "run"
   r = launch(f"--data_dir={data_dir}", f"--workdir={workdir}", "--epochs=3",
-             "--batch_size=32", "--lr=0.5")
+             "--batch_size=32", "--lr=0.5", *flags)
   assert r.returncode == 0, r.stderr
+  return workdir, data_dir, r.stdout
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, dataset):
+  """A finished run on tiny data: (workdir, data_dir)."""
+  workdir, data_dir, _ = _train_tiny(tmp_path_factory, dataset)
   return workdir, data_dir
 
 
@@ -219,14 +225,9 @@ def test_data_problems_are_found_before_the_workdir_is_claimed(trained,
 @pytest.fixture(scope="module")
 def calibrated(tmp_path_factory, dataset):
   """A run trained with --calibrate on tiny data: its workdir."""
-  data_dir = tmp_path_factory.mktemp("data")
-  write_cache(data_dir, dataset)
-  workdir = tmp_path_factory.mktemp("runs") / "calibrated"
-  r = launch(f"--data_dir={data_dir}", f"--workdir={workdir}", "--epochs=3",
-             "--batch_size=32", "--lr=0.5", "--val_fraction=0.25",
-             "--calibrate")
-  assert r.returncode == 0, r.stderr
-  assert "temperature scaling: T = " in r.stdout
+  workdir, _, stdout = _train_tiny(tmp_path_factory, dataset,
+                                   "--val_fraction=0.25", "--calibrate")
+  assert "temperature scaling: T = " in stdout
   return workdir
 
 
