@@ -15,7 +15,10 @@ into a temporary folder and renames it when complete, so a kill at any moment
 leaves the previous checkpoints intact; a checkpoint that cannot be read is
 skipped in favour of the one before it (and moved aside, never deleted).
 Checkpoints hold the configurations without the padding that spreads them
-over the devices, so they restore on any number of devices.
+over the devices, so they restore on any number of devices. In a multi-host
+run every process saves and restores together (orbax's multi-host
+checkpoints, in one folder all hosts reach); they resume from the newest
+checkpoint that every one of them can read.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from pathlib import Path
 import shutil
 import time
 
+from softmax_jax import distributed
 from softmax_jax.errors import os_error_advice
 from softmax_jax.errors import UserError
 
@@ -85,11 +89,15 @@ class Checkpointer:
         restored = self._manager.restore(epoch, args=ocp.args.Composite(
             state=ocp.args.StandardRestore(abstract_state),
             meta=ocp.args.JsonRestore()))
+        failure = None
       except Exception as e:  # pylint: disable=broad-exception-caught
         # Any failure to read makes this checkpoint unusable; an older one may
         # still be fine, and training on from it gives the same result.
+        failure = _first_line(e)
+      # Several hosts resume together, from one that every host could read.
+      if not distributed.everywhere(failure is None):
         self.unreadable.append(epoch)
-        reasons.append(f"epoch {epoch}: {_first_line(e)}")
+        reasons.append(f"epoch {epoch}: {failure or 'unreadable on a peer'}")
         continue
       if self.unreadable:
         _log.warning("cannot restore the checkpoint of %s; going on from "
@@ -111,7 +119,7 @@ class Checkpointer:
     """Moves the checkpoints restore_latest could not read out of the way
     (into set_aside_directory, not deleted), so that the epochs they held can
     be checkpointed again."""
-    for epoch in self.unreadable:
+    for epoch in self.unreadable if distributed.is_main_process() else ():
       target = self.set_aside_directory / str(epoch)
       suffix = 1
       while target.exists():
@@ -120,6 +128,7 @@ class Checkpointer:
       target.parent.mkdir(parents=True, exist_ok=True)
       shutil.move(self.directory / str(epoch), target)
     if self.unreadable:
+      distributed.sync("softmax_jax: unreadable checkpoints set aside")
       self._manager.reload()
     self.unreadable = []
 

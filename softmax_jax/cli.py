@@ -8,6 +8,7 @@ input ends in one line on stderr and exit status 2; --debug shows the
 traceback instead.
 """
 
+from pathlib import Path
 import sys
 
 from absl import app
@@ -110,6 +111,17 @@ flags.DEFINE_integer("num_processes", None,
                      "Multi-host runs: number of processes.")
 flags.DEFINE_integer("process_id", None,
                      "Multi-host runs: this process's index.")
+flags.DEFINE_integer("coordinator_timeout", 300, "Multi-host runs: seconds "
+                     "to wait for the other processes to join before giving "
+                     "up.")
+flags.DEFINE_integer("heartbeat_timeout", 60, "Multi-host runs: seconds "
+                     "without a heartbeat after which a process is taken for "
+                     "lost; the others then stop (restart them all to "
+                     "resume).")
+flags.DEFINE_string("mesh", "auto", "Multi-device runs: the device mesh as "
+                    "CONFIGSxDATA, e.g. 4x2: the configurations split over 4 "
+                    "device rows, each minibatch over 2 (auto: chosen from "
+                    "the number of configurations and devices).")
 FLAGS = flags.FLAGS
 
 
@@ -176,10 +188,23 @@ def _refuse_flags_without_effect():
       if given(name) and name not in (*_DATA_FLAGS, "config"):
         raise UserError(f"--{name} has no effect with --mode=prepare_data, "
                         "which only prepares the data set")
-  if (given("num_processes") or given("process_id")) and not (
-      FLAGS.coordinator_address):
-    raise UserError("--num_processes and --process_id are for multi-host runs; "
-                    "give --coordinator_address too (or drop them)")
+  for name in ("num_processes", "process_id", "coordinator_timeout",
+               "heartbeat_timeout"):
+    if given(name) and not FLAGS.coordinator_address:
+      raise UserError(f"--{name} is for multi-host runs; give "
+                      "--coordinator_address too (or drop it)")
+  if FLAGS.coordinator_address:
+    if mode != "train":
+      raise UserError(f"--coordinator_address is for training runs; "
+                      f"--mode={mode} runs on one host (drop it)")
+    if not FLAGS.workdir:
+      raise UserError("a multi-host run needs --workdir, a folder every host "
+                      "reaches (the same path on every host): its outputs, "
+                      "checkpoints and logs go there")
+    for name in ("coordinator_timeout", "heartbeat_timeout"):
+      if FLAGS[name].value < 1:
+        raise UserError(f"--{name}={FLAGS[name].value} must be at least 1 "
+                        "(seconds)")
   if given("overwrite") and FLAGS.overwrite and not FLAGS.workdir:
     raise UserError("--overwrite replaces the run in --workdir, and none was "
                     "given (a new folder under runs/ is made); give --workdir")
@@ -215,9 +240,7 @@ def main(argv):
                     "--loss=xent")
   _refuse_flags_without_effect()
   if FLAGS.coordinator_address:  # before any other JAX call
-    from softmax_jax import distributed  # pylint: disable=g-import-not-at-top
-    distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes,
-                           FLAGS.process_id)
+    _join_multi_host_run()
   if FLAGS.mode in ("eval", "predict"):
     _use_compilation_cache()
     _use_trained_model()
@@ -241,6 +264,33 @@ def main(argv):
   runner.run(configs, FLAGS.workdir, overwrite=FLAGS.overwrite,
              refit=FLAGS.refit,
              **({} if every is None else {"checkpoint_every": every}))
+
+
+def _join_multi_host_run():
+  """Runs this command again under a supervisor (supervisor.py), and there
+  joins the run."""
+  from softmax_jax import supervisor  # pylint: disable=g-import-not-at-top
+  address = FLAGS.coordinator_address
+  timeout = FLAGS.coordinator_timeout
+  if not supervisor.inside():
+    sys.exit(supervisor.supervise(sys.argv, supervisor.Run(
+        process_id=FLAGS.process_id, coordinator=address,
+        coordinator_timeout=timeout, workdir=Path(FLAGS.workdir).absolute())))
+  supervisor.keep_crash_dumps_in_log()
+  if address == "auto":
+    print(f"waiting for the run's processes (found by JAX), up to {timeout} s",
+          flush=True)
+  elif FLAGS.process_id == 0:
+    print(f"waiting for the other processes at {address}, up to {timeout} s",
+          flush=True)
+  else:
+    print(f"waiting for process 0 at {address}, up to {timeout} s", flush=True)
+  from softmax_jax import distributed  # pylint: disable=g-import-not-at-top
+  distributed.initialize(address, FLAGS.num_processes, FLAGS.process_id,
+                         coordinator_timeout=timeout,
+                         heartbeat_timeout=FLAGS.heartbeat_timeout)
+  import jax  # pylint: disable=g-import-not-at-top
+  supervisor.joined(jax.process_index(), jax.process_count())
 
 
 def _use_trained_model():
@@ -286,6 +336,11 @@ def _main_reporting_errors(argv):
     print("interrupted; run the same command again to resume from the last "
           "checkpoint", file=sys.stderr)
     sys.exit(130)
+  except Exception as e:
+    from softmax_jax import supervisor  # pylint: disable=g-import-not-at-top
+    if supervisor.inside():  # a multi-host process: maybe a peer was lost
+      supervisor.failed(e, FLAGS.heartbeat_timeout)
+    raise
 
 
 def run():
@@ -293,4 +348,7 @@ def run():
   # absl's --help shows __main__'s docstring: this one, whichever script
   # (launch.py, the softmax-jax command) started us.
   sys.modules["__main__"].__doc__ = __doc__
+  from softmax_jax import supervisor  # pylint: disable=g-import-not-at-top
+  if supervisor.inside():
+    supervisor.enter()
   app.run(_main_reporting_errors, flags_parser=_parse_flags)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -24,18 +25,24 @@ AXIS = "devices"
 
 
 def initialize(coordinator_address: str, num_processes: int | None,
-               process_id: int | None) -> None:
+               process_id: int | None, *, coordinator_timeout: int,
+               heartbeat_timeout: int) -> None:
   """Joins a multi-host run; CPU hosts exchange collectives through gloo.
 
   coordinator_address "auto": on Cloud TPU pod slices and SLURM or Open MPI
-  clusters JAX finds the coordinator, process count and index itself.
+  clusters JAX finds the coordinator, process count and index itself. Gives
+  up after coordinator_timeout seconds; a process whose heartbeats stop for
+  heartbeat_timeout seconds is taken for lost, and the runtime ends the
+  others (see supervisor.py).
   """
   jax.config.update("jax_cpu_collectives_implementation", "gloo")
   try:
     jax.distributed.initialize(coordinator_address=(
         None if coordinator_address == "auto" else coordinator_address),
                                num_processes=num_processes,
-                               process_id=process_id)
+                               process_id=process_id,
+                               initialization_timeout=coordinator_timeout,
+                               heartbeat_timeout_seconds=heartbeat_timeout)
   except (RuntimeError, ValueError) as e:
     first_line = (str(e).strip().splitlines()[0] if str(e).strip()
                   else type(e).__name__)
@@ -61,6 +68,58 @@ def from_process_0(value: int) -> int:
     return value
   from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
   return int(multihost_utils.broadcast_one_to_all(np.int32(value)))
+
+
+def everywhere(flag: bool) -> bool:
+  """Whether flag holds on every process."""
+  if jax.process_count() == 1:
+    return flag
+  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+  return bool(multihost_utils.process_allgather(np.int32(flag)).all())
+
+
+def common_decision(stop: bool, save: bool) -> tuple[bool, bool]:
+  """After an epoch, what every process does alike: stop if any process was
+  asked to (a signal reaches one host), save a checkpoint if process 0's
+  clock says it is due (orbax saves are collective)."""
+  if jax.process_count() == 1:
+    return stop, save
+  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+  flags_Px2 = multihost_utils.process_allgather(
+      np.array([stop, save], np.int32))
+  return bool(flags_Px2[:, 0].any()), bool(flags_Px2[0, 1])
+
+
+def sync(name: str) -> None:
+  """Waits until every process has come here."""
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+    multihost_utils.sync_global_devices(name)
+
+
+def check_shared(workdir: Path) -> None:
+  """Refuses a workdir that some process cannot see as process 0 wrote it:
+  checkpoints and outputs need one folder that every host reaches."""
+  if jax.process_count() == 1:
+    return
+  path = Path(workdir) / ".shared-check"
+  token = int(np.random.default_rng().integers(1, 2**31 - 1))
+  if is_main_process():
+    path.write_text(str(token))
+  sync("softmax_jax: shared check written")
+  token = from_process_0(token)
+  try:
+    seen = int(path.read_text()) == token
+  except (OSError, ValueError):
+    seen = False
+  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+  blind = np.flatnonzero(multihost_utils.process_allgather(np.int32(seen)) == 0)
+  if len(blind):
+    raise UserError(
+        f"--workdir={workdir} is not one folder that every host reaches: "
+        f"process {', '.join(map(str, blind))} cannot read there what process "
+        "0 wrote; a multi-host run needs the same folder on every host, e.g. "
+        "on a shared file system")
 
 
 @contextlib.contextmanager

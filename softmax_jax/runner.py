@@ -84,6 +84,9 @@ def _train(configs, workdir, overwrite, checkpoint_every, stop_requested,
   train.check(configs, dataset)
   single = len(configs) == 1
   writer = distributed.is_main_process()
+  if jax.process_count() > 1 and workdir is None:
+    raise UserError("a multi-host run needs --workdir, a folder every host "
+                    "reaches: its outputs, checkpoints and logs go there")
   resume, finished = False, None
   with distributed.decided_by_process_0():  # the others wait for its verdict
     if writer:
@@ -93,6 +96,7 @@ def _train(configs, workdir, overwrite, checkpoint_every, stop_requested,
       workdir, resume = workdir_lib.prepare(
           workdir, [config_lib.to_dict(c) for c in configs], overwrite)
       finished = workdir_lib.read_summary(workdir) if resume else None
+  distributed.check_shared(workdir)
   talk = verbose and writer
   if distributed.agree(bool(finished)):  # the same command again: all done
     if talk:
@@ -102,9 +106,8 @@ def _train(configs, workdir, overwrite, checkpoint_every, stop_requested,
     return finished, workdir
   if talk:
     _print_header(configs, dataset, resume)
-  # Orbax needs a folder every host shares to checkpoint multi-host runs.
-  checkpoints = (Path(workdir) / workdir_lib.CHECKPOINTS
-                 if writer and jax.process_count() == 1 else None)
+  # Every process saves its share of each checkpoint there (orbax).
+  checkpoints = Path(workdir) / workdir_lib.CHECKPOINTS
   swept = sweep.swept_fields(configs)
   progress = (console.EpochLog(train.num_rounds(configs[0]), enabled=talk)
               if single else console.SweepProgress(
@@ -127,9 +130,11 @@ def _train(configs, workdir, overwrite, checkpoint_every, stop_requested,
                                  checkpoint_every=checkpoint_every,
                                  should_stop=stop_requested)
   except train.StopRequested as e:
+    again = ("the same command on every host again" if jax.process_count() > 1
+             else "the same command again")
     raise Interrupted(
         f"stopped after epoch {e.epoch}, its checkpoint saved in {workdir}; "
-        "run the same command again to resume") from e
+        f"run {again} to resume") from e
   finally:
     progress.close()
     board.close()

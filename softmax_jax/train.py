@@ -234,7 +234,9 @@ def train_configs(configs: list[Config], dataset: data_lib.Dataset,
   train_seconds = compile_seconds = 0.0
   group_indices = sweep.groups(configs)
   for g, indices in enumerate(group_indices):
-    if g and should_stop and should_stop():  # the previous group is finished
+    if g and should_stop and distributed.common_decision(should_stop(),
+                                                         False)[0]:
+      # The previous group is finished and checkpointed.
       raise StopRequested(configs[group_indices[g - 1][0]].epochs)
     group = [configs[i] for i in indices]
     notify = ((lambda j, r, indices=indices: on_epoch(indices[j], r))
@@ -643,8 +645,11 @@ def _train_group(configs: list[Config], dataset: data_lib.Dataset, on_epoch,
       if on_epoch:
         on_epoch(j, record)
     done = last or all(s == DIVERGED for s in status)
-    stop = not done and should_stop is not None and should_stop()
-    if checkpointer and (done or stop or checkpointer.due()):
+    stop, due = distributed.common_decision(
+        not done and should_stop is not None and should_stop(),
+        checkpointer is not None and checkpointer.due())
+    stop = stop and not done
+    if checkpointer and (done or stop or due):
       # A snapshot: the save finishes in the background while history grows.
       meta = {"epoch": epoch, "history": history, "status": status,
               "train_seconds": train_seconds}

@@ -2,6 +2,7 @@
 present."""
 
 from pathlib import Path
+import socket
 import sys
 
 import numpy as np
@@ -60,6 +61,13 @@ def assert_one_line_error(r, expected: str, code: int = 2) -> None:
   assert len(lines) == 1, r.stderr
   assert lines[0].startswith("error: ") and expected in lines[0], lines[0]
   assert "Traceback" not in r.stdout + r.stderr
+
+
+def free_port() -> int:
+  """A TCP port on the loopback that nothing listens on (for a coordinator)."""
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    return s.getsockname()[1]
 
 
 @pytest.fixture(scope="session")

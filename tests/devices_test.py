@@ -4,7 +4,6 @@ results."""
 import csv
 import json
 import os
-import socket
 import subprocess
 import sys
 import textwrap
@@ -12,6 +11,7 @@ import textwrap
 import numpy as np
 import pytest
 
+from conftest import free_port
 from conftest import ROOT
 from conftest import synthetic_dataset
 from conftest import write_cache
@@ -87,27 +87,39 @@ def test_data_parallel_single_run_on_8_devices(data_dir, tmp_path):
     assert summaries[0][key] == pytest.approx(summaries[1][key], rel=1e-4)
 
 
-def _free_port():
-  with socket.socket() as s:
-    s.bind(("127.0.0.1", 0))
-    return s.getsockname()[1]
+def _two_processes(data_dir, workdirs, *args):
+  address = f"127.0.0.1:{free_port()}"
+  procs = [
+      launch(f"--data_dir={data_dir}", f"--workdir={workdirs[i]}", *args,
+             f"--coordinator_address={address}", "--num_processes=2",
+             f"--process_id={i}", check=False, stdout=subprocess.PIPE,
+             stderr=subprocess.PIPE)
+      for i in (0, 1)]
+  outputs = [p.communicate(timeout=300) for p in procs]
+  return [p.returncode for p in procs], outputs
 
 
 def test_two_processes_equal_one_and_only_process_0_writes(data_dir, one_device,
                                                             tmp_path):
-  address = f"127.0.0.1:{_free_port()}"
-  procs = [
-      launch(f"--data_dir={data_dir}", f"--workdir={tmp_path / f'run{i}'}",
-             *SWEEP_FLAGS, f"--coordinator_address={address}",
-             "--num_processes=2", f"--process_id={i}", check=False,
-             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-      for i in (0, 1)]
-  outputs = [p.communicate(timeout=300) for p in procs]
-  assert [p.returncode for p in procs] == [0, 0], outputs
+  workdir = tmp_path / "run"
+  codes, outputs = _two_processes(data_dir, [workdir] * 2, *SWEEP_FLAGS)
+  assert codes == [0, 0], outputs
   assert "2 cpu devices on 2 hosts" in outputs[0][0]
   assert "val acc" in outputs[0][0] and "val acc" not in outputs[1][0]
-  assert not (tmp_path / "run1").exists()  # and writes nothing
-  assert_same_results(results(tmp_path / "run0"), results(one_device))
+  assert "[Gloo]" not in outputs[0][0] + outputs[1][0]  # in the logs
+  assert_same_results(results(workdir), results(one_device))
+  # Each process logs the runtime's own output in the workdir.
+  assert sorted(p.name for p in (workdir / "logs").iterdir()) == [
+      "process_0.log", "process_1.log"]
+
+
+def test_a_workdir_that_is_not_shared_is_refused(data_dir, tmp_path):
+  codes, outputs = _two_processes(data_dir, [tmp_path / "a", tmp_path / "b"],
+                                  "--epochs=1")
+  assert codes == [2, 2], outputs
+  for _, err in outputs:
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    assert "is not one folder that every host reaches: process 1" in err
 
 
 # Trains a sweep (and a single run) in a fresh process on `devices` devices

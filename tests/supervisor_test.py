@@ -1,0 +1,72 @@
+"""What the supervisor of a multi-host process says when the runtime ended
+it, from the log the runtime left (its own words, as measured with JAX on
+gloo)."""
+
+from pathlib import Path
+import signal
+
+from softmax_jax import supervisor
+
+RUN = supervisor.Run(process_id=0, coordinator="10.0.0.1:1234",
+                     coordinator_timeout=300, workdir=Path("/runs/probe"))
+JOINED = f"{supervisor.JOINED} as process 0 of 3\n"
+ABORTED = -signal.SIGABRT
+HEARTBEATS = (
+    "E1122 coordination_service.cc:1549] Use error polling to propagate the "
+    "following error to all tasks: UNAVAILABLE: The following tasks are "
+    "unhealthy (stopped sending heartbeats):\n{}\nThe tasks have crashed.\n")
+
+
+def test_a_peer_whose_heartbeats_stopped_is_named():
+  line = supervisor.explain(JOINED + HEARTBEATS.format("2"), ABORTED, RUN)
+  assert line.startswith("process 2 of the run was lost")
+  assert "so process 0 stopped" in line
+  assert ("start the same command on every host again to resume from the "
+          "last checkpoint in /runs/probe") in line
+  assert "/runs/probe/logs/process_0.log" in line
+  assert "\n" not in line
+
+
+def test_several_lost_peers():
+  line = supervisor.explain(JOINED + HEARTBEATS.format("1,2"), ABORTED, RUN)
+  assert line.startswith("processes 1, 2 of the run were lost")
+
+
+def test_a_lost_coordinator():
+  log = JOINED + ("F1122 client.h:80] Terminating process ... UNAVAILABLE: "
+                  "Failed to send RPC to coordination service. Either the "
+                  "leader task was preempted/died/restarted unexpectedly\n")
+  run = supervisor.Run(process_id=1, coordinator="10.0.0.1:1234",
+                       coordinator_timeout=300, workdir=Path("/w"))
+  line = supervisor.explain(log, ABORTED, run)
+  assert line.startswith("process 0 (the coordinator, at 10.0.0.1:1234) was "
+                         "lost, so process 1 stopped")
+
+
+def test_a_coordinator_that_never_came():
+  run = supervisor.Run(process_id=1, coordinator="10.0.0.1:1234",
+                       coordinator_timeout=30, workdir=Path("/w"))
+  line = supervisor.explain("F1122 Connect failed\n", ABORTED, run)
+  assert line.startswith("gave up waiting for process 0 at 10.0.0.1:1234 "
+                         "after 30 s (--coordinator_timeout)")
+  line = supervisor.explain("", ABORTED, RUN)  # process 0 waits for peers
+  assert line.startswith("gave up waiting for the other processes at "
+                         "10.0.0.1:1234 after 300 s")
+
+
+def test_this_process_killed():
+  line = supervisor.explain(JOINED, -signal.SIGKILL, RUN)
+  assert line.startswith("process 0 was killed (SIGKILL")
+
+
+def test_an_unexplained_end_names_the_signal():
+  line = supervisor.explain(JOINED + "something else\n", -signal.SIGSEGV, RUN)
+  assert line.startswith("process 0 ended abnormally (signal SIGSEGV)")
+
+
+def test_the_log_is_named_by_process():
+  assert RUN.log_path == Path("/runs/probe/logs/process_0.log")
+  auto = supervisor.Run(process_id=None, coordinator="auto",
+                        coordinator_timeout=300, workdir=Path("/w"))
+  assert auto.log_path.parent == Path("/w/logs")
+  assert "the coordinator JAX found" in supervisor.explain("", ABORTED, auto)
