@@ -164,7 +164,7 @@ def _use_compilation_cache():
 
 
 # Flags that only some modes read; elsewhere they would be silently ignored.
-_TRAINING_FLAGS = ("config", "overwrite", "refit", "checkpoint_every")
+_TRAINING_FLAGS = ("config", "overwrite", "refit", "checkpoint_every", "mesh")
 _DATA_FLAGS = ("dataset", "data_dir", "test_csv", "pixels")
 
 
@@ -262,7 +262,7 @@ def main(argv):
   from softmax_jax import runner  # pylint: disable=g-import-not-at-top
   every = FLAGS.checkpoint_every
   runner.run(configs, FLAGS.workdir, overwrite=FLAGS.overwrite,
-             refit=FLAGS.refit,
+             refit=FLAGS.refit, mesh=FLAGS.mesh,
              **({} if every is None else {"checkpoint_every": every}))
 
 

@@ -1,9 +1,12 @@
 """Devices and hosts: how a group of configurations is laid out on the devices.
 
-A sweep's configuration axis is split over all devices (padded to a multiple
-of their number); a single run instead splits each minibatch over them (data
-parallel). Across hosts, `initialize` must run before any other JAX call; then
-`jax.devices()` lists every host's devices and the same code runs on all.
+The devices form a 2-D mesh, configurations x data: a sweep's configurations
+are split over its rows (padded to a multiple of them) and each minibatch over
+its columns (data parallel). A sweep on as many devices as configurations
+splits configurations only, a single run minibatches only. Across hosts,
+`initialize` must run before any other JAX call; then `jax.devices()` lists
+every host's devices and the same code runs on all, agreeing where each
+process could decide otherwise (a stop request, a checkpoint due).
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import numpy as np
 
 from softmax_jax.errors import UserError
 
-AXIS = "devices"
+CONFIGS, DATA = "configs", "data"  # the axes of the device mesh
 
 
 def initialize(coordinator_address: str, num_processes: int | None,
@@ -140,34 +143,43 @@ def decided_by_process_0():
 
 @dataclasses.dataclass(frozen=True)
 class Layout:
-  mesh: Mesh
-  split_configs: bool  # configs over devices; else each batch over devices
+  """A 2-D mesh of the devices: configurations x data. A group's stack of
+  configurations is split over the rows (padded to a multiple of them), and
+  each minibatch over the columns (data parallel)."""
+  mesh: Mesh  # axes (CONFIGS, DATA)
 
   @property
   def num_devices(self) -> int:
     return self.mesh.size
 
+  @property
+  def rows(self) -> int:
+    return self.mesh.shape[CONFIGS]
+
+  @property
+  def columns(self) -> int:
+    return self.mesh.shape[DATA]
+
   def padded(self, num_configs: int) -> int:
-    """The configuration count rounded up to a multiple of the devices."""
-    if not self.split_configs:
-      return num_configs
-    return -(-num_configs // self.num_devices) * self.num_devices
+    """The configuration count rounded up to a multiple of the rows."""
+    return -(-num_configs // self.rows) * self.rows
 
   @property
   def configs(self) -> NamedSharding:
     """Sharding of arrays whose leading axis is the configuration."""
-    return NamedSharding(self.mesh, P(AXIS) if self.split_configs else P())
+    return NamedSharding(self.mesh, P(CONFIGS))
 
   @property
   def replicated(self) -> NamedSharding:
     return NamedSharding(self.mesh, P())
 
-  @property
-  def batch(self) -> NamedSharding | None:
-    """Sharding of a minibatch in data-parallel mode, else None."""
-    if self.split_configs or self.num_devices == 1:
+  def batch(self, per_config: bool) -> NamedSharding | None:
+    """Sharding of a minibatch's features, [B, D] (or [M, B, D] with one
+    seed per configuration), when the columns split it; else None."""
+    if self.columns == 1:
       return None
-    return NamedSharding(self.mesh, P(AXIS))
+    return NamedSharding(self.mesh, P(CONFIGS, DATA) if per_config
+                         else P(DATA))
 
   def unpadded(self, tree, num_configs: int):
     """The first num_configs entries of each leaf, replicated: a copy that
@@ -182,7 +194,7 @@ class Layout:
 
   def padded_tree(self, tree):
     """Leaves of the unpadded configurations, padded with copies of the last
-    to a multiple of the devices and laid out as `configs`."""
+    to a multiple of the rows and laid out as `configs`."""
     def pad(a):
       extra = self.padded(len(a)) - len(a)
       if extra:
@@ -191,11 +203,41 @@ class Layout:
     return jax.tree.map(pad, tree)
 
 
-def make_layout(num_configs: int, batch_size: int) -> Layout:
+def parse_mesh(text: str) -> tuple[int, int] | None:
+  """--mesh: (rows, columns) from "CONFIGSxDATA", None for "auto"."""
+  if text == "auto":
+    return None
+  parts = text.lower().split("x")
+  if len(parts) != 2 or not all(p.isdigit() and int(p) > 0 for p in parts):
+    raise UserError(f"--mesh={text} is not CONFIGSxDATA with two positive "
+                    "whole numbers, e.g. --mesh=4x2 (or auto)")
+  return int(parts[0]), int(parts[1])
+
+
+def make_layout(num_configs: int, batch_size: int,
+                mesh: tuple[int, int] | None = None) -> Layout:
+  """The mesh given as (rows, columns), or chosen: configurations are split
+  first (their devices never communicate), over the most rows that the
+  configurations fill, and each minibatch over the devices left (its
+  gradients are summed across them every step)."""
   devices = jax.devices()
-  mesh = Mesh(np.array(devices), (AXIS,))
-  data_parallel = num_configs == 1 and batch_size % len(devices) == 0
-  return Layout(mesh=mesh, split_configs=not data_parallel)
+  n = len(devices)
+  if mesh is None:
+    fits = [r for r in range(1, n + 1) if n % r == 0
+            and r <= num_configs and batch_size % (n // r) == 0]
+    rows = max(fits) if fits else n
+    mesh = (rows, n // rows)
+  rows, columns = mesh
+  if rows * columns != n:
+    raise UserError(f"--mesh={rows}x{columns} needs {rows * columns} "
+                    f"devices; this run has {n}: give ROWSxCOLUMNS with "
+                    f"ROWS x COLUMNS = {n}, or --mesh=auto")
+  if batch_size % columns:
+    raise UserError(f"--mesh={rows}x{columns} splits each minibatch over "
+                    f"{columns} devices, and --batch_size={batch_size} is not "
+                    f"a multiple of {columns}")
+  return Layout(Mesh(np.array(devices).reshape(rows, columns),
+                     (CONFIGS, DATA)))
 
 
 def put(array: np.ndarray, sharding: NamedSharding) -> jax.Array:

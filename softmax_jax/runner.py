@@ -46,7 +46,8 @@ from softmax_jax.errors import UserError
 def run(configs: list[config_lib.Config] | config_lib.Config,
         workdir: str | Path | None = None, *, overwrite: bool = False,
         checkpoint_every: float = checkpoint.EVERY_SECONDS,
-        refit: bool = False, verbose: bool = True) -> dict:
+        refit: bool = False, verbose: bool = True,
+        mesh: str = "auto") -> dict:
   """Trains the config(s), writes the outputs and returns the summary.
 
   A checkpoint is written at most every `checkpoint_every` seconds (0: after
@@ -54,8 +55,13 @@ def run(configs: list[config_lib.Config] | config_lib.Config,
   `refit`, a sweep's best configuration is then trained again on all the
   training examples, the validation split included, as a single run in
   workdir/refit; the sweep's summary holds its results under "refit".
+  mesh: the devices as "CONFIGSxDATA" (see distributed.make_layout), or auto.
   """
   configs = _validated(configs)
+  options = _Options(checkpoint_every, mesh)
+  shape = distributed.parse_mesh(mesh)
+  for batch_size in {c.batch_size for c in configs}:  # refused before loading
+    distributed.make_layout(1, batch_size, shape)
   if not checkpoint_every >= 0:
     raise UserError(f"--checkpoint_every={checkpoint_every} must be a number "
                     "of seconds >= 0 (0 checkpoints every epoch)")
@@ -66,17 +72,24 @@ def run(configs: list[config_lib.Config] | config_lib.Config,
   # The workdir is held (process 0 holds it) until the refit has written.
   with contextlib.ExitStack() as held:
     with _stop_requests() as stop_requested:
-      summary, workdir = _train(configs, workdir, overwrite, checkpoint_every,
+      summary, workdir = _train(configs, workdir, overwrite, options,
                                 stop_requested, verbose, held)
       if refit and stop_requested():  # asked during the sweep's last epoch
         raise Interrupted(f"stopped before the refit; the sweep is finished "
                           f"in {workdir}; run the same command again to refit")
     if refit:
-      return _refit(configs, summary, workdir, checkpoint_every, verbose)
+      return _refit(configs, summary, workdir, options, verbose)
     return summary
 
 
-def _train(configs, workdir, overwrite, checkpoint_every, stop_requested,
+@dataclasses.dataclass(frozen=True)
+class _Options:
+  """How a run trains, beyond its configurations."""
+  checkpoint_every: float
+  mesh: str  # "auto" or "CONFIGSxDATA"
+
+
+def _train(configs, workdir, overwrite, options, stop_requested,
            verbose, held: contextlib.ExitStack):
   """run() without the refit: (summary, workdir); the workdir's lock goes
   into `held`."""
@@ -105,7 +118,7 @@ def _train(configs, workdir, overwrite, checkpoint_every, stop_requested,
             flush=True)
     return finished, workdir
   if talk:
-    _print_header(configs, dataset, resume)
+    _print_header(configs, dataset, resume, options.mesh)
   # Every process saves its share of each checkpoint there (orbax).
   checkpoints = Path(workdir) / workdir_lib.CHECKPOINTS
   swept = sweep.swept_fields(configs)
@@ -127,8 +140,9 @@ def _train(configs, workdir, overwrite, checkpoint_every, stop_requested,
   try:
     result = train.train_configs(configs, dataset, on_epoch,
                                  checkpoint_dir=checkpoints,
-                                 checkpoint_every=checkpoint_every,
-                                 should_stop=stop_requested)
+                                 checkpoint_every=options.checkpoint_every,
+                                 should_stop=stop_requested,
+                                 mesh=distributed.parse_mesh(options.mesh))
   except train.StopRequested as e:
     again = ("the same command on every host again" if jax.process_count() > 1
              else "the same command again")
@@ -151,7 +165,7 @@ def _train(configs, workdir, overwrite, checkpoint_every, stop_requested,
                         talk, final=True), workdir
 
 
-def _refit(configs, summary, workdir, checkpoint_every, verbose) -> dict:
+def _refit(configs, summary, workdir, options, verbose) -> dict:
   """Trains the sweep's best config on train + validation; adds its results.
 
   (Only process 0 is sure to hold the summary, so it names the best.)
@@ -166,7 +180,8 @@ def _refit(configs, summary, workdir, checkpoint_every, verbose) -> dict:
   if talk:
     print(f"\nrefit: the best configuration on all the training data, in "
           f"{where}", flush=True)
-  refit = run(best, where, checkpoint_every=checkpoint_every, verbose=verbose)
+  refit = run(best, where, checkpoint_every=options.checkpoint_every,
+              verbose=verbose, mesh=options.mesh)
   if summary is None:  # a process other than 0, on a finished sweep
     return refit
   summary["refit"] = {
@@ -519,7 +534,7 @@ def _stop_requests():
       signal.signal(sig, old)
 
 
-def _print_header(configs, dataset, resume) -> None:
+def _print_header(configs, dataset, resume, mesh) -> None:
   c = configs[0]
   val = (f" ({len(dataset.x_val):,} held out for validation)"
          if dataset.x_val is not None else "")
@@ -539,6 +554,15 @@ def _print_header(configs, dataset, resume) -> None:
     groups = len(sweep.groups(configs))
     print(f"sweep over {', '.join(swept)}: {len(configs)} configurations in "
           f"{groups} compiled group{'s' if groups > 1 else ''}", flush=True)
+  if jax.device_count() > 1:
+    meshes = dict.fromkeys(
+        f"{layout.rows}x{layout.columns}"
+        for layout in (distributed.make_layout(
+            len(indices), configs[indices[0]].batch_size,
+            distributed.parse_mesh(mesh))
+                       for indices in sweep.groups(configs)))
+    print(f"device mesh (configurations x data): {', '.join(meshes)}",
+          flush=True)
   if resume:
     print("resuming from the workdir's checkpoints", flush=True)
 

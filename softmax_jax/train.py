@@ -215,7 +215,8 @@ def train_configs(configs: list[Config], dataset: data_lib.Dataset,
                   checkpoint_dir: str | Path | None = None,
                   checkpoint_every: float = checkpoint_lib.EVERY_SECONDS,
                   should_stop: Callable[[], bool] | None = None,
-                  restore_only: bool = False) -> SweepResult:
+                  restore_only: bool = False,
+                  mesh: tuple[int, int] | None = None) -> SweepResult:
   """Trains every config; on_epoch(config index, record) after each epoch.
 
   The test split is only reported; a configuration whose loss turns
@@ -227,7 +228,8 @@ def train_configs(configs: list[Config], dataset: data_lib.Dataset,
   and resumes from its newest readable checkpoint. should_stop() is asked
   after each epoch and, when true, the state is saved and StopRequested
   raised. restore_only loads the checkpoints without training (for
-  evaluation).
+  evaluation). mesh: (rows, columns) of the devices for every group, else
+  chosen for each (distributed.make_layout).
   """
   check(configs, dataset)
   runs: list[RunResult | None] = [None] * len(configs)
@@ -247,7 +249,8 @@ def train_configs(configs: list[Config], dataset: data_lib.Dataset,
           Path(checkpoint_dir) / f"group_{g}", checkpoint_every)
     try:
       group_runs, seconds, compiling = _train_group(
-          group, dataset, notify, checkpointer, should_stop, restore_only)
+          group, dataset, notify, checkpointer, should_stop, restore_only,
+          mesh)
     finally:
       if checkpointer:
         checkpointer.close()
@@ -311,8 +314,9 @@ class _Minibatch:
                     "hidden": c.hidden_sizes, "phm_n": c.phm_n}
     self.num_rounds = c.epochs
     self.dataset, self.replicate, self.stacked = dataset, replicate, stacked
+    self.per_config = np.ndim(seeds) != 0  # minibatches [S, M, B]
     self.examples_per_step = c.batch_size * (
-        1 if np.ndim(seeds) == 0 else len(stacked))
+        len(stacked) if self.per_config else 1)
 
   def init_states(self):
     return jax.jit(jax.vmap(functools.partial(
@@ -328,7 +332,8 @@ class _Minibatch:
         budget=feed_lib.budget_bytes(self.c.device_memory_gb),
         examples_per_step=self.examples_per_step)
     epoch_fn = jax.jit(
-        functools.partial(train_epoch, batch_sharding=self.layout.batch,
+        functools.partial(train_epoch,
+                          batch_sharding=self.layout.batch(self.per_config),
                           blocks=objective.loss_blocks(self.stacked),
                           loss_input=self.c.loss_input,
                           compute_dtype=self.c.compute_dtype,
@@ -538,12 +543,12 @@ class _ClosedForm(_FullBatch):
 
 
 def _train_group(configs: list[Config], dataset: data_lib.Dataset, on_epoch,
-                 checkpointer, should_stop, restore_only):
+                 checkpointer, should_stop, restore_only, mesh):
   """Trains a group with its family's rounds (an SGD epoch, or a chunk of
   L-BFGS iterations): one loop for every optimizer, with evaluation,
   records, divergence, checkpoints and stop requests."""
   c = configs[0]
-  layout = distributed.make_layout(len(configs), c.batch_size)
+  layout = distributed.make_layout(len(configs), c.batch_size, mesh)
   # Ordered by loss, so each loss is one block of the stack; padded with
   # copies of the last configuration to a multiple of the devices.
   order = sorted(range(len(configs)), key=lambda i: configs[i].loss)

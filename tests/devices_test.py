@@ -11,6 +11,7 @@ import textwrap
 import numpy as np
 import pytest
 
+from conftest import assert_one_line_error
 from conftest import free_port
 from conftest import ROOT
 from conftest import synthetic_dataset
@@ -73,6 +74,47 @@ def test_sweep_on_8_devices_equals_1_device(data_dir, one_device, tmp_path):
   assert_same_results(results(workdir), results(one_device))
   # 9 configurations on 8 devices: padded to 16, the padding dropped.
   assert len(results(workdir)) == 9
+
+
+@pytest.mark.parametrize("mesh,shown", [("2x4", "2x4"), ("auto", "8x1")])
+def test_a_2d_mesh_equals_1_device(data_dir, one_device, tmp_path, mesh,
+                                   shown):
+  """9 configurations on 2 rows of 4 devices: each row takes 5 (padded to
+  10), and each minibatch is split over 4 devices; the same results."""
+  workdir = tmp_path / "run"
+  r = launch(f"--data_dir={data_dir}", f"--workdir={workdir}", *SWEEP_FLAGS,
+             f"--mesh={mesh}", devices=8)
+  assert f"device mesh (configurations x data): {shown}\n" in r.stdout
+  assert_same_results(results(workdir), results(one_device))
+
+
+def test_a_small_sweep_splits_minibatches_too(data_dir, tmp_path):
+  """6 configurations on 8 devices: 4 rows (padded to 8 configurations) of
+  2 devices, chosen without --mesh; the 1-device results."""
+  flags = ["--loss=xent,l2,huber", "--lr=0.2,0.5", "--batch_size=32",
+           "--epochs=3"]
+  runs = {}
+  for devices in (1, 8):
+    runs[devices] = tmp_path / f"run{devices}"
+    r = launch(f"--data_dir={data_dir}", f"--workdir={runs[devices]}",
+               *flags, devices=devices)
+  assert "device mesh (configurations x data): 4x2\n" in r.stdout
+  assert_same_results(results(runs[8]), results(runs[1]))
+
+
+def test_a_mesh_that_does_not_fit_is_refused(data_dir, tmp_path):
+  for mesh, expected in [("3x3", "--mesh=3x3 needs 9 devices; this run has 8"),
+                         ("1x8", "--batch_size=36 is not a multiple of 8"),
+                         ("2by4", "--mesh=2by4 is not CONFIGSxDATA")]:
+    command = [sys.executable, str(ROOT / "launch.py"),
+               f"--data_dir={data_dir}", f"--workdir={tmp_path / mesh}",
+               "--batch_size=36", f"--mesh={mesh}"]
+    r = subprocess.run(command, cwd=ROOT, capture_output=True, text=True,
+                       timeout=300, check=False, env={
+                           **os.environ, "XLA_FLAGS":
+                           "--xla_force_host_platform_device_count=8"})
+    assert_one_line_error(r, expected)
+    assert not (tmp_path / mesh / "configs.json").exists()
 
 
 def test_data_parallel_single_run_on_8_devices(data_dir, tmp_path):
