@@ -118,6 +118,10 @@ flags.DEFINE_integer("heartbeat_timeout", 60, "Multi-host runs: seconds "
                      "without a heartbeat after which a process is taken for "
                      "lost; the others then stop (restart them all to "
                      "resume).")
+flags.DEFINE_bool("shard_data", True, "Multi-host runs that split each "
+                  "minibatch across hosts: each host holds only its share of "
+                  "the training examples (--noshard_data: all of them; the "
+                  "minibatches are the same).")
 flags.DEFINE_string("mesh", "auto", "Multi-device runs: the device mesh as "
                     "CONFIGSxDATA, e.g. 4x2: the configurations split over 4 "
                     "device rows, each minibatch over 2 (auto: chosen from "
@@ -164,7 +168,8 @@ def _use_compilation_cache():
 
 
 # Flags that only some modes read; elsewhere they would be silently ignored.
-_TRAINING_FLAGS = ("config", "overwrite", "refit", "checkpoint_every", "mesh")
+_TRAINING_FLAGS = ("config", "overwrite", "refit", "checkpoint_every", "mesh",
+                   "shard_data")
 _DATA_FLAGS = ("dataset", "data_dir", "test_csv", "pixels")
 
 
@@ -189,7 +194,7 @@ def _refuse_flags_without_effect():
         raise UserError(f"--{name} has no effect with --mode=prepare_data, "
                         "which only prepares the data set")
   for name in ("num_processes", "process_id", "coordinator_timeout",
-               "heartbeat_timeout"):
+               "heartbeat_timeout", "shard_data"):
     if given(name) and not FLAGS.coordinator_address:
       raise UserError(f"--{name} is for multi-host runs; give "
                       "--coordinator_address too (or drop it)")
@@ -262,7 +267,7 @@ def main(argv):
   from softmax_jax import runner  # pylint: disable=g-import-not-at-top
   every = FLAGS.checkpoint_every
   runner.run(configs, FLAGS.workdir, overwrite=FLAGS.overwrite,
-             refit=FLAGS.refit, mesh=FLAGS.mesh,
+             refit=FLAGS.refit, mesh=FLAGS.mesh, shard_data=FLAGS.shard_data,
              **({} if every is None else {"checkpoint_every": every}))
 
 

@@ -181,6 +181,28 @@ class Layout:
     return NamedSharding(self.mesh, P(CONFIGS, DATA) if per_config
                          else P(DATA))
 
+  def minibatches(self, per_config: bool) -> NamedSharding:
+    """Sharding of a chunk of minibatches gathered on the host: x [steps, B,
+    ...] and y [steps, B] (or [steps, M, B, ...] with a seed per
+    configuration)."""
+    return NamedSharding(self.mesh, P(None, CONFIGS, DATA) if per_config
+                         else P(None, DATA))
+
+  def data_shard(self) -> tuple[int, int]:
+    """(index, count): which of `count` equal parts of every minibatch this
+    process's devices take, where the data columns span processes (each
+    process holding a block of whole columns); else (0, 1)."""
+    columns_of: dict[int, set[int]] = {}
+    for (_, column), device in np.ndenumerate(self.mesh.devices):
+      columns_of.setdefault(device.process_index, set()).add(column)
+    widths = {len(c) for c in columns_of.values()}
+    width = widths.pop()
+    if widths or width == self.columns or not all(
+        min(c) % width == 0 and max(c) - min(c) == width - 1
+        for c in columns_of.values()):
+      return 0, 1
+    return min(columns_of[jax.process_index()]) // width, self.columns // width
+
   def unpadded(self, tree, num_configs: int):
     """The first num_configs entries of each leaf, replicated: a copy that
     fits any layout (checkpoints hold these)."""

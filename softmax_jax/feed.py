@@ -8,16 +8,23 @@ budget (`--device_memory_gb`, default the accelerator's own memory): the
 host gathers the minibatches of a chunk of steps and puts them on the device
 while the device still trains on the chunks before (one chunk ahead), so the
 compiled step stays fed and the device holds two or three chunks, never the
-set. Both feed the same compiled epoch function, the resident set with the
-epoch's indices or each chunk with indices into itself: the same minibatches
-in the same order, hence the same results for the same seed.
+set. The resident set goes to the compiled epoch function with the epoch's
+indices into it, a streamed chunk as its minibatches themselves: the same
+minibatches in the same order, hence the same results for the same seed.
+
+In a multi-host run whose minibatches are split across hosts, each host
+holds only its share of the training examples (a `Shard`) and gathers, chunk
+by chunk, its part of every minibatch; the device arrays are assembled from
+every host's part (jax.make_array_from_process_local_data).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+import dataclasses
 
 import jax
+from jax.sharding import NamedSharding
 import numpy as np
 
 # Streamed when the training features exceed this share of the budget: the
@@ -48,24 +55,41 @@ def streams(x_NxD: np.ndarray, budget: int | None) -> bool:
   return budget is not None and x_NxD.nbytes > RESIDENT_SHARE * budget
 
 
+@dataclasses.dataclass(frozen=True)
+class Shard:
+  """This process's share of the training examples in a multi-host run that
+  splits each minibatch across hosts: the rows [index * size, (index + 1) *
+  size) of the training split, the `index`-th of `count`."""
+  index: int
+  count: int
+  size: int
+
+
 class Feed:
   """The training split as the compiled epoch function takes it.
 
   `chunks(batches)` turns an epoch's minibatches (example indices [S, B] or
-  [S, M, B], see train.epoch_order) into (x, y, indices into x) triples on
-  the device: one for a resident set, one per chunk of steps when streamed.
+  [S, M, B], see train.epoch_order) into (x, y, indices) triples on the
+  device: for a resident set, the whole set with the epoch's indices into
+  it; else, for each chunk of steps, its minibatches themselves (x [steps,
+  B, ...] or [steps, M, B, ...], y alike) with indices None, gathered on the
+  host. A `shard` holds only this process's share (x_NxD, y_N are it): each
+  process gathers its part of every minibatch, and the device arrays are
+  assembled from all processes' parts.
   """
 
   def __init__(self, x_NxD: np.ndarray, y_N: np.ndarray,
                put: Callable[[np.ndarray], jax.Array], *,
-               budget: int | None, examples_per_step: int):
-    self.x, self.y, self.put = x_NxD, y_N, put
+               budget: int | None, examples_per_step: int,
+               batches: NamedSharding | None = None,
+               shard: Shard | None = None):
+    self.x, self.y, self.put, self.shard = x_NxD, y_N, put, shard
+    self.batch_sharding = batches  # of the chunks' x and y (else put's)
     row_bytes = x_NxD.dtype.itemsize * int(np.prod(x_NxD.shape[1:]))
     self.streamed = streams(x_NxD, budget)
     self.steps_per_chunk: int | None
-    if self.streamed:
-      assert budget is not None  # streams() is true only with a budget
-      chunk_bytes = min(CHUNK_BYTES, budget // 8)
+    if self.streamed or shard:
+      chunk_bytes = min(CHUNK_BYTES, budget // 8) if budget else CHUNK_BYTES
       self.steps_per_chunk = max(
           1, chunk_bytes // (row_bytes * examples_per_step))
     else:
@@ -74,9 +98,8 @@ class Feed:
 
   def chunk_lengths(self, num_steps: int) -> list[int]:
     """The distinct numbers of steps the epoch function is called with."""
-    if not self.streamed:
+    if self.steps_per_chunk is None:
       return [num_steps]
-    assert self.steps_per_chunk is not None  # set when streamed
     lengths = {min(self.steps_per_chunk, num_steps)}
     if num_steps % self.steps_per_chunk:
       lengths.add(num_steps % self.steps_per_chunk)
@@ -85,22 +108,20 @@ class Feed:
   def shapes(self, batches_shape: tuple[int, ...]):
     """(x, y, indices) as ShapeDtypeStructs for minibatches of batches_shape
     (for compiling ahead of the first epoch)."""
-    if not self.streamed:
+    if self.steps_per_chunk is None:
       return (self.x_dev, self.y_dev,
               jax.ShapeDtypeStruct(batches_shape, np.int32,
                                    sharding=self.x_dev.sharding))
-    sharding = self.put(np.zeros(1, np.int32)).sharding
-    n = int(np.prod(batches_shape))
-    return (jax.ShapeDtypeStruct((n, *self.x.shape[1:]), self.x.dtype,
-                                 sharding=sharding),
-            jax.ShapeDtypeStruct((n,), self.y.dtype, sharding=sharding),
-            jax.ShapeDtypeStruct(batches_shape, np.int32, sharding=sharding))
+    sharding = self.batch_sharding or self.put(np.zeros(1, np.int32)).sharding
+    return (jax.ShapeDtypeStruct((*batches_shape, *self.x.shape[1:]),
+                                 self.x.dtype, sharding=sharding),
+            jax.ShapeDtypeStruct(batches_shape, self.y.dtype,
+                                 sharding=sharding), None)
 
-  def chunks(self, batches: np.ndarray) -> Iterator[tuple[jax.Array, ...]]:
-    if not self.streamed:
+  def chunks(self, batches: np.ndarray) -> Iterator[tuple]:
+    if self.steps_per_chunk is None:
       yield self.x_dev, self.y_dev, self.put(batches)
       return
-    assert self.steps_per_chunk is not None  # set when streamed
     starts = range(0, len(batches), self.steps_per_chunk)
     ahead = self._gather(batches[:self.steps_per_chunk])
     for start in starts:
@@ -111,7 +132,25 @@ class Feed:
       if len(following):  # ... the host gathers and puts the next chunk
         ahead = self._gather(following)
 
-  def _gather(self, batches: np.ndarray) -> tuple[jax.Array, ...]:
-    rows = batches.reshape(-1)
-    local = np.arange(rows.size, dtype=np.int32).reshape(batches.shape)
-    return self.put(self.x[rows]), self.put(self.y[rows]), self.put(local)
+  def _gather(self, batches: np.ndarray) -> tuple:
+    """The minibatches of `batches` (global example indices) on the device;
+    with a shard, this process gathers only its own columns of them."""
+    rows = batches
+    if self.shard:  # its part of each minibatch, as rows of its share
+      part = batches.shape[-1] // self.shard.count
+      rows = batches[..., self.shard.index * part:
+                     (self.shard.index + 1) * part] - (
+                         self.shard.index * self.shard.size)
+    x = self.x[rows.reshape(-1)].reshape(*rows.shape, *self.x.shape[1:])
+    y = self.y[rows.reshape(-1)].reshape(rows.shape)
+    return self._place(x, batches.shape), self._place(y, batches.shape), None
+
+  def _place(self, part: np.ndarray, batches_shape) -> jax.Array:
+    if self.batch_sharding is None:
+      return self.put(part)
+    shape = (*batches_shape, *part.shape[len(batches_shape):])
+    if self.shard:
+      return jax.make_array_from_process_local_data(self.batch_sharding, part,
+                                                    shape)
+    return jax.make_array_from_callback(shape, self.batch_sharding,
+                                        lambda index: part[index])

@@ -47,7 +47,7 @@ def run(configs: list[config_lib.Config] | config_lib.Config,
         workdir: str | Path | None = None, *, overwrite: bool = False,
         checkpoint_every: float = checkpoint.EVERY_SECONDS,
         refit: bool = False, verbose: bool = True,
-        mesh: str = "auto") -> dict:
+        mesh: str = "auto", shard_data: bool = True) -> dict:
   """Trains the config(s), writes the outputs and returns the summary.
 
   A checkpoint is written at most every `checkpoint_every` seconds (0: after
@@ -56,9 +56,11 @@ def run(configs: list[config_lib.Config] | config_lib.Config,
   training examples, the validation split included, as a single run in
   workdir/refit; the sweep's summary holds its results under "refit".
   mesh: the devices as "CONFIGSxDATA" (see distributed.make_layout), or auto.
+  shard_data: in a multi-host run that splits minibatches across hosts, each
+  host holds only its share of the training examples (train.train_configs).
   """
   configs = _validated(configs)
-  options = _Options(checkpoint_every, mesh)
+  options = _Options(checkpoint_every, mesh, shard_data)
   shape = distributed.parse_mesh(mesh)
   for batch_size in {c.batch_size for c in configs}:  # refused before loading
     distributed.make_layout(1, batch_size, shape)
@@ -87,6 +89,7 @@ class _Options:
   """How a run trains, beyond its configurations."""
   checkpoint_every: float
   mesh: str  # "auto" or "CONFIGSxDATA"
+  shard_data: bool  # each host holds only its share of the examples
 
 
 def _train(configs, workdir, overwrite, options, stop_requested,
@@ -118,7 +121,7 @@ def _train(configs, workdir, overwrite, options, stop_requested,
             flush=True)
     return finished, workdir
   if talk:
-    _print_header(configs, dataset, resume, options.mesh)
+    _print_header(configs, dataset, resume, options)
   # Every process saves its share of each checkpoint there (orbax).
   checkpoints = Path(workdir) / workdir_lib.CHECKPOINTS
   swept = sweep.swept_fields(configs)
@@ -142,7 +145,8 @@ def _train(configs, workdir, overwrite, options, stop_requested,
                                  checkpoint_dir=checkpoints,
                                  checkpoint_every=options.checkpoint_every,
                                  should_stop=stop_requested,
-                                 mesh=distributed.parse_mesh(options.mesh))
+                                 mesh=distributed.parse_mesh(options.mesh),
+                                 shard_data=options.shard_data)
   except train.StopRequested as e:
     again = ("the same command on every host again" if jax.process_count() > 1
              else "the same command again")
@@ -181,7 +185,8 @@ def _refit(configs, summary, workdir, options, verbose) -> dict:
     print(f"\nrefit: the best configuration on all the training data, in "
           f"{where}", flush=True)
   refit = run(best, where, checkpoint_every=options.checkpoint_every,
-              verbose=verbose, mesh=options.mesh)
+              verbose=verbose, mesh=options.mesh,
+              shard_data=options.shard_data)
   if summary is None:  # a process other than 0, on a finished sweep
     return refit
   summary["refit"] = {
@@ -534,7 +539,7 @@ def _stop_requests():
       signal.signal(sig, old)
 
 
-def _print_header(configs, dataset, resume, mesh) -> None:
+def _print_header(configs, dataset, resume, options) -> None:
   c = configs[0]
   val = (f" ({len(dataset.x_val):,} held out for validation)"
          if dataset.x_val is not None else "")
@@ -555,14 +560,22 @@ def _print_header(configs, dataset, resume, mesh) -> None:
     print(f"sweep over {', '.join(swept)}: {len(configs)} configurations in "
           f"{groups} compiled group{'s' if groups > 1 else ''}", flush=True)
   if jax.device_count() > 1:
-    meshes = dict.fromkeys(
-        f"{layout.rows}x{layout.columns}"
-        for layout in (distributed.make_layout(
-            len(indices), configs[indices[0]].batch_size,
-            distributed.parse_mesh(mesh))
-                       for indices in sweep.groups(configs)))
+    layouts = [(distributed.make_layout(
+        len(indices), configs[indices[0]].batch_size,
+        distributed.parse_mesh(options.mesh)), [configs[i] for i in indices])
+               for indices in sweep.groups(configs)]
+    meshes = dict.fromkeys(f"{layout.rows}x{layout.columns}"
+                           for layout, _ in layouts)
     print(f"device mesh (configurations x data): {', '.join(meshes)}",
           flush=True)
+    shares = {train.host_share(group, layout, len(dataset.x_train),
+                               options.shard_data)
+              for layout, group in layouts}
+    for count, shard in shares:
+      if shard:
+        print(f"each host holds only its share of the training examples: "
+              f"{shard.size:,} of {len(dataset.x_train):,} ({count} shares)",
+              flush=True)
   if resume:
     print("resuming from the workdir's checkpoints", flush=True)
 

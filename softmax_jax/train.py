@@ -138,8 +138,8 @@ def train_step(state: State, x, y, values, *, optimizer, schedule, total_steps,
                                                        "correct": correct_M}
 
 
-def epoch_order(seeds, epoch: int, num_examples: int,
-                batch_size: int) -> np.ndarray:
+def epoch_order(seeds, epoch: int, num_examples: int, batch_size: int,
+                shards: int = 1) -> np.ndarray:
   """The minibatches of one epoch, as example indices: [S, B] for one seed,
   [S, M, B] for one seed per configuration (M seeds).
 
@@ -147,14 +147,22 @@ def epoch_order(seeds, epoch: int, num_examples: int,
   dropped. It is drawn on the host: NumPy shuffles 60,000 indices in ~0.5 ms,
   where XLA, which permutes by sorting random keys, takes ~25 ms on two CPU
   cores (half of an epoch's training). Every process of a multi-host run
-  draws the same one.
+  draws the same one. With `shards` (hosts that each hold a share of the
+  examples, see feed.Shard), the examples are cut into that many equal
+  shares and each minibatch takes B / shards from each, in the share's own
+  permutation, drawn from (seed, epoch, share).
   """
-  num_batches = num_examples // batch_size
+  size, part = num_examples // shards, batch_size // shards
+  num_batches = size // part
 
   def one(seed):
-    order = np.random.default_rng([int(seed), epoch]).permutation(num_examples)
-    return order[:num_batches * batch_size].astype(np.int32).reshape(
-        num_batches, batch_size)
+    parts = []
+    for k in range(shards):
+      key = [int(seed), epoch] + ([k] if shards > 1 else [])
+      order = np.random.default_rng(key).permutation(size)
+      parts.append(k * size + order[:num_batches * part].reshape(
+          num_batches, part))
+    return np.concatenate(parts, axis=1).astype(np.int32)
 
   if np.ndim(seeds) == 0:
     return one(seeds)
@@ -162,24 +170,28 @@ def epoch_order(seeds, epoch: int, num_examples: int,
   return np.stack([drawn[s] for s in seeds], axis=1)
 
 
-def train_epoch(state: State, x_NxD, y_N, batches, values, *,
+def train_epoch(state: State, x, y, batches, values, *,
                 batch_sharding=None, **step_kw):
   """One pass over the training set for the whole stack, in the minibatches
   given by `batches` (see epoch_order): [S, B] shared by all configurations,
-  or [S, M, B].
+  or [S, M, B], indices into x_NxD and y_N. With batches None, x and y are
+  the minibatches themselves: [S, B, ...] and [S, B] (or [S, M, B, ...]).
 
   Returns the new state and each configuration's mean minibatch loss and
   accuracy over the epoch (measured while training, as d2l's train_epoch_ch3
   does).
   """
-  def body(state, idx):
-    x = data_lib.to_features(x_NxD[idx])
+  def body(state, step):
+    x_B, y_B = step if batches is None else (x[step], y[step])
+    x_B = data_lib.to_features(x_B)
     if batch_sharding is not None:  # data parallel: each device takes a slice
-      x = jax.lax.with_sharding_constraint(x, batch_sharding)
-    return train_step(state, x, y_N[idx], values, **step_kw)
+      x_B = jax.lax.with_sharding_constraint(x_B, batch_sharding)
+    return train_step(state, x_B, y_B, values, **step_kw)
 
-  state, m = jax.lax.scan(body, state, batches)
-  num_examples = batches.shape[0] * batches.shape[-1]
+  steps = (x, y) if batches is None else batches
+  state, m = jax.lax.scan(body, state, steps)
+  num_examples = y.shape[0] * y.shape[-1] if batches is None else (
+      batches.shape[0] * batches.shape[-1])
   return state, {
       "train_loss": jnp.mean(m["loss"], axis=0),
       "train_accuracy": jnp.sum(m["correct"], axis=0) / num_examples,
@@ -216,7 +228,8 @@ def train_configs(configs: list[Config], dataset: data_lib.Dataset,
                   checkpoint_every: float = checkpoint_lib.EVERY_SECONDS,
                   should_stop: Callable[[], bool] | None = None,
                   restore_only: bool = False,
-                  mesh: tuple[int, int] | None = None) -> SweepResult:
+                  mesh: tuple[int, int] | None = None,
+                  shard_data: bool = True) -> SweepResult:
   """Trains every config; on_epoch(config index, record) after each epoch.
 
   The test split is only reported; a configuration whose loss turns
@@ -229,7 +242,9 @@ def train_configs(configs: list[Config], dataset: data_lib.Dataset,
   after each epoch and, when true, the state is saved and StopRequested
   raised. restore_only loads the checkpoints without training (for
   evaluation). mesh: (rows, columns) of the devices for every group, else
-  chosen for each (distributed.make_layout).
+  chosen for each (distributed.make_layout). shard_data: where minibatches
+  are split across hosts, each holds only its share of the training
+  examples (else all of them; the same minibatches either way).
   """
   check(configs, dataset)
   runs: list[RunResult | None] = [None] * len(configs)
@@ -250,7 +265,7 @@ def train_configs(configs: list[Config], dataset: data_lib.Dataset,
     try:
       group_runs, seconds, compiling = _train_group(
           group, dataset, notify, checkpointer, should_stop, restore_only,
-          mesh)
+          mesh, shard_data)
     finally:
       if checkpointer:
         checkpointer.close()
@@ -293,28 +308,48 @@ def _check_labels(dataset: data_lib.Dataset) -> None:
                       f"class of the {k} in its class names")
 
 
+def host_share(stacked: list[Config], layout, num_examples: int,
+               shard_data: bool) -> tuple[int, feed_lib.Shard | None]:
+  """(shares, this host's Shard or None): minibatches split across hosts
+  draw a part from each of `shares` equal shares of the examples (see
+  epoch_order). Each host holds only its own share where it can: one seed
+  for the stack (else every host needs every example) and no full pass over
+  the training set (--track_objective)."""
+  c = stacked[0]
+  if c.optimizer in SOLVERS or len({s.seed for s in stacked}) > 1:
+    return 1, None
+  index, count = layout.data_shard()
+  if count == 1 or not shard_data or c.track_objective:
+    return count, None
+  return count, feed_lib.Shard(index, count, num_examples // count)
+
+
 class _Minibatch:
   """The SGD family (sgd, momentum, adam): a round is an epoch of
   minibatches (see train_epoch), fed resident or streamed (feed.py)."""
 
-  def __init__(self, stacked, dataset, layout, values, replicate):
+  def __init__(self, stacked, dataset, layout, values, replicate,
+               shard_data):
     c = stacked[0]
     self.c, self.values, self.layout = c, values, layout
     # One seed for all: the same minibatches, gathered once for the stack.
     seeds = c.seed if len({s.seed for s in stacked}) == 1 else [
         s.seed for s in stacked]
+    self.per_config = np.ndim(seeds) != 0  # minibatches [S, M, B]
+    count, self.shard = host_share(stacked, layout, len(dataset.x_train),
+                                   shard_data)
     self.batches_of = functools.partial(epoch_order, seeds,
                                         num_examples=len(dataset.x_train),
-                                        batch_size=c.batch_size)
+                                        batch_size=c.batch_size, shards=count)
+    steps = (len(dataset.x_train) // count) // (c.batch_size // count)
     self.optimizer_kw = {
         "optimizer": c.optimizer, "schedule": c.schedule,
-        "total_steps": c.epochs * (len(dataset.x_train) // c.batch_size)}
+        "total_steps": c.epochs * steps}
     self.init_kw = {"num_features": dataset.num_features,
                     "num_classes": dataset.num_classes,
                     "hidden": c.hidden_sizes, "phm_n": c.phm_n}
     self.num_rounds = c.epochs
     self.dataset, self.replicate, self.stacked = dataset, replicate, stacked
-    self.per_config = np.ndim(seeds) != 0  # minibatches [S, M, B]
     self.examples_per_step = c.batch_size * (
         len(stacked) if self.per_config else 1)
 
@@ -327,10 +362,16 @@ class _Minibatch:
     return states["params"]
 
   def compile(self, states):
+    x, y = self.dataset.x_train, self.dataset.y_train
+    if self.shard:  # (a view: of a memory-mapped file, only it is read)
+      rows = slice(self.shard.index * self.shard.size,
+                   (self.shard.index + 1) * self.shard.size)
+      x, y = x[rows], y[rows]
     self.feed = feed_lib.Feed(
-        self.dataset.x_train, self.dataset.y_train, self.replicate,
+        x, y, self.replicate,
         budget=feed_lib.budget_bytes(self.c.device_memory_gb),
-        examples_per_step=self.examples_per_step)
+        examples_per_step=self.examples_per_step,
+        batches=self.layout.minibatches(self.per_config), shard=self.shard)
     epoch_fn = jax.jit(
         functools.partial(train_epoch,
                           batch_sharding=self.layout.batch(self.per_config),
@@ -348,9 +389,9 @@ class _Minibatch:
   def round(self, states, epoch):
     parts = []  # (steps, means over them) of each call
     for x, y, idx in self.feed.chunks(self.batches_of(epoch)):
-      states, part = self.epoch_fns[idx.shape[0]](states, x, y, idx,
-                                                  self.values)
-      parts.append((idx.shape[0], part))
+      steps = len(y if idx is None else idx)
+      states, part = self.epoch_fns[steps](states, x, y, idx, self.values)
+      parts.append((steps, part))
     return states, _mean_over_steps(jax.device_get(parts))
 
   def finished(self, m) -> bool:
@@ -370,7 +411,9 @@ class _FullBatch:
   ITERATIONS_PER_ROUND = 10
   CHUNK_VALUES = 2**20  # rows x features per chunk of the pass (in cache)
 
-  def __init__(self, stacked, dataset, layout, values, replicate):
+  def __init__(self, stacked, dataset, layout, values, replicate,
+               shard_data):
+    del shard_data  # every host holds the whole training set
     c = stacked[0]
     self.c, self.values, self.layout = c, values, layout
     self.num_rounds = num_rounds(c)
@@ -543,7 +586,7 @@ class _ClosedForm(_FullBatch):
 
 
 def _train_group(configs: list[Config], dataset: data_lib.Dataset, on_epoch,
-                 checkpointer, should_stop, restore_only, mesh):
+                 checkpointer, should_stop, restore_only, mesh, shard_data):
   """Trains a group with its family's rounds (an SGD epoch, or a chunk of
   L-BFGS iterations): one loop for every optimizer, with evaluation,
   records, divergence, checkpoints and stop requests."""
@@ -562,7 +605,8 @@ def _train_group(configs: list[Config], dataset: data_lib.Dataset, on_epoch,
     return distributed.put(a, layout.replicated)
 
   family = {"lbfgs": _FullBatch, "exact": _ClosedForm}.get(
-      c.optimizer, _Minibatch)(stacked, dataset, layout, values, replicate)
+      c.optimizer, _Minibatch)(stacked, dataset, layout, values, replicate,
+                               shard_data)
 
   start = time.perf_counter()
   states = family.init_states()

@@ -155,6 +155,26 @@ def test_two_processes_equal_one_and_only_process_0_writes(data_dir, one_device,
       "process_0.log", "process_1.log"]
 
 
+def test_host_shares_of_the_data_equal_full_copies(data_dir, tmp_path):
+  """A single run on 2 processes splits each minibatch across them: each
+  holds only its half of the training examples, or (--noshard_data) all of
+  them; the same minibatches, the same parameters."""
+  flags = ["--batch_size=32", "--epochs=3"]
+  workdirs = {}
+  for shard in ("--shard_data", "--noshard_data"):
+    workdirs[shard] = tmp_path / shard
+    codes, outputs = _two_processes(data_dir, [workdirs[shard]] * 2, *flags,
+                                    shard)
+    assert codes == [0, 0], outputs
+    assert "device mesh (configurations x data): 1x2\n" in outputs[0][0]
+    assert ("each host holds only its share of the training examples: 256 "
+            "of 512 (2 shares)" in outputs[0][0]) == (shard == "--shard_data")
+  with np.load(workdirs["--shard_data"] / "params.npz") as a, \
+       np.load(workdirs["--noshard_data"] / "params.npz") as b:
+    for key in a.files:
+      np.testing.assert_allclose(a[key], b[key], rtol=1e-6, atol=1e-7)
+
+
 def test_a_workdir_that_is_not_shared_is_refused(data_dir, tmp_path):
   codes, outputs = _two_processes(data_dir, [tmp_path / "a", tmp_path / "b"],
                                   "--epochs=1")

@@ -64,15 +64,45 @@ def test_chunks_cover_the_epoch_in_order():
                        examples_per_step=64)
   assert feed.streamed and feed.steps_per_chunk == 3
   batches = train.epoch_order(0, 1, len(dataset.x_train), 64)  # [46, 64]
-  xs, lengths = [], []
-  for chunk in feed.chunks(batches):
-    x, y, idx = map(np.asarray, chunk)
-    xs.append(x[idx])
-    np.testing.assert_array_equal(y[idx], dataset.y_train[batches[
-        sum(lengths):sum(lengths) + len(idx)]])
-    lengths.append(len(idx))
+  xs, ys, lengths = [], [], []
+  for x, y, idx in feed.chunks(batches):
+    assert idx is None  # the minibatches themselves: [steps, 64, ...]
+    xs.append(np.asarray(x))
+    ys.append(np.asarray(y))
+    lengths.append(len(y))
   np.testing.assert_array_equal(np.concatenate(xs), dataset.x_train[batches])
+  np.testing.assert_array_equal(np.concatenate(ys), dataset.y_train[batches])
   assert sorted(set(lengths), reverse=True) == feed.chunk_lengths(46) == [3, 1]
+
+
+def test_shards_draw_a_part_of_each_minibatch_from_each_share():
+  """Minibatches split across 3 hosts: each takes 4 of its 12 examples from
+  each third of the set, a permutation of that third, over the epoch."""
+  batches = train.epoch_order(0, 1, num_examples=100, batch_size=12, shards=3)
+  assert batches.shape == (8, 12)  # 33 examples a share, 4 at a time
+  for k in range(3):
+    part = batches[:, 4 * k:4 * (k + 1)]
+    assert part.min() >= 33 * k and part.max() < 33 * (k + 1)
+    assert len(set(part.ravel())) == 32  # no example twice
+  np.testing.assert_array_equal(  # one share: the plain permutation
+      train.epoch_order(0, 1, 100, 12, shards=1),
+      train.epoch_order(0, 1, 100, 12))
+
+
+def test_a_shard_gathers_its_own_part_of_each_minibatch():
+  """A Shard's feed, given the epoch's global indices, gathers from its own
+  share the columns its devices take (one process: the shard of 2 it
+  holds must be the whole minibatch's second half)."""
+  dataset = _dataset()
+  batches = train.epoch_order(0, 1, len(dataset.x_train), 64, shards=2)
+  size = len(dataset.x_train) // 2
+  rows = slice(size, 2 * size)
+  feed = feed_lib.Feed(dataset.x_train[rows], dataset.y_train[rows],
+                       jax.device_put, budget=None, examples_per_step=64,
+                       shard=feed_lib.Shard(index=1, count=2, size=size))
+  xs = [np.asarray(x) for x, _, _ in feed.chunks(batches)]
+  np.testing.assert_array_equal(np.concatenate(xs),
+                                dataset.x_train[batches[:, 32:]])
 
 
 def test_resident_without_a_budget_on_cpu():
