@@ -327,25 +327,35 @@ def _parse_flags(argv):
 
 
 def _main_reporting_errors(argv):
+  from softmax_jax import supervisor  # pylint: disable=g-import-not-at-top
   try:
     main(argv)
   except Interrupted as e:
-    print(str(e), file=sys.stderr)
-    sys.exit(130)
+    _exit(str(e), 130)
   except UserError as e:
     if FLAGS.debug:
       raise
-    print(f"error: {e}", file=sys.stderr)
-    sys.exit(2)
+    if supervisor.inside() and supervisor.peer_lost(e):
+      supervisor.failed(e, FLAGS.heartbeat_timeout)
+    _exit(f"error: {e}", 2)
   except KeyboardInterrupt:
-    print("interrupted; run the same command again to resume from the last "
-          "checkpoint", file=sys.stderr)
-    sys.exit(130)
+    message = ("interrupted; run the same command again to resume from the "
+               "last checkpoint")
+    if supervisor.inside():  # its peers wait for it in a collective: go now
+      supervisor.exit_now(message, 130)
+    _exit(message, 130)
   except Exception as e:
-    from softmax_jax import supervisor  # pylint: disable=g-import-not-at-top
     if supervisor.inside():  # a multi-host process: maybe a peer was lost
       supervisor.failed(e, FLAGS.heartbeat_timeout)
     raise
+
+
+def _exit(message: str, code: int):
+  from softmax_jax import supervisor  # pylint: disable=g-import-not-at-top
+  print(message, file=sys.stderr, flush=True)
+  if supervisor.inside():  # said: the supervisor adds nothing if it ends now
+    supervisor.exiting(code)
+  sys.exit(code)
 
 
 def run():

@@ -31,7 +31,8 @@ import traceback
 # Set in the child: the file descriptors of the terminal's stdout and stderr,
 # and the supervisor's pid.
 ENV = "SOFTMAX_JAX_SUPERVISED"
-JOINED = "softmax_jax: joined the run"  # the child's line in the log
+JOINED = "softmax_jax: joined the run"  # the child's lines in the log
+EXITING = "softmax_jax: exiting with status "
 LOGS = "logs"  # under the workdir: a log per process
 # The runtime's words, in the log, for a peer whose heartbeats stopped and
 # for a coordinator that cannot be reached.
@@ -96,6 +97,9 @@ def supervise(argv: list[str], run: Run) -> int:
   with open(run.log_path, "rb") as log:
     log.seek(start)
     text = log.read().decode(errors="replace")
+  said = re.search(re.escape(EXITING) + r"(\d+)", text)
+  if said:  # ended by the runtime while it exited: its message stands
+    return int(said.group(1))
   print(f"error: {explain(text, returncode, run)}", file=sys.stderr)
   return 1
 
@@ -186,6 +190,28 @@ def joined(process_index: int, process_count: int) -> None:
   log(f"{JOINED} as process {process_index} of {process_count}")
 
 
+def exiting(code: int) -> None:
+  """The child has said why it ends (on the terminal) and exits with code."""
+  log(f"{EXITING}{code}")
+
+
+def exit_now(message: str, code: int) -> None:
+  """Says why and ends at once, without waiting for the peers at exit."""
+  print(message, file=sys.stderr, flush=True)
+  exiting(code)
+  os._exit(code)  # pylint: disable=protected-access
+
+
+def peer_lost(error: BaseException | None) -> bool:
+  """Whether error, or one that caused it, is a collective that failed
+  because a peer went away."""
+  while error is not None:
+    if any(s in str(error) for s in _COLLECTIVE_FAILED):
+      return True
+    error = error.__cause__ or error.__context__
+  return False
+
+
 def failed(error: BaseException, heartbeat_timeout: int) -> None:
   """In the child, an exception training could not go on from: the
   traceback goes to the log. A collective that failed because a peer went
@@ -195,7 +221,7 @@ def failed(error: BaseException, heartbeat_timeout: int) -> None:
   its peers at exit."""
   trace = "".join(traceback.format_exception(error))
   log(trace)
-  if any(s in str(error) for s in _COLLECTIVE_FAILED):
+  if peer_lost(error):
     time.sleep(heartbeat_timeout + 30)  # the runtime ends us before
   print(trace, file=sys.stderr, end="", flush=True)
   os._exit(1)  # pylint: disable=protected-access

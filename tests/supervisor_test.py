@@ -70,3 +70,16 @@ def test_the_log_is_named_by_process():
                         coordinator_timeout=300, workdir=Path("/w"))
   assert auto.log_path.parent == Path("/w/logs")
   assert "the coordinator JAX found" in supervisor.explain("", ABORTED, auto)
+
+
+def test_a_collective_that_failed_under_another_error_is_a_lost_peer():
+  """orbax (or our own handling) may wrap gloo's error in another."""
+  try:
+    try:
+      raise ValueError("UNKNOWN: Gloo AllGather failed: Connection reset by "
+                       "peer")
+    except ValueError as e:
+      raise RuntimeError("cannot write a checkpoint") from e
+  except RuntimeError as wrapped:
+    assert supervisor.peer_lost(wrapped)
+  assert not supervisor.peer_lost(ValueError("a bug of ours"))
