@@ -109,6 +109,10 @@ BAD_INPUTS = {
     "negative lr": (["--lr=-1"], "--lr must be"),
     "nan lr": (["--lr=nan"], "--lr must be"),
     "text lr": (["--lr=fast"], "--lr='fast' is not a number"),
+    "bad mesh": (["--mesh=two_by_one"], "--mesh=two_by_one is not "
+                 "CONFIGSxDATA"),
+    "mesh of other devices": (["--mesh=2x1"], "--mesh=2x1 needs 2 devices; "
+                              "this run has 1"),
     "zero batch": (["--batch_size=0"], "--batch_size must be at least 1"),
     "zero epochs": (["--epochs=0"], "--epochs must be at least 1"),
     "zero eval interval": (["--eval_every=0"],
@@ -189,6 +193,23 @@ FLAGS_WITHOUT_EFFECT = {
     "process count without coordinator": (["--num_processes=2"],
                                           "give --coordinator_address"),
     "overwrite without workdir": (["--overwrite"], "give --workdir"),
+    "heartbeat without coordinator": (["--heartbeat_timeout=5"],
+                                      "--heartbeat_timeout is for multi-host "
+                                      "runs; give --coordinator_address"),
+    "host shares without coordinator": (["--noshard_data"],
+                                        "--shard_data is for multi-host"),
+    "multi-host without workdir": (
+        ["--coordinator_address=127.0.0.1:1", "--num_processes=2",
+         "--process_id=0"], "a multi-host run needs --workdir"),
+    "multi-host eval": (["--mode=eval", "--workdir=w",
+                         "--coordinator_address=127.0.0.1:1"],
+                        "--mode=eval runs on one host"),
+    "zero heartbeat timeout": (["--workdir=w", "--heartbeat_timeout=0",
+                                "--coordinator_address=127.0.0.1:1"],
+                               "--heartbeat_timeout=0 must be at least 1"),
+    "mesh in predict": (["--mode=predict", "--workdir=w", "--mesh=1x1",
+                         "--images=a.png"],
+                        "--mesh has no effect with --mode=predict"),
     "huber delta without huber": (["--loss=xent,l2", "--huber_delta=0.5"],
                                   "--huber_delta has no effect without "
                                   "--loss=huber"),
