@@ -28,6 +28,9 @@ import sys
 import time
 import traceback
 
+from softmax_jax.errors import os_error_advice
+from softmax_jax.errors import UserError
+
 # Set in the child: the file descriptors of the terminal's stdout and stderr,
 # and the supervisor's pid.
 ENV = "SOFTMAX_JAX_SUPERVISED"
@@ -72,8 +75,13 @@ def inside() -> bool:
 def supervise(argv: list[str], run: Run) -> int:
   """Runs `python argv` as the supervised child; its exit status, or 1 with
   one line on stderr when the runtime or a signal ended it."""
-  run.log_path.parent.mkdir(parents=True, exist_ok=True)
-  with open(run.log_path, "ab") as log:
+  try:
+    run.log_path.parent.mkdir(parents=True, exist_ok=True)
+    log = open(run.log_path, "ab")  # noqa: SIM115  closed below
+  except OSError as e:
+    raise UserError(f"cannot write this process's log in --workdir="
+                    f"{run.workdir}: {os_error_advice(e)}") from e
+  with log:
     log.write(f"\n=== {datetime.datetime.now():%Y-%m-%d %H:%M:%S} "
               f"{' '.join(argv)}\n".encode())
     log.flush()
@@ -94,9 +102,9 @@ def supervise(argv: list[str], run: Run) -> int:
     returncode = child.wait()
   if returncode >= 0:  # it ended itself (its own message is shown)
     return returncode
-  with open(run.log_path, "rb") as log:
-    log.seek(start)
-    text = log.read().decode(errors="replace")
+  with open(run.log_path, "rb") as written:
+    written.seek(start)
+    text = written.read().decode(errors="replace")
   said = re.search(re.escape(EXITING) + r"(\d+)", text)
   if said:  # ended by the runtime while it exited: its message stands
     return int(said.group(1))

@@ -279,3 +279,13 @@ def test_missing_dataset_offline_fails_within_seconds(tmp_path):
 def test_debug_shows_the_traceback():
   r = launch("--lr=0", "--debug")
   assert r.returncode != 0 and "Traceback" in r.stderr
+
+
+def test_a_multi_host_workdir_that_cannot_hold_logs(tmp_path):
+  """Each process's log goes to WORKDIR/logs; a file there is one line."""
+  (tmp_path / "file").write_text("not a folder")
+  assert_one_line_error(
+      launch(f"--workdir={tmp_path / 'file'}",
+             "--coordinator_address=127.0.0.1:1", "--num_processes=2",
+             "--process_id=1"),
+      "cannot write this process's log in --workdir=")
