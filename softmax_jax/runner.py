@@ -76,7 +76,8 @@ def run(configs: list[config_lib.Config] | config_lib.Config,
     with _stop_requests() as stop_requested:
       summary, workdir = _train(configs, workdir, overwrite, options,
                                 stop_requested, verbose, held)
-      if refit and stop_requested():  # asked during the sweep's last epoch
+      # Asked during the sweep's last epoch (on any host: all stop alike).
+      if refit and distributed.common_decision(stop_requested(), False)[0]:
         raise Interrupted(f"stopped before the refit; the sweep is finished "
                           f"in {workdir}; run the same command again to refit")
     if refit:
