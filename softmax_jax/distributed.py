@@ -149,10 +149,6 @@ class Layout:
   mesh: Mesh  # axes (CONFIGS, DATA)
 
   @property
-  def num_devices(self) -> int:
-    return self.mesh.size
-
-  @property
   def rows(self) -> int:
     return self.mesh.shape[CONFIGS]
 

@@ -6,11 +6,10 @@ coordinator never comes: an abort with a stack dump (exit 134) that Python
 cannot catch. So the command, given --coordinator_address, starts itself
 again as a child and waits for it. The child's C++ output (file descriptors
 1 and 2) goes to a log file in the workdir, its Python output to the
-terminal;
-when it dies, the supervisor reads the log and says in one line what
-happened and how to go on. The supervisor forwards Ctrl-C and SIGTERM to the
-child (which stops after a checkpoint common to all processes), and the child
-dies with it (a SIGKILL of the command reaches the trainer too).
+terminal; when it dies, the supervisor reads the log and says in one line
+what happened and how to go on. The supervisor forwards Ctrl-C and SIGTERM
+to the child (which stops after a checkpoint common to all processes), and
+the child dies with it (a SIGKILL of the command reaches the trainer too).
 """
 
 from __future__ import annotations
