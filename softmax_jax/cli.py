@@ -8,6 +8,7 @@ input ends in one line on stderr and exit status 2; --debug shows the
 traceback instead.
 """
 
+import os
 from pathlib import Path
 import sys
 
@@ -339,22 +340,23 @@ def _main_reporting_errors(argv):
       supervisor.failed(e, FLAGS.heartbeat_timeout)
     _exit(f"error: {e}", 2)
   except KeyboardInterrupt:
-    message = ("interrupted; run the same command again to resume from the "
-               "last checkpoint")
-    if supervisor.inside():  # its peers wait for it in a collective: go now
-      supervisor.exit_now(message, 130)
-    _exit(message, 130)
+    # A multi-host process goes at once: its peers wait for it in a
+    # collective, and would keep it at exit.
+    _exit("interrupted; run the same command again to resume from the last "
+          "checkpoint", 130, at_once=supervisor.inside())
   except Exception as e:
     if supervisor.inside():  # a multi-host process: maybe a peer was lost
       supervisor.failed(e, FLAGS.heartbeat_timeout)
     raise
 
 
-def _exit(message: str, code: int):
+def _exit(message: str, code: int, at_once: bool = False):
   from softmax_jax import supervisor  # pylint: disable=g-import-not-at-top
   print(message, file=sys.stderr, flush=True)
   if supervisor.inside():  # said: the supervisor adds nothing if it ends now
     supervisor.exiting(code)
+  if at_once:  # without waiting for the peers at exit
+    os._exit(code)  # pylint: disable=protected-access
   sys.exit(code)
 
 

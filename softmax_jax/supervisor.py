@@ -202,13 +202,6 @@ def exiting(code: int) -> None:
   log(f"{EXITING}{code}")
 
 
-def exit_now(message: str, code: int) -> None:
-  """Says why and ends at once, without waiting for the peers at exit."""
-  print(message, file=sys.stderr, flush=True)
-  exiting(code)
-  os._exit(code)  # pylint: disable=protected-access
-
-
 def peer_lost(error: BaseException | None) -> bool:
   """Whether error, or one that caused it, is a collective that failed
   because a peer went away."""

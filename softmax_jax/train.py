@@ -190,8 +190,8 @@ def train_epoch(state: State, x, y, batches, values, *,
 
   steps = (x, y) if batches is None else batches
   state, m = jax.lax.scan(body, state, steps)
-  num_examples = y.shape[0] * y.shape[-1] if batches is None else (
-      batches.shape[0] * batches.shape[-1])
+  shape = (y if batches is None else batches).shape  # [S, (M,) B]
+  num_examples = shape[0] * shape[-1]
   return state, {
       "train_loss": jnp.mean(m["loss"], axis=0),
       "train_accuracy": jnp.sum(m["correct"], axis=0) / num_examples,
