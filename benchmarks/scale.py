@@ -20,6 +20,12 @@ training time per epoch (softmax_jax: summary.json's train_seconds, compiled
 ahead, so compilation excluded). The work of an epoch is its matmuls, 4 N D
 K M flops (logits and the weight gradient); the table gives each run's
 GFLOP/s as a share of this machine's float32 matmul peak, measured first.
+
+The matmul floor: at the speed target's point (N = 200,000, D = 512, K =
+1,000) an epoch of nothing but each step's two matmuls (logits x W and the
+weight gradient x^T G, on [1024, 512] slices), once compiled by XLA (a
+lax.scan, as softmax_jax's epoch) and once as a PyTorch loop (MKL). No
+training epoch can be faster than its library's floor.
 Writes a markdown table to --out and the figure beside it (.png).
 """
 
@@ -36,6 +42,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from typing import Any
 
 import numpy as np
 
@@ -138,27 +145,71 @@ def torch_child(folder: str) -> None:
   print(json.dumps({"epoch_s": float(np.mean(seconds)), "accuracy": accuracy}))
 
 
-def matmul_peak() -> float:
-  """This machine's float32 matmul GFLOP/s through XLA (2048^3, best of 10),
-  measured in a process of its own (see run_child)."""
-  code, _, out = run_child([sys.executable, __file__, "--peak_child"])
+def measure(what: str, library: str) -> float:
+  """A number measured in a process of its own (see run_child): "peak", the
+  float32 matmul GFLOP/s at 2048^3 (best of 10), or "floor", the seconds of
+  the matmul floor's epoch (best of 3; see the module's docstring), through
+  XLA ("jax") or PyTorch ("torch")."""
+  code, _, out = run_child([sys.executable, __file__,
+                            f"--measure_child={what},{library}"])
   if code:
-    raise SystemExit(f"measuring the matmul peak failed: {out}")
+    raise SystemExit(f"measuring the {library} matmul {what} failed: {out}")
   return float(out.strip().splitlines()[-1])
 
 
-def peak_child() -> None:
-  import jax  # pylint: disable=g-import-not-at-top
-  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
-  a = jnp.asarray(np.random.default_rng(0).random((2048, 2048), np.float32))
-  f = jax.jit(lambda a: a @ a)
-  f(a).block_until_ready()
+def measure_child(what: str, library: str) -> None:
+  """Prints measure(what, library)."""
+  asarray: Any
+  if library == "torch":
+    import torch  # pylint: disable=g-import-not-at-top
+    torch.set_num_threads(os.cpu_count() or 1)
+    asarray, block, matmul = torch.from_numpy, lambda a: a, torch.matmul
+  else:
+    import jax  # pylint: disable=g-import-not-at-top
+    import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+    asarray, block = jnp.asarray, jax.block_until_ready
+    matmul = jax.jit(jnp.matmul)
+  rng = np.random.default_rng(0)
+  if what == "peak":
+    a = asarray(rng.random((2048, 2048), np.float32))
+    run, repeats, scale = (lambda: matmul(a, a)), 10, 2 * 2048**3 / 1e9
+  else:
+    n, d, k = (BASE[a] for a in "ndk")
+    x = asarray(rng.standard_normal((n, d), np.float32))
+    w = asarray(np.zeros((d, k), np.float32))
+    run, repeats, scale = floor_epoch(library, x, w), 3, None
+  block(run())
   best = float("inf")
-  for _ in range(10):
+  for _ in range(repeats):
     start = time.perf_counter()
-    f(a).block_until_ready()
+    block(run())
     best = min(best, time.perf_counter() - start)
-  print(2 * 2048**3 / best / 1e9)
+  print(best if scale is None else scale / best)
+
+
+def floor_epoch(library: str, x, w):
+  """An epoch of each step's two matmuls alone: G = x_B W, then W -= c x_B^T G
+  (c tiny, so the values stay finite and the work is the same every step)."""
+  steps = x.shape[0] // BATCH
+  if library == "torch":
+    import torch  # pylint: disable=g-import-not-at-top
+
+    def torch_epoch():
+      with torch.no_grad():
+        for i in range(steps):
+          x_b = x[i * BATCH:(i + 1) * BATCH]
+          w.sub_(1e-12 * (x_b.T @ (x_b @ w)))
+      return w
+    return torch_epoch
+  import jax  # pylint: disable=g-import-not-at-top
+
+  @jax.jit
+  def jax_epoch(w):
+    def step(w, i):
+      x_b = jax.lax.dynamic_slice_in_dim(x, i * BATCH, BATCH)
+      return w - 1e-12 * (x_b.T @ (x_b @ w)), None
+    return jax.lax.scan(step, w, jax.numpy.arange(steps))[0]
+  return lambda: jax_epoch(w)
 
 
 def main():
@@ -168,15 +219,18 @@ def main():
   parser.add_argument("--tmp", default=tempfile.gettempdir())
   parser.add_argument("--out", default=str(ROOT / "benchmarks" / "scale.md"))
   parser.add_argument("--torch_child", help=argparse.SUPPRESS)
-  parser.add_argument("--peak_child", action="store_true",
-                      help=argparse.SUPPRESS)
+  parser.add_argument("--measure_child", help=argparse.SUPPRESS)
   args = parser.parse_args()
   if args.torch_child:
     return torch_child(args.torch_child)
-  if args.peak_child:
-    return peak_child()
-  peak = matmul_peak()
+  if args.measure_child:
+    return measure_child(*args.measure_child.split(","))
+  peak = measure("peak", "jax")
   print(f"float32 matmul peak (XLA, 2048^3): {peak:.0f} GFLOP/s", flush=True)
+  floor = {"peak_torch": None if args.no_torch else measure("peak", "torch"),
+           **{library: measure("floor", library)
+              for library in ("jax",) + (() if args.no_torch else ("torch",))}}
+  print(f"matmul floor: {floor}", flush=True)
   rows = []
   for p in points(QUICK_AXES if args.quick else AXES):
     scratch = Path(tempfile.mkdtemp(dir=args.tmp, prefix="scale_"))
@@ -195,7 +249,7 @@ def main():
       shutil.rmtree(scratch, ignore_errors=True)
     rows.append(row)
     print(_line(row, peak), flush=True)
-  report = _markdown(rows, peak)
+  report = _markdown(rows, peak) + _floor_text(rows, floor)
   Path(args.out).write_text(report)
   _plot(rows, Path(args.out).with_suffix(".png"))
   print(report)
@@ -222,8 +276,8 @@ def _markdown(rows: list[dict], peak: float) -> str:
   except metadata.PackageNotFoundError:
     torch_version = "not installed"
   head = (f"Measured {datetime.date.today()} with `.venv/bin/python "
-          f"benchmarks/scale.py` on {os.cpu_count()} cores "
-          f"({platform.machine()}, "
+          f"benchmarks/scale.py` on {os.cpu_count()} cores of "
+          f"{_cpu_model()} ({platform.machine()}, "
           f"{platform.platform()}, Python {platform.python_version()}, JAX "
           f"{jax_version}, torch {torch_version}); float32 matmul peak "
           f"(XLA, 2048^3): {peak:.0f} GFLOP/s. Batch {BATCH}, SGD lr 0.1, "
@@ -246,6 +300,41 @@ def _markdown(rows: list[dict], peak: float) -> str:
         "epoch_s" in o else "-"]
     table.append("| " + " | ".join(str(c) for c in cells) + " |")
   return head + "\n".join(table) + "\n"
+
+
+def _cpu_model() -> str:
+  """The CPU's model name (the ratios depend on it: PyTorch's MKL runs at
+  its best on Intel CPUs)."""
+  try:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+      if line.startswith("model name"):
+        return line.split(":", 1)[1].strip()
+  except OSError:
+    pass
+  return platform.processor() or "an unknown CPU"
+
+
+def _floor_text(rows: list[dict], floor: dict) -> str:
+  """The matmul floor at the speed target's point (BASE), beside the epochs
+  measured there and the epoch a 1.5 x lead over PyTorch would need."""
+  base: dict = next((r for r in rows if all(r[a] == BASE[a] for a in BASE)),
+              {**BASE, "ours": {}})  # --quick: not measured
+  flops = _flops(base)
+  text = (f"\nThe matmul floor at N = {BASE['n']:,}, D = {BASE['d']}, K = "
+          f"{BASE['k']} (each step's two matmuls alone, best of 3 epochs): "
+          f"XLA {floor['jax']:.3f} s ({flops / floor['jax'] / 1e9:.0f} "
+          "GFLOP/s)")
+  if "torch" in floor:
+    text += (f", PyTorch {floor['torch']:.3f} s "
+             f"({flops / floor['torch'] / 1e9:.0f} GFLOP/s; its 2048^3 "
+             f"matmul peak: {floor['peak_torch']:.0f} GFLOP/s)")
+  text += "."
+  if "epoch_s" in base.get("torch", {}):
+    need = base["torch"]["epoch_s"] / 1.5
+    text += (f" An epoch 1.5 x faster than PyTorch's loop "
+             f"({base['torch']['epoch_s']:.3f} s) would take at most "
+             f"{need:.3f} s: {floor['jax'] / need:.2f} x XLA's floor.")
+  return text + "\n"
 
 
 def _cells(row: dict, r: dict, peak: float) -> list[str]:
