@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from softmax_jax import data
+from softmax_jax import user_data
 from softmax_jax.errors import UserError
 
 
@@ -59,7 +60,7 @@ def _from_image(path: Path, image_shape) -> np.ndarray:
 
 def _from_npy(path: Path, image_shape, pixels) -> np.ndarray:
   try:
-    array = np.load(path, allow_pickle=False)
+    array = user_data.with_bfloat16(np.load(path, allow_pickle=False))
   except (OSError, ValueError) as e:
     raise UserError(f"--images: {path} is not a readable .npy file "
                     f"({e})") from e
@@ -73,10 +74,14 @@ def _from_npy(path: Path, image_shape, pixels) -> np.ndarray:
     raise UserError(f"--images: {path} has shape {array.shape}; expected "
                     f"{squeezed}, (N, {', '.join(map(str, squeezed))}) or "
                     f"(N, {size})")
-  if not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):
+  if not (user_data.is_numeric(array.dtype) or array.dtype == bool):
     raise UserError(f"--images: {path} holds {array.dtype}, not numbers")
+  array = user_data.numeric(array)
   if not np.all(np.isfinite(array)):
     raise UserError(f"--images: {path} holds values that are not finite")
+  if np.any(np.abs(array) > np.finfo(np.float32).max):
+    raise UserError(f"--images: {path} holds values beyond float32's range; "
+                    "features must be float32 numbers")
   if pixels is None:
     return array.astype(np.float32)
   if np.issubdtype(array.dtype, np.floating) and array.min() >= 0 and (

@@ -63,9 +63,7 @@ def load_npy(folder: str | Path) -> dict:
       array = np.load(path, mmap_mode="r", allow_pickle=False)
     except (OSError, ValueError) as e:
       raise DataError(f"{path} is not a readable .npy file ({e})") from e
-    if array.dtype == np.dtype("V2"):  # how np.save stores bfloat16
-      array = array.view(ml_dtypes.bfloat16)
-    arrays[name] = array
+    arrays[name] = with_bfloat16(array)
   if ("x_val" in arrays) != ("y_val" in arrays):
     raise DataError(f"{folder} has {'x_val' if 'x_val' in arrays else 'y_val'}"
                     ".npy but not its pair; give both x_val.npy and y_val.npy, "
@@ -229,6 +227,13 @@ def _checked(path, splits: dict, class_names) -> dict:
                                 else (str(c) for c in range(k)))
   arrays["image_shape"] = x_train.shape[1:] if x_train.ndim > 2 else None
   return arrays
+
+
+def with_bfloat16(array: np.ndarray) -> np.ndarray:
+  """A loaded .npy array, bfloat16 seen as such: np.save stores it as 2-byte
+  raw values (V2)."""
+  return (array.view(ml_dtypes.bfloat16) if array.dtype == np.dtype("V2")
+          else array)
 
 
 def is_float(dtype) -> bool:

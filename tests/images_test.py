@@ -1,0 +1,40 @@
+"""--images for --mode=predict: .npy arrays in every dtype the npy: data
+loader takes, read as the model's float32 feature rows."""
+
+import ml_dtypes
+import numpy as np
+import pytest
+
+from softmax_jax import images
+from softmax_jax.errors import UserError
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float16,
+                                   ml_dtypes.bfloat16, np.float64])
+def test_feature_arrays_in_each_dtype(tmp_path, dtype):
+  values = np.array([[0.5, -2.0, 3.25], [1.0, 0.0, -0.125]])
+  path = tmp_path / "rows.npy"
+  np.save(path, values.astype(dtype))
+  rows, names = images.load([str(path)], (3,), pixels=None)
+  assert rows.dtype == np.float32
+  np.testing.assert_array_equal(rows, values.astype(dtype).astype(np.float32))
+  assert names == [f"{path}[0]", f"{path}[1]"]
+
+
+def test_bfloat16_pixels_in_the_unit_interval_are_taken_as_they_are(tmp_path):
+  pixels = np.array([[[0.0, 0.5], [0.25, 1.0]]])  # one 2 x 2 image
+  path = tmp_path / "image.npy"
+  np.save(path, pixels.astype(ml_dtypes.bfloat16))
+  rows, _ = images.load([str(path)], (2, 2, 1), pixels="0-1")
+  np.testing.assert_array_equal(rows, pixels.reshape(1, 4))
+
+
+@pytest.mark.parametrize("value, says", [
+    (np.inf, "not finite"), (np.nan, "not finite"),
+    (1e39, "beyond float32's range")])
+def test_values_that_are_no_float32_features_are_refused(tmp_path, value,
+                                                         says):
+  path = tmp_path / "rows.npy"
+  np.save(path, np.array([[0.0, value, 1.0]]))
+  with pytest.raises(UserError, match=says):
+    images.load([str(path)], (3,), pixels=None)
