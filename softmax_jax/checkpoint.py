@@ -128,7 +128,7 @@ class Checkpointer:
       target.parent.mkdir(parents=True, exist_ok=True)
       shutil.move(self.directory / str(epoch), target)
     if self.unreadable:
-      distributed.sync("softmax_jax: unreadable checkpoints set aside")
+      distributed.sync("unreadable checkpoints set aside")
       self._manager.reload()
     self.unreadable = []
 

@@ -338,10 +338,8 @@ def _main_reporting_errors(argv):
       raise
     if supervisor.inside() and supervisor.peer_lost(e):
       supervisor.failed(e, FLAGS.heartbeat_timeout)
-    _exit(f"error: {e}", 2)
+    _exit(f"error: {e}", 2, at_once=supervisor.inside())
   except KeyboardInterrupt:
-    # A multi-host process goes at once: its peers wait for it in a
-    # collective, and would keep it at exit.
     _exit("interrupted; run the same command again to resume from the last "
           "checkpoint", 130, at_once=supervisor.inside())
   except Exception as e:
@@ -351,10 +349,14 @@ def _main_reporting_errors(argv):
 
 
 def _exit(message: str, code: int, at_once: bool = False):
+  """Says why the command ends, and ends it. A multi-host process that ends
+  alone goes `at_once`: JAX's shutdown barrier would keep it at exit while
+  its peers wait for it in a collective. They learn of it within the
+  heartbeat timeout, and show its line (supervisor.explain)."""
   from softmax_jax import supervisor  # pylint: disable=g-import-not-at-top
   print(message, file=sys.stderr, flush=True)
   if supervisor.inside():  # said: the supervisor adds nothing if it ends now
-    supervisor.exiting(code)
+    supervisor.exiting(code, message)
   if at_once:  # without waiting for the peers at exit
     os._exit(code)  # pylint: disable=protected-access
   sys.exit(code)

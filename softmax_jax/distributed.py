@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import itertools
 from pathlib import Path
 
 import jax
@@ -25,6 +26,11 @@ import numpy as np
 from softmax_jax.errors import UserError
 
 CONFIGS, DATA = "configs", "data"  # the axes of the device mesh
+# How long a process waits for the others at a meeting point (see _meet): a
+# slower host may be validating a large data set or writing the report. A
+# lost one is noticed sooner, by its heartbeats (--heartbeat_timeout).
+WAIT_FOR_PEERS_S = 7 * 24 * 3600
+_meetings = itertools.count()  # every process meets the others in one order
 
 
 def initialize(coordinator_address: str, num_processes: int | None,
@@ -60,6 +66,17 @@ def is_main_process() -> bool:
   return jax.process_index() == 0
 
 
+def _meet(what: str) -> None:
+  """Waits, as long as it takes, until every process has come here, at the
+  coordination service's barrier: before a collective between hosts, whose
+  first rendezvous gloo gives only 30 s."""
+  from jax._src import distributed as jax_distributed  # pylint: disable=g-import-not-at-top
+  client = jax_distributed.global_state.client
+  if client is not None:
+    client.wait_at_barrier(f"softmax_jax {next(_meetings)}: {what}",
+                           timeout_in_ms=WAIT_FOR_PEERS_S * 1000)
+
+
 def agree(flag: bool) -> bool:
   """Process 0's value of flag, on every process (the others' is ignored)."""
   return bool(from_process_0(int(flag)))
@@ -70,6 +87,7 @@ def from_process_0(value: int) -> int:
   if jax.process_count() == 1:
     return value
   from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+  _meet("from process 0")
   return int(multihost_utils.broadcast_one_to_all(np.int32(value)))
 
 
@@ -77,8 +95,7 @@ def everywhere(flag: bool) -> bool:
   """Whether flag holds on every process."""
   if jax.process_count() == 1:
     return flag
-  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
-  return bool(multihost_utils.process_allgather(np.int32(flag)).all())
+  return bool(_allgather(np.int32(flag)).all())
 
 
 def common_decision(stop: bool, save: bool) -> tuple[bool, bool]:
@@ -87,17 +104,21 @@ def common_decision(stop: bool, save: bool) -> tuple[bool, bool]:
   clock says it is due (orbax saves are collective)."""
   if jax.process_count() == 1:
     return stop, save
-  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
-  flags_Px2 = multihost_utils.process_allgather(
-      np.array([stop, save], np.int32))
+  flags_Px2 = _allgather(np.array([stop, save], np.int32))
   return bool(flags_Px2[:, 0].any()), bool(flags_Px2[0, 1])
 
 
 def sync(name: str) -> None:
   """Waits until every process has come here."""
   if jax.process_count() > 1:
-    from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
-    multihost_utils.sync_global_devices(name)
+    _meet(name)
+
+
+def _allgather(value: np.ndarray | np.generic) -> np.ndarray:
+  """Every process's value, stacked in process order."""
+  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+  _meet("allgather")
+  return np.asarray(multihost_utils.process_allgather(value))
 
 
 def check_shared(workdir: Path) -> None:
@@ -109,14 +130,13 @@ def check_shared(workdir: Path) -> None:
   token = int(np.random.default_rng().integers(1, 2**31 - 1))
   if is_main_process():
     path.write_text(str(token))
-  sync("softmax_jax: shared check written")
+  sync("shared check written")
   token = from_process_0(token)
   try:
     seen = int(path.read_text()) == token
   except (OSError, ValueError):
     seen = False
-  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
-  blind = np.flatnonzero(multihost_utils.process_allgather(np.int32(seen)) == 0)
+  blind = np.flatnonzero(_allgather(np.int32(seen)) == 0)
   if len(blind):
     raise UserError(
         f"--workdir={workdir} is not one folder that every host reaches: "

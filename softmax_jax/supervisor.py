@@ -36,6 +36,7 @@ ENV = "SOFTMAX_JAX_SUPERVISED"
 JOINED = "softmax_jax: joined the run"  # the child's lines in the log
 EXITING = "softmax_jax: exiting with status "
 LOGS = "logs"  # under the workdir: a log per process
+SESSION = "\n=== "  # starts each run's part of a log: the time, the command
 # The runtime's words, in the log, for a peer whose heartbeats stopped and
 # for a coordinator that cannot be reached.
 _STOPPED_HEARTBEATS = re.compile(
@@ -81,7 +82,7 @@ def supervise(argv: list[str], run: Run) -> int:
     raise UserError(f"cannot write this process's log in --workdir="
                     f"{run.workdir}: {os_error_advice(e)}") from e
   with log:
-    log.write(f"\n=== {datetime.datetime.now():%Y-%m-%d %H:%M:%S} "
+    log.write(f"{SESSION}{datetime.datetime.now():%Y-%m-%d %H:%M:%S} "
               f"{' '.join(argv)}\n".encode())
     log.flush()
     start = log.tell()
@@ -129,19 +130,42 @@ def explain(log_text: str, returncode: int, run: Run) -> str:
             "same command on every host, with the same --coordinator_address "
             f"and --num_processes and a distinct --process_id {details}")
   lost = _STOPPED_HEARTBEATS.search(log_text)
+  ids = ([int(i) for i in re.findall(r"\d+", lost.group(1))] if lost
+         else [0] if _COORDINATOR_LOST in log_text else [])
+  for i in ids:  # one that ended itself has said why
+    words = _last_words(run, i)
+    if words:
+      return (f"process {i} of the run ended first, saying \"{words}\"; so "
+              f"{run.name} stopped; once that is dealt with, {resume} "
+              f"{details}")
   if lost:
-    ids = [int(i) for i in re.findall(r"\d+", lost.group(1))]
     names = ", ".join(str(i) for i in ids)
     return (f"process{'es' if len(ids) > 1 else ''} {names} of the run "
             f"{'were' if len(ids) > 1 else 'was'} lost (no heartbeat: killed, "
             f"preempted or out of memory), so {run.name} stopped; {resume} "
             f"{details}")
-  if _COORDINATOR_LOST in log_text:
+  if ids:
     return (f"process 0 (the coordinator, at {where}) was lost, so "
             f"{run.name} stopped; {resume} {details}")
   reason = (f"signal {signal.Signals(-returncode).name}" if returncode < 0
             else f"exit status {returncode}")
   return f"{run.name} ended abnormally ({reason}); {resume} {details}"
+
+
+def _last_words(run: Run, process_id: int) -> str | None:
+  """What a peer said as it ended itself in this run (the last session of
+  its log in the shared workdir), or None: it did not, or its log is not
+  found (--coordinator_address=auto names logs by host and pid)."""
+  if run.process_id is None:
+    return None
+  try:
+    text = (run.workdir / LOGS / f"process_{process_id}.log").read_text(
+        errors="replace")
+  except OSError:
+    return None
+  session = text.rsplit(SESSION, 1)[-1]
+  said = re.search(re.escape(EXITING) + r"\d+: (.*)", session)
+  return said.group(1).strip() if said and JOINED in session else None
 
 
 def _die_with_parent(parent: int) -> None:
@@ -197,9 +221,10 @@ def joined(process_index: int, process_count: int) -> None:
   log(f"{JOINED} as process {process_index} of {process_count}")
 
 
-def exiting(code: int) -> None:
-  """The child has said why it ends (on the terminal) and exits with code."""
-  log(f"{EXITING}{code}")
+def exiting(code: int, message: str) -> None:
+  """The child has said why it ends (on the terminal: message) and exits
+  with code; its peers' supervisors may read it here (see explain)."""
+  log(f"{EXITING}{code}: {' '.join(message.split())}")
 
 
 def peer_lost(error: BaseException | None) -> bool:
@@ -224,4 +249,5 @@ def failed(error: BaseException, heartbeat_timeout: int) -> None:
   if peer_lost(error):
     time.sleep(heartbeat_timeout + 30)  # the runtime ends us before
   print(trace, file=sys.stderr, end="", flush=True)
+  exiting(1, traceback.format_exception_only(error)[0])
   os._exit(1)  # pylint: disable=protected-access

@@ -657,6 +657,9 @@ def _train_group(configs: list[Config], dataset: data_lib.Dataset, on_epoch,
             family.params(states), *train_xy, values).compile()
     evals["objective"] = (*train_xy, values)
   compile_seconds = time.perf_counter() - start
+  # The epochs' collectives begin together, however long each host took
+  # to get here.
+  distributed.sync("compiled")
 
   for epoch in range(first_epoch, last_round + 1):
     start = time.perf_counter()

@@ -4,6 +4,7 @@ process runs under its supervisor, as a user starts it."""
 
 import json
 import os
+from pathlib import Path
 import signal
 import subprocess
 import sys
@@ -34,12 +35,14 @@ def data_dir(tmp_path_factory):
   return path
 
 
-def start(data_dir, workdir, *args, port=None, ids=(0, 1)):
+def start(data_dir, workdir, *args, port=None, ids=(0, 1), only=None):
+  """The run's processes `ids`, each with args and its own `only[id]`."""
   port = port or free_port()
   return [subprocess.Popen(
       [sys.executable, str(ROOT / "launch.py"), f"--data_dir={data_dir}",
        f"--workdir={workdir}", f"--coordinator_address=127.0.0.1:{port}",
-       "--num_processes=2", f"--process_id={i}", *args],
+       "--num_processes=2", f"--process_id={i}", *args,
+       *(only or {}).get(i, ())],
       cwd=ROOT, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
           for i in ids]
 
@@ -110,6 +113,46 @@ def test_sigterm_to_one_process_stops_both_after_a_checkpoint(data_dir,
   epoch = int(stopped[0].split("stopped after epoch ")[1].split(",")[0])
   assert str(epoch) in os.listdir(workdir / "checkpoints" / "group_0")
   assert "Traceback" not in "".join(r.stderr for r in results)
+
+
+def test_an_error_on_one_process_is_shown_by_the_other(data_dir, tmp_path):
+  """Process 1 alone cannot load its data (a host without the file): it
+  says so and ends at once; process 0, waiting for it, ends within the
+  heartbeat timeout quoting it, instead of waiting out JAX's shutdown."""
+  started = time.monotonic()
+  results = run_all(start(data_dir, tmp_path / "run", *FLAGS,
+                          only={1: [f"--dataset=npz:{tmp_path / 'none.npz'}"]}))
+  assert time.monotonic() - started < HEARTBEAT + 30
+  assert_one_line_error(results[1], "none.npz: no such file", code=2)
+  said = results[1].stderr.strip()
+  assert_one_line_error(results[0], f'process 1 of the run ended first, '
+                        f'saying "{said}"; so process 0 stopped', code=1)
+  assert "Check failure" not in results[0].stdout + results[0].stderr
+
+
+def test_a_host_that_comes_late_to_the_first_collective_is_waited_for(
+    data_dir, tmp_path):
+  """Process 1 paused for 40 s (as a slow host, e.g. validating a large data
+  set) right after it joined: process 0 waits for it, where a collective on
+  its own gives up after gloo's 30 s, and the run completes."""
+  workdir = tmp_path / "run"
+  procs = start(data_dir, workdir, "--batch_size=32", "--epochs=2",
+                "--heartbeat_timeout=120")  # a paused process sends none
+  log = workdir / "logs" / "process_1.log"
+  deadline = time.monotonic() + 120
+  while not (log.exists() and "joined the run" in log.read_text()):
+    assert time.monotonic() < deadline and procs[1].poll() is None
+    time.sleep(0.01)
+  # The trainer, under process 1's supervisor.
+  (trainer,) = map(int, Path(f"/proc/{procs[1].pid}/task/{procs[1].pid}/"
+                             "children").read_text().split())
+  os.kill(trainer, signal.SIGSTOP)
+  time.sleep(40)
+  assert procs[0].poll() is None  # waiting
+  os.kill(trainer, signal.SIGCONT)
+  results = run_all(procs)
+  assert [r.returncode for r in results] == [0, 0], results
+  assert (workdir / "params.npz").exists()
 
 
 def test_a_coordinator_that_never_comes(data_dir, tmp_path):

@@ -2,6 +2,7 @@
 it, from the log the runtime left (its own words, as measured with JAX on
 gloo)."""
 
+import dataclasses
 from pathlib import Path
 import signal
 
@@ -41,6 +42,49 @@ def test_a_lost_coordinator():
   line = supervisor.explain(log, ABORTED, run)
   assert line.startswith("process 0 (the coordinator, at 10.0.0.1:1234) was "
                          "lost, so process 1 stopped")
+
+
+def _peer_log(workdir: Path, process_id: int, *sessions: str) -> None:
+  """The peer's log as its supervisor and the child write it."""
+  logs = workdir / supervisor.LOGS
+  logs.mkdir(parents=True, exist_ok=True)
+  (logs / f"process_{process_id}.log").write_text("".join(
+      f"{supervisor.SESSION}2026-11-22 10:00:00 launch.py\n{s}"
+      for s in sessions))
+
+
+def test_a_peer_that_ended_itself_is_quoted(tmp_path):
+  run = supervisor.Run(process_id=0, coordinator="10.0.0.1:1234",
+                       coordinator_timeout=300, workdir=tmp_path)
+  said = "error: /data/x_train.npy: x_train row 7, column 3 is nan"
+  _peer_log(tmp_path, 2,
+            f"{JOINED}{supervisor.EXITING}2: error: an earlier run's\n",
+            f"{JOINED}{supervisor.EXITING}2: {said}\n")
+  line = supervisor.explain(JOINED + HEARTBEATS.format("2"), ABORTED, run)
+  assert line.startswith(f'process 2 of the run ended first, saying "{said}"; '
+                         "so process 0 stopped; once that is dealt with, "
+                         "start the same command on every host again")
+  # The coordinator, too, says why it ended, where its peers read it.
+  _peer_log(tmp_path, 0, f"{JOINED}{supervisor.EXITING}1: ValueError: bad\n")
+  run_1 = dataclasses.replace(run, process_id=1)
+  line = supervisor.explain(JOINED + "Failed to send RPC to coordination "
+                            "service\n", ABORTED, run_1)
+  assert line.startswith('process 0 of the run ended first, saying '
+                         '"ValueError: bad"; so process 1 stopped')
+
+
+def test_a_peer_that_said_nothing_in_this_run_was_lost(tmp_path):
+  """Its words from an earlier run, or from before it joined, are not
+  taken for why it ended now."""
+  run = supervisor.Run(process_id=0, coordinator="10.0.0.1:1234",
+                       coordinator_timeout=300, workdir=tmp_path)
+  _peer_log(tmp_path, 1, f"{JOINED}{supervisor.EXITING}2: error: old\n",
+            f"{JOINED}training...\n")
+  line = supervisor.explain(JOINED + HEARTBEATS.format("1"), ABORTED, run)
+  assert line.startswith("process 1 of the run was lost (no heartbeat")
+  _peer_log(tmp_path, 1, f"{supervisor.EXITING}2: error: not joined\n")
+  line = supervisor.explain(JOINED + HEARTBEATS.format("1"), ABORTED, run)
+  assert line.startswith("process 1 of the run was lost (no heartbeat")
 
 
 def test_a_coordinator_that_never_came():
