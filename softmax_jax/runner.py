@@ -288,10 +288,6 @@ def _load(configs) -> data.Dataset:
     fraction = 0
   if fraction:
     dataset = data.hold_out_validation(dataset, fraction)
-  if c.calibrate and dataset.x_val is None:
-    raise UserError("--calibrate fits the temperature on a validation split, "
-                    "and this run has none: give --val_fraction > 0 (e.g. "
-                    "0.1), or data with x_val")
   return data.standardize(dataset) if c.standardize else dataset
 
 

@@ -33,6 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from softmax_jax import calibration
 from softmax_jax import checkpoint as checkpoint_lib
 from softmax_jax import data as data_lib
 from softmax_jax import distributed
@@ -283,9 +284,14 @@ def train_configs(configs: list[Config], dataset: data_lib.Dataset,
 def check(configs: list[Config], dataset: data_lib.Dataset) -> None:
   """Refuses, before anything is trained or written, what the data rules out:
   labels outside [0, K), batches larger than the training set, PHM sizes
-  that do not divide the output layer."""
+  that do not divide the output layer, calibration without a validation
+  split."""
   _check_labels(dataset)
   for c in configs:
+    if c.calibrate and dataset.x_val is None:
+      raise UserError("--calibrate fits the temperature on a validation "
+                      "split, and this run has none: give --val_fraction > 0 "
+                      "(e.g. 0.1), or data with x_val")
     if len(dataset.x_train) < c.batch_size:
       raise UserError(
           f"--batch_size={c.batch_size} is larger than the training set "
@@ -763,7 +769,9 @@ class Result:
 def train_and_evaluate(
     config: Config, dataset: data_lib.Dataset,
     on_epoch: Callable[[dict], None] | None = None) -> Result:
-  """One run; raises DivergedError when its loss turns non-finite."""
+  """One run; raises DivergedError when its loss turns non-finite. With
+  config.calibrate, the summary has the temperature fit on the validation
+  split (see calibration.calibrate)."""
   result = train_configs([config], dataset,
                          on_epoch=((lambda _, r: on_epoch(r)) if on_epoch
                                    else None))
@@ -790,4 +798,6 @@ def train_and_evaluate(
     assert dataset.x_val is not None  # validation accuracy needs it
     summary.update(val_accuracy=last["val_accuracy"], val_nll=last["val_nll"],
                    num_val=len(dataset.x_val))
+  if config.calibrate:  # (check: it has a validation split)
+    summary["calibration"] = calibration.calibrate([run.params], dataset)[0]
   return Result(params=run.params, history=run.history, summary=summary)

@@ -306,3 +306,17 @@ def test_a_tie_in_validation_accuracy_goes_to_the_stronger_weight_decay(
   assert len({r["val_accuracy"] for r in rows}) == 1  # the tie this tests
   assert summary["best"]["config_id"] == 2
   assert summary["best"]["config"]["weight_decay"] == 1e-8
+
+
+def test_calibrate_fits_a_temperature_on_the_validation_split():
+  ds = data.hold_out_validation(synthetic_dataset(), 0.2)
+  result = train.train_and_evaluate(
+      dataclasses.replace(TINY, calibrate=True), ds)
+  fitted = result.summary["calibration"]
+  assert fitted["temperature"] > 0
+  # Never worse than T = 1 on the split it is fit on.
+  assert fitted["val_nll_after"] <= fitted["val_nll_before"] + 1e-6
+  with pytest.raises(UserError, match="--calibrate fits the temperature on a "
+                     "validation split"):
+    train.train_and_evaluate(dataclasses.replace(TINY, calibrate=True),
+                             synthetic_dataset())
