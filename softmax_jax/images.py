@@ -17,7 +17,9 @@ def load(paths: list[str], image_shape: tuple[int, ...], pixels: str | None
          ) -> tuple[np.ndarray, list[str]]:
   """float32 [N, H*W*C] and a name per row, from image files (any size and
   mode: converted to the model's channels and resized) or .npy arrays of one
-  image [H, W(, C)], of images [N, H, W(, C)] or of rows [N, H*W*C].
+  image [H, W(, C)], of images [N, H, W(, C)] or of rows [N, H*W*C]. A model
+  trained on rows of D features without an image shape has image_shape
+  (D,), and takes .npy arrays of one row [D] or of rows [N, D].
 
   For a model trained on pixels (`pixels` not None), image files and arrays
   of whole numbers 0-255 are scaled to [0, 1], floats in [0, 1] taken as
@@ -34,11 +36,11 @@ def load(paths: list[str], image_shape: tuple[int, ...], pixels: str | None
       array = _from_npy(path, image_shape, pixels)
       names += [f"{path}[{i}]" for i in range(len(array))]
     else:
-      if pixels is None:
-        raise UserError(f"--images: {path}: this model was trained on "
-                        "features that are not pixels (see the run's "
-                        "summary.json, 'inputs'); give .npy arrays of such "
-                        "features")
+      if pixels is None or len(image_shape) < 2:
+        raise UserError(f"--images: {path}: this model was trained on rows "
+                        f"of {math.prod(image_shape)} features, not images "
+                        "(see the run's summary.json, 'inputs'); give .npy "
+                        "arrays of such rows")
       array = data.to_features(_from_image(path, image_shape))
       names.append(str(path))
     rows.append(array)

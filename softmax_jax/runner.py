@@ -225,17 +225,18 @@ def evaluate(workdir: str | Path, verbose: bool = True) -> dict:
 
 def predict(workdir: str | Path, image_paths: list[str], top: int = 3
             ) -> list[tuple[str, list[tuple[str, float]]]]:
-  """Each image's name with its top classes and probabilities under a run
-  (calibrated by its temperature if it was trained with --calibrate)."""
+  """Each input's name (an image, or a row of a .npy array) with its top
+  classes and probabilities under a run (calibrated by its temperature if
+  it was trained with --calibrate)."""
   with workdir_lib.lock(workdir, "prediction", create=False):
     _, dataset, result = _restore(workdir)
   run_ = result.runs[_best_index(result)]
   temperature = calibrated_temperature(workdir) or 1.0
-  if dataset.image_shape is None:
-    raise UserError(f"the run in {workdir} was trained on {dataset.name}, not "
-                    "on images; --mode=predict takes images")
-  x_NxD, names = images_lib.load(image_paths, dataset.image_shape,
-                                 dataset.pixels)
+  # A model trained on rows of features (a linear probe on embeddings)
+  # predicts on .npy arrays of such rows.
+  x_NxD, names = images_lib.load(
+      image_paths, dataset.image_shape or (dataset.num_features,),
+      dataset.pixels)
   if dataset.feature_mean is not None:  # trained with --standardize
     x_NxD = (x_NxD - dataset.feature_mean) / dataset.feature_std
   probs = np.asarray(jax.jit(

@@ -123,3 +123,35 @@ def test_not_a_folder_or_not_an_npy(tmp_path):
   (folder / "x_test.npy").write_bytes(b"not an npy file")
   with pytest.raises(DataError, match=r"is not a readable .npy file"):
     data.load(f"npy:{folder}")
+
+
+def test_a_model_trained_on_feature_rows_predicts_on_npy_rows(tmp_path):
+  """A linear probe: trained on embeddings (rows without an image shape), it
+  classifies new rows of the same width; an image file is refused."""
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  folder, arrays = _folder(tmp_path, names=["cat", "dog", "eel"])
+  workdir = tmp_path / "run"
+  runner.run(Config(dataset=f"npy:{folder}", epochs=3, batch_size=20),
+             workdir, verbose=False)
+  rows = arrays["x_test"][:4]
+  np.save(tmp_path / "rows.npy", rows)
+  np.save(tmp_path / "row.npy", rows[0])
+  predicted = runner.predict(workdir, [str(tmp_path / "rows.npy"),
+                                       str(tmp_path / "row.npy")])
+  with np.load(workdir / "params.npz") as p:
+    best = np.argmax(rows @ p["w"] + p["b"], axis=1)
+  names = ["cat", "dog", "eel"]
+  assert [top[0][0] for _, top in predicted] == [
+      *(names[k] for k in best), names[best[0]]]
+  for _, top in predicted:
+    assert sum(p for _, p in top) == pytest.approx(1, abs=1e-5)
+  assert predicted[4][0] == f"{tmp_path / 'row.npy'}[0]"
+  wide = tmp_path / "wide.npy"
+  np.save(wide, np.zeros((2, 7), np.float32))
+  with pytest.raises(UserError, match=r"has shape \(2, 7\); expected \(6,\)"):
+    runner.predict(workdir, [str(wide)])
+  png = tmp_path / "a.png"
+  Image.new("L", (4, 4)).save(png)
+  with pytest.raises(UserError, match="trained on rows of 6 features, not "
+                     "images"):
+    runner.predict(workdir, [str(png)])
