@@ -60,7 +60,8 @@ _HELP = {
     "seed": "Random seed for initialization and shuffling.",
     "init_scale": "Standard deviation of the initial weights.",
     "val_fraction": "Share of the training set held out for validation "
-                    "(auto: none for one run, 1/6 for a sweep).",
+                    "(auto: none for one run, 1/6 for a sweep; data with its "
+                    "own x_val uses that, and 0 trains on it too).",
     "hidden": "Hidden ReLU layer sizes before the softmax layer, e.g. 256,128 "
               "(sweep them in an experiments file).",
     "phm_n": "n > 0: the softmax layer as a PHM layer, W = sum of n Kronecker "

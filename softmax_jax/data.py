@@ -311,6 +311,16 @@ def hold_out_validation(dataset: Dataset, fraction: float) -> Dataset:
       x_val=dataset.x_train[val], y_val=dataset.y_train[val])
 
 
+def without_validation(dataset: Dataset) -> Dataset:
+  """The validation split appended to the training set (the training rows
+  first): all the data there is to train on, in one copy in memory."""
+  assert dataset.x_val is not None and dataset.y_val is not None
+  return dataclasses.replace(
+      dataset, x_train=np.concatenate([dataset.x_train, dataset.x_val]),
+      y_train=np.concatenate([dataset.y_train, dataset.y_val]), x_val=None,
+      y_val=None)
+
+
 def _read_cache(path: Path, name: str) -> Dataset | None:
   """The cached arrays, or None when absent or unreadable (then rebuilt)."""
   if not path.exists():

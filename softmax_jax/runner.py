@@ -286,6 +286,8 @@ def _load(configs) -> data.Dataset:
     if c.val_fraction:
       raise UserError(f"{c.dataset} has its own validation split (x_val); "
                       "drop --val_fraction")
+    if c.val_fraction == 0:  # none held out: train on it too (e.g. a refit)
+      dataset = data.without_validation(dataset)
     fraction = 0
   if fraction:
     dataset = data.hold_out_validation(dataset, fraction)

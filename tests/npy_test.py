@@ -75,6 +75,23 @@ def test_npy_validation_split_and_class_names(tmp_path):
                tmp_path / "other", verbose=False)
 
 
+def test_the_refit_also_trains_on_the_datas_own_validation_split(tmp_path):
+  """--refit (and --val_fraction=0) trains on x_train and x_val together."""
+  folder, arrays = _folder(tmp_path, val=True)
+  config = Config(dataset=f"npy:{folder}", batch_size=20, epochs=2)
+  summary = runner.run([config, Config(**{**config.__dict__, "lr": 0.5})],
+                       tmp_path / "sweep", refit=True, verbose=False)
+  refit = json.loads(
+      (tmp_path / "sweep" / "refit" / "summary.json").read_text())
+  assert summary["num_train"] == 120 and refit["num_train"] == 160
+  assert "num_val" not in refit
+  merged = data.without_validation(data.load(f"npy:{folder}"))
+  np.testing.assert_array_equal(merged.x_train, np.concatenate(
+      [arrays["x_train"], arrays["x_val"]]))
+  np.testing.assert_array_equal(merged.y_train, np.concatenate(
+      [arrays["y_train"], arrays["y_val"]]))
+
+
 def _bad(tmp_path, **replace):
   folder, _ = _folder(tmp_path, **replace)
   return f"npy:{folder}"
