@@ -153,19 +153,28 @@ def explain(log_text: str, returncode: int, run: Run) -> str:
 
 
 def _last_words(run: Run, process_id: int) -> str | None:
-  """What a peer said as it ended itself in this run (the last session of
-  its log in the shared workdir), or None: it did not, or its log is not
-  found (--coordinator_address=auto names logs by host and pid)."""
-  if run.process_id is None:
-    return None
-  try:
-    text = (run.workdir / LOGS / f"process_{process_id}.log").read_text(
-        errors="replace")
-  except OSError:
-    return None
-  session = text.rsplit(SESSION, 1)[-1]
-  said = re.search(re.escape(EXITING) + r"\d+: (.*)", session)
-  return said.group(1).strip() if said and JOINED in session else None
+  """What a peer said as it ended itself in this run, from its log in the
+  shared workdir, or None if it said nothing there. With
+  --coordinator_address=auto, logs are named by host and pid: the peer's is
+  the newest whose last session joined as that process."""
+  logs = run.workdir / LOGS
+  if run.process_id is not None:
+    paths = [logs / f"process_{process_id}.log"]
+  else:
+    try:
+      paths = sorted(logs.glob("*.log"), key=lambda p: p.stat().st_mtime,
+                     reverse=True)
+    except OSError:
+      return None
+  for path in paths:
+    try:
+      session = path.read_text(errors="replace").rsplit(SESSION, 1)[-1]
+    except OSError:
+      continue
+    if f"{JOINED} as process {process_id} of " in session:
+      said = re.search(re.escape(EXITING) + r"\d+: (.*)", session)
+      return said.group(1).strip() if said else None
+  return None
 
 
 def _die_with_parent(parent: int) -> None:

@@ -3,6 +3,7 @@ it, from the log the runtime left (its own words, as measured with JAX on
 gloo)."""
 
 import dataclasses
+import os
 from pathlib import Path
 import signal
 
@@ -44,11 +45,15 @@ def test_a_lost_coordinator():
                          "lost, so process 1 stopped")
 
 
-def _peer_log(workdir: Path, process_id: int, *sessions: str) -> None:
-  """The peer's log as its supervisor and the child write it."""
+def _joined(process_id: int) -> str:
+  return f"{supervisor.JOINED} as process {process_id} of 3\n"
+
+
+def _peer_log(workdir: Path, name: str, *sessions: str) -> None:
+  """A peer's log as its supervisor and the child write it."""
   logs = workdir / supervisor.LOGS
   logs.mkdir(parents=True, exist_ok=True)
-  (logs / f"process_{process_id}.log").write_text("".join(
+  (logs / f"{name}.log").write_text("".join(
       f"{supervisor.SESSION}2026-11-22 10:00:00 launch.py\n{s}"
       for s in sessions))
 
@@ -57,15 +62,16 @@ def test_a_peer_that_ended_itself_is_quoted(tmp_path):
   run = supervisor.Run(process_id=0, coordinator="10.0.0.1:1234",
                        coordinator_timeout=300, workdir=tmp_path)
   said = "error: /data/x_train.npy: x_train row 7, column 3 is nan"
-  _peer_log(tmp_path, 2,
-            f"{JOINED}{supervisor.EXITING}2: error: an earlier run's\n",
-            f"{JOINED}{supervisor.EXITING}2: {said}\n")
+  _peer_log(tmp_path, "process_2",
+            f"{_joined(2)}{supervisor.EXITING}2: error: an earlier run's\n",
+            f"{_joined(2)}{supervisor.EXITING}2: {said}\n")
   line = supervisor.explain(JOINED + HEARTBEATS.format("2"), ABORTED, run)
   assert line.startswith(f'process 2 of the run ended first, saying "{said}"; '
                          "so process 0 stopped; once that is dealt with, "
                          "start the same command on every host again")
   # The coordinator, too, says why it ended, where its peers read it.
-  _peer_log(tmp_path, 0, f"{JOINED}{supervisor.EXITING}1: ValueError: bad\n")
+  _peer_log(tmp_path, "process_0",
+            f"{_joined(0)}{supervisor.EXITING}1: ValueError: bad\n")
   run_1 = dataclasses.replace(run, process_id=1)
   line = supervisor.explain(JOINED + "Failed to send RPC to coordination "
                             "service\n", ABORTED, run_1)
@@ -78,13 +84,31 @@ def test_a_peer_that_said_nothing_in_this_run_was_lost(tmp_path):
   taken for why it ended now."""
   run = supervisor.Run(process_id=0, coordinator="10.0.0.1:1234",
                        coordinator_timeout=300, workdir=tmp_path)
-  _peer_log(tmp_path, 1, f"{JOINED}{supervisor.EXITING}2: error: old\n",
-            f"{JOINED}training...\n")
+  _peer_log(tmp_path, "process_1",
+            f"{_joined(1)}{supervisor.EXITING}2: error: old\n",
+            f"{_joined(1)}training...\n")
   line = supervisor.explain(JOINED + HEARTBEATS.format("1"), ABORTED, run)
   assert line.startswith("process 1 of the run was lost (no heartbeat")
-  _peer_log(tmp_path, 1, f"{supervisor.EXITING}2: error: not joined\n")
+  _peer_log(tmp_path, "process_1", f"{supervisor.EXITING}2: error: early\n")
   line = supervisor.explain(JOINED + HEARTBEATS.format("1"), ABORTED, run)
   assert line.startswith("process 1 of the run was lost (no heartbeat")
+
+
+def test_with_auto_the_peers_log_is_the_newest_that_joined_as_it(tmp_path):
+  """--coordinator_address=auto names logs by host and pid."""
+  run = supervisor.Run(process_id=None, coordinator="auto",
+                       coordinator_timeout=300, workdir=tmp_path)
+  _peer_log(tmp_path, "host-b-11",
+            f"{_joined(1)}{supervisor.EXITING}2: error: an earlier run's\n")
+  _peer_log(tmp_path, "host-c-12", f"{_joined(2)}training...\n")
+  _peer_log(tmp_path, "host-b-13",
+            f"{_joined(1)}{supervisor.EXITING}2: error: disk full\n")
+  os.utime(tmp_path / "logs" / "host-b-11.log", (1, 1))  # the oldest
+  line = supervisor.explain(JOINED + HEARTBEATS.format("1"), ABORTED, run)
+  assert line.startswith('process 1 of the run ended first, saying "error: '
+                         'disk full"; so this process stopped')
+  line = supervisor.explain(JOINED + HEARTBEATS.format("2"), ABORTED, run)
+  assert line.startswith("process 2 of the run was lost (no heartbeat")
 
 
 def test_a_coordinator_that_never_came():
