@@ -36,11 +36,15 @@ def load(paths: list[str], image_shape: tuple[int, ...], pixels: str | None
       array = _from_npy(path, image_shape, pixels)
       names += [f"{path}[{i}]" for i in range(len(array))]
     else:
-      if pixels is None or len(image_shape) < 2:
+      if len(image_shape) < 2:
         raise UserError(f"--images: {path}: this model was trained on rows "
-                        f"of {math.prod(image_shape)} features, not images "
-                        "(see the run's summary.json, 'inputs'); give .npy "
-                        "arrays of such rows")
+                        f"of {math.prod(image_shape)} features, not images; "
+                        "give .npy arrays of such rows")
+      if pixels is None:
+        raise UserError(f"--images: {path}: this model was trained on "
+                        "features that are not pixels (see the run's "
+                        "summary.json, 'inputs'); give .npy arrays of such "
+                        "features")
       array = data.to_features(_from_image(path, image_shape))
       names.append(str(path))
     rows.append(array)
