@@ -86,9 +86,7 @@ def from_process_0(value: int) -> int:
   """Process 0's value, on every process (the others' is ignored)."""
   if jax.process_count() == 1:
     return value
-  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
-  _meet("from process 0")
-  return int(multihost_utils.broadcast_one_to_all(np.int32(value)))
+  return int(_allgather(np.int32(value))[0])
 
 
 def everywhere(flag: bool) -> bool:

@@ -144,7 +144,7 @@ def explain(log_text: str, returncode: int, run: Run) -> str:
             f"{'were' if len(ids) > 1 else 'was'} lost (no heartbeat: killed, "
             f"preempted or out of memory), so {run.name} stopped; {resume} "
             f"{details}")
-  if ids:
+  if _COORDINATOR_LOST in log_text:
     return (f"process 0 (the coordinator, at {where}) was lost, so "
             f"{run.name} stopped; {resume} {details}")
   reason = (f"signal {signal.Signals(-returncode).name}" if returncode < 0
