@@ -422,7 +422,7 @@ class _FullBatch:
     del shard_data  # every host holds the whole training set
     c = stacked[0]
     self.c, self.values, self.layout = c, values, layout
-    self.num_rounds = num_rounds(c)
+    self.num_rounds = max(num_rounds(s) for s in stacked)
     self.init_kw = {"num_features": dataset.num_features,
                     "num_classes": dataset.num_classes,
                     "init_scale": 0.0, "hidden": c.hidden_sizes,
@@ -451,10 +451,14 @@ class _FullBatch:
         squeeze=len(stacked) == 1
         and dataset.num_classes >= objective.SQUEEZE_MIN_CLASSES)
     self.moments = self.moving = None
-    self.runs = {}  # the compiled round of each stack size
+    self.runs = {}  # the compiled round of each stack size and its losses
 
-  def _value_and_grad(self, x, y, values):
-    return lambda theta: self.objective(theta, x, y, values)[:2]
+  def _value_and_grad(self, x, y, values, blocks=None):
+    """The objective of the stack `values` describes; `blocks`: its losses
+    (objective.loss_blocks), when it is not the whole stack."""
+    f = (self.objective if blocks is None
+         else functools.partial(self.objective, blocks=blocks))
+    return lambda theta: f(theta, x, y, values)[:2]
 
   def _zeros(self):
     """Every configuration's flat parameters at W = 0, b = 0 (where
@@ -490,13 +494,16 @@ class _FullBatch:
         for a in (mean, eigvecs, np.maximum(eigvals, 0)))
     self.moving = jax.jit(lambda st, v: ~lbfgs.finished(
         lbfgs.State(**st["solver"]), v["tol"], v["max_iters"]))
-    self._compiled(len(self.stacked), states)
+    self._compiled(len(self.stacked), objective.loss_blocks(self.stacked),
+                   states)
 
-  def _compiled(self, size, states):
+  def _compiled(self, size, blocks, states):
     """The round of a stack of `size` configurations, picked by index from
-    the whole stack and put back into it; its record describes them all."""
-    if size in self.runs:
-      return self.runs[size]
+    the whole stack and put back into it; its record describes them all.
+    `blocks`: the losses of the picked stack (each configuration keeps its
+    own loss whichever others are still moving)."""
+    if (size, blocks) in self.runs:
+      return self.runs[size, blocks]
 
     def run(states, picked, keep, x, y, values, moments):
       states = {**states, "solver": lbfgs.warm_start(
@@ -506,7 +513,8 @@ class _FullBatch:
       sub = jax.tree.map(lambda a: a[picked], states)
       state = lbfgs.run(
           lbfgs.State(**sub["solver"]),
-          self._value_and_grad(x, y, jax.tree.map(lambda a: a[picked], values)),
+          self._value_and_grad(x, y, jax.tree.map(lambda a: a[picked], values),
+                               blocks),
           values["tol"][picked], values["max_iters"][picked],
           self.ITERATIONS_PER_ROUND,
           objective.whitening_preconditioner(
@@ -530,11 +538,11 @@ class _FullBatch:
           "finished": lbfgs.finished(state, values["tol"], values["max_iters"])}
 
     picked = np.zeros(size, np.int32)
-    self.runs[size] = jax.jit(run, out_shardings=(
+    self.runs[size, blocks] = jax.jit(run, out_shardings=(
         self.layout.configs, self.layout.replicated)).lower(
             states, picked, picked, self.x, self.y, self.values,
             self.moments).compile()
-    return self.runs[size]
+    return self.runs[size, blocks]
 
   def round(self, states, r):
     del r
@@ -546,7 +554,9 @@ class _FullBatch:
     picked = np.concatenate([moving,
                              np.repeat(moving[-1:], size - len(moving))])
     keep = np.where(np.arange(size) < len(moving), picked, m)  # m: dropped
-    states, record = self._compiled(size, states)(
+    # picked is sorted, so its losses stay in blocks.
+    blocks = objective.loss_blocks([self.stacked[i] for i in picked])
+    states, record = self._compiled(size, blocks, states)(
         states, picked, keep, self.x, self.y, self.values, self.moments)
     return states, jax.device_get(record)
 

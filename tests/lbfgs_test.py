@@ -136,6 +136,22 @@ def test_finished_strengths_stop_costing_passes(dataset):
   assert weak[-1]["evaluations"] > weak[done]["evaluations"]
 
 
+def test_each_loss_of_a_mixed_path_keeps_its_own_objective(dataset):
+  """The L2 configuration (sorted first) converges in the first rounds; the
+  cross-entropy one, still moving, must go on minimizing cross-entropy on
+  the smaller stack, and it may run more iterations than the other's
+  max_iters allows."""
+  xent = Config(optimizer="lbfgs", loss="xent", weight_decay=1e-3,
+                max_iters=60)
+  l2 = Config(optimizer="lbfgs", loss="l2", weight_decay=1.0, max_iters=10)
+  mixed = train.train_configs([xent, l2], dataset).runs[0].history[-1]
+  alone = train.train_configs([xent], dataset).runs[0].history[-1]
+  assert alone["converged"] and mixed["converged"]
+  assert mixed["iterations"] > l2.max_iters
+  assert mixed["objective"] == pytest.approx(alone["objective"], rel=1e-5)
+  assert mixed["train_loss"] == pytest.approx(alone["train_loss"], rel=1e-4)
+
+
 def test_l1_and_hidden_layers_are_refused():
   with pytest.raises(UserError, match="smooth"):
     Config(optimizer="lbfgs", loss="l1").validate()
