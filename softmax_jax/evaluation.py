@@ -72,8 +72,11 @@ def evaluate(params: model.Params, x_NxD, y_N, chunk: int = CHUNK,
     out = {
         "correct": jnp.sum(w * metrics.argmax_is(logits_CxK, y)),
         "nll": jnp.sum(w * losses.cross_entropy(logits_CxK, y)),
-        "calibration": metrics.calibration_sums(losses.softmax(logits_CxK), y,
-                                                valid),
+        # Correct as in "correct" (the logits' argmax; probabilities of
+        # logits a hair apart can round to a tie).
+        "calibration": metrics.binned_sums(
+            jnp.max(losses.softmax(logits_CxK), axis=-1),
+            metrics.argmax_is(logits_CxK, y), valid),
     }
     if logits_CxK.shape[-1] > TOP_K:
       out["top5"] = jnp.sum(w * metrics.top_k_correct(logits_CxK, y, TOP_K))
@@ -107,9 +110,11 @@ def predict(params: model.Params, x_NxD, chunk: int = CHUNK,
 
   def top1(x, y, valid):
     del y
-    probs_CxK = losses.softmax(
-        model.logits(params, data_lib.to_features(x)) / temperature)
-    return jnp.argmax(probs_CxK, -1), jnp.max(probs_CxK, -1), valid
+    logits_CxK = model.logits(params, data_lib.to_features(x)) / temperature
+    # The class of the logits (as accuracy counts it): a temperature cannot
+    # change it, though probabilities a hair apart may round to a tie.
+    return (jnp.argmax(logits_CxK, -1),
+            jnp.max(losses.softmax(logits_CxK), -1), valid)
 
   return map_chunks(top1, x_NxD, jnp.zeros(x_NxD.shape[0], jnp.int32), chunk)
 

@@ -79,10 +79,16 @@ def argmax_is(logits_NxK, labels_N):
 
 
 def top_k_correct(logits_NxK, labels_N, k: int):
-  """Whether the label is among the k highest logits (ties count for the
-  label): fewer than k classes score strictly higher. No sort needed."""
-  label_logit_N = jnp.take_along_axis(logits_NxK, labels_N[:, None], axis=-1)
-  return jnp.sum(logits_NxK > label_logit_N, axis=-1) < k
+  """Whether the label is among the k highest logits, ranked as argmax and
+  argsort rank them (a tie goes to the lower index, so k = 1 is argmax_is):
+  fewer than k classes are ahead of it. A NaN logit is ahead of every class,
+  so a row with one in the label's place is wrong. No sort needed."""
+  label_logit_Nx1 = jnp.take_along_axis(logits_NxK, labels_N[:, None],
+                                        axis=-1)
+  earlier_NxK = jnp.arange(logits_NxK.shape[-1]) < labels_N[:, None]
+  ahead_NxK = ~(logits_NxK <= label_logit_Nx1) | (
+      earlier_NxK & (logits_NxK == label_logit_Nx1))
+  return jnp.sum(ahead_NxK, axis=-1) < k
 
 
 def confusion_matrix(predictions_N, labels_N, num_classes: int):

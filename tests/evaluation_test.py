@@ -54,13 +54,53 @@ def test_few_classes_have_no_top5():
 
 
 def test_top_k_on_hand_made_logits():
+  """Ranked as argsort ranks them: a tie goes to the lower index."""
   logits = jnp.array([[5.0, 4, 3, 2, 1, 0],   # label 4: 4 higher -> in top 5
                       [0.0, 1, 2, 3, 4, 5],   # label 0: 5 higher -> not
-                      [1.0, 1, 1, 1, 1, 1]])  # all tied: in
-  correct = metrics.top_k_correct(logits, jnp.array([4, 0, 3]), 5)
-  assert correct.tolist() == [True, False, True]
-  assert metrics.top_k_correct(logits, jnp.array([0, 5, 0]), 1).tolist() == [
-      True, True, True]
+                      [1.0, 1, 1, 1, 1, 1],   # all tied, label 3: 4th -> in
+                      [1.0, 1, 1, 1, 1, 1],   # all tied, label 5: 6th -> not
+                      [0.0, 0, 9, 0, 0, 0]])  # label 5: 6th of the tie -> not
+  labels = jnp.array([4, 0, 3, 5, 5])
+  correct = metrics.top_k_correct(logits, labels, 5)
+  assert correct.tolist() == [True, False, True, False, False]
+  rank = np.argsort(np.argsort(-np.asarray(logits), axis=1, kind="stable"),
+                    axis=1)[np.arange(5), labels]
+  assert correct.tolist() == (rank < 5).tolist()
+  for k in (1, 2):
+    assert metrics.top_k_correct(logits, labels, k).tolist() == (
+        rank < k).tolist()
+  assert metrics.top_k_correct(logits, labels, 1).tolist() == (
+      metrics.argmax_is(logits, labels).tolist())
+
+
+def test_nan_logits_are_never_correct():
+  """A diverged model's scores: NaN anywhere in a row is no correct top-k
+  (NaN compares false, so a count of "higher" classes would say 0)."""
+  logits = jnp.array([[np.nan] * 6, [0.0, np.nan, 0, 0, 0, 0],
+                      [9.0, 0, 0, 0, 0, np.nan]])
+  labels = jnp.array([2, 0, 0])
+  assert metrics.top_k_correct(logits, labels, 5).tolist() == [
+      False, True, True]
+  params = {"w": jnp.full((3, 6), jnp.nan), "b": jnp.zeros(6)}
+  scores = evaluation.evaluate(params, jnp.ones((4, 3)),
+                               jnp.array([0, 1, 2, 3]))
+  assert float(scores["top5_accuracy"]) == 0.0
+  assert float(scores["accuracy"]) == 0.0
+
+
+def test_predictions_are_the_logits_argmax_at_any_temperature():
+  """Logits 1e-8 apart have equal probabilities in float32 (at T = 50):
+  the prediction is still the logits' argmax, as accuracy counts it."""
+  params = {"w": jnp.zeros((1, 3)), "b": jnp.array([0.0, 1e-6, -1.0])}
+  x = jnp.ones((2, 1))
+  for t in (1.0, 50.0):
+    classes, _, valid = evaluation.predict(params, x, temperature=t)
+    assert evaluation.rows(classes, valid).tolist() == [1, 1]
+    scores = evaluation.evaluate(params, x, jnp.array([1, 1]), temperature=t)
+    assert float(scores["accuracy"]) == 1.0
+    # The calibration counts them correct too: ECE = 1 - confidence.
+    confidence = float(losses.softmax(params["b"][None] / t)[0, 1])
+    assert float(scores["ece"]) == pytest.approx(1 - confidence, rel=1e-5)
 
 
 def test_the_chunk_fits_the_stack():

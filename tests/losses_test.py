@@ -28,6 +28,14 @@ def test_log_softmax_is_finite_and_exact_at_extreme_logits():
   np.testing.assert_allclose(log_p[1], np.full(3, -np.log(3.0)), rtol=1e-6)
 
 
+def test_cross_entropy_is_exact_where_the_logits_spread_overflows():
+  """o = [3e38, -3e38]: the other class's log p is -inf in float32, but the
+  label's is exact (0 for class 0, -inf for class 1), never NaN."""
+  logits = jnp.array([[3e38, -3e38], [3e38, -3e38]], jnp.float32)
+  loss = losses.cross_entropy(logits, jnp.array([0, 1]))
+  assert loss.tolist() == [0.0, float("inf")]
+
+
 def test_naive_formula_overflows_where_ours_does_not():
   naive = jnp.log(jnp.exp(EXTREME_LOGITS) /
                   jnp.sum(jnp.exp(EXTREME_LOGITS), -1, keepdims=True))
