@@ -32,14 +32,22 @@ def load(paths: list[str], image_shape: tuple[int, ...], pixels: str | None
     path = Path(given)
     if not path.is_file():
       raise UserError(f"--images: {path}: no such file")
-    if path.suffix == ".npy":
+    if path.suffix.lower() == ".npy":
       array = _from_npy(path, image_shape, pixels)
+      if not len(array):
+        raise UserError(f"--images: {path} holds no rows; give at least one")
       names += [f"{path}[{i}]" for i in range(len(array))]
     else:
       if len(image_shape) < 2:
         raise UserError(f"--images: {path}: this model was trained on rows "
                         f"of {math.prod(image_shape)} features, not images; "
                         "give .npy arrays of such rows")
+      if len(image_shape) == 3 and image_shape[2] not in (1, 3):
+        raise UserError(f"--images: {path}: this model was trained on images "
+                        f"of {image_shape[2]} channels, which an image file "
+                        "does not have; give .npy arrays of shape "
+                        f"{tuple(image_shape)} or (N, "
+                        f"{', '.join(map(str, image_shape))})")
       if pixels is None:
         raise UserError(f"--images: {path}: this model was trained on "
                         "features that are not pixels (see the run's "
@@ -77,9 +85,11 @@ def _from_npy(path: Path, image_shape, pixels) -> np.ndarray:
   elif array.ndim >= 2 and array.shape[1:] in (tuple(image_shape), squeezed):
     array = array.reshape(len(array), size)
   if array.ndim != 2 or array.shape[1] != size:
+    shapes = dict.fromkeys([str(squeezed),
+                            f"(N, {', '.join(map(str, squeezed))})",
+                            f"(N, {size})"])
     raise UserError(f"--images: {path} has shape {array.shape}; expected "
-                    f"{squeezed}, (N, {', '.join(map(str, squeezed))}) or "
-                    f"(N, {size})")
+                    f"{' or '.join(shapes)}")
   if not (user_data.is_numeric(array.dtype) or array.dtype == bool):
     raise UserError(f"--images: {path} holds {array.dtype}, not numbers")
   array = user_data.numeric(array)

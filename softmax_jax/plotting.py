@@ -10,6 +10,10 @@ import numpy as np
 matplotlib.use("Agg")  # before pyplot: no display needed
 import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-import-position
 
+# Titles and labels hold the user's class names, drawn as written: "$" in a
+# name is no TeX to parse (or fail on).
+matplotlib.rcParams["text.parse_math"] = False
+
 
 def plot_curves(history: list[dict], out: BinaryIO, title: str = "") -> None:
   """Train loss, train accuracy and test accuracy per epoch, as d2l's

@@ -140,9 +140,10 @@ def _pairs_by_confusion(confusion_KxK: np.ndarray):
 
 def write_figures(workdir: Path, analysis: Analysis, params: model.Params,
                   x_test_NxD: np.ndarray, image_shape) -> list[str]:
-  """confusion.npy, and reliability, confusion and, for images, predictions
-  and weights PNGs; the confusion figure shows at most FULL_TABLE_CLASSES
-  classes (beyond that many, those of the most confused pairs)."""
+  """confusion.npy, and reliability, confusion and, for gray or RGB images,
+  predictions and weights PNGs; the confusion figure shows at most
+  FULL_TABLE_CLASSES classes (beyond that many, those of the most confused
+  pairs). The names of the figures drawn."""
   a = analysis
   workdir_lib.write_file(workdir / CONFUSION_MATRIX,
                          lambda f: np.save(f, a.confusion_KxK))
@@ -158,7 +159,8 @@ def write_figures(workdir: Path, analysis: Analysis, params: model.Params,
           [a.class_names[k] for k in shown], f,
           of=len(a.class_names)),
   }
-  if image_shape:  # (H, W, C): pictures of the inputs and the weights
+  # (H, W, C): pictures of the inputs and the weights, if gray or RGB
+  if image_shape and image_shape[-1] in (1, 3):
     shape = image_shape[:2] if image_shape[-1] == 1 else image_shape
     figures[PREDICTIONS] = lambda f: plotting.plot_predictions(
         x_test_NxD, a.labels_N, a.predicted_N, a.confidence_N, a.class_names,
@@ -166,9 +168,8 @@ def write_figures(workdir: Path, analysis: Analysis, params: model.Params,
     if "hidden" not in params:  # the templates of a linear classifier
       figures[WEIGHTS] = lambda f: plotting.plot_weights(
           np.asarray(model.output_weight(params)), a.class_names, shape, f)
-  for name, draw in figures.items():
-    workdir_lib.write_file(workdir / name, draw)
-  return list(figures)
+  return [name for name, draw in figures.items()
+          if workdir_lib.write_figure(workdir / name, draw)]
 
 
 def _most_confused_classes(confusion_KxK: np.ndarray, most: int) -> list[int]:

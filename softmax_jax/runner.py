@@ -398,6 +398,10 @@ def _write_outputs(configs, dataset, result, workdir, verbose, final,
     summary["calibration"] = calibrated
   if workdir is None:  # not the writing process
     return summary
+  if final:  # the model and its numbers before any figure
+    workdir_lib.save_params(workdir, best.params, temperature=(
+        calibrated["temperature"] if calibrated else None))
+    workdir_lib.write_summary(workdir, summary)
   ranking = ""
   if aggregated:
     assert swept is not None  # set with aggregated
@@ -407,16 +411,16 @@ def _write_outputs(configs, dataset, result, workdir, verbose, final,
     assert ranked is not None and swept is not None  # set with rows
     ranking = console.format_ranking(ranked, swept)
   if single:
-    workdir_lib.save_curves(workdir, best.history, _title(best.config))
-    figures = [workdir_lib.CURVES]
+    figures = ([workdir_lib.CURVES] if workdir_lib.save_curves(
+        workdir, best.history, _title(best.config)) else [])
   else:
     assert rows is not None and swept is not None  # set for a sweep
     workdir_lib.write_results(workdir, rows, swept)
     if aggregated:
       workdir_lib.write_results_by_config(workdir, aggregated,
                                           seeds.columns(aggregated, swept))
-    workdir_lib.save_sweep_plot(workdir, aggregated or rows)
-    figures = [workdir_lib.SWEEP_PLOT]
+    figures = ([workdir_lib.SWEEP_PLOT] if workdir_lib.save_sweep_plot(
+        workdir, aggregated or rows) else [])
   figures += report.write_figures(workdir, analysis, best.params,
                                   dataset.x_test, dataset.image_shape)
   title = (_title(best.config) if single else
@@ -426,8 +430,6 @@ def _write_outputs(configs, dataset, result, workdir, verbose, final,
   if final:
     # Evaluation of the final model, figures and report (not in report.md).
     summary["report_seconds"] = time.perf_counter() - started
-    workdir_lib.save_params(workdir, best.params, temperature=(
-        calibrated["temperature"] if calibrated else None))
     workdir_lib.write_summary(workdir, summary)
   if verbose:
     if ranking:

@@ -14,6 +14,7 @@ import datetime
 import fcntl
 import io
 import json
+import logging
 import os
 from pathlib import Path
 import shutil
@@ -28,6 +29,8 @@ from softmax_jax import config as config_lib
 from softmax_jax import plotting
 from softmax_jax.errors import os_error_advice
 from softmax_jax.errors import UserError
+
+_log = logging.getLogger("softmax_jax")
 
 LOCK = ".lock"  # held (flock) by the one process using the workdir
 CONFIGS = "configs.json"  # the configuration(s) this workdir trains
@@ -251,9 +254,9 @@ def save_params(workdir: Path, params: dict,
   write_file(workdir / PARAMS, lambda f: np.savez(f, **flat))
 
 
-def save_curves(workdir: Path, history: list[dict], title: str = "") -> None:
-  write_file(workdir / CURVES,
-             lambda f: plotting.plot_curves(history, f, title))
+def save_curves(workdir: Path, history: list[dict], title: str = "") -> bool:
+  return write_figure(workdir / CURVES,
+                      lambda f: plotting.plot_curves(history, f, title))
 
 
 def write_results(workdir: Path, rows: list[dict], swept: list[str]) -> None:
@@ -293,8 +296,25 @@ def read_results(workdir: Path) -> list[dict]:
     return list(csv.DictReader(f))
 
 
-def save_sweep_plot(workdir: Path, rows: list[dict]) -> None:
-  write_file(workdir / SWEEP_PLOT, lambda f: plotting.plot_sweep(rows, f))
+def save_sweep_plot(workdir: Path, rows: list[dict]) -> bool:
+  return write_figure(workdir / SWEEP_PLOT,
+                      lambda f: plotting.plot_sweep(rows, f))
+
+
+def write_figure(path: Path, draw) -> bool:
+  """write_file for a figure, which nothing else depends on: if drawing it
+  fails, a note says why and the run goes on (False) with its other
+  outputs; a disk that cannot be written to still stops it."""
+  try:
+    write_file(path, draw)
+  except UserError:
+    raise
+  except Exception as e:  # pylint: disable=broad-except
+    first_line = (str(e).strip().splitlines() or [""])[0]
+    _log.warning("%s was not drawn (%s: %s); the run's other outputs are "
+                 "unaffected", path.name, type(e).__name__, first_line)
+    return False
+  return True
 
 
 def write_file(path: Path, write) -> None:

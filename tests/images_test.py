@@ -38,3 +38,27 @@ def test_values_that_are_no_float32_features_are_refused(tmp_path, value,
   np.save(path, np.array([[0.0, value, 1.0]]))
   with pytest.raises(UserError, match=says):
     images.load([str(path)], (3,), pixels=None)
+
+
+def test_an_image_file_for_a_model_of_two_channel_images_is_refused(tmp_path):
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  path = tmp_path / "pic.png"
+  Image.new("L", (6, 6)).save(path)
+  with pytest.raises(UserError, match=r"images of 2 channels.*\(N, 6, 6, 2\)"):
+    images.load([str(path)], (6, 6, 2), pixels="0-255")
+  array = tmp_path / "pics.NPY"  # (any case of the suffix)
+  with open(array, "wb") as f:
+    np.save(f, np.zeros((1, 6, 6, 2), np.uint8))
+  rows, _ = images.load([str(array)], (6, 6, 2), pixels="0-255")
+  assert rows.shape == (1, 72)
+
+
+def test_rows_of_the_wrong_shape_or_none_at_all_are_refused(tmp_path):
+  path = tmp_path / "rows.npy"
+  np.save(path, np.zeros((2, 7), np.float32))
+  with pytest.raises(UserError, match=r"\(2, 7\); expected \(8,\) or "
+                     r"\(N, 8\)$"):
+    images.load([str(path)], (8,), pixels=None)
+  np.save(path, np.zeros((0, 8), np.float32))
+  with pytest.raises(UserError, match="holds no rows"):
+    images.load([str(path)], (8,), pixels=None)

@@ -172,3 +172,35 @@ def test_a_model_trained_on_feature_rows_predicts_on_npy_rows(tmp_path):
   with pytest.raises(UserError, match="trained on rows of 6 features, not "
                      "images"):
     runner.predict(workdir, [str(png)])
+
+
+def test_names_with_dollars_and_two_channel_images_lose_no_output(
+    tmp_path, caplog):
+  """A class name matplotlib could read as TeX ("save $$") is drawn as
+  written; images of 2 channels, which no picture can show, get no
+  pictures; and a figure that fails anyway costs only itself."""
+  images = np.random.default_rng(0).integers(0, 256, (120, 4, 4, 2), np.uint8)
+  folder, _ = _folder(tmp_path, x_train=images, x_test=images[:60],
+                      names=["full price", "save $$", "$x^"])
+  summary = runner.run(Config(dataset=f"npy:{folder}", batch_size=20,
+                              epochs=1), tmp_path / "run", verbose=False)
+  run = tmp_path / "run"
+  assert (run / "params.npz").exists() and (run / "report.md").exists()
+  assert summary["class_names"] == ["full price", "save $$", "$x^"]
+  assert (run / "confusion.png").exists()
+  assert not (run / "predictions.png").exists()
+
+  def fail(*args, **kwargs):
+    raise ValueError("no figure today")
+
+  import softmax_jax.plotting  # pylint: disable=g-import-not-at-top
+  with pytest.MonkeyPatch.context() as m:
+    m.setattr(softmax_jax.plotting, "plot_confusion", fail)
+    runner.run(Config(dataset=f"npy:{folder}", batch_size=20, epochs=1),
+               tmp_path / "again", verbose=False)
+  again = tmp_path / "again"
+  assert (again / "params.npz").exists() and (again / "summary.json").exists()
+  assert not (again / "confusion.png").exists()
+  assert "confusion.png" not in (again / "report.md").read_text()
+  assert "confusion.png was not drawn (ValueError: no figure today)" in (
+      caplog.text)
