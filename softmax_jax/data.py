@@ -191,6 +191,28 @@ def cache_path(name: str, data_dir: str | os.PathLike) -> Path:
 USER_DATA = ("npy:", "npz:", "csv:")  # prefixes of your own data
 
 
+def facts(dataset: Dataset) -> dict:
+  """What a trained model and its checkpoints depend on: the splits' sizes,
+  the features and the classes (workdir.check_same_data compares them)."""
+  return {"num_train": len(dataset.x_train), "num_test": len(dataset.x_test),
+          "num_val": 0 if dataset.x_val is None else len(dataset.x_val),
+          "num_features": dataset.num_features,
+          "class_names": list(dataset.class_names)}
+
+
+def absolute(name: str) -> str:
+  """A user data set's name with its path absolute (~ expanded), so that a
+  run's record finds the data from any directory; a TFDS name as it is."""
+  if name.startswith(USER_DATA):
+    return name[:4] + absolute_path(name[4:])
+  return name
+
+
+def absolute_path(path: str) -> str:
+  """path made absolute (~ expanded); "" (not given) stays ""."""
+  return os.path.abspath(os.path.expanduser(path)) if path else path
+
+
 def check_name(name: str) -> None:
   """Refuses a --dataset that is neither npy:DIR, npz:PATH, csv:PATH nor a
   TFDS name."""

@@ -47,6 +47,35 @@ def init_params(key: jax.Array, num_features: int, num_classes: int,
   return params
 
 
+def params_from_arrays(arrays: dict) -> Params | None:
+  """The params whose leaves are named as in params.npz (w, b, hidden_0_w,
+  hidden_0_b, ..., a, s), or None if the arrays are not such a model."""
+  hidden: list[dict] = []
+  while f"hidden_{len(hidden)}_w" in arrays:
+    i = len(hidden)
+    hidden.append({"w": arrays[f"hidden_{i}_w"], "b": arrays[f"hidden_{i}_b"]})
+  params: Params = {"hidden": hidden} if hidden else {}
+  names = ("a", "s") if "a" in arrays else ("w",)
+  if not all(n in arrays for n in (*names, "b")):
+    return None
+  params.update({n: arrays[n] for n in (*names, "b")})
+  try:  # the shapes must chain: D -> hidden... -> K
+    jax.eval_shape(logits, params, jax.ShapeDtypeStruct(
+        (1, input_width(params)), jnp.float32))
+  except (TypeError, ValueError):
+    return None
+  return params
+
+
+def input_width(params: Params) -> int:
+  """D, the width of the inputs the params take."""
+  if "hidden" in params:
+    return params["hidden"][0]["w"].shape[0]
+  if "a" in params:  # W = sum_i kron(a_i, s_i): [n P, n Q]
+    return params["a"].shape[0] * params["s"].shape[1]
+  return params["w"].shape[0]
+
+
 def phm_weight(a_NxNxN: jax.Array, s_NxPxQ: jax.Array) -> jax.Array:
   """W = sum_i kron(a_i, s_i), shape [n P, n Q]."""
   n, p, q = s_NxPxQ.shape

@@ -19,6 +19,7 @@ from pathlib import Path
 import platform
 import signal
 import time
+from typing import Any
 
 import jax
 import numpy as np
@@ -111,7 +112,8 @@ def _train(configs, workdir, overwrite, options, stop_requested,
           workdir or workdir_lib.default_workdir(
               tag=configs[0].loss if single else "sweep"), "training run"))
       workdir, resume = workdir_lib.prepare(
-          workdir, [config_lib.to_dict(c) for c in configs], overwrite)
+          workdir, [config_lib.to_dict(c) for c in configs], overwrite,
+          data.facts(dataset))
       finished = workdir_lib.read_summary(workdir) if resume else None
   distributed.check_shared(workdir)
   talk = verbose and writer
@@ -229,25 +231,52 @@ def predict(workdir: str | Path, image_paths: list[str], top: int = 3
   classes and probabilities under a run (calibrated by its temperature if
   it was trained with --calibrate)."""
   with workdir_lib.lock(workdir, "prediction", create=False):
-    _, dataset, result = _restore(workdir)
-  run_ = result.runs[_best_index(result)]
-  temperature = calibrated_temperature(workdir) or 1.0
+    trained = _trained_model(workdir)
+  params, facts = trained
   # A model trained on rows of features (a linear probe on embeddings)
   # predicts on .npy arrays of such rows.
   x_NxD, names = images_lib.load(
-      image_paths, dataset.image_shape or (dataset.num_features,),
-      dataset.pixels)
-  if dataset.feature_mean is not None:  # trained with --standardize
-    x_NxD = (x_NxD - dataset.feature_mean) / dataset.feature_std
-  probs = np.asarray(jax.jit(
-      lambda p, x, t: losses.softmax(model.logits(p, x) / t))(
-          run_.params, x_NxD, temperature))
+      image_paths, facts.get("image_shape") or (model.input_width(params),),
+      facts.get("pixels"))
+  if facts.get("feature_mean") is not None:  # trained with --standardize
+    x_NxD = (x_NxD - facts["feature_mean"]) / facts["feature_std"]
+  logits = np.asarray(jax.jit(model.logits)(params, x_NxD)) / facts.get(
+      "temperature", 1.0)
+  probs = np.asarray(jax.jit(losses.softmax)(logits))
   ranked = []
-  for name, row in zip(names, probs, strict=True):
-    best = np.argsort(-row)[:top]
-    ranked.append((name, [(dataset.class_names[k], float(row[k]))
+  for name, row, p in zip(names, logits, probs, strict=True):
+    best = np.argsort(-row, kind="stable")[:top]  # ties: the lower class
+    ranked.append((name, [(facts["class_names"][k], float(p[k]))
                           for k in best]))
   return ranked
+
+
+def _trained_model(workdir) -> tuple[model.Params, dict]:
+  """The params and facts (workdir.MODEL_FACTS) of the model a run wrote
+  to params.npz, which needs no data; for a run without one (unfinished, or
+  written before it held the facts), of its latest checkpoint, with the
+  facts of its data."""
+  stored = workdir_lib.read_params(workdir)
+  if stored is not None and "class_names" in stored:
+    params = model.params_from_arrays(stored)
+    if params is not None:
+      facts: dict[str, Any] = {k: stored[k] for k in workdir_lib.MODEL_FACTS
+                               if k in stored}
+      facts["class_names"] = [str(c) for c in facts["class_names"]]
+      if "pixels" in facts:
+        facts["pixels"] = str(facts["pixels"])
+      if "temperature" in facts:
+        facts["temperature"] = float(facts["temperature"])
+      if "image_shape" in facts:
+        facts["image_shape"] = tuple(int(d) for d in facts["image_shape"])
+      return params, facts
+  _, dataset, result = _restore(workdir)
+  facts = {"class_names": list(dataset.class_names),
+           "feature_mean": dataset.feature_mean,
+           "feature_std": dataset.feature_std, "pixels": dataset.pixels,
+           "image_shape": dataset.image_shape,
+           "temperature": calibrated_temperature(workdir) or 1.0}
+  return result.runs[_best_index(result)].params, facts
 
 
 def calibrated_temperature(workdir: str | Path) -> float | None:
@@ -258,11 +287,16 @@ def calibrated_temperature(workdir: str | Path) -> float | None:
 
 
 def _validated(configs) -> list[config_lib.Config]:
+  """The configs, checked, with their data's paths absolute (the record of a
+  run must not depend on the directory it was started in)."""
   if isinstance(configs, config_lib.Config):
     configs = [configs]
   for c in configs:
     c.validate()
-  return list(configs)
+  return [dataclasses.replace(c, dataset=data.absolute(c.dataset),
+                              test_csv=data.absolute_path(c.test_csv),
+                              data_dir=data.absolute_path(c.data_dir))
+          for c in configs]
 
 
 def _load(configs) -> data.Dataset:
@@ -307,6 +341,7 @@ def _restore(workdir):
     raise UserError(f"{workdir / workdir_lib.CONFIGS} is not a run's record: "
                     f"{e}") from e
   dataset = _load(configs)
+  workdir_lib.check_same_data(workdir, data.facts(dataset))
   result = train.train_configs(
       configs, dataset, checkpoint_dir=workdir / workdir_lib.CHECKPOINTS,
       restore_only=True)
@@ -399,8 +434,13 @@ def _write_outputs(configs, dataset, result, workdir, verbose, final,
   if workdir is None:  # not the writing process
     return summary
   if final:  # the model and its numbers before any figure
-    workdir_lib.save_params(workdir, best.params, temperature=(
-        calibrated["temperature"] if calibrated else None))
+    workdir_lib.save_params(
+        workdir, best.params,
+        temperature=calibrated["temperature"] if calibrated else None,
+        facts={"class_names": dataset.class_names,
+               "feature_mean": dataset.feature_mean,
+               "feature_std": dataset.feature_std, "pixels": dataset.pixels,
+               "image_shape": dataset.image_shape})
     workdir_lib.write_summary(workdir, summary)
   ranking = ""
   if aggregated:

@@ -49,7 +49,8 @@ def load_npy(folder: str | Path) -> dict:
   (never read whole), checked a chunk at a time."""
   folder = Path(folder)
   if not folder.is_dir():
-    raise DataError(f"{folder}: no such folder; --dataset=npy:DIR takes a "
+    what = "a file, not a folder" if folder.exists() else "no such folder"
+    raise DataError(f"{folder}: {what}; --dataset=npy:DIR takes a "
                     f"folder with {', '.join(f'{n}.npy' for n in NPY_ARRAYS)}")
   arrays = {}
   for name in (*NPY_ARRAYS, "x_val", "y_val"):
@@ -126,7 +127,8 @@ def load_csv(path: str | Path, test_path: str | Path = "") -> dict:
 def _existing(path: str | Path) -> Path:
   path = Path(path)
   if not path.is_file():
-    raise DataError(f"{path}: no such file")
+    raise DataError(f"{path}: " + ("a folder, not a file" if path.is_dir()
+                                   else "no such file"))
   return path
 
 

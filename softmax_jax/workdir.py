@@ -20,6 +20,7 @@ from pathlib import Path
 import shutil
 import socket
 from typing import Any, IO
+import zipfile
 
 import jax
 import numpy as np
@@ -34,6 +35,7 @@ _log = logging.getLogger("softmax_jax")
 
 LOCK = ".lock"  # held (flock) by the one process using the workdir
 CONFIGS = "configs.json"  # the configuration(s) this workdir trains
+DATA = "data.json"  # the shape of the data it trains on (data.facts)
 CHECKPOINTS = "checkpoints"  # orbax checkpoints, a folder per sweep group
 METRICS = "metrics.jsonl"  # one record per epoch (and configuration)
 SUMMARY = "summary.json"
@@ -52,8 +54,8 @@ WEIGHTS = "weights.png"
 REPORT = "report.md"  # the summary table and the figures
 TENSORBOARD = "tensorboard"  # event files, a folder per configuration
 REFIT = "refit"  # a sweep's best configuration retrained on all training data
-OUTPUTS = (CONFIGS, CHECKPOINTS, METRICS, SUMMARY, PARAMS, CURVES, RESULTS,
-           RESULTS_BY_CONFIG, SWEEP_PLOT, RELIABILITY, CONFUSION,
+OUTPUTS = (CONFIGS, DATA, CHECKPOINTS, METRICS, SUMMARY, PARAMS, CURVES,
+           RESULTS, RESULTS_BY_CONFIG, SWEEP_PLOT, RELIABILITY, CONFUSION,
            CONFUSION_MATRIX, PREDICTIONS, WEIGHTS, REPORT, TENSORBOARD, REFIT)
 # Checkpoints of a small model, figures and event files fit in a few MiB.
 MIN_FREE_BYTES = 16 * 2**20
@@ -145,12 +147,14 @@ def _create(workdir: Path) -> None:
 
 
 def prepare(workdir: str | Path, configs: list[dict],
-            overwrite: bool = False) -> tuple[Path, bool]:
-  """Claims workdir for `configs`; returns it and whether to resume there.
+            overwrite: bool = False, data: dict | None = None
+            ) -> tuple[Path, bool]:
+  """Claims workdir for `configs` on `data` (data.facts); returns it and
+  whether to resume there.
 
-  The same configs as recorded resume; other configs, or outputs without a
-  record, are refused unless overwrite (which deletes them). The folder must
-  be writable, which is checked before any training.
+  The same configs as recorded resume, on the same data; other configs, or
+  outputs without a record, are refused unless overwrite (which deletes
+  them). The folder must be writable, which is checked before any training.
   """
   workdir = Path(workdir)
   _create(workdir)
@@ -160,6 +164,8 @@ def prepare(workdir: str | Path, configs: list[dict],
     defaults = config_lib.to_dict(config_lib.Config())
     recorded = [{**defaults, **c} for c in recorded]
   resume = recorded == configs and not overwrite
+  if resume and data is not None:
+    check_same_data(workdir, data)
   if existing and not resume and not overwrite:
     if recorded is None:
       reason = f"holds files of another run ({existing[0]})"
@@ -190,7 +196,30 @@ def prepare(workdir: str | Path, configs: list[dict],
       shutil.rmtree(path) if path.is_dir() else path.unlink()
     write_file(workdir / CONFIGS,
                lambda f: f.write(json.dumps(configs, indent=1).encode()))
+    if data is not None:
+      write_file(workdir / DATA,
+                 lambda f: f.write(json.dumps(data, indent=1).encode()))
   return workdir, resume
+
+
+def check_same_data(workdir: str | Path, data: dict) -> None:
+  """Refuses data whose facts (data.facts) differ from those the run in
+  workdir was started on: its checkpoints and model are of that data (a
+  workdir from before data.json was written is not checked)."""
+  recorded = _read_json(Path(workdir) / DATA)
+  if recorded is None or recorded == data:
+    return
+  changed = [f"{k} {_short(recorded.get(k))}, now {_short(data.get(k))}"
+             for k in sorted({*recorded, *data})
+             if recorded.get(k) != data.get(k)]
+  raise UserError(f"the data set is not the one the run in {workdir} was "
+                  f"started on ({'; '.join(changed)}): give it back its "
+                  "data, or train on this data in another --workdir")
+
+
+def _short(value) -> str:
+  text = json.dumps(value)
+  return text if len(text) <= 60 else text[:57] + "..."
 
 
 def read_configs(workdir: Path) -> list[dict] | None:
@@ -240,18 +269,41 @@ def write_summary(workdir: Path, summary: dict) -> None:
              lambda f: f.write(json.dumps(summary, indent=2).encode()))
 
 
-def save_params(workdir: Path, params: dict,
-                temperature: float | None = None) -> None:
+# What params.npz holds beside the parameters: all --mode=predict needs.
+MODEL_FACTS = ("class_names", "feature_mean", "feature_std", "pixels",
+               "image_shape", "temperature")
+
+
+def save_params(workdir: Path, params: dict, temperature: float | None = None,
+                facts: dict | None = None) -> None:
   """params.npz: one array per leaf, named by its path (w, b, hidden_0_w, a,
-  s), and the calibrated temperature (--calibrate) as `temperature`."""
+  s), the calibrated temperature (--calibrate) as `temperature`, and the
+  model's `facts` (MODEL_FACTS: None values left out)."""
   # (Any: savez takes them as keywords, and its own allow_pickle is a bool)
   flat: dict[str, Any] = {
-      "_".join(str(getattr(k, "key", getattr(k, "idx", k))) for k in path):
-          np.asarray(leaf)
-          for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]}
+      _leaf_name(path): np.asarray(leaf)
+      for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]}
   if temperature is not None:
     flat["temperature"] = np.float32(temperature)
+  for name, value in (facts or {}).items():
+    assert name in MODEL_FACTS, name
+    if value is not None:
+      flat[name] = np.asarray(value)
   write_file(workdir / PARAMS, lambda f: np.savez(f, **flat))
+
+
+def read_params(workdir: Path) -> dict[str, np.ndarray] | None:
+  """The arrays of params.npz by name, or None if it is missing or
+  unreadable."""
+  try:
+    with np.load(Path(workdir) / PARAMS, allow_pickle=False) as f:
+      return {name: f[name] for name in f.files}
+  except (OSError, ValueError, zipfile.BadZipFile):
+    return None
+
+
+def _leaf_name(path) -> str:
+  return "_".join(str(getattr(k, "key", getattr(k, "idx", k))) for k in path)
 
 
 def save_curves(workdir: Path, history: list[dict], title: str = "") -> bool:

@@ -204,3 +204,38 @@ def test_names_with_dollars_and_two_channel_images_lose_no_output(
   assert "confusion.png" not in (again / "report.md").read_text()
   assert "confusion.png was not drawn (ValueError: no figure today)" in (
       caplog.text)
+
+
+def test_predict_needs_only_the_run_and_a_changed_data_set_is_refused(
+    tmp_path, monkeypatch):
+  """params.npz holds all predict needs (the class names, the standardization,
+  the temperature): the same answers with the data moved away. Eval and a
+  resume on data of another shape are refused in the data's words (not as
+  unreadable checkpoints), and a relative --dataset is recorded absolute."""
+  folder, arrays = _folder(tmp_path, val=True, names=["cat", "dog", "eel"])
+  monkeypatch.chdir(tmp_path)
+  config = Config(dataset="npy:data", epochs=2, batch_size=20, lr=0.5,
+                  standardize=True, calibrate=True)
+  workdir = tmp_path / "run"
+  runner.run(config, workdir, verbose=False)
+  recorded = json.loads((workdir / "configs.json").read_text())[0]
+  assert recorded["dataset"] == f"npy:{folder}"
+  rows = tmp_path / "rows.npy"
+  np.save(rows, arrays["x_test"][:5] * 3 + 1)
+  before = runner.predict(workdir, [str(rows)])
+  assert len({top[0][0] for _, top in before} - {"cat", "dog", "eel"}) == 0
+  moved = folder.rename(tmp_path / "elsewhere")
+  assert runner.predict(workdir, [str(rows)]) == before
+  folder = moved.rename(folder)
+
+  np.save(folder / "y_train.npy", arrays["y_train"] % 2)  # same shapes
+  (folder / "class_names.txt").write_text("cat\ndog\n")
+  for y in ("y_test", "y_val"):
+    np.save(folder / f"{y}.npy", arrays[y] % 2)
+  with pytest.raises(UserError, match=r"not the one the run .* was started "
+                     r'on \(class_names \["cat", "dog", "eel"\], now '
+                     r'\["cat", "dog"\]\)'):
+    runner.evaluate(workdir, verbose=False)
+  with pytest.raises(UserError, match="not the one the run"):
+    runner.run(config, workdir, verbose=False, checkpoint_every=0)
+  assert runner.predict(workdir, [str(rows)]) == before

@@ -198,6 +198,7 @@ def test_predict_names_each_row(trained, dataset, tmp_path):
 
 
 def test_params_npz_of_every_model_loads_without_pickle(trained, tmp_path):
+  from softmax_jax import model  # pylint: disable=g-import-not-at-top
   from softmax_jax import runner  # pylint: disable=g-import-not-at-top
   from softmax_jax.config import Config  # pylint: disable=g-import-not-at-top
   _, data_dir = trained
@@ -207,7 +208,17 @@ def test_params_npz_of_every_model_loads_without_pickle(trained, tmp_path):
     runner.run(Config(data_dir=str(data_dir), hidden=hidden, phm_n=phm_n,
                       epochs=1, batch_size=32), workdir, verbose=False)
     with np.load(workdir / "params.npz", allow_pickle=False) as f:
-      assert set(f.files) == keys
+      assert set(f.files) == keys | {"class_names", "pixels", "image_shape"}
+      params = {k: f[k] for k in keys}
+      x = f["image_shape"]
+    # predict rebuilds the model from params.npz alone
+    image = np.random.default_rng(0).integers(0, 256, (1, *x), np.uint8)
+    np.save(tmp_path / "image.npy", image)
+    [(_, top)] = runner.predict(workdir, [str(tmp_path / "image.npy")])
+    logits = np.asarray(model.logits(model.params_from_arrays(params),
+                                     image.reshape(1, -1) / 255.0))[0]
+    names = json.loads((workdir / "summary.json").read_text())["class_names"]
+    assert top[0][0] == names[int(np.argmax(logits))]
 
 
 def test_data_problems_are_found_before_the_workdir_is_claimed(trained,
