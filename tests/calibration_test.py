@@ -93,4 +93,11 @@ def test_a_stack_fits_each_model_as_alone_and_skips_diverged_ones():
   assert fits[2] is None
   for p, fit in zip(params[:2], fits[:2], strict=True):
     (alone,) = calibration.calibrate([p], d)
-    assert fit == pytest.approx(alone, rel=1e-5)
+    ece = {k for k in fit if "ece" in k}
+    assert {k: fit[k] for k in fit.keys() - ece} == pytest.approx(
+        {k: alone[k] for k in alone.keys() - ece}, rel=1e-5)
+    # A confidence within an ulp of a bin's edge (this data has one, 1.3e-7
+    # from 11/15) may fall on either side, stacked or alone: one example
+    # moves ECE by at most 2 / N.
+    for k in ece:
+      assert fit[k] == pytest.approx(alone[k], abs=2 / len(d.x_test))
