@@ -159,9 +159,11 @@ def write_figures(workdir: Path, analysis: Analysis, params: model.Params,
           [a.class_names[k] for k in shown], f,
           of=len(a.class_names)),
   }
-  # (H, W, C): pictures of the inputs and the weights, if gray or RGB
-  if image_shape and image_shape[-1] in (1, 3):
-    shape = image_shape[:2] if image_shape[-1] == 1 else image_shape
+  # (H, W) or (H, W, C): pictures of the inputs and the weights, if gray
+  # or RGB
+  channels = image_shape[2] if image_shape and len(image_shape) == 3 else 1
+  if image_shape and channels in (1, 3):
+    shape = image_shape[:2] if channels == 1 else image_shape
     figures[PREDICTIONS] = lambda f: plotting.plot_predictions(
         x_test_NxD, a.labels_N, a.predicted_N, a.confidence_N, a.class_names,
         shape, f)

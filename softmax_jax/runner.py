@@ -112,7 +112,7 @@ def _train(configs, workdir, overwrite, options, stop_requested,
           workdir or workdir_lib.default_workdir(
               tag=configs[0].loss if single else "sweep"), "training run"))
       workdir, resume = workdir_lib.prepare(
-          workdir, [config_lib.to_dict(c) for c in configs], overwrite,
+          workdir, [_recorded(c) for c in configs], overwrite,
           data.facts(dataset))
       finished = workdir_lib.read_summary(workdir) if resume else None
   distributed.check_shared(workdir)
@@ -287,16 +287,20 @@ def calibrated_temperature(workdir: str | Path) -> float | None:
 
 
 def _validated(configs) -> list[config_lib.Config]:
-  """The configs, checked, with their data's paths absolute (the record of a
-  run must not depend on the directory it was started in)."""
   if isinstance(configs, config_lib.Config):
     configs = [configs]
   for c in configs:
     c.validate()
-  return [dataclasses.replace(c, dataset=data.absolute(c.dataset),
-                              test_csv=data.absolute_path(c.test_csv),
-                              data_dir=data.absolute_path(c.data_dir))
-          for c in configs]
+  return list(configs)
+
+
+def _recorded(c: config_lib.Config) -> dict:
+  """A config as configs.json records it: its data's paths absolute (eval
+  and predict find the data from any directory)."""
+  return config_lib.to_dict(dataclasses.replace(
+      c, dataset=data.absolute(c.dataset),
+      test_csv=data.absolute_path(c.test_csv),
+      data_dir=data.absolute_path(c.data_dir)))
 
 
 def _load(configs) -> data.Dataset:
