@@ -127,13 +127,24 @@ def interpret_pixels(dataset: Dataset, pixels: str = "auto") -> Dataset:
     kind = ("0-255" if whole and low >= 0 and high <= 255 and high > 1 else
             "0-1" if low >= 0 and high <= 1 else None)
     if pixels == "yes" and kind is None:
-      split = next(s for s, v in scans.items()
-                   if not (v[2] and v[0] >= 0 and v[1] <= 255))
-      row, col, value = _first_non_pixel(xs[split])
+      # Values that are not whole numbers can only be pixels in [0, 1].
+      top = 255 if whole else 1
+      split = next(s for s, v in scans.items() if v[0] < 0 or v[1] > top)
+      row, col, value = _first_non_pixel(xs[split], top)
       raise DataError(f"--pixels=yes, but {dataset.name}: x_{split} row {row}, "
                       f"column {col} is {value}; pixels are whole numbers "
                       "0-255 or floats in [0, 1] (give --pixels=no to use "
                       "the values as they are)")
+    # uint8 pixels 0-255 in one split, pixels in [0, 1] in another: no
+    # single reading serves both.
+    raw = [s for s, x in xs.items() if x.dtype == np.uint8]
+    unit = [s for s, v in scans.items()
+            if s not in raw and v[0] >= 0 and v[1] <= 1]
+    if raw and unit and kind != "0-255":
+      raise DataError(f"{dataset.name}: x_{raw[0]} holds uint8 pixels (0-255) "
+                      f"but x_{unit[0]} values in [0, 1]; give every split "
+                      "the same kind of values (e.g. uint8 in all, or "
+                      "x.astype(np.float32) / 255 in all)")
     if pixels == "auto" and dataset.image_shape is None:
       if kind == "0-255":
         _log.warning("%s: x holds whole numbers 0-255 but is neither uint8 "
@@ -166,11 +177,12 @@ def _scan_values(x: np.ndarray) -> tuple[float, float, bool]:
   return low, high, whole
 
 
-def _first_non_pixel(x: np.ndarray) -> tuple[int, int, float]:
+def _first_non_pixel(x: np.ndarray, top: int) -> tuple[int, int, float]:
+  """The first value outside [0, top]: (row, column, value)."""
   for rows in user_data.row_chunks(x):
     start = rows.start
     chunk = user_data.numeric(x[rows])
-    bad = np.argwhere((chunk < 0) | (chunk > 255) | (chunk != np.round(chunk)))
+    bad = np.argwhere((chunk < 0) | (chunk > top))
     if len(bad):
       row, col = int(bad[0][0]), int(bad[0][1])
       return start + row, col, chunk[row, col].item()

@@ -322,8 +322,10 @@ def _load(configs) -> data.Dataset:
   dataset = data.load(c.dataset, c.data_dir or None, c.test_csv, c.pixels)
   if dataset.x_val is not None:  # the data's own validation split
     if c.val_fraction:
-      raise UserError(f"{c.dataset} has its own validation split (x_val); "
-                      "drop --val_fraction")
+      raise UserError(f"{c.dataset} has its own validation split (x_val), "
+                      f"and val_fraction={c.val_fraction} would hold out "
+                      "another: drop --val_fraction (--val_fraction=auto "
+                      "overrides a --config file's)")
     if c.val_fraction == 0:  # none held out: train on it too (e.g. a refit)
       dataset = data.without_validation(dataset)
     fraction = 0

@@ -292,7 +292,8 @@ def check(configs: list[Config], dataset: data_lib.Dataset) -> None:
       raise UserError("--calibrate fits the temperature on a validation "
                       "split, and this run has none: give --val_fraction > 0 "
                       "(e.g. 0.1), or data with x_val")
-    if len(dataset.x_train) < c.batch_size:
+    if len(dataset.x_train) < c.batch_size and c.optimizer not in (
+        "lbfgs", "exact"):  # (full-batch: no minibatches)
       raise UserError(
           f"--batch_size={c.batch_size} is larger than the training set "
           f"({len(dataset.x_train)} examples); choose a smaller batch size")
@@ -593,7 +594,8 @@ class _ClosedForm(_FullBatch):
     return {"params": params}, jax.device_get({
         **aux, "objective": value, "grad_norm": jnp.linalg.norm(grad, axis=-1),
         "iterations": jnp.zeros_like(value, jnp.int32),
-        "converged": jnp.ones_like(value, bool),
+        # Exact in float64; the check, in float32, may say otherwise.
+        "converged": jnp.linalg.norm(grad, axis=-1) < self.values["tol"],
         "finished": jnp.ones_like(value, bool)})
 
   def finished(self, m) -> bool:

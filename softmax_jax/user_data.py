@@ -17,6 +17,7 @@ problem and where (array and row, or line and column).
 from __future__ import annotations
 
 import csv
+import math
 from pathlib import Path
 import zipfile
 
@@ -77,6 +78,9 @@ def load_npy(folder: str | Path) -> dict:
       raise DataError(f"{folder / CLASS_NAMES_FILE} is not readable "
                       f"({e})") from e
     names = [line.strip() for line in text.rstrip("\n").split("\n")]
+    if names == [""]:
+      raise DataError(f"{folder / CLASS_NAMES_FILE} is empty; write one class "
+                      "name per line, or delete it to number the classes")
   splits = {s: (arrays[f"x_{s}"], arrays[f"y_{s}"])
             for s in ("train", "test", "val") if f"x_{s}" in arrays}
   return _checked(folder, splits, names)
@@ -97,9 +101,18 @@ def load_npz(path: str | Path) -> dict:
                       f"{', '.join(sorted(arrays)) or 'none'}); save it with "
                       "np.savez(PATH, x_train=..., y_train=..., x_test=..., "
                       "y_test=...)")
+  if ("x_val" in arrays) != ("y_val" in arrays):
+    raise DataError(f"{path} has {'x_val' if 'x_val' in arrays else 'y_val'} "
+                    "but not its pair; give both x_val and y_val, or neither")
   names = arrays.get("class_names")
+  if names is not None and names.ndim != 1:
+    raise DataError(f"{path}: class_names has shape {names.shape}; give a "
+                    "1-D array of names, e.g. np.array(['cat', 'dog'])")
+  if names is not None and names.dtype.kind == "S":  # bytes: as text
+    names = np.char.decode(names, "utf-8", "replace")
   return _checked(path, {s: (arrays[f"x_{s}"], arrays[f"y_{s}"])
-                         for s in ("train", "test")},
+                         for s in ("train", "test", "val")
+                         if f"x_{s}" in arrays or s != "val"},
                   None if names is None else [str(n) for n in names])
 
 
@@ -186,6 +199,12 @@ def _checked(path, splits: dict, class_names) -> dict:
     if x.ndim < 2 or len(x) == 0:
       raise DataError(f"{path}: x_{split} must have one row per example and "
                       f"at least one row, got shape {x.shape}")
+    if math.prod(x.shape[1:]) == 0:
+      raise DataError(f"{path}: x_{split} has shape {x.shape}: its rows hold "
+                      "no features")
+    if np.iscomplexobj(x) or np.iscomplexobj(y):
+      raise DataError(f"{path}: {'x' if np.iscomplexobj(x) else 'y'}_{split} "
+                      "holds complex numbers; give real ones")
     if y.ndim != 1 or len(y) != len(x):
       raise DataError(f"{path}: x_{split} has {len(x)} rows but y_{split} has "
                       f"shape {y.shape}; give one label per row")
@@ -211,8 +230,18 @@ def _checked(path, splits: dict, class_names) -> dict:
     if x.shape[1:] != x_train.shape[1:]:
       raise DataError(f"{path}: x_train rows have shape {x_train.shape[1:]} "
                       f"but x_{split} rows {x.shape[1:]}; they must match")
-  k = (len(class_names) if class_names is not None else
-       int(max(arrays[f"y_{s}"].max() for s in splits)) + 1)
+  if class_names is not None:
+    _check_class_names(path, class_names)
+    k = len(class_names)
+  else:
+    k = int(max(arrays[f"y_{s}"].max() for s in splits)) + 1
+    examples = sum(len(arrays[f"y_{s}"]) for s in splits)
+    if k > examples:  # (a typo, and K class names would not fit in memory)
+      split, i = next((s, int(np.argmax(arrays[f"y_{s}"]))) for s in splits
+                      if arrays[f"y_{s}"].max() == k - 1)
+      raise DataError(f"{path}: y_{split}[{i}] = {k - 1} makes {k:,} classes "
+                      f"for {examples:,} examples; labels number the classes "
+                      "0, 1, ..., K-1")
   for split in splits:
     y = arrays[f"y_{split}"]
     bad = np.flatnonzero(y >= k)
@@ -229,6 +258,20 @@ def _checked(path, splits: dict, class_names) -> dict:
                                 else (str(c) for c in range(k)))
   arrays["image_shape"] = x_train.shape[1:] if x_train.ndim > 2 else None
   return arrays
+
+
+def _check_class_names(path, names: list[str]) -> None:
+  """Refuses a blank name or one given twice (a class would be lost in
+  every table keyed by name)."""
+  seen: dict[str, int] = {}
+  for i, name in enumerate(names):
+    if not name:
+      raise DataError(f"{path}: class name {i} is blank; give every class "
+                      "a name")
+    if name in seen:
+      raise DataError(f"{path}: the class name {name!r} is given twice "
+                      f"(classes {seen[name]} and {i}); names must differ")
+    seen[name] = i
 
 
 def with_bfloat16(array: np.ndarray) -> np.ndarray:

@@ -115,6 +115,21 @@ BAD = {
     "x_val without y_val": (dict(x_val=np.zeros((10, 6), np.float32)),
                             "has x_val.npy but not its pair"),
     "text features": (dict(x_train=np.array([["a"] * 6] * 120)), "not numbers"),
+    "a typo for a label": (dict(y_train=np.r_[10**9, np.zeros(119, int)]),
+                           "y_train[0] = 1000000000 makes 1,000,000,001 "
+                           "classes for 180 examples"),
+    "no features": (dict(x_train=np.zeros((120, 0)), x_test=np.zeros((60, 0))),
+                    "its rows hold no features"),
+    "complex features": (dict(x_train=np.zeros((120, 6), np.complex64)),
+                         "x_train holds complex numbers"),
+    "uint8 and [0, 1] splits": (dict(x_train=np.zeros((120, 6), np.uint8),
+                                     x_test=np.full((60, 6), 0.5, np.float32)),
+                                "x_train holds uint8 pixels (0-255) but x_test "
+                                "values in [0, 1]"),
+    "a name twice": (dict(names=["cat", "dog", "cat"]),
+                     "the class name 'cat' is given twice (classes 0 and 2)"),
+    "a blank name": (dict(names=["cat", "", "dog"]), "class name 1 is blank"),
+    "no names": (dict(names=[]), "class_names.txt is empty"),
 }
 
 
@@ -136,6 +151,9 @@ def test_class_names_must_cover_the_labels(tmp_path):
 def test_not_a_folder_or_not_an_npy(tmp_path):
   with pytest.raises(DataError, match="no such folder"):
     data.load(f"npy:{tmp_path / 'nowhere'}")
+  (tmp_path / "file").write_text("")
+  with pytest.raises(DataError, match="a file, not a folder"):
+    data.load(f"npy:{tmp_path / 'file'}")
   folder, _ = _folder(tmp_path)
   (folder / "x_test.npy").write_bytes(b"not an npy file")
   with pytest.raises(DataError, match=r"is not a readable .npy file"):

@@ -83,3 +83,21 @@ def test_an_exact_sweep_end_to_end(tmp_path):
 def test_what_the_closed_form_cannot_solve_is_refused(overrides, message):
   with pytest.raises(UserError, match=message):
     Config(optimizer="exact", **overrides).validate()
+
+
+def test_full_batch_solvers_need_no_minibatch_and_report_their_check():
+  """Fewer rows than the default batch size (256) are no problem for a
+  solver without minibatches; the closed form is "converged" only where its
+  float32 gradient check is below tol."""
+  small = synthetic_dataset(n_train=200, n_test=50, num_features=8,
+                            num_classes=3)
+  with pytest.raises(UserError, match="larger than the training set"):
+    train.check([Config()], small)
+  for optimizer in ("lbfgs", "exact"):
+    train.check([Config(optimizer=optimizer, weight_decay=1e-2, **(
+        RIDGE if optimizer == "exact" else {}))], small)
+  loose, tight = (train.train_configs([Config(
+      optimizer="exact", weight_decay=1e-2, tol=tol, **RIDGE)], small).runs[0]
+      .history[-1] for tol in (1e-3, 1e-30))
+  assert loose["converged"] and loose["grad_norm"] < 1e-3
+  assert not tight["converged"] and tight["grad_norm"] > 1e-30

@@ -215,3 +215,29 @@ def test_non_finite_csv_value_names_line_and_column(tmp_path):
   with pytest.raises(DataError,
                      match="line 3, column 'a': inf is not a finite"):
     data.load(f"csv:{path}")
+
+
+def test_npz_class_names_as_bytes_or_a_scalar_and_its_own_validation(
+    tmp_path):
+  arrays = _arrays()
+  ds = data.load(_npz(tmp_path, **arrays, x_val=arrays["x_test"][:10],
+                      y_val=arrays["y_test"][:10],
+                      class_names=np.array([b"a", b"b", b"c"])))
+  assert ds.class_names == ("a", "b", "c")
+  np.testing.assert_array_equal(ds.y_val, arrays["y_test"][:10])
+  with pytest.raises(DataError, match=r"class_names has shape \(\); give a "
+                     "1-D array"):
+    data.load(_npz(tmp_path, **arrays, class_names=np.array("a,b,c")))
+  with pytest.raises(DataError, match="has x_val but not its pair"):
+    data.load(_npz(tmp_path, **arrays, x_val=arrays["x_test"]))
+
+
+def test_pixels_yes_names_the_value_outside_the_unit_interval(tmp_path):
+  """Pixels in [0, 1] with one 1.5: that value is named, not the first
+  fraction (a fraction is a pixel in [0, 1])."""
+  arrays = _arrays()
+  for x in ("x_train", "x_test"):
+    arrays[x] = np.abs(arrays[x]) / (np.abs(arrays[x]).max() + 1)
+  arrays["x_train"][7, 3] = 1.5
+  with pytest.raises(DataError, match=r"x_train row 7, column 3 is 1.5"):
+    data.load(_npz(tmp_path, **arrays), pixels="yes")
