@@ -147,7 +147,7 @@ def _existing(path: str | Path) -> Path:
 
 def _read_csv(path: Path):
   try:
-    with open(path, newline="") as f:
+    with open(path, newline="", encoding="utf-8-sig") as f:  # (BOM or not)
       rows = list(csv.reader(f))
   except (OSError, UnicodeDecodeError, csv.Error) as e:
     raise DataError(f"{path} is not a readable CSV file ({e})") from e
@@ -184,6 +184,10 @@ def _read_csv(path: Path):
         raise DataError(f"{path}, line {line}, column {name!r}: {value} is "
                         "not a finite number")
     y[i] = values.pop(label_at)
+    if y[i] != round(y[i]) or not 0 <= y[i] < 2**31:  # (said by its line)
+      raise DataError(f"{path}, line {line}, column {LABEL_COLUMN!r}: "
+                      f"{row[label_at]!r} is not a label; labels must be "
+                      "integers 0, 1, ..., K-1")
     x[i] = values
   if len(x) == 0:
     raise DataError(f"{path} has a header but no data rows")

@@ -130,6 +130,11 @@ def test_csv_with_a_seeded_split(tmp_path):
       (i * 0.5, -i, i % 3) for i in range(50)}
 
 
+def test_csv_with_a_byte_order_mark(tmp_path):
+  path = _csv(tmp_path, "\ufefflabel,a\n0,1\n1,2\n0,1\n1,2\n0,1\n1,2\n")
+  assert data.load(f"csv:{path}").num_features == 1
+
+
 def test_csv_with_a_test_file(tmp_path):
   train_csv = _csv(tmp_path, "f1,label\n1,0\n2,1\n3,0\n")
   test_csv = _csv(tmp_path, "f1,label\n4,1\n", "test.csv")
@@ -146,7 +151,10 @@ BAD_CSV = {
     "ragged row": ("label,a\n0,1\n1\n",
                    "line 3: 1 fields, but the header has 2"),
     "fractional label": ("label,a\n0.5,1\n1,2\n0,3\n1,4\n0,5\n",
-                         "is not a label"),
+                         "line 2, column 'label': '0.5' is not a label"),
+    "negative label, by its line": (
+        "label,a\n" + "0,1\n1,2\n" * 5 + "-1,3\n", "line 12, column "
+        "'label': '-1' is not a label"),
     "no rows": ("label,a\n", "has a header but no data rows"),
     "empty": ("", "is empty"),
     "a column twice": ("label,label,a\n0,0,0\n",
