@@ -342,7 +342,9 @@ def _main_reporting_errors(argv):
     _exit(f"error: {e}", 2, at_once=supervisor.inside())
   except KeyboardInterrupt:
     _exit("interrupted; run the same command again to resume from the last "
-          "checkpoint", 130, at_once=supervisor.inside())
+          "checkpoint" + ("" if FLAGS.workdir else
+                          ", with --workdir= the run's folder (under runs/, "
+                          "named above)"), 130, at_once=supervisor.inside())
   except Exception as e:
     if supervisor.inside():  # a multi-host process: maybe a peer was lost
       supervisor.failed(e, FLAGS.heartbeat_timeout)

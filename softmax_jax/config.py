@@ -229,8 +229,11 @@ def load_experiment(path: str | Path) -> tuple[Config, list[dict]]:
   except UserError:
     raise
   except Exception as e:  # pylint: disable=broad-exception-caught
+    first_line = (str(e).strip().splitlines() or [""])[0]
+    script = ("" if callable(getattr(module, "get_config", None)) else
+              " (a script, not an experiment file? run it with python)")
     raise UserError(f"--config={path} failed to load: "
-                    f"{type(e).__name__}: {e}") from e
+                    f"{type(e).__name__}: {first_line}{script}") from e
   if not isinstance(config, Config):
     raise UserError(f"--config={path}: get_config() must return a "
                     f"softmax_jax.config.Config, got {type(config).__name__}")

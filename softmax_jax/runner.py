@@ -72,6 +72,7 @@ def run(configs: list[config_lib.Config] | config_lib.Config,
     raise UserError("--refit retrains a sweep's best configuration on all the "
                     "training data; give a sweep (comma lists or --config "
                     "with get_sweep)")
+  named = workdir is not None
   # The workdir is held (process 0 holds it) until the refit has written.
   with contextlib.ExitStack() as held:
     with _stop_requests() as stop_requested:
@@ -80,7 +81,8 @@ def run(configs: list[config_lib.Config] | config_lib.Config,
       # Asked during the sweep's last epoch (on any host: all stop alike).
       if refit and distributed.common_decision(stop_requested(), False)[0]:
         raise Interrupted(f"stopped before the refit; the sweep is finished "
-                          f"in {workdir}; run the same command again to refit")
+                          f"in {workdir}; run {_again(workdir, named)} to "
+                          "refit")
     if refit:
       return _refit(configs, summary, workdir, options, verbose)
     return summary
@@ -98,6 +100,7 @@ def _train(configs, workdir, overwrite, options, stop_requested,
            verbose, held: contextlib.ExitStack):
   """run() without the refit: (summary, workdir); the workdir's lock goes
   into `held`."""
+  named = workdir is not None
   dataset = _load(configs)
   train.check(configs, dataset)
   single = len(configs) == 1
@@ -151,11 +154,9 @@ def _train(configs, workdir, overwrite, options, stop_requested,
                                  mesh=distributed.parse_mesh(options.mesh),
                                  shard_data=options.shard_data)
   except train.StopRequested as e:
-    again = ("the same command on every host again" if jax.process_count() > 1
-             else "the same command again")
     raise Interrupted(
         f"stopped after epoch {e.epoch}, its checkpoint saved in {workdir}; "
-        f"run {again} to resume") from e
+        f"run {_again(workdir, named)} to resume") from e
   finally:
     progress.close()
     board.close()
@@ -214,9 +215,14 @@ def evaluate(workdir: str | Path, verbose: bool = True) -> dict:
   """
   with workdir_lib.lock(workdir, "evaluation", create=False):
     configs, dataset, result = _restore(workdir)
+    _refuse_diverged(result, workdir)
     recorded = workdir_lib.read_summary(workdir)
     summary = _write_outputs(configs, dataset, result, Path(workdir), verbose,
                              final=False, trained=recorded)
+  if verbose and not recorded:  # (summary.json is written when it ends)
+    print(f"note: the run in {workdir} has not finished: these are the scores "
+          "of its latest checkpoint; run its training command again to finish "
+          "it", flush=True)
   if verbose and recorded:
     same = recorded.get("test_accuracy") == summary["test_accuracy"]
     print(f"the run's summary.json says test accuracy "
@@ -271,12 +277,21 @@ def _trained_model(workdir) -> tuple[model.Params, dict]:
         facts["image_shape"] = tuple(int(d) for d in facts["image_shape"])
       return params, facts
   _, dataset, result = _restore(workdir)
+  _refuse_diverged(result, workdir)
   facts = {"class_names": list(dataset.class_names),
            "feature_mean": dataset.feature_mean,
            "feature_std": dataset.feature_std, "pixels": dataset.pixels,
            "image_shape": dataset.image_shape,
            "temperature": calibrated_temperature(workdir) or 1.0}
   return result.runs[_best_index(result)].params, facts
+
+
+def _refuse_diverged(result: train.SweepResult, workdir) -> None:
+  """A single run whose training diverged has no model to use (a sweep with
+  no usable configuration is refused by _best_index)."""
+  if len(result.runs) == 1 and result.runs[0].status != train.OK:
+    raise UserError(f"the run in {workdir} has no usable model: "
+                    f"{train.diverged_error(result.runs[0])}")
 
 
 def calibrated_temperature(workdir: str | Path) -> float | None:
@@ -291,6 +306,13 @@ def _validated(configs) -> list[config_lib.Config]:
     configs = [configs]
   for c in configs:
     c.validate()
+  first: dict[config_lib.Config, int] = {}
+  for i, c in enumerate(configs):
+    if c in first:  # (it would train twice and be reported as one)
+      raise UserError(f"configurations {first[c]} and {i} of the sweep are "
+                      "the same: a swept flag lists a value twice (e.g. "
+                      "--lr=0.1,0.1); give each value once")
+    first[c] = i
   return list(configs)
 
 
@@ -364,7 +386,16 @@ def _write_outputs(configs, dataset, result, workdir, verbose, final,
   """
   started = time.perf_counter()
   single = len(configs) == 1
-  best_index = _best_index(result)
+  try:
+    best_index = _best_index(result)
+  except UserError as e:  # no usable configuration: still keep the table
+    if single or workdir is None or not final:
+      raise
+    swept = sweep.swept_fields(configs)
+    workdir_lib.write_results(workdir, [_result_row(i, r, swept) for i, r in
+                                        enumerate(result.runs)], swept)
+    raise UserError(f"{e}; each one's status and last scores are in "
+                    f"{Path(workdir) / workdir_lib.RESULTS}") from e
   best = result.runs[best_index]
   last = best.history[-1]
   # Training evaluated its last epoch; --mode=eval (not final) recomputes.
@@ -587,9 +618,19 @@ def _stop_requests():
       signal.signal(sig, old)
 
 
+def _again(workdir, named: bool) -> str:
+  """How to run the same command again on this workdir: a run given none
+  made a new folder, which the command must now name."""
+  command = ("the same command" if named
+             else f"the same command with --workdir={workdir}")
+  return (f"{command} on every host again" if jax.process_count() > 1
+          else f"{command} again")
+
+
 def _print_header(configs, dataset, resume, options) -> None:
   c = configs[0]
-  val = (f" ({len(dataset.x_val):,} held out for validation)"
+  # (held out, or the data's own x_val)
+  val = (f" ({len(dataset.x_val):,} for validation)"
          if dataset.x_val is not None else "")
   print(f"{c.dataset}: {len(dataset.x_train):,} train{val} / "
         f"{len(dataset.x_test):,} test examples, {dataset.num_features} "

@@ -642,8 +642,9 @@ def _train_group(configs: list[Config], dataset: data_lib.Dataset, on_epoch,
     train_seconds = meta["train_seconds"]  # of the epochs before the stop
   elif restore_only:
     where = checkpointer.directory if checkpointer else "(no folder given)"
-    raise UserError(f"no readable checkpoint in {where}; train first (the "
-                    "same command without --mode)")
+    raise UserError(f"no checkpoint in {where}: the training has not "
+                    "checkpointed these configurations yet; train first, or "
+                    "finish the training (the same command without --mode)")
   last_round = family.num_rounds
   if restore_only or first_epoch > last_round or all(
       s == DIVERGED for s in status) or all(

@@ -103,6 +103,9 @@ BAD_INPUTS = {
     "unknown dataset": (["--dataset=imagenet_but_typo"],
                         "TFDS has no such data set"),
     "not a dataset name": (["--dataset=Fashion MNIST"], "npz:PATH or csv:PATH"),
+    "a script as --config": (["--config=experiments/sgd_vs_optimum.py"],
+                             "(a script, not an experiment file? run it with "
+                             "python)"),
     "unknown loss input": (["--loss_input=probabilities"],
                            "choose one of: probs, logits"),
     "zero lr": (["--lr=0"], "--lr must be a finite number > 0"),

@@ -320,3 +320,50 @@ def test_a_workdir_from_before_a_new_field_is_still_the_same_run(trained,
              "--batch_size=32", "--lr=0.5")
   assert r.returncode == 0, r.stderr
   assert "holds this run, finished" in r.stdout
+
+
+def test_a_diverged_run_or_a_repeated_configuration_is_refused(tmp_path):
+  """eval and predict on a run whose training diverged say so (they used to
+  print confident scores of a NaN model); a sweep listing a value twice is
+  refused before training."""
+  from softmax_jax import runner  # pylint: disable=g-import-not-at-top
+  from softmax_jax.config import Config  # pylint: disable=g-import-not-at-top
+  from softmax_jax.errors import UserError  # pylint: disable=g-import-not-at-top
+  ds = synthetic_dataset(n_train=200, n_test=50, num_features=4,
+                         num_classes=3)
+  path = tmp_path / "d.npz"
+  np.savez(path, x_train=ds.x_train, y_train=ds.y_train, x_test=ds.x_test,
+           y_test=ds.y_test)
+  config = Config(dataset=f"npz:{path}", loss="l2", loss_input="logits",
+                  lr=1e4, epochs=3, batch_size=20)
+  workdir = tmp_path / "run"
+  with pytest.raises(UserError, match="diverged"):
+    runner.run(config, workdir, verbose=False, checkpoint_every=0)
+  rows = tmp_path / "rows.npy"
+  np.save(rows, ds.x_test[:2])
+  for call in (lambda: runner.evaluate(workdir, verbose=False),
+               lambda: runner.predict(workdir, [str(rows)])):
+    with pytest.raises(UserError, match="has no usable model: training "
+                       "diverged in epoch"):
+      call()
+  sweep = [Config(**{**config.__dict__, "lr": lr}) for lr in (1e4, 1e5)]
+  with pytest.raises(UserError, match=r"all 2 configurations diverged.*; "
+                     r"each one's status and last scores are in .*results.csv"):
+    runner.run(sweep, tmp_path / "all", verbose=False)
+  with open(tmp_path / "all" / "results.csv") as f:
+    assert [r["status"] for r in csv.DictReader(f)] == ["diverged"] * 2
+  with pytest.raises(UserError, match="configurations 0 and 1 of the sweep "
+                     "are the same"):
+    runner.run([Config(**{**config.__dict__, "lr": 0.1})] * 2,
+               tmp_path / "twice", verbose=False)
+  assert not (tmp_path / "twice").exists()
+
+
+def test_the_advice_to_resume_names_a_workdir_the_run_made():
+  from pathlib import Path  # pylint: disable=g-import-not-at-top
+
+  from softmax_jax import runner  # pylint: disable=g-import-not-at-top
+  made = Path("runs/20261122-095147-xent")
+  assert runner._again(made, named=False) == (  # pylint: disable=protected-access
+      f"the same command with --workdir={made} again")
+  assert runner._again(made, named=True) == "the same command again"  # pylint: disable=protected-access
