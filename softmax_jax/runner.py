@@ -391,9 +391,9 @@ def _write_outputs(configs, dataset, result, workdir, verbose, final,
   except UserError as e:  # no usable configuration: still keep the table
     if single or workdir is None or not final:
       raise
-    swept = sweep.swept_fields(configs)
-    workdir_lib.write_results(workdir, [_result_row(i, r, swept) for i, r in
-                                        enumerate(result.runs)], swept)
+    varied = sweep.swept_fields(configs)
+    workdir_lib.write_results(workdir, [_result_row(i, r, varied) for i, r in
+                                        enumerate(result.runs)], varied)
     raise UserError(f"{e}; each one's status and last scores are in "
                     f"{Path(workdir) / workdir_lib.RESULTS}") from e
   best = result.runs[best_index]
