@@ -15,6 +15,7 @@ from softmax_jax import evaluation
 from softmax_jax import metrics
 from softmax_jax import model
 from softmax_jax import plotting
+from softmax_jax import seeds
 from softmax_jax import workdir as workdir_lib
 from softmax_jax.workdir import CONFUSION
 from softmax_jax.workdir import CONFUSION_MATRIX
@@ -227,9 +228,10 @@ def write_markdown(workdir: Path, title: str, summary: dict,
   lines += ["| metric | value |", "|---|---|",
             *[f"| {k} | {v} |" for k, v in rows], ""]
   if ranking:
-    lines += ["## Sweep ranking (by validation accuracy; over seeds, its "
-              "mean)", "", "```", ranking,
-              "```", ""]
+    over_seeds = seeds.swept(summary.get("swept") or [])
+    lines += ["## Sweep ranking (by validation accuracy"
+              + ("; over seeds, its mean" if over_seeds else "") + ")", "",
+              "```", ranking, "```", ""]
   per_class = summary["per_class_accuracy"]
   if len(per_class) <= FULL_TABLE_CLASSES:
     lines += ["## Accuracy per class", "", "| class | accuracy |", "|---|---|",

@@ -68,6 +68,8 @@ def test_npy_validation_split_and_class_names(tmp_path):
   summary = runner.run([config, Config(**{**config.__dict__, "lr": 0.5})],
                        tmp_path / "sweep", verbose=False)
   assert summary["num_train"] == 120 and summary["num_val"] == 40  # no hold-out
+  assert "ranking (by validation accuracy)" in (
+      tmp_path / "sweep" / "report.md").read_text()  # (no seeds to average)
   assert json.loads((tmp_path / "sweep" / "summary.json").read_text())[
       "class_names"] == ["ant", "bee", "cat"]
   with pytest.raises(UserError, match="has its own validation split"):

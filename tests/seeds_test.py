@@ -119,6 +119,7 @@ def test_a_seeds_sweep_end_to_end(tmp_path, capsys):
   assert on_disk["best"]["val_accuracy_std"] == pytest.approx(
       best["val_accuracy_std"])
   assert "+-" in (tmp_path / "run" / "report.md").read_text()
+  assert "over seeds, its mean" in (tmp_path / "run" / "report.md").read_text()
 
 
 def ranking_lines(out: str) -> list[str]:
