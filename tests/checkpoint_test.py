@@ -243,3 +243,18 @@ def test_after_a_fallback_the_redone_epochs_are_checkpointed(tmp_path):
                                restore_only=True)
   ckpt.close()
   assert [r["epoch"] for r in states.runs[0].history] == [1, 2, 3]
+
+
+def test_eval_of_an_unfinished_run_says_so(tmp_path, capsys):
+  from softmax_jax import runner  # pylint: disable=g-import-not-at-top
+  data_dir = tmp_path / "data"
+  write_cache(data_dir, synthetic_dataset())
+  config = dataclasses.replace(TINY, data_dir=str(data_dir))
+  workdir = tmp_path / "run"
+  runner.run(config, workdir, verbose=False)
+  runner.evaluate(workdir)
+  assert "has not finished" not in capsys.readouterr().out
+  (workdir / "summary.json").unlink()  # as if stopped before the end
+  runner.evaluate(workdir)
+  assert f"note: the run in {workdir} has not finished" in (
+      capsys.readouterr().out)
