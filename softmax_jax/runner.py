@@ -118,6 +118,10 @@ def _train(configs, workdir, overwrite, options, stop_requested,
           workdir, [_recorded(c) for c in configs], overwrite,
           data.facts(dataset))
       finished = workdir_lib.read_summary(workdir) if resume else None
+      # summary.json is written before the figures and again, with
+      # report_seconds, after them: without it the report stage is redone.
+      if finished is not None and "report_seconds" not in finished:
+        finished = None
   distributed.check_shared(workdir)
   talk = verbose and writer
   if distributed.agree(bool(finished)):  # the same command again: all done

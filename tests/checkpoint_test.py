@@ -258,3 +258,22 @@ def test_eval_of_an_unfinished_run_says_so(tmp_path, capsys):
   runner.evaluate(workdir)
   assert f"note: the run in {workdir} has not finished" in (
       capsys.readouterr().out)
+
+
+def test_a_run_stopped_in_its_report_stage_redoes_it(tmp_path):
+  """summary.json is written before the figures (so no figure can lose it)
+  and again at the end with report_seconds: a run stopped in between is not
+  taken as finished, and the same command draws the report again."""
+  from softmax_jax import runner  # pylint: disable=g-import-not-at-top
+  data_dir = tmp_path / "data"
+  write_cache(data_dir, synthetic_dataset())
+  config = dataclasses.replace(TINY, data_dir=str(data_dir))
+  workdir = tmp_path / "run"
+  runner.run(config, workdir, verbose=False)
+  summary = json.loads((workdir / "summary.json").read_text())
+  del summary["report_seconds"]
+  (workdir / "summary.json").write_text(json.dumps(summary))
+  (workdir / "report.md").unlink()
+  again = runner.run(config, workdir, verbose=False)
+  assert (workdir / "report.md").exists() and "report_seconds" in again
+  assert again["test_accuracy"] == summary["test_accuracy"]
