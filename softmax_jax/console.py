@@ -204,8 +204,9 @@ def format_sweep_summary(summary: dict, workdir) -> str:
       f"{summary['num_configs']} configurations ({summary['num_diverged']} "
       f"diverged, {summary.get('num_exploded', 0)} exploded) in "
       f"{summary['num_groups']} compiled group(s): train "
-      f"{summary['train_seconds']:.2f} s "
-      f"({summary['model_epochs_per_second']:.0f}"
-      f" model-epochs/s), compile {summary['compile_seconds']:.2f} s",
+      f"{summary['train_seconds']:.2f} s"
+      + ("" if best["config"]["optimizer"] in ("lbfgs", "exact") else
+         f" ({summary['model_epochs_per_second']:.0f} model-epochs/s)")
+      + f", compile {summary['compile_seconds']:.2f} s",
       f"outputs in {workdir}",
   ])

@@ -204,9 +204,12 @@ def _refit(configs, summary, workdir, options, verbose) -> dict:
   if where is not None and distributed.is_main_process():
     workdir_lib.write_summary(workdir, summary)
   if talk:
+    best = summary["best"]  # (over seeds: the chosen configuration's mean)
+    seeds_ = (f", mean of {best['num_seeds']} seeds" if "num_seeds" in best
+              else "")
     print(f"refit on {refit['num_train']:,} examples: test acc "
           f"{refit['test_accuracy']:.4f} (the sweep's best, trained on "
-          f"{summary['num_train']:,}: {summary['test_accuracy']:.4f})",
+          f"{summary['num_train']:,}{seeds_}: {best['test_accuracy']:.4f})",
           flush=True)
   return summary
 

@@ -489,6 +489,12 @@ class _FullBatch:
     # The preconditioner's moments (objective.whitening_preconditioner): the
     # features' mean and the eigendecomposition of their covariance.
     mean, cov = data_lib.feature_covariance(self.dataset.x_train)
+    largest = float(np.max(np.abs(cov)))
+    limit = float(np.finfo(np.float32).max) / self.dataset.num_features
+    if not largest < limit:
+      raise UserError(f"the features are too large for float32 arithmetic "
+                      f"(their covariance reaches {largest:.3g}); scale them, "
+                      "e.g. --standardize")
     eigvals, eigvecs = np.linalg.eigh(cov)
     self.moments = tuple(
         distributed.put(a.astype(np.float32), self.layout.replicated)

@@ -1,6 +1,8 @@
 """The closed form of ridge regression on the one-hot code
 (--optimizer=exact)."""
 
+import dataclasses
+
 import jax
 import numpy as np
 import pytest
@@ -101,3 +103,11 @@ def test_full_batch_solvers_need_no_minibatch_and_report_their_check():
       .history[-1] for tol in (1e-3, 1e-30))
   assert loose["converged"] and loose["grad_norm"] < 1e-3
   assert not tight["converged"] and tight["grad_norm"] > 1e-30
+
+
+def test_features_too_large_for_float32_are_refused_by_lbfgs():
+  ds = synthetic_dataset(n_train=300, n_test=50, num_features=4,
+                         num_classes=3)
+  huge = dataclasses.replace(ds, x_train=ds.x_train.astype(np.float32) * 1e20)
+  with pytest.raises(UserError, match="too large for float32 arithmetic"):
+    train.train_configs([Config(optimizer="lbfgs", weight_decay=1e-2)], huge)
