@@ -19,7 +19,6 @@ from pathlib import Path
 import platform
 import signal
 import time
-from typing import Any
 
 import jax
 import numpy as np
@@ -222,7 +221,6 @@ def evaluate(workdir: str | Path, verbose: bool = True) -> dict:
   """
   with workdir_lib.lock(workdir, "evaluation", create=False):
     configs, dataset, result = _restore(workdir)
-    _refuse_diverged(result, workdir)
     recorded = workdir_lib.read_summary(workdir)
     summary = _write_outputs(configs, dataset, result, Path(workdir), verbose,
                              final=False, trained=recorded)
@@ -253,8 +251,8 @@ def predict(workdir: str | Path, image_paths: list[str], top: int = 3
       facts.get("pixels"))
   if facts.get("feature_mean") is not None:  # trained with --standardize
     x_NxD = (x_NxD - facts["feature_mean"]) / facts["feature_std"]
-  logits = np.asarray(jax.jit(model.logits)(params, x_NxD)) / facts.get(
-      "temperature", 1.0)
+  logits = np.asarray(jax.jit(model.logits)(params, x_NxD)) / (
+      facts.get("temperature") or 1.0)
   probs = np.asarray(jax.jit(losses.softmax)(logits))
   ranked = []
   for name, row, p in zip(names, logits, probs, strict=True):
@@ -269,36 +267,24 @@ def _trained_model(workdir) -> tuple[model.Params, dict]:
   to params.npz, which needs no data; for a run without one (unfinished, or
   written before it held the facts), of its latest checkpoint, with the
   facts of its data."""
-  stored = workdir_lib.read_params(workdir)
-  if stored is not None and "class_names" in stored:
-    params = model.params_from_arrays(stored)
+  stored = workdir_lib.read_model(workdir)
+  if stored is not None:
+    leaves, facts = stored
+    params = model.params_from_arrays(leaves)
     if params is not None:
-      facts: dict[str, Any] = {k: stored[k] for k in workdir_lib.MODEL_FACTS
-                               if k in stored}
-      facts["class_names"] = [str(c) for c in facts["class_names"]]
-      if "pixels" in facts:
-        facts["pixels"] = str(facts["pixels"])
-      if "temperature" in facts:
-        facts["temperature"] = float(facts["temperature"])
-      if "image_shape" in facts:
-        facts["image_shape"] = tuple(int(d) for d in facts["image_shape"])
       return params, facts
   _, dataset, result = _restore(workdir)
-  _refuse_diverged(result, workdir)
-  facts = {"class_names": list(dataset.class_names),
-           "feature_mean": dataset.feature_mean,
-           "feature_std": dataset.feature_std, "pixels": dataset.pixels,
-           "image_shape": dataset.image_shape,
-           "temperature": calibrated_temperature(workdir) or 1.0}
-  return result.runs[_best_index(result)].params, facts
+  return result.runs[_best_index(result)].params, _model_facts(
+      dataset, calibrated_temperature(workdir))
 
 
-def _refuse_diverged(result: train.SweepResult, workdir) -> None:
-  """A single run whose training diverged has no model to use (a sweep with
-  no usable configuration is refused by _best_index)."""
-  if len(result.runs) == 1 and result.runs[0].status != train.OK:
-    raise UserError(f"the run in {workdir} has no usable model: "
-                    f"{train.diverged_error(result.runs[0])}")
+def _model_facts(dataset: data.Dataset, temperature: float | None) -> dict:
+  """What a model needs beside its params to predict (workdir.MODEL_FACTS):
+  None where it does not apply."""
+  return {"class_names": list(dataset.class_names),
+          "feature_mean": dataset.feature_mean,
+          "feature_std": dataset.feature_std, "pixels": dataset.pixels,
+          "image_shape": dataset.image_shape, "temperature": temperature}
 
 
 def calibrated_temperature(workdir: str | Path) -> float | None:
@@ -478,13 +464,8 @@ def _write_outputs(configs, dataset, result, workdir, verbose, final,
   if workdir is None:  # not the writing process
     return summary
   if final:  # the model and its numbers before any figure
-    workdir_lib.save_params(
-        workdir, best.params,
-        temperature=calibrated["temperature"] if calibrated else None,
-        facts={"class_names": dataset.class_names,
-               "feature_mean": dataset.feature_mean,
-               "feature_std": dataset.feature_std, "pixels": dataset.pixels,
-               "image_shape": dataset.image_shape})
+    workdir_lib.save_params(workdir, best.params, _model_facts(
+        dataset, calibrated["temperature"] if calibrated else None))
     workdir_lib.write_summary(workdir, summary)
   ranking = ""
   if aggregated:
@@ -528,8 +509,12 @@ def _write_outputs(configs, dataset, result, workdir, verbose, final,
 def _best_index(result: train.SweepResult) -> int:
   """The only run, or the sweep's best by final validation accuracy (with
   several seeds: the first finished run of the configuration with the best
-  mean validation accuracy, see seeds.py)."""
+  mean validation accuracy, see seeds.py); UserError if there is no usable
+  model (a diverged run; an exploded one trains on, with a warning)."""
   if len(result.runs) == 1:
+    if result.runs[0].status == train.DIVERGED:
+      raise UserError("this run has no usable model: "
+                      f"{train.diverged_error(result.runs[0])}")
     return 0
   swept = sweep.swept_fields([r.config for r in result.runs])
   rows = [_result_row(i, r, swept) for i, r in enumerate(result.runs)]

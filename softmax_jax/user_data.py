@@ -112,7 +112,7 @@ def load_npz(path: str | Path) -> dict:
     names = np.char.decode(names, "utf-8", "replace")
   return _checked(path, {s: (arrays[f"x_{s}"], arrays[f"y_{s}"])
                          for s in ("train", "test", "val")
-                         if f"x_{s}" in arrays or s != "val"},
+                         if f"x_{s}" in arrays},
                   None if names is None else [str(n) for n in names])
 
 
@@ -184,7 +184,7 @@ def _read_csv(path: Path):
         raise DataError(f"{path}, line {line}, column {name!r}: {value} is "
                         "not a finite number")
     y[i] = values.pop(label_at)
-    if y[i] != round(y[i]) or not 0 <= y[i] < 2**31:  # (said by its line)
+    if _not_labels(y[i]):  # (said by its line, not its row after the split)
       raise DataError(f"{path}, line {line}, column {LABEL_COLUMN!r}: "
                       f"{row[label_at]!r} is not a label; labels must be "
                       "integers 0, 1, ..., K-1")
@@ -222,8 +222,7 @@ def _checked(path, splits: dict, class_names) -> dict:
     labels = y
     if np.issubdtype(y.dtype, np.floating):  # (2**31 overflows float16)
       labels = y.astype(np.float64)
-    bad = np.flatnonzero(
-        (labels != np.round(labels)) | (labels < 0) | (labels >= 2**31))
+    bad = np.flatnonzero(_not_labels(labels))
     if len(bad):
       raise DataError(f"{path}: y_{split}[{bad[0]}] = {labels[bad[0]]} is "
                       "not a label; labels must be integers 0, 1, ..., K-1")
@@ -262,6 +261,11 @@ def _checked(path, splits: dict, class_names) -> dict:
                                 else (str(c) for c in range(k)))
   arrays["image_shape"] = x_train.shape[1:] if x_train.ndim > 2 else None
   return arrays
+
+
+def _not_labels(values):
+  """Where values are no labels (integers 0 <= y < 2**31), elementwise."""
+  return (values != np.round(values)) | (values < 0) | (values >= 2**31)
 
 
 def _check_class_names(path, names: list[str]) -> None:

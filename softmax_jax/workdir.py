@@ -274,32 +274,39 @@ MODEL_FACTS = ("class_names", "feature_mean", "feature_std", "pixels",
                "image_shape", "temperature")
 
 
-def save_params(workdir: Path, params: dict, temperature: float | None = None,
-                facts: dict | None = None) -> None:
+def save_params(workdir: Path, params: dict, facts: dict) -> None:
   """params.npz: one array per leaf, named by its path (w, b, hidden_0_w, a,
-  s), the calibrated temperature (--calibrate) as `temperature`, and the
-  model's `facts` (MODEL_FACTS: None values left out)."""
+  s), and the model's `facts` (MODEL_FACTS; None values left out), e.g. the
+  calibrated temperature (--calibrate) as `temperature`."""
   # (Any: savez takes them as keywords, and its own allow_pickle is a bool)
   flat: dict[str, Any] = {
       _leaf_name(path): np.asarray(leaf)
       for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]}
-  if temperature is not None:
-    flat["temperature"] = np.float32(temperature)
-  for name, value in (facts or {}).items():
+  for name, value in facts.items():
     assert name in MODEL_FACTS, name
     if value is not None:
-      flat[name] = np.asarray(value)
+      flat[name] = np.asarray(value, np.float32 if name == "temperature"
+                              else None)
   write_file(workdir / PARAMS, lambda f: np.savez(f, **flat))
 
 
-def read_params(workdir: Path) -> dict[str, np.ndarray] | None:
-  """The arrays of params.npz by name, or None if it is missing or
-  unreadable."""
+def read_model(workdir: Path) -> tuple[dict[str, np.ndarray], dict] | None:
+  """(the parameter arrays by leaf name, the facts as save_params took
+  them) from params.npz, or None if it is missing, unreadable, or from
+  before it held the class names."""
   try:
     with np.load(Path(workdir) / PARAMS, allow_pickle=False) as f:
-      return {name: f[name] for name in f.files}
+      stored = {name: f[name] for name in f.files}
   except (OSError, ValueError, zipfile.BadZipFile):
     return None
+  if "class_names" not in stored:
+    return None
+  decode: dict[str, Any] = {
+      "class_names": lambda a: [str(c) for c in a], "pixels": str,
+      "temperature": float, "image_shape": lambda a: tuple(int(d) for d in a)}
+  facts = {k: decode.get(k, lambda a: a)(stored.pop(k))
+           for k in MODEL_FACTS if k in stored}
+  return stored, facts
 
 
 def _leaf_name(path) -> str:
