@@ -117,10 +117,11 @@ def interpret_pixels(dataset: Dataset, pixels: str = "auto") -> Dataset:
   xs = {s: getattr(dataset, f"x_{s}") for s in splits}
   if pixels != "no" and all(x.dtype == np.uint8 for x in xs.values()):
     return dataclasses.replace(dataset, pixels="0-255")
+  scans = {s: _scan_values(x) for s, x in xs.items()}
+  _refuse_mixed_scales(dataset.name, scans)
   if pixels == "no":
     kind = None
   else:
-    scans = {s: _scan_values(x) for s, x in xs.items()}
     low = min(v[0] for v in scans.values())
     high = max(v[1] for v in scans.values())
     whole = all(v[2] for v in scans.values())
@@ -160,6 +161,24 @@ def interpret_pixels(dataset: Dataset, pixels: str = "auto") -> Dataset:
       return x if x.dtype in _FEATURE_DTYPES else x.astype(np.float32)
   return dataclasses.replace(dataset, pixels=kind,
                              **{f"x_{s}": convert(x) for s, x in xs.items()})
+
+
+def _refuse_mixed_scales(name: str, scans: dict[str, tuple]) -> None:
+  """Refuses a split of fractions in [0, 1] beside one of whole numbers up
+  to 255 (one divided by 255, the other not): whatever their dtypes and
+  --pixels, no single reading of the values serves both, and the model
+  trained on one would be scored on numbers 255 times too large or small."""
+  unit = [s for s, (low, high, whole) in scans.items()
+          if low >= 0 and high <= 1 and not whole]
+  byte = [s for s, (low, high, whole) in scans.items()
+          if whole and low >= 0 and 1 < high <= 255]
+  if unit and byte:
+    high = scans[byte[0]][1]
+    raise DataError(f"{name}: x_{byte[0]} holds whole numbers up to {high:g} "
+                    f"but x_{unit[0]} fractions in [0, 1], so the splits are "
+                    "on different scales (one divided by 255, the other "
+                    "not?); give every split the same scale, e.g. "
+                    "x.astype(np.float32) / 255 in all")
 
 
 def _scan_values(x: np.ndarray) -> tuple[float, float, bool]:

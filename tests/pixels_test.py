@@ -90,6 +90,35 @@ def test_pixels_yes_refuses_what_is_not_pixels(tmp_path, images):
   assert data.load(path).pixels is None  # auto: features, as they are
 
 
+@pytest.mark.parametrize("pixels", ["auto", "yes", "no"])
+@pytest.mark.parametrize("scaled", ["x_train", "x_test", "x_val"])
+@pytest.mark.parametrize("flat", [False, True])
+def test_splits_on_different_scales_are_refused(tmp_path, images, scaled,
+                                                flat, pixels):
+  """One split divided by 255 and another not: refused whatever the dtypes
+  (floats in both here), the shape of the arrays and --pixels."""
+  x_train, y_train, x_test, y_test = images
+  arrays = {"x_train": x_train[:400], "y_train": y_train[:400],
+            "x_val": x_train[400:], "y_val": y_train[400:],
+            "x_test": x_test, "y_test": y_test}
+  for name in ("x_train", "x_val", "x_test"):
+    x = arrays[name].astype(np.float64)
+    x = x.reshape(len(x), -1) if flat else x
+    arrays[name] = x / 255 if name == scaled else x
+  np.savez(tmp_path / "mixed.npz", **arrays)
+  others = sorted({"x_train", "x_val", "x_test"} - {scaled})
+  with pytest.raises(DataError, match=(
+      rf"({'|'.join(others)}) holds whole numbers up to 25\d but "
+      rf"{scaled} fractions in \[0, 1\], so the splits are on different "
+      "scales")):
+    data.load(f"npz:{tmp_path / 'mixed.npz'}", pixels=pixels)
+  for name in ("x_train", "x_val", "x_test"):  # the same scale: accepted
+    arrays[name] = arrays[name] / (1 if name == scaled else 255)
+  np.savez(tmp_path / "unit.npz", **arrays)
+  assert data.load(f"npz:{tmp_path / 'unit.npz'}", pixels=pixels).pixels == (
+      None if pixels == "no" or (flat and pixels == "auto") else "0-1")
+
+
 def _probs(params, x_NxD):
   logits = x_NxD.astype(np.float64) @ params["w"] + params["b"]
   e = np.exp(logits - logits.max(-1, keepdims=True))
