@@ -15,6 +15,7 @@ import contextlib
 import dataclasses
 import fcntl
 import gzip
+import hashlib
 import logging
 import os
 from pathlib import Path
@@ -224,11 +225,44 @@ USER_DATA = ("npy:", "npz:", "csv:")  # prefixes of your own data
 
 def facts(dataset: Dataset) -> dict:
   """What a trained model and its checkpoints depend on: the splits' sizes,
-  the features and the classes (workdir.check_same_data compares them)."""
+  the features, the classes and a fingerprint of the values
+  (workdir.check_same_data compares them)."""
   return {"num_train": len(dataset.x_train), "num_test": len(dataset.x_test),
           "num_val": 0 if dataset.x_val is None else len(dataset.x_val),
           "num_features": dataset.num_features,
-          "class_names": list(dataset.class_names)}
+          "class_names": list(dataset.class_names),
+          "fingerprint": fingerprint(dataset)}
+
+
+FINGERPRINT_ROWS = 1024  # of each split's features, evenly spaced
+
+
+def fingerprint(dataset: Dataset) -> dict[str, str]:
+  """A hash of each split's labels (all of them) and of a fixed sample of
+  its feature rows (FINGERPRINT_ROWS, evenly spaced, read through a memory
+  map as needed): data regenerated with the same shape gets another.
+
+  Only the values count, not the files' times: a copy of the same data is
+  the same data.
+  """
+  out = {}
+  for split in ("train", "val", "test"):
+    x, y = getattr(dataset, f"x_{split}"), getattr(dataset, f"y_{split}")
+    if x is None:
+      continue
+    rows = np.unique(np.linspace(0, len(x) - 1, min(len(x), FINGERPRINT_ROWS)
+                                 ).astype(np.int64))
+    sample = np.ascontiguousarray(x[rows])
+    out[f"x_{split}"] = _digest(str(sample.dtype).encode(), sample.tobytes())
+    out[f"y_{split}"] = _digest(np.ascontiguousarray(y, np.int32).tobytes())
+  return out
+
+
+def _digest(*parts: bytes) -> str:
+  h = hashlib.blake2b(digest_size=8)
+  for part in parts:
+    h.update(part)
+  return h.hexdigest()
 
 
 def absolute(name: str) -> str:

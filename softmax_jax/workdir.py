@@ -35,7 +35,7 @@ _log = logging.getLogger("softmax_jax")
 
 LOCK = ".lock"  # held (flock) by the one process using the workdir
 CONFIGS = "configs.json"  # the configuration(s) this workdir trains
-DATA = "data.json"  # the shape of the data it trains on (data.facts)
+DATA = "data.json"  # the data it trains on: shape, fingerprint (data.facts)
 CHECKPOINTS = "checkpoints"  # orbax checkpoints, a folder per sweep group
 METRICS = "metrics.jsonl"  # one record per epoch (and configuration)
 SUMMARY = "summary.json"
@@ -207,14 +207,30 @@ def check_same_data(workdir: str | Path, data: dict) -> None:
   workdir was started on: its checkpoints and model are of that data (a
   workdir from before data.json was written is not checked)."""
   recorded = _read_json(Path(workdir) / DATA)
-  if recorded is None or recorded == data:
+  if recorded is None:
     return
-  changed = [f"{k} {_short(recorded.get(k))}, now {_short(data.get(k))}"
-             for k in sorted({*recorded, *data})
-             if recorded.get(k) != data.get(k)]
+  # (a fact added since the record was written is not checked)
+  changed = [_change(k, recorded[k], data.get(k)) for k in sorted(recorded)
+             if recorded[k] != data.get(k)]
+  if len(changed) > 1:  # another shape or classes say it: values differ too
+    changed = [c for c in changed if not c.startswith("other values")]
+  if not changed:
+    return
   raise UserError(f"the data set is not the one the run in {workdir} was "
                   f"started on ({'; '.join(changed)}): give it back its "
                   "data, or train on this data in another --workdir")
+
+
+def _change(key: str, recorded, now) -> str:
+  """What changed in one of data.facts, in words."""
+  if key == "fingerprint" and isinstance(recorded, dict) and isinstance(
+      now, dict):
+    parts = [f"{name}'s {'features' if name[0] == 'x' else 'labels'}"
+             for name in sorted({*recorded, *now})
+             if recorded.get(name) != now.get(name)]
+    return (f"other values in {', '.join(parts)} (the same shape, other "
+            "data)")
+  return f"{key} {_short(recorded)}, now {_short(now)}"
 
 
 def _short(value) -> str:

@@ -1,6 +1,7 @@
 """npy:DIR: memory-mapped arrays in every feature dtype, an optional validation
 split and class names, every validation error (also in the last chunk only)."""
 
+import contextlib
 import json
 
 import ml_dtypes
@@ -12,6 +13,7 @@ from softmax_jax import runner
 from softmax_jax import user_data
 from softmax_jax.config import Config
 from softmax_jax.errors import DataError
+from softmax_jax.errors import Interrupted
 from softmax_jax.errors import UserError
 
 
@@ -259,3 +261,41 @@ def test_predict_needs_only_the_run_and_a_changed_data_set_is_refused(
   with pytest.raises(UserError, match="not the one the run"):
     runner.run(config, workdir, verbose=False, checkpoint_every=0)
   assert runner.predict(workdir, [str(rows)]) == before
+
+
+def test_data_changed_in_its_values_alone_is_refused(tmp_path):
+  """Data regenerated with the same shapes and classes: its fingerprint
+  (labels, a sample of rows) tells, for a resume, for the same command on
+  a finished run and for eval; a copy of the same values is the same
+  data."""
+  folder, arrays = _folder(tmp_path, val=True)
+  config = Config(dataset=f"npy:{folder}", epochs=3, batch_size=20, lr=0.5)
+  finished, stopped = tmp_path / "finished", tmp_path / "stopped"
+  runner.run(config, finished, verbose=False)
+  asked = contextlib.contextmanager(lambda: (yield lambda: True))
+  with pytest.MonkeyPatch.context() as m:  # Ctrl-C at once: after epoch 1
+    m.setattr(runner, "_stop_requests", asked)
+    with pytest.raises(Interrupted, match="stopped after epoch 1"):
+      runner.run(config, stopped, verbose=False, checkpoint_every=0)
+  summary = json.loads((finished / "summary.json").read_text())
+
+  for name in ("x_test", "y_train"):  # the same command again: accepted
+    np.save(folder / f"{name}.npy", arrays[name].copy())
+  assert runner.run(config, finished, verbose=False) == summary
+  for name, changed in (("y_train", arrays["y_train"][::-1]),
+                        ("x_test", arrays["x_test"] + 1)):
+    np.save(folder / f"{name}.npy", changed)
+    what = {"y_train": "y_train's labels", "x_test": "x_test's features"}
+    message = (rf"not the one the run in .* was started on \(other values in "
+               rf"{what[name]} \(the same shape, other data\)\)")
+    with pytest.raises(UserError, match=message):  # finished
+      runner.run(config, finished, verbose=False)
+    with pytest.raises(UserError, match=message):  # resumed
+      runner.run(config, stopped, verbose=False)
+    with pytest.raises(UserError, match=message):
+      runner.evaluate(finished, verbose=False)
+    np.save(folder / f"{name}.npy", arrays[name])  # back as it was
+  assert json.loads((finished / "summary.json").read_text()) == summary
+  assert runner.evaluate(finished, verbose=False)["test_accuracy"] == (
+      summary["test_accuracy"])
+
