@@ -148,6 +148,35 @@ def test_a_finite_explosion_is_named_and_trains_on():
       train.EXPLODED)
 
 
+def test_a_loss_that_starts_high_and_falls_is_no_explosion():
+  """l2 on the logits of many classes starts far above the 0.5 of predicting
+  every class alike (K x D x init_scale^2 / 2 = 7.7 here) and falls slowly
+  at a small lr: no warning; cross-entropy at lr 1e9 grows far beyond its
+  start, finite (l2 on logits would diverge to inf)."""
+  rng = np.random.default_rng(0)
+  k, d, n = 300, 512, 1200
+  x = rng.normal(0, 1, (n, d)).astype(np.float32)
+  y = (np.arange(n) % k).astype(np.int32)
+  ds = data.Dataset(name="many", x_train=x, y_train=y, x_test=x[:300],
+                    y_test=y[:300], class_names=tuple(map(str, range(k))))
+  slow, fast = train.train_configs(
+      sweep.expand(Config(loss="l2", loss_input="logits", batch_size=64,
+                          epochs=3),
+                   sweep.zipped(sweep.axis("loss", ["l2", "xent"]),
+                                sweep.axis("lr", [0.001, 1e9]))), ds).runs
+  losses = [r["train_loss"] for r in slow.history]
+  assert losses[0] > 10 * train.uniform_loss(slow.config, k)
+  assert losses == sorted(losses, reverse=True)  # falling, slowly
+  assert slow.history[0]["start_loss"] == pytest.approx(
+      0.5 * (k * d * 0.01**2 + 1), rel=0.1)  # at initialization
+  assert slow.status == train.OK
+  assert not [r for r in slow.history if "warning" in r]
+  assert fast.status == train.EXPLODED
+  assert "over 10 x the" in fast.history[1]["warning"]
+  assert "it started from; try a smaller --lr (now 1e+09)" in (
+      fast.history[1]["warning"])
+
+
 def test_a_sweep_marks_and_counts_exploded_configurations(tmp_path, capsys):
   from conftest import write_cache  # pylint: disable=g-import-not-at-top
   from softmax_jax import runner  # pylint: disable=g-import-not-at-top
