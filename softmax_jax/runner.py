@@ -184,14 +184,14 @@ def _refit(configs, summary, workdir, options, verbose) -> dict:
   best_id = distributed.from_process_0(
       summary["best"]["config_id"] if summary else 0)
   # All the training data: no validation split is left to calibrate on.
-  best = dataclasses.replace(configs[best_id], val_fraction=0.0,
-                             calibrate=False)
+  best_config = dataclasses.replace(configs[best_id], val_fraction=0.0,
+                                    calibrate=False)
   where = Path(workdir) / workdir_lib.REFIT if workdir is not None else None
   talk = verbose and distributed.is_main_process()
   if talk:
     print(f"\nrefit: the best configuration on all the training data, in "
           f"{where}", flush=True)
-  refit = run(best, where, checkpoint_every=options.checkpoint_every,
+  refit = run(best_config, where, checkpoint_every=options.checkpoint_every,
               verbose=verbose, mesh=options.mesh,
               shard_data=options.shard_data)
   if summary is None:  # a process other than 0, on a finished sweep
@@ -199,17 +199,21 @@ def _refit(configs, summary, workdir, options, verbose) -> dict:
   summary["refit"] = {
       **{k: refit[k] for k in ("test_accuracy", "test_nll", "ece", "num_train",
                                "train_seconds", "compile_seconds")},
-      "workdir": str(where)}
+      **_solution(refit), "workdir": str(where)}
   if where is not None and distributed.is_main_process():
     workdir_lib.write_summary(workdir, summary)
   if talk:
     best = summary["best"]  # (over seeds: the chosen configuration's mean)
     seeds_ = (f", mean of {best['num_seeds']} seeds" if "num_seeds" in best
               else "")
+    unconverged = (f"; NOT converged in --max_iters={best_config.max_iters} "
+                   f"(gradient norm {refit['grad_norm']:.3g} > --tol="
+                   f"{best_config.tol:g})"
+                   if refit.get("converged") is False else "")
     print(f"refit on {refit['num_train']:,} examples: test acc "
           f"{refit['test_accuracy']:.4f} (the sweep's best, trained on "
-          f"{summary['num_train']:,}{seeds_}: {best['test_accuracy']:.4f})",
-          flush=True)
+          f"{summary['num_train']:,}{seeds_}: {best['test_accuracy']:.4f})"
+          f"{unconverged}", flush=True)
   return summary
 
 

@@ -337,14 +337,19 @@ def save_curves(workdir: Path, history: list[dict], title: str = "") -> bool:
 def write_results(workdir: Path, rows: list[dict], swept: list[str]) -> None:
   """results.csv: config_id, a column per swept flag, then the results."""
   columns = ["config_id", *swept, *RESULT_COLUMNS]
-  if rows and "test_top5_accuracy" in rows[0]:  # more than 5 classes
+
+  def anywhere(key):  # (empty in the rows it does not apply to)
+    return any(key in r for r in rows)
+
+  if anywhere("test_top5_accuracy"):  # more than 5 classes
     columns.insert(columns.index("test_accuracy") + 1, "test_top5_accuracy")
-  if rows and "temperature" in rows[0]:  # --calibrate
+  if anywhere("temperature"):  # --calibrate
     at = columns.index("ece") + 1
     columns[at:at] = ["temperature", "ece_calibrated"]
-  if rows:  # a full-batch solver's solution, or a tracked objective
-    at = columns.index("final_train_loss") + 1
-    columns[at:at] = [k for k in SOLUTION_KEYS if k in rows[0]]
+  # A full-batch solver's solution, or a tracked objective: in a sweep of
+  # minibatch and solver runs, empty for the former.
+  at = columns.index("final_train_loss") + 1
+  columns[at:at] = [k for k in SOLUTION_KEYS if anywhere(k)]
   _write_csv(workdir / RESULTS, rows, columns)
 
 

@@ -253,6 +253,26 @@ def test_refit_trains_the_best_again_on_all_training_data(tmp_path):
   assert again["refit"] == summary["refit"]
 
 
+def test_solver_columns_come_from_every_row_and_the_refit(tmp_path, capsys):
+  """sgd first, then an L-BFGS run stopped unconverged at --max_iters: its
+  solution's columns are there (empty for sgd), and in the refit's
+  summary."""
+  base = dataclasses.replace(_write_cache(tmp_path / "data", False),
+                             lr=1e-6, max_iters=2)  # sgd learns nothing
+  configs = sweep.expand(base, sweep.axis("optimizer", ["sgd", "lbfgs"]))
+  summary = runner.run(configs, tmp_path / "run", refit=True)
+  rows = workdir_lib.read_results(tmp_path / "run")
+  assert list(rows[0])[list(rows[0]).index("final_train_loss"):] == [
+      "final_train_loss", *workdir_lib.SOLUTION_KEYS, "epochs_run", "status"]
+  assert [r["converged"] for r in rows] == ["", "False"]
+  assert [r["iterations"] for r in rows] == ["", "2"]
+  assert summary["best"]["config_id"] == 1
+  assert summary["refit"]["converged"] is False
+  assert summary["refit"]["iterations"] == 2
+  assert summary["refit"]["grad_norm"] > base.tol
+  assert "NOT converged in --max_iters=2" in capsys.readouterr().out
+
+
 def test_a_stop_in_the_sweeps_last_epoch_comes_before_the_refit(
     tmp_path, monkeypatch):
   import contextlib  # pylint: disable=g-import-not-at-top
