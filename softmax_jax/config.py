@@ -250,6 +250,17 @@ def load_experiment(path: str | Path) -> tuple[Config, list[dict]]:
   return config, entries
 
 
+def trained_as(config: Config) -> Config:
+  """What a configuration trains: a full-batch solver reads none of
+  MINIBATCH_ONLY, so those fields take their defaults (two solver
+  configurations that differ only there, e.g. in the seed, are one run)."""
+  if config.optimizer not in SOLVERS:
+    return config
+  default = Config()
+  return dataclasses.replace(config, **{f: getattr(default, f)
+                                        for f in MINIBATCH_ONLY})
+
+
 def to_dict(config: Config) -> dict:
   return dataclasses.asdict(config)
 

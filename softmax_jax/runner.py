@@ -309,7 +309,14 @@ def _validated(configs) -> list[config_lib.Config]:
       raise UserError(f"configurations {first[c]} and {i} of the sweep are "
                       "the same: a swept flag lists a value twice (e.g. "
                       "--lr=0.1,0.1); give each value once")
-    first[c] = i
+    trained = config_lib.trained_as(c)
+    if trained in first:  # (the same solution twice, as if seeds agreed)
+      raise UserError(
+          f"configurations {first[trained]} and {i} of the sweep are the "
+          f"same --optimizer={c.optimizer} run: it reads none of "
+          f"{', '.join(config_lib.MINIBATCH_ONLY)}; give each once "
+          "(sweep.expand does)")
+    first[c] = first[trained] = i
   return list(configs)
 
 
@@ -644,6 +651,13 @@ def _print_header(configs, dataset, resume, options) -> None:
     groups = len(sweep.groups(configs))
     print(f"sweep over {', '.join(swept)}: {len(configs)} configurations in "
           f"{groups} compiled group{'s' if groups > 1 else ''}", flush=True)
+    unread = [f for f in swept if f in config_lib.MINIBATCH_ONLY]
+    solvers = sorted({c.optimizer for c in configs} & set(config_lib.SOLVERS))
+    if unread and solvers:  # (sweep.expand kept each of theirs once)
+      print(f"--optimizer={'/'.join(solvers)} reads no {', '.join(unread)}: "
+            "each of its configurations runs once"
+            + (", without a spread over seeds" if "seed" in unread else ""),
+            flush=True)
   if jax.device_count() > 1:
     layouts = [(distributed.make_layout(
         len(indices), configs[indices[0]].batch_size,

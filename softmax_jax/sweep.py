@@ -79,7 +79,13 @@ def parse_flag_lists(
 
 
 def expand(base: Config, sweep: list[dict]) -> list[Config]:
-  """The validated configs of a sweep over base ([base] for an empty sweep)."""
+  """The validated configs of a sweep over base ([base] for an empty sweep).
+
+  A full-batch solver's configuration is kept once where the sweep varies
+  only what it does not read (config.MINIBATCH_ONLY): --optimizer=sgd,lbfgs
+  --seed=0,1,2 trains three sgd seeds and one L-BFGS solution, which has no
+  spread over seeds to report.
+  """
   configs = []
   for overrides in sweep or [{}]:
     if not isinstance(overrides, dict):
@@ -95,7 +101,8 @@ def expand(base: Config, sweep: list[dict]) -> list[Config]:
     except UserError as e:
       raise UserError(f"sweep entry {overrides}: {e}") from None
     configs.append(dataclasses.replace(base, **typed).validate())
-  return configs
+  trained = [config_lib.trained_as(c) for c in configs]
+  return [c for i, c in enumerate(configs) if trained[i] not in trained[:i]]
 
 
 def build(base: Config, file_sweep: list[dict], flag_texts: dict[str, str]

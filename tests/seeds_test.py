@@ -15,6 +15,7 @@ from softmax_jax import seeds
 from softmax_jax import sweep
 from softmax_jax import train
 from softmax_jax.config import Config
+from softmax_jax.errors import UserError
 
 
 def _row(i, loss, lr, seed, val, test, status="ok"):
@@ -120,6 +121,34 @@ def test_a_seeds_sweep_end_to_end(tmp_path, capsys):
       best["val_accuracy_std"])
   assert "+-" in (tmp_path / "run" / "report.md").read_text()
   assert "over seeds, its mean" in (tmp_path / "run" / "report.md").read_text()
+
+
+def test_a_solver_in_a_seeds_sweep_runs_once_without_a_spread(tmp_path,
+                                                               capsys):
+  """--optimizer=sgd,lbfgs --seed=0,1,2: three sgd seeds and one L-BFGS
+  solution (deterministic: three 'seeds' of it would report a std of 0);
+  the library refuses the repeated solution in one line."""
+  write_cache(tmp_path / "data", synthetic_dataset(noise=60.0))
+  base = Config(data_dir=str(tmp_path / "data"), epochs=2, batch_size=32)
+  configs = sweep.build(base, [], {"optimizer": "sgd,lbfgs",
+                                   "seed": "0,1,2"})
+  assert [(c.optimizer, c.seed) for c in configs] == [
+      ("sgd", 0), ("sgd", 1), ("sgd", 2), ("lbfgs", 0)]
+  summary = runner.run(configs, tmp_path / "run")
+  assert "--optimizer=lbfgs reads no seed: each of its configurations runs " \
+      "once, without a spread over seeds" in capsys.readouterr().out
+  by_config = {r["optimizer"]: r for r in csv.DictReader(
+      (tmp_path / "run" / "results_by_config.csv").open())}
+  assert by_config["lbfgs"]["num_seeds"] == "1"
+  assert by_config["lbfgs"]["val_accuracy_std"] == ""  # none, not 0.0000
+  assert by_config["sgd"]["num_seeds"] == "3"
+  assert float(by_config["sgd"]["val_accuracy_std"]) > 0
+  assert summary["num_configs"] == 4
+  repeated = [dataclasses.replace(configs[3], seed=s) for s in (0, 1)]
+  with pytest.raises(UserError, match="configurations 0 and 1 of the sweep "
+                     "are the same --optimizer=lbfgs run: it reads none of "
+                     "lr, batch_size, epochs, schedule, compute_dtype, seed"):
+    runner.run(repeated, tmp_path / "repeated", verbose=False)
 
 
 def ranking_lines(out: str) -> list[str]:
