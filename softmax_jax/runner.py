@@ -29,6 +29,7 @@ from softmax_jax import config as config_lib
 from softmax_jax import console
 from softmax_jax import data
 from softmax_jax import distributed
+from softmax_jax import evaluation
 from softmax_jax import feed as feed_lib
 from softmax_jax import images as images_lib
 from softmax_jax import losses
@@ -224,7 +225,7 @@ def evaluate(workdir: str | Path, verbose: bool = True) -> dict:
   from its summary.json; only what is recomputed here changes.
   """
   with workdir_lib.lock(workdir, "evaluation", create=False):
-    configs, dataset, result = _restore(workdir)
+    configs, dataset, result, scored = _restore(workdir)
     recorded = workdir_lib.read_summary(workdir)
     summary = _write_outputs(configs, dataset, result, Path(workdir), verbose,
                              final=False, trained=recorded)
@@ -232,6 +233,11 @@ def evaluate(workdir: str | Path, verbose: bool = True) -> dict:
     print(f"note: the run in {workdir} has not finished: these are the scores "
           "of its latest checkpoint; run its training command again to finish "
           "it", flush=True)
+  if verbose and scored:
+    print(f"note: epoch {', '.join(map(str, sorted(set(scored))))}, where it "
+          "stopped, was not evaluated in training (--eval_every="
+          f"{configs[0].eval_every}): its validation and test scores are "
+          "computed now from that epoch's checkpoint", flush=True)
   if verbose and recorded:
     same = recorded.get("test_accuracy") == summary["test_accuracy"]
     print(f"the run's summary.json says test accuracy "
@@ -277,7 +283,7 @@ def _trained_model(workdir) -> tuple[model.Params, dict]:
     params = model.params_from_arrays(leaves)
     if params is not None:
       return params, facts
-  _, dataset, result = _restore(workdir)
+  _, dataset, result, _ = _restore(workdir)
   return result.runs[_best_index(result)].params, _model_facts(
       dataset, calibrated_temperature(workdir))
 
@@ -361,7 +367,8 @@ def _load(configs) -> data.Dataset:
 
 
 def _restore(workdir):
-  """The configs, data and checkpointed state of the run in workdir."""
+  """The configs, data and checkpointed state of the run in workdir, and
+  the epochs whose scores were computed here (see _score_unscored)."""
   workdir = Path(workdir)
   recorded = workdir_lib.read_configs(workdir)
   if recorded is None:
@@ -377,7 +384,31 @@ def _restore(workdir):
   result = train.train_configs(
       configs, dataset, checkpoint_dir=workdir / workdir_lib.CHECKPOINTS,
       restore_only=True)
-  return configs, dataset, result
+  return configs, dataset, result, _score_unscored(result, dataset)
+
+
+def _score_unscored(result: train.SweepResult,
+                    dataset: data.Dataset) -> list[int]:
+  """Training scores every --eval_every epochs (and the last), so a run
+  stopped between two evaluations has a last record without scores: they
+  are computed from its restored model, the params of that same epoch, and
+  put in that record. Returns the epochs so scored."""
+  splits = {"test": (dataset.x_test, dataset.y_test)}
+  if dataset.x_val is not None:
+    splits["val"] = (dataset.x_val, dataset.y_val)
+  scored = []
+  for run_ in result.runs:
+    last = run_.history[-1]
+    if "test_accuracy" in last:
+      continue
+    for split, (x, y) in splits.items():
+      scores = jax.device_get(_evaluate(run_.params, x, y))
+      last.update({f"{split}_{k}": float(v) for k, v in scores.items()})
+    scored.append(last["epoch"])
+  return scored
+
+
+_evaluate = jax.jit(evaluation.evaluate)
 
 
 def _write_outputs(configs, dataset, result, workdir, verbose, final,

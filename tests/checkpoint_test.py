@@ -260,6 +260,55 @@ def test_eval_of_an_unfinished_run_says_so(tmp_path, capsys):
       capsys.readouterr().out)
 
 
+def test_eval_after_a_stop_between_evaluations(tmp_path, capsys,
+                                               monkeypatch):
+  """A sweep stopped (Ctrl-C) at an epoch --eval_every skipped: eval and
+  predict score the restored models, as training would have scored that
+  epoch, and say so."""
+  import contextlib  # pylint: disable=g-import-not-at-top
+
+  from softmax_jax import runner  # pylint: disable=g-import-not-at-top
+  from softmax_jax.errors import Interrupted  # pylint: disable=g-import-not-at-top
+  write_cache(tmp_path / "data", synthetic_dataset(noise=60.0))
+  base = dataclasses.replace(TINY, data_dir=str(tmp_path / "data"), epochs=10)
+  asked = contextlib.contextmanager(lambda: (yield lambda: True))
+  monkeypatch.setattr(runner, "_stop_requests", asked)  # after epoch 1
+  runs = {}
+  for every in (7, 1):
+    configs = sweep.expand(dataclasses.replace(base, eval_every=every),
+                           sweep.axis("lr", [0.1, 0.3]))
+    with pytest.raises(Interrupted, match="stopped after epoch 1"):
+      runner.run(configs, tmp_path / f"every{every}", verbose=False,
+                 checkpoint_every=0)
+    runs[every] = train.train_configs(
+        configs, data.hold_out_validation(data.load(
+            "fashion_mnist", tmp_path / "data"), 1 / 6),
+        checkpoint_dir=tmp_path / f"every{every}" / "checkpoints",
+        restore_only=True)
+  assert "val_accuracy" not in runs[7].runs[0].history[-1]  # skipped
+  capsys.readouterr()
+  summary = runner.evaluate(tmp_path / "every7")
+  out = capsys.readouterr().out
+  assert ("note: epoch 1, where it stopped, was not evaluated in training "
+          "(--eval_every=7): its validation and test scores are computed "
+          "now from that epoch's checkpoint") in out
+  assert "has not finished" in out
+  scored = runs[1].runs  # the same epoch, scored in training
+  best = max(range(2), key=lambda i: (scored[i].history[-1]["val_accuracy"],
+                                      -i))
+  assert summary["best"]["config_id"] == best
+  for key in ("val_accuracy", "test_accuracy"):
+    assert summary[key] == pytest.approx(scored[best].history[-1][key])
+  assert len(runner.predict(tmp_path / "every7", [str(_row(tmp_path))])) == 1
+
+
+def _row(tmp_path):
+  """A .npy of one row of 16 pixels."""
+  path = tmp_path / "row.npy"
+  np.save(path, np.full((1, 16), 128, np.uint8))
+  return path
+
+
 def test_a_run_stopped_in_its_report_stage_redoes_it(tmp_path):
   """summary.json is written before the figures (so no figure can lose it)
   and again at the end with report_seconds: a run stopped in between is not
