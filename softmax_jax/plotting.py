@@ -5,10 +5,13 @@ from __future__ import annotations
 from typing import BinaryIO
 
 import matplotlib
+import matplotlib.ticker
 import numpy as np
 
 matplotlib.use("Agg")  # before pyplot: no display needed
 import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+from softmax_jax import config as config_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 # Titles and labels hold the user's class names, drawn as written: "$" in a
 # name is no TeX to parse (or fail on).
@@ -37,34 +40,86 @@ def plot_curves(history: list[dict], out: BinaryIO, title: str = "") -> None:
   plt.close(fig)
 
 
-def plot_sweep(rows: list[dict], out: BinaryIO) -> None:
-  """Validation accuracy against lr, one line per loss (mean over other
-  axes). Rows of a sweep over seeds (seeds.by_config) draw each mean over
-  the seeds with an error bar of their standard deviation."""
-  fig, ax = plt.subplots(figsize=(5, 3.5), dpi=120)
+# Swept fields that can stand on a sweep figure's x-axis, with its label.
+NUMERIC_FIELDS = {"lr": "learning rate",
+                  "weight_decay": "weight decay (L2 strength)",
+                  "huber_delta": "Huber delta", "init_scale": "init scale",
+                  "batch_size": "batch size", "epochs": "epochs",
+                  "phm_n": "PHM n"}
+
+
+def plot_sweep(rows: list[dict], out: BinaryIO, swept: list[str]) -> None:
+  """sweep_figure, as a PNG."""
+  fig = sweep_figure(rows, swept)
+  fig.savefig(out, format="png")
+  plt.close(fig)
+
+
+def sweep_x_field(rows: list[dict], swept: list[str]) -> str | None:
+  """The field on a sweep figure's x-axis: of the numeric swept fields, the
+  one with the most values (weight decay for a regularization path, lr for
+  a learning-rate sweep; lr first on a tie); None if none is swept."""
+  numeric = [f for f in NUMERIC_FIELDS if f in swept]
+  if not numeric:
+    return None
+  return max(numeric, key=lambda f: (len({r[f] for r in rows}),
+                                     -numeric.index(f)))
+
+
+def sweep_figure(rows: list[dict], swept: list[str]):
+  """Validation accuracy against the swept field (sweep_x_field), one line
+  per value of the other swept fields; a solver's configuration, which does
+  not read an x-axis of lr (or batch size, epochs, init scale), is a
+  horizontal line. Rows of a sweep over seeds (seeds.by_config) draw each
+  mean over the seeds with an error bar of their standard deviation. With
+  no numeric field swept, one point per configuration."""
+  fig, ax = plt.subplots(figsize=(5.5, 3.8), dpi=120)
   over_seeds = bool(rows) and "val_accuracy_mean" in rows[0]
-  by_loss: dict[str, dict[float, list[tuple[float, float]]]] = {}
+  x_field = sweep_x_field(rows, swept)
+  others = [f for f in swept if f not in ("seed", x_field)]
+  shown = []  # (row, its label, mean, std)
   for r in rows:
     if over_seeds and r["val_accuracy_mean"] is not None:
-      value = (r["val_accuracy_mean"], r["val_accuracy_std"] or 0.0)
+      mean, std = r["val_accuracy_mean"], r["val_accuracy_std"] or 0.0
     elif not over_seeds and r["status"] == "ok":
-      value = (r["val_accuracy"], 0.0)
+      mean, std = r["val_accuracy"], 0.0
     else:
       continue
-    by_loss.setdefault(r["loss"], {}).setdefault(r["lr"], []).append(value)
-  for loss, by_lr in by_loss.items():
-    lrs = sorted(by_lr)
-    means, stds = ([float(np.mean([v[i] for v in by_lr[lr]])) for lr in lrs]
-                   for i in (0, 1))
-    if over_seeds:
-      ax.errorbar(lrs, means, yerr=stds, fmt="o-", capsize=3, label=loss)
-    else:
-      ax.plot(lrs, means, "o-", label=loss)
-  ax.set_xscale("log")
-  ax.set_xlabel("learning rate")
+    label = ", ".join(f"{f}={_value_text(r[f])}" for f in others)
+    shown.append((r, label, mean, std))
+  errors = (lambda stds: stds) if over_seeds else (lambda stds: None)
+  if x_field is None:  # e.g. a sweep over losses alone
+    if shown:
+      _, names, means, stds = zip(*shown, strict=True)
+      ax.errorbar(range(len(names)), means, yerr=errors(stds), fmt="o",
+                  capsize=3)
+      ax.set_xticks(range(len(names)), names, rotation=30, ha="right",
+                    fontsize=7)
+    ax.set_xlabel("configuration")
+  else:
+    lines: dict[str, list[tuple[float, float, float]]] = {}
+    flat = []  # (label, mean, std) of the solvers that do not read x
+    for r, label, mean, std in shown:
+      if (r.get("optimizer") in config_lib.SOLVERS
+          and x_field in config_lib.MINIBATCH_ONLY):
+        flat.append((f"{label or r['optimizer']} (reads no {x_field})", mean,
+                     std))
+      else:
+        lines.setdefault(label, []).append((float(r[x_field]), mean, std))
+    for label, points in lines.items():
+      xs, means, stds = zip(*sorted(points), strict=True)
+      ax.errorbar(xs, means, yerr=errors(stds), fmt="o-", capsize=3,
+                  label=label or None)
+    for k, (label, mean, std) in enumerate(flat, start=len(lines)):
+      ax.axhline(mean, linestyle="--", color=f"C{k % 10}", label=label)
+      if over_seeds and std:
+        ax.axhspan(mean - std, mean + std, color=f"C{k % 10}", alpha=0.15)
+    _number_axis(ax, sorted({float(r[x_field]) for r in rows}))
+    ax.set_xlabel(NUMERIC_FIELDS[x_field])
   ax.set_ylabel("validation accuracy")
   ax.grid(True, alpha=0.3)
-  ax.legend()
+  if ax.get_legend_handles_labels()[1]:
+    ax.legend(fontsize=7)
   if over_seeds:
     diverged = sum(r["num_diverged"] for r in rows)
     title = (f"{len(rows)} configurations x {rows[0]['num_seeds']} seeds "
@@ -76,9 +131,31 @@ def plot_sweep(rows: list[dict], out: BinaryIO) -> None:
     left_out = "not shown"
   ax.set_title(title + (f", {diverged} runs diverged or exploded "
                         f"({left_out})" if diverged else ""), fontsize=9)
-  fig.subplots_adjust(left=0.14, right=0.97, bottom=0.14, top=0.9)
-  fig.savefig(out, format="png")
-  plt.close(fig)
+  fig.subplots_adjust(left=0.14, right=0.97, bottom=0.16 if x_field else 0.3,
+                      top=0.9)
+  return fig
+
+
+def _value_text(value) -> str:
+  return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _number_axis(ax, values: list[float]) -> None:
+  """A log x-axis where the values span a factor of 20 or more (symlog if
+  one is 0), else linear; its tick labels are plain numbers (0.001, not
+  TeX: class names turned TeX parsing off), at the values themselves when
+  there are at most 8."""
+  positive = [v for v in values if v > 0]
+  if positive and min(values) >= 0 and max(positive) / min(positive) >= 20:
+    if min(values) == 0:
+      ax.set_xscale("symlog", linthresh=min(positive))
+    else:
+      ax.set_xscale("log")
+  if len(values) <= 8:
+    ax.set_xticks(values)
+  ax.xaxis.set_major_formatter(
+      matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+  ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
 
 
 def plot_reliability(panels, out: BinaryIO) -> None:
@@ -98,19 +175,26 @@ def plot_reliability(panels, out: BinaryIO) -> None:
 
 def _reliability_panel(ax, count_M, confidence_M, accuracy_M, ece: float,
                        label: str) -> None:
+  """Accuracy bars, and the gap to each bin's confidence: filled red above
+  the bar where the model is over-confident, hatched over the bar where it
+  is under-confident (no filled area is painted twice, so every colour is
+  one the legend names)."""
   num_bins = len(count_M)
-  edges = [b / num_bins for b in range(num_bins)]
-  filled = [c > 0 for c in count_M]
-  ax.bar([e for e, f in zip(edges, filled, strict=True) if f],
-         [a for a, f in zip(accuracy_M, filled, strict=True) if f],
-         width=1 / num_bins,
-         align="edge", edgecolor="black", color="tab:blue", label="accuracy")
-  ax.bar([e for e, f in zip(edges, filled, strict=True) if f],
-         [c - a for c, a, f
-          in zip(confidence_M, accuracy_M, filled, strict=True) if f],
-         bottom=[a for a, f in zip(accuracy_M, filled, strict=True) if f],
-         width=1 / num_bins, align="edge", color="tab:red", alpha=0.3,
-         label="gap to confidence")
+  filled = [(b / num_bins, c, a) for b, (n, c, a) in enumerate(
+      zip(count_M, confidence_M, accuracy_M, strict=True)) if n > 0]
+  edges = [e for e, _, _ in filled]
+  ax.bar(edges, [a for _, _, a in filled], width=1 / num_bins, align="edge",
+         edgecolor="black", color="tab:blue", label="accuracy")
+  over = [(e, c, a) for e, c, a in filled if c > a]
+  under = [(e, c, a) for e, c, a in filled if a > c]
+  ax.bar([e for e, _, _ in over], [c - a for _, c, a in over],
+         bottom=[a for _, _, a in over], width=1 / num_bins, align="edge",
+         color="tab:red", alpha=0.3,
+         label="gap to confidence (over-confident)")
+  ax.bar([e for e, _, _ in under], [a - c for _, c, a in under],
+         bottom=[c for _, c, _ in under], width=1 / num_bins, align="edge",
+         facecolor="none", edgecolor="black", hatch="//", linewidth=0,
+         label="accuracy above confidence (under-confident)")
   ax.plot([0, 1], [0, 1], "k--", label="perfect calibration")
   ax.set_xlim(0, 1)
   ax.set_ylim(0, 1)

@@ -393,15 +393,16 @@ def _score_unscored(result: train.SweepResult,
   stopped between two evaluations has a last record without scores: they
   are computed from its restored model, the params of that same epoch, and
   put in that record. Returns the epochs so scored."""
-  splits = {"test": (dataset.x_test, dataset.y_test)}
-  if dataset.x_val is not None:
-    splits["val"] = (dataset.x_val, dataset.y_val)
+  splits = {"test": (dataset.x_test, dataset.y_test),
+            "val": (dataset.x_val, dataset.y_val)}
   scored = []
   for run_ in result.runs:
     last = run_.history[-1]
     if "test_accuracy" in last:
       continue
     for split, (x, y) in splits.items():
+      if x is None:  # no validation split
+        continue
       scores = jax.device_get(_evaluate(run_.params, x, y))
       last.update({f"{split}_{k}": float(v) for k, v in scores.items()})
     scored.append(last["epoch"])
@@ -527,7 +528,7 @@ def _write_outputs(configs, dataset, result, workdir, verbose, final,
       workdir_lib.write_results_by_config(workdir, aggregated,
                                           seeds.columns(aggregated, swept))
     figures = ([workdir_lib.SWEEP_PLOT] if workdir_lib.save_sweep_plot(
-        workdir, aggregated or rows) else [])
+        workdir, aggregated or rows, swept) else [])
   figures += report.write_figures(workdir, analysis, best.params,
                                   dataset.x_test, dataset.image_shape)
   title = (_title(best.config) if single else
@@ -595,6 +596,7 @@ def _result_row(i: int, run: train.RunResult, swept: list[str],
           **{f: getattr(run.config, f) for f in swept},
           "loss": run.config.loss, "lr": run.config.lr,
           "weight_decay": run.config.weight_decay,
+          "optimizer": run.config.optimizer,
           "val_accuracy": last["val_accuracy"],
           "test_accuracy": last["test_accuracy"],
           **({"test_top5_accuracy": last["test_top5_accuracy"]}

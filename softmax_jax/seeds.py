@@ -48,7 +48,8 @@ def by_config(rows: list[dict], fields: list[str]) -> list[dict]:
            "seeds": [r["seed"] for r in runs],
            # (for the ranking and sweep.png, also when not swept)
            "loss": runs[0]["loss"], "lr": runs[0]["lr"],
-           "weight_decay": runs[0]["weight_decay"]}
+           "weight_decay": runs[0]["weight_decay"],
+           "optimizer": runs[0].get("optimizer")}
     for m in metrics:
       values = [r[m] for r in ok
                 if r.get(m) is not None and math.isfinite(r[m])]

@@ -45,7 +45,8 @@ RESULTS = "results.csv"  # a sweep: one row per configuration
 # A sweep over seeds: one row per configuration (every swept field but the
 # seed), mean and std over its seeds (see seeds.py).
 RESULTS_BY_CONFIG = "results_by_config.csv"
-SWEEP_PLOT = "sweep.png"  # a sweep: validation accuracy against lr
+# A sweep: validation accuracy against its swept field (plotting.sweep_figure)
+SWEEP_PLOT = "sweep.png"
 RELIABILITY = "reliability.png"
 CONFUSION = "confusion.png"
 CONFUSION_MATRIX = "confusion.npy"  # [true, predicted] counts, test set
@@ -376,9 +377,10 @@ def read_results(workdir: Path) -> list[dict]:
     return list(csv.DictReader(f))
 
 
-def save_sweep_plot(workdir: Path, rows: list[dict]) -> bool:
+def save_sweep_plot(workdir: Path, rows: list[dict], swept: list[str]
+                    ) -> bool:
   return write_figure(workdir / SWEEP_PLOT,
-                      lambda f: plotting.plot_sweep(rows, f))
+                      lambda f: plotting.plot_sweep(rows, f, swept))
 
 
 def write_figure(path: Path, draw) -> bool:
