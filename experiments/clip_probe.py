@@ -9,7 +9,7 @@ with scikit-learn's L-BFGS (at most 1,000 iterations) for regularization
 strengths from 1e-6 to 1e6, choose the strength on a validation split and
 refit on train + validation. Here the whole range, 96 log-spaced weight
 decays (the objective mean cross-entropy + (weight_decay / 2) ||W||^2), is
-one vmapped L-BFGS path (softmax_jax/lbfgs.py): the strong penalties
+one vmapped L-BFGS path (softmax_jax/solvers/lbfgs.py): the strong penalties
 converge in a few iterations and drop out of the stack, the weak ones go on
 to the tolerance or the iteration cap. The best by validation accuracy on
 10,000 held-out images is refit on all 60,000 (--refit) and scored on the

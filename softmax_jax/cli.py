@@ -219,17 +219,18 @@ def _refuse_flags_without_effect():
 
 def _refuse_config_flags_without_effect(configs):
   """Config flags that no configuration of the run would read."""
-  solvers = {c.optimizer for c in configs} & set(config_lib.SOLVERS)
-  if solvers == {c.optimizer for c in configs}:  # all full-batch
-    for name in config_lib.MINIBATCH_ONLY:
-      if FLAGS[name].present:
-        raise UserError(f"--{name} has no effect with --optimizer="
-                        f"{'/'.join(sorted(solvers))}, which solves on the "
-                        "full batch from W = 0; drop it")
-  for name in ("tol", "max_iters"):
-    if FLAGS[name].present and "lbfgs" not in solvers:
-      raise UserError(f"--{name} is for --optimizer=lbfgs; drop it or add "
-                      "--optimizer=lbfgs")
+  from softmax_jax import solvers  # pylint: disable=g-import-not-at-top
+  used = sorted({c.optimizer for c in configs})
+  unread = dict.fromkeys(f for solver in solvers.REGISTRY.values()
+                         for f in solver.UNREAD)
+  for name in unread:
+    if FLAGS[name].present and not any(solvers.reads(o, name) for o in used):
+      readers = [o for o in solvers.REGISTRY if solvers.reads(o, name)]
+      how = (", which solves on the full batch from W = 0" if all(
+          solvers.full_batch(o) for o in used) else "")
+      raise UserError(f"--{name} has no effect with --optimizer="
+                      f"{'/'.join(used)}{how}; it is for --optimizer="
+                      f"{'/'.join(readers)}: drop it")
   if FLAGS["huber_delta"].present and all(c.loss != "huber" for c in configs):
     raise UserError("--huber_delta has no effect without --loss=huber")
   if FLAGS["loss_input"].present and all(c.loss == "xent" for c in configs):

@@ -15,15 +15,6 @@ from typing import cast
 
 from softmax_jax.errors import UserError
 
-# Full-batch solvers of the penalized objective (see objective.py), beside
-# the minibatch optimizers of optimizers.OPTIMIZERS: L-BFGS (lbfgs.py) to a
-# gradient-norm tolerance, and ridge regression on the one-hot code in
-# closed form (ridge.py).
-SOLVERS = ("lbfgs", "exact")
-# Flags that a full-batch solver does not read (it starts from W = 0).
-MINIBATCH_ONLY = ("lr", "batch_size", "epochs", "schedule", "compute_dtype",
-                  "seed", "init_scale", "track_objective")
-
 
 @dataclasses.dataclass(frozen=True)
 class Config:
@@ -35,7 +26,7 @@ class Config:
   # l2/l1/huber compare one-hot y with: probs or logits
   loss_input: str = "probs"
   huber_delta: float = 0.1  # where huber turns from quadratic to linear
-  optimizer: str = "sgd"  # a name in optimizers.OPTIMIZERS, or in SOLVERS
+  optimizer: str = "sgd"  # a name in solvers.REGISTRY
   lr: float = 0.1  # learning rate
   # the lr over the run: a name in optimizers.SCHEDULES
   schedule: str = "constant"
@@ -82,11 +73,11 @@ class Config:
     from softmax_jax import data  # pylint: disable=g-import-not-at-top
     from softmax_jax import losses  # pylint: disable=g-import-not-at-top
     from softmax_jax import model  # pylint: disable=g-import-not-at-top
-    from softmax_jax import optimizers  # pylint: disable=g-import-not-at-top
+    from softmax_jax import solvers  # pylint: disable=g-import-not-at-top
+    from softmax_jax.solvers import optimizers  # pylint: disable=g-import-not-at-top
     _check_choice("loss", self.loss, losses.LOSSES)
     _check_choice("loss_input", self.loss_input, losses.LOSS_INPUTS)
-    _check_choice("optimizer", self.optimizer,
-                  (*optimizers.OPTIMIZERS, *SOLVERS))
+    _check_choice("optimizer", self.optimizer, solvers.REGISTRY)
     _check_choice("schedule", self.schedule, optimizers.SCHEDULES)
     _check_choice("compute_dtype", self.compute_dtype, model.COMPUTE_DTYPES)
     data.check_name(self.dataset)
@@ -99,7 +90,7 @@ class Config:
     _check_positive("tol", self.tol)
     if self.max_iters < 1:
       raise UserError(f"--max_iters must be at least 1, got {self.max_iters}")
-    self._check_solver()
+    solvers.get(self.optimizer).check(self)
     if self.batch_size < 1:
       raise UserError(f"--batch_size must be at least 1, got {self.batch_size}")
     if self.epochs < 1:
@@ -117,27 +108,6 @@ class Config:
       raise UserError(f"--val_fraction must be in [0, 1), got "
                       f"{self.val_fraction}")
     return self
-
-
-  def _check_solver(self) -> None:
-    if self.optimizer == "lbfgs" and self.loss == "l1":
-      raise UserError("--optimizer=lbfgs needs a smooth loss and l1 is not "
-                      "differentiable at 0; use xent, l2 or huber, or an "
-                      "SGD-family optimizer for l1")
-    if self.optimizer == "exact" and (self.loss, self.loss_input) != (
-        "l2", "logits"):
-      raise UserError("--optimizer=exact solves ridge regression on the "
-                      "one-hot code in closed form: it needs --loss=l2 "
-                      "--loss_input=logits (use --optimizer=lbfgs for the "
-                      "other losses)")
-    if self.optimizer == "exact" and not self.weight_decay > 0:
-      raise UserError("--optimizer=exact needs --weight_decay > 0 (the "
-                      "ridge penalty that makes the solution unique)")
-    if self.optimizer in SOLVERS and (self.hidden or self.phm_n):
-      raise UserError(f"--optimizer={self.optimizer} solves the convex "
-                      "linear model (from W = 0, a saddle point of --hidden "
-                      "and --phm_n models); drop them or use sgd, momentum "
-                      "or adam")
 
   @property
   def hidden_sizes(self) -> tuple[int, ...]:
@@ -248,17 +218,6 @@ def load_experiment(path: str | Path) -> tuple[Config, list[dict]]:
                     "dicts of overrides, e.g. sweep.product(sweep.axis('lr', "
                     "[0.1, 1.0]))")
   return config, entries
-
-
-def trained_as(config: Config) -> Config:
-  """What a configuration trains: a full-batch solver reads none of
-  MINIBATCH_ONLY, so those fields take their defaults (two solver
-  configurations that differ only there, e.g. in the seed, are one run)."""
-  if config.optimizer not in SOLVERS:
-    return config
-  default = Config()
-  return dataclasses.replace(config, **{f: getattr(default, f)
-                                        for f in MINIBATCH_ONLY})
 
 
 def to_dict(config: Config) -> dict:

@@ -7,7 +7,7 @@ import sys
 
 import tqdm
 
-from softmax_jax.config import SOLVERS
+from softmax_jax import solvers
 
 
 class EpochLog:
@@ -91,7 +91,8 @@ def format_accuracy(accuracy: float | None) -> str:
 
 def format_summary(summary: dict, workdir) -> str:
   c = summary["config"]
-  if c["optimizer"] in SOLVERS:  # (a minibatch run may track its objective)
+  # (a minibatch run may track its objective, and report no more)
+  if solvers.full_batch(c["optimizer"]):
     how = (f"{c['optimizer']} weight decay {c['weight_decay']:g} | "
            f"{summary['iterations']} iterations, gradient norm "
            f"{summary['grad_norm']:.2e} ("
@@ -205,7 +206,7 @@ def format_sweep_summary(summary: dict, workdir) -> str:
       f"diverged, {summary.get('num_exploded', 0)} exploded) in "
       f"{summary['num_groups']} compiled group(s): train "
       f"{summary['train_seconds']:.2f} s"
-      + ("" if best["config"]["optimizer"] in ("lbfgs", "exact") else
+      + ("" if solvers.full_batch(best["config"]["optimizer"]) else
          f" ({summary['model_epochs_per_second']:.0f} model-epochs/s)")
       + f", compile {summary['compile_seconds']:.2f} s",
       f"outputs in {workdir}",

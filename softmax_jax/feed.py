@@ -69,7 +69,7 @@ class Feed:
   """The training split as the compiled epoch function takes it.
 
   `chunks(batches)` turns an epoch's minibatches (example indices [S, B] or
-  [S, M, B], see train.epoch_order) into (x, y, indices) triples on the
+  [S, M, B], see minibatch.epoch_order) into (x, y, indices) triples on the
   device: for a resident set, the whole set with the epoch's indices into
   it; else, for each chunk of steps, its minibatches themselves (x [steps,
   B, ...] or [steps, M, B, ...], y alike) with indices None, gathered on the

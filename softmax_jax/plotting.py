@@ -11,7 +11,7 @@ import numpy as np
 matplotlib.use("Agg")  # before pyplot: no display needed
 import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-import-position
 
-from softmax_jax import config as config_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
+from softmax_jax import solvers  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 # Titles and labels hold the user's class names, drawn as written: "$" in a
 # name is no TeX to parse (or fail on).
@@ -100,8 +100,8 @@ def sweep_figure(rows: list[dict], swept: list[str]):
     lines: dict[str, list[tuple[float, float, float]]] = {}
     flat = []  # (label, mean, std) of the solvers that do not read x
     for r, label, mean, std in shown:
-      if (r.get("optimizer") in config_lib.SOLVERS
-          and x_field in config_lib.MINIBATCH_ONLY):
+      if r.get("optimizer") in solvers.REGISTRY and not solvers.reads(
+          r["optimizer"], x_field):
         flat.append((f"{label or r['optimizer']} (reads no {x_field})", mean,
                      std))
       else:

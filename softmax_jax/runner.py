@@ -36,12 +36,14 @@ from softmax_jax import losses
 from softmax_jax import model
 from softmax_jax import report
 from softmax_jax import seeds
+from softmax_jax import solvers
 from softmax_jax import sweep
 from softmax_jax import tensorboard
 from softmax_jax import train
 from softmax_jax import workdir as workdir_lib
 from softmax_jax.errors import Interrupted
 from softmax_jax.errors import UserError
+from softmax_jax.solvers import minibatch
 
 
 def run(configs: list[config_lib.Config] | config_lib.Config,
@@ -315,12 +317,12 @@ def _validated(configs) -> list[config_lib.Config]:
       raise UserError(f"configurations {first[c]} and {i} of the sweep are "
                       "the same: a swept flag lists a value twice (e.g. "
                       "--lr=0.1,0.1); give each value once")
-    trained = config_lib.trained_as(c)
+    trained = solvers.trained_as(c)
     if trained in first:  # (the same solution twice, as if seeds agreed)
       raise UserError(
           f"configurations {first[trained]} and {i} of the sweep are the "
           f"same --optimizer={c.optimizer} run: it reads none of "
-          f"{', '.join(config_lib.MINIBATCH_ONLY)}; give each once "
+          f"{', '.join(solvers.get(c.optimizer).UNREAD)}; give each once "
           "(sweep.expand does)")
     first[c] = first[trained] = i
   return list(configs)
@@ -614,7 +616,7 @@ def _result_row(i: int, run: train.RunResult, swept: list[str],
 
 def _solution(last: dict) -> dict:
   """What a full-batch solver reports of its solution (see train.py)."""
-  return {k: last[k] for k in workdir_lib.SOLUTION_KEYS if k in last}
+  return {k: last[k] for k in solvers.SOLUTION_KEYS if k in last}
 
 
 def _rank_key(row: dict):
@@ -684,10 +686,11 @@ def _print_header(configs, dataset, resume, options) -> None:
     groups = len(sweep.groups(configs))
     print(f"sweep over {', '.join(swept)}: {len(configs)} configurations in "
           f"{groups} compiled group{'s' if groups > 1 else ''}", flush=True)
-    unread = [f for f in swept if f in config_lib.MINIBATCH_ONLY]
-    solvers = sorted({c.optimizer for c in configs} & set(config_lib.SOLVERS))
-    if unread and solvers:  # (sweep.expand kept each of theirs once)
-      print(f"--optimizer={'/'.join(solvers)} reads no {', '.join(unread)}: "
+    full = sorted({c.optimizer for c in configs
+                   if solvers.full_batch(c.optimizer)})
+    unread = [f for f in swept if full and not solvers.reads(full[0], f)]
+    if unread:  # (sweep.expand kept each of theirs once)
+      print(f"--optimizer={'/'.join(full)} reads no {', '.join(unread)}: "
             "each of its configurations runs once"
             + (", without a spread over seeds" if "seed" in unread else ""),
             flush=True)
@@ -700,9 +703,10 @@ def _print_header(configs, dataset, resume, options) -> None:
                            for layout, _ in layouts)
     print(f"device mesh (configurations x data): {', '.join(meshes)}",
           flush=True)
-    shares = {train.host_share(group, layout, len(dataset.x_train),
-                               options.shard_data)
-              for layout, group in layouts}
+    shares = {minibatch.host_share(group, layout, len(dataset.x_train),
+                                   options.shard_data)
+              for layout, group in layouts
+              if not solvers.full_batch(group[0].optimizer)}
     for count, shard in shares:
       if shard:
         print(f"each host holds only its share of the training examples: "

@@ -81,10 +81,10 @@ def parse_flag_lists(
 def expand(base: Config, sweep: list[dict]) -> list[Config]:
   """The validated configs of a sweep over base ([base] for an empty sweep).
 
-  A full-batch solver's configuration is kept once where the sweep varies
-  only what it does not read (config.MINIBATCH_ONLY): --optimizer=sgd,lbfgs
-  --seed=0,1,2 trains three sgd seeds and one L-BFGS solution, which has no
-  spread over seeds to report.
+  A configuration is kept once where the sweep varies only what its solver
+  does not read (solvers.trained_as): --optimizer=sgd,lbfgs --seed=0,1,2
+  trains three sgd seeds and one L-BFGS solution, which has no spread over
+  seeds to report.
   """
   configs = []
   for overrides in sweep or [{}]:
@@ -101,7 +101,8 @@ def expand(base: Config, sweep: list[dict]) -> list[Config]:
     except UserError as e:
       raise UserError(f"sweep entry {overrides}: {e}") from None
     configs.append(dataclasses.replace(base, **typed).validate())
-  trained = [config_lib.trained_as(c) for c in configs]
+  from softmax_jax import solvers  # pylint: disable=g-import-not-at-top
+  trained = [solvers.trained_as(c) for c in configs]
   return [c for i, c in enumerate(configs) if trained[i] not in trained[:i]]
 
 

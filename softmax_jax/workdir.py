@@ -28,6 +28,7 @@ import numpy as np
 from softmax_jax import atomic_io
 from softmax_jax import config as config_lib
 from softmax_jax import plotting
+from softmax_jax import solvers
 from softmax_jax.errors import os_error_advice
 from softmax_jax.errors import UserError
 
@@ -62,12 +63,6 @@ OUTPUTS = (CONFIGS, DATA, CHECKPOINTS, METRICS, SUMMARY, PARAMS, CURVES,
 MIN_FREE_BYTES = 16 * 2**20
 RESULT_COLUMNS = ("val_accuracy", "test_accuracy", "test_nll", "ece",
                   "final_train_loss", "epochs_run", "status")
-# A full-batch solver's solution (lbfgs, exact): the penalized objective,
-# its gradient norm, the iterations and passes over the data taken, and
-# whether that norm is below --tol; in summary.json and results.csv (a
-# minibatch run with --track_objective reports the objective alone).
-SOLUTION_KEYS = ("objective", "grad_norm", "iterations", "evaluations",
-                 "converged")
 
 
 def default_workdir(root: str | Path = "runs", tag: str = "") -> Path:
@@ -350,7 +345,7 @@ def write_results(workdir: Path, rows: list[dict], swept: list[str]) -> None:
   # A full-batch solver's solution, or a tracked objective: in a sweep of
   # minibatch and solver runs, empty for the former.
   at = columns.index("final_train_loss") + 1
-  columns[at:at] = [k for k in SOLUTION_KEYS if anywhere(k)]
+  columns[at:at] = [k for k in solvers.SOLUTION_KEYS if anywhere(k)]
   _write_csv(workdir / RESULTS, rows, columns)
 
 

@@ -11,6 +11,7 @@ from softmax_jax import config as config_lib
 from softmax_jax import feed as feed_lib
 from softmax_jax import runner
 from softmax_jax import train
+from softmax_jax.solvers import minibatch
 
 # 3,000 x 64 uint8 features are 192,000 bytes: streamed under 0.0001 GiB
 # (107,374 bytes: 13,421-byte chunks, 3 minibatches of 64 at a time).
@@ -63,7 +64,7 @@ def test_chunks_cover_the_epoch_in_order():
                        budget=feed_lib.budget_bytes(TINY_BUDGET_GB),
                        examples_per_step=64)
   assert feed.streamed and feed.steps_per_chunk == 3
-  batches = train.epoch_order(0, 1, len(dataset.x_train), 64)  # [46, 64]
+  batches = minibatch.epoch_order(0, 1, len(dataset.x_train), 64)  # [46, 64]
   xs, ys, lengths = [], [], []
   for x, y, idx in feed.chunks(batches):
     assert idx is None  # the minibatches themselves: [steps, 64, ...]
@@ -78,15 +79,16 @@ def test_chunks_cover_the_epoch_in_order():
 def test_shards_draw_a_part_of_each_minibatch_from_each_share():
   """Minibatches split across 3 hosts: each takes 4 of its 12 examples from
   each third of the set, a permutation of that third, over the epoch."""
-  batches = train.epoch_order(0, 1, num_examples=100, batch_size=12, shards=3)
+  batches = minibatch.epoch_order(0, 1, num_examples=100, batch_size=12,
+                                  shards=3)
   assert batches.shape == (8, 12)  # 33 examples a share, 4 at a time
   for k in range(3):
     part = batches[:, 4 * k:4 * (k + 1)]
     assert part.min() >= 33 * k and part.max() < 33 * (k + 1)
     assert len(set(part.ravel())) == 32  # no example twice
   np.testing.assert_array_equal(  # one share: the plain permutation
-      train.epoch_order(0, 1, 100, 12, shards=1),
-      train.epoch_order(0, 1, 100, 12))
+      minibatch.epoch_order(0, 1, 100, 12, shards=1),
+      minibatch.epoch_order(0, 1, 100, 12))
 
 
 def test_a_shard_gathers_its_own_part_of_each_minibatch():
@@ -94,7 +96,7 @@ def test_a_shard_gathers_its_own_part_of_each_minibatch():
   share the columns its devices take (one process: the shard of 2 it
   holds must be the whole minibatch's second half)."""
   dataset = _dataset()
-  batches = train.epoch_order(0, 1, len(dataset.x_train), 64, shards=2)
+  batches = minibatch.epoch_order(0, 1, len(dataset.x_train), 64, shards=2)
   size = len(dataset.x_train) // 2
   rows = slice(size, 2 * size)
   feed = feed_lib.Feed(dataset.x_train[rows], dataset.y_train[rows],

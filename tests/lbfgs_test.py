@@ -200,9 +200,9 @@ def test_a_warm_start_knows_the_objective_where_it_lands(dataset):
   without a pass over the data: they equal a pass's."""
   import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
 
-  from softmax_jax import lbfgs  # pylint: disable=import-outside-toplevel
   from softmax_jax import model  # pylint: disable=import-outside-toplevel
-  from softmax_jax import objective  # pylint: disable=import-outside-toplevel
+  from softmax_jax.solvers import lbfgs  # pylint: disable=import-outside-toplevel
+  from softmax_jax.solvers import objective  # pylint: disable=import-outside-toplevel
   template = model.init_params(jax.random.key(0), dataset.num_features,
                                dataset.num_classes, init_scale=0.0)
   flat, unravel = jax.flatten_util.ravel_pytree(template)

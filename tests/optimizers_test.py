@@ -6,7 +6,7 @@ import numpy as np
 import optax
 import pytest
 
-from softmax_jax import optimizers
+from softmax_jax.solvers import optimizers
 
 
 def _params():

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 
 from conftest import synthetic_dataset
-from softmax_jax import ridge
 from softmax_jax import runner
 from softmax_jax import train
 from softmax_jax.config import Config
 from softmax_jax.errors import UserError
+from softmax_jax.solvers import ridge
 
 WEIGHT_DECAYS = (1e-1, 1e-2, 1e-3)
 RIDGE = {"loss": "l2", "loss_input": "logits"}

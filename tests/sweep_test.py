@@ -19,6 +19,7 @@ from softmax_jax import train
 from softmax_jax import workdir as workdir_lib
 from softmax_jax.config import Config
 from softmax_jax.errors import UserError
+from softmax_jax.solvers import minibatch
 
 TINY = Config(batch_size=32, epochs=3, lr=0.5)
 
@@ -132,8 +133,8 @@ def test_values_share_a_group_and_shapes_split_groups():
 
 def test_each_group_is_traced_once(monkeypatch):
   traces = []
-  original = train.train_step
-  monkeypatch.setattr(train, "train_step",
+  original = minibatch.train_step
+  monkeypatch.setattr(minibatch, "train_step",
                       lambda *a, **k: traces.append(1) or original(*a, **k))
   configs = sweep.expand(TINY, sweep.product(
       sweep.axis("loss", ["xent", "l2", "l1", "huber"]),

@@ -14,12 +14,13 @@ from conftest import synthetic_dataset
 from softmax_jax import data
 from softmax_jax import losses
 from softmax_jax import model
-from softmax_jax import objective
 from softmax_jax import sweep
 from softmax_jax import train
 from softmax_jax.config import Config
 from softmax_jax.errors import DivergedError
 from softmax_jax.errors import UserError
+from softmax_jax.solvers import minibatch
+from softmax_jax.solvers import objective
 
 TINY = Config(batch_size=32, epochs=3, lr=0.5)
 
@@ -36,13 +37,13 @@ def test_learns_separable_data(loss):
 
 def test_train_step_is_traced_once_per_run(monkeypatch):
   traces = []
-  original = train.train_step
+  original = minibatch.train_step
 
   def counting_step(*args, **kwargs):
     traces.append(1)
     return original(*args, **kwargs)
 
-  monkeypatch.setattr(train, "train_step", counting_step)
+  monkeypatch.setattr(minibatch, "train_step", counting_step)
   result = train.train_and_evaluate(dataclasses.replace(TINY, epochs=4),
                                     synthetic_dataset())
   assert len(result.history) == 4
@@ -91,16 +92,17 @@ def test_epoch_order_comes_from_seed_and_epoch():
   minibatches."""
 
   def order(seed, epoch):
-    return np.asarray(train.epoch_order(seed, epoch, 512, 32))
+    return np.asarray(minibatch.epoch_order(seed, epoch, 512, 32))
 
   np.testing.assert_array_equal(order(0, 1), order(0, 1))
   assert not np.array_equal(order(0, 1), order(0, 2))
   assert not np.array_equal(order(0, 1), order(1, 1))
   assert order(0, 1).shape == (16, 32)
   assert sorted(order(0, 1).ravel().tolist()) == list(range(512))
-  assert train.epoch_order(0, 1, 500, 32).shape == (15, 32)  # partial dropped
+  # The partial last batch dropped.
+  assert minibatch.epoch_order(0, 1, 500, 32).shape == (15, 32)
   # One order per configuration, stacked on axis 1: [S, M, B].
-  stacked = train.epoch_order([1, 0], 1, 512, 32)
+  stacked = minibatch.epoch_order([1, 0], 1, 512, 32)
   assert stacked.shape == (16, 2, 32) and stacked.dtype == np.int32
   np.testing.assert_array_equal(stacked[:, 0], order(1, 1))
   np.testing.assert_array_equal(stacked[:, 1], order(0, 1))
@@ -293,7 +295,7 @@ def test_a_scheduled_run_equals_a_plain_optax_loop(schedule):
     return optax.apply_updates(params, updates), state
 
   for epoch in range(1, config.epochs + 1):
-    for idx in train.epoch_order(config.seed, epoch, n, batch):
+    for idx in minibatch.epoch_order(config.seed, epoch, n, batch):
       params, state = step(params, state, data.to_features(ds.x_train[idx]),
                            ds.y_train[idx])
   for name in ("w", "b"):

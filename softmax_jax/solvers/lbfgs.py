@@ -22,10 +22,25 @@ Fashion-MNIST against ~12 ms per model for one shared value-and-gradient pass.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import NamedTuple
+import functools
+import math
+from typing import ClassVar, NamedTuple
 
 import jax
+import jax.flatten_util  # pylint: disable=unused-import
 import jax.numpy as jnp
+import numpy as np
+
+from softmax_jax import data as data_lib
+from softmax_jax import distributed
+from softmax_jax import evaluation
+from softmax_jax.config import Config
+from softmax_jax.errors import UserError
+from softmax_jax.solvers import objective
+from softmax_jax.solvers import optimizers
+from softmax_jax.solvers.base import check_linear
+from softmax_jax.solvers.base import FULL_BATCH_UNREAD
+from softmax_jax.solvers.base import Stack
 
 MEMORY = 10  # curvature pairs kept (scipy's and scikit-learn's default)
 ARMIJO = 1e-4  # sufficient decrease: f(x + t d) <= f(x) + ARMIJO t g.d
@@ -237,3 +252,166 @@ def run(state: State, value_and_grad: ValueAndGrad, tol, max_iters,
       0, num_steps,
       lambda _, st: step(st, value_and_grad, tol, max_iters, precondition),
       state)
+
+
+class LBFGS:
+  """--optimizer=lbfgs: L-BFGS (above) on the full-batch objective
+  (objective.full_batch):
+  a round is ITERATIONS_PER_ROUND iterations of every configuration, until
+  all have converged (gradient norm below --tol) or run --max_iters.
+
+  Only the configurations still moving are computed: each round runs on
+  the smallest stack (a power of two) that holds them, so a path whose
+  strong penalties converge early spends its passes on the weak ones."""
+
+  FULL_BATCH: ClassVar[bool] = True
+  UNREAD: ClassVar[tuple[str, ...]] = FULL_BATCH_UNREAD
+  SOLUTION_KEYS: ClassVar[tuple[str, ...]] = (
+      "objective", "grad_norm", "iterations", "evaluations", "converged")
+  ITERATIONS_PER_ROUND = 10
+
+  def __init__(self, stack: Stack, dataset: data_lib.Dataset,
+               shard_data: bool):
+    del shard_data  # every host holds the whole training set
+    stacked = stack.stacked
+    self.c, self.values, self.layout = stack.first, stack.values, stack.layout
+    self.num_rounds = max(self.rounds(s) for s in stacked)
+    self.flat = objective.FlatObjective(stack, dataset)
+    template = self.flat.template
+    # For warm_start: the entries the penalty applies to, and the
+    # configurations that share the data term (the same loss).
+    self.penalized = jax.flatten_util.ravel_pytree(jax.tree.map(
+        lambda p, on: jnp.full(p.shape, float(on)), template,
+        optimizers.decayed(template)))[0]
+    loss_of = [(s.loss, s.huber_delta if s.loss == "huber" else 0.0)
+               for s in stacked]
+    self.same_loss = np.array([[a == b for b in loss_of] for a in loss_of])
+    self.x, self.y = (stack.replicate(dataset.x_train),
+                      stack.replicate(dataset.y_train))
+    self.stacked, self.dataset = stacked, dataset
+    self.moments = self.moving = None
+    # The compiled round of each stack size and its losses.
+    self.runs: dict[tuple[int, tuple], Callable] = {}
+
+  @classmethod
+  def rounds(cls, config: Config) -> int:
+    """Chunks of ITERATIONS_PER_ROUND iterations (fewer when every
+    configuration converges before max_iters)."""
+    return math.ceil(config.max_iters / cls.ITERATIONS_PER_ROUND)
+
+  @staticmethod
+  def check(config: Config) -> None:
+    if config.loss == "l1":
+      raise UserError("--optimizer=lbfgs needs a smooth loss and l1 is not "
+                      "differentiable at 0; use xent, l2 or huber, or an "
+                      "SGD-family optimizer for l1")
+    check_linear(config)
+
+  def _value_and_grad(self, x, y, values, blocks=None):
+    """The objective of the stack `values` describes; `blocks`: its losses
+    (objective.loss_blocks), when it is not the whole stack."""
+    f = (self.flat.value if blocks is None
+         else functools.partial(self.flat.value, blocks=blocks))
+    return lambda theta: f(theta, x, y, values)[:2]
+
+  def init_states(self):
+    def start(theta, values, x, y):
+      state = init(theta, self._value_and_grad(x, y, values))
+      return {"solver": state._asdict(),
+              "train_accuracy": self._accuracy(state.theta, x, y)}
+    return jax.jit(start, out_shardings=self.layout.configs)(
+        self.flat.zeros(), self.values, self.x, self.y)
+
+  def _accuracy(self, theta, x, y):
+    """Each configuration's training accuracy (one forward pass)."""
+    return jax.vmap(functools.partial(evaluation.accuracy,
+                                      chunk=self.flat.chunk),
+                    in_axes=(0, None, None))(self.flat.params(theta), x, y)
+
+  def params(self, states):
+    return self.flat.params(states["solver"]["theta"])
+
+  def compile(self, states):
+    # The preconditioner's moments (objective.whitening_preconditioner): the
+    # features' mean and the eigendecomposition of their covariance.
+    mean, cov = data_lib.feature_covariance(self.dataset.x_train)
+    largest = float(np.max(np.abs(cov)))
+    limit = float(np.finfo(np.float32).max) / self.dataset.num_features
+    if not largest < limit:
+      raise UserError(f"the features are too large for float32 arithmetic "
+                      f"(their covariance reaches {largest:.3g}); scale them, "
+                      "e.g. --standardize")
+    eigvals, eigvecs = np.linalg.eigh(cov)
+    self.moments = tuple(
+        distributed.put(a.astype(np.float32), self.layout.replicated)
+        for a in (mean, eigvecs, np.maximum(eigvals, 0)))
+    self.moving = jax.jit(lambda st, v: ~finished(
+        State(**st["solver"]), v["tol"], v["max_iters"]))
+    self._compiled(len(self.stacked), objective.loss_blocks(self.stacked),
+                   states)
+
+  def _compiled(self, size, blocks, states):
+    """The round of a stack of `size` configurations, picked by index from
+    the whole stack and put back into it; its record describes them all.
+    `blocks`: the losses of the picked stack (each configuration keeps its
+    own loss whichever others are still moving)."""
+    if (size, blocks) in self.runs:
+      return self.runs[size, blocks]
+
+    def advance(states, picked, keep, x, y, values, moments):
+      states = {**states, "solver": warm_start(
+          State(**states["solver"]), values["weight_decay"],
+          self.penalized, self.same_loss, values["tol"],
+          values["max_iters"])._asdict()}
+      sub = jax.tree.map(lambda a: a[picked], states)
+      state = run(
+          State(**sub["solver"]),
+          self._value_and_grad(x, y, jax.tree.map(lambda a: a[picked], values),
+                               blocks),
+          values["tol"][picked], values["max_iters"][picked],
+          self.ITERATIONS_PER_ROUND,
+          objective.whitening_preconditioner(
+              *moments, values["weight_decay"][picked],
+              self.dataset.num_classes, self.flat.unravel))
+      sub = {"solver": state._asdict(),
+             "train_accuracy": self._accuracy(state.theta, x, y)}
+      # Padding (copies of a picked configuration) is dropped, not written.
+      states = jax.tree.map(lambda a, new: a.at[keep].set(new, mode="drop"),
+                            states, sub)
+      state = State(**states["solver"])
+      params = self.flat.params(state.theta)
+      return states, {
+          # The loss is the objective without its penalty.
+          "train_loss": state.value - objective.penalty(
+              params, values["weight_decay"]),
+          "train_accuracy": states["train_accuracy"], "objective": state.value,
+          "grad_norm": grad_norm(state),
+          "iterations": state.iterations, "evaluations": state.evaluations,
+          "converged": grad_norm(state) < values["tol"],
+          "finished": finished(state, values["tol"], values["max_iters"])}
+
+    picked = np.zeros(size, np.int32)
+    self.runs[size, blocks] = jax.jit(advance, out_shardings=(
+        self.layout.configs, self.layout.replicated)).lower(
+            states, picked, picked, self.x, self.y, self.values,
+            self.moments).compile()
+    return self.runs[size, blocks]
+
+  def round(self, states, r):
+    del r
+    m = len(self.stacked)
+    moving = np.flatnonzero(jax.device_get(self.moving(states, self.values)))
+    if not len(moving):  # (all finished: a round that changes nothing)
+      moving = np.arange(m)
+    size = self.layout.padded(min(m, 1 << (len(moving) - 1).bit_length()))
+    picked = np.concatenate([moving,
+                             np.repeat(moving[-1:], size - len(moving))])
+    keep = np.where(np.arange(size) < len(moving), picked, m)  # m: dropped
+    # picked is sorted, so its losses stay in blocks.
+    blocks = objective.loss_blocks([self.stacked[i] for i in picked])
+    states, record = self._compiled(size, blocks, states)(
+        states, picked, keep, self.x, self.y, self.values, self.moments)
+    return states, jax.device_get(record)
+
+  def finished(self, m) -> bool:
+    return bool(np.all(m["finished"]))

@@ -1,0 +1,147 @@
+"""What the training loop needs from a solver (the Solver protocol), and the
+Stack of configurations that a solver advances.
+
+A group of configurations that differ only in values (lr, weight decay,
+seed, Huber delta, init scale, the loss) trains as one Stack: ordered by
+loss (each loss one block, so it is computed only on its own slice),
+padded with copies of the last configuration to a multiple of the devices,
+its hyperparameters traced arrays [M] rather than compiled-in constants. A
+solver advances the whole stack by one round at a time (an epoch of
+minibatches, or a chunk of full-batch iterations, or the whole closed-form
+solution at once); the loop (train.py) does the rest: evaluation, records,
+divergence, checkpoints, stop requests.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, ClassVar, Protocol
+
+import jax
+import numpy as np
+
+from softmax_jax import data as data_lib
+from softmax_jax import distributed
+from softmax_jax import model
+from softmax_jax.config import Config
+from softmax_jax.errors import UserError
+
+State = dict  # a solver's state of the whole stack (arrays [M, ...])
+Record = dict  # a round's measurements, each an array [M]
+# In the first round's record of a solver that starts from random params:
+# the loss at initialization (the explosion rule measures from it).
+START_LOSS = "start_loss"
+
+
+def config_values(configs: list[Config]) -> dict[str, np.ndarray]:
+  """Per-configuration values [M], traced rather than compiled in."""
+
+  def column(f, dtype):
+    return np.array([getattr(c, f) for c in configs], dtype)
+
+  return {
+      "seed": column("seed", np.int32),
+      "lr": column("lr", np.float32),
+      "weight_decay": column("weight_decay", np.float32),
+      "init_scale": column("init_scale", np.float32),
+      "huber_delta": column("huber_delta", np.float32),
+      "tol": column("tol", np.float32),
+      "max_iters": column("max_iters", np.int32),
+  }
+
+
+@dataclasses.dataclass
+class Stack:
+  """A group's configurations as one compiled program holds them."""
+  configs: list[Config]  # in the caller's order
+  layout: distributed.Layout
+  stacked: list[Config]  # ordered by loss, then padded (see Stack.of)
+  place: list[int]  # configs[j] sits at stacked[place[j]]
+  values: dict[str, Any]  # config_values(stacked), on the devices
+
+  @classmethod
+  def of(cls, configs: list[Config], mesh: tuple[int, int] | None) -> Stack:
+    layout = distributed.make_layout(len(configs), configs[0].batch_size, mesh)
+    order = sorted(range(len(configs)), key=lambda i: configs[i].loss)
+    stacked = [configs[i] for i in order]
+    stacked += [stacked[-1]] * (layout.padded(len(configs)) - len(configs))
+    values = jax.tree.map(lambda v: distributed.put(v, layout.configs),
+                          config_values(stacked))
+    return cls(configs=list(configs), layout=layout, stacked=stacked,
+               place=[order.index(j) for j in range(len(configs))],
+               values=values)
+
+  @property
+  def first(self) -> Config:
+    """The static fields (batch size, optimizer, ...) of the whole stack."""
+    return self.stacked[0]
+
+  def replicate(self, a):
+    """a on every device (the data a stack shares)."""
+    return distributed.put(a, self.layout.replicated)
+
+  def unstack(self, params) -> list[model.Params]:
+    """Each configuration's params (NumPy), in the caller's order."""
+    params = jax.device_get(jax.jit(
+        lambda p: p, out_shardings=self.layout.replicated)(params))
+    return [jax.tree.map(lambda p, s=s: np.asarray(p[s]), params)
+            for s in self.place]
+
+
+# What a solver of the full-batch objective from W = 0 does not read.
+FULL_BATCH_UNREAD = ("lr", "batch_size", "epochs", "schedule", "compute_dtype",
+                     "seed", "init_scale", "track_objective")
+
+
+def check_linear(config: Config) -> None:
+  """Refuses a model other than the linear one, for a solver of the convex
+  objective."""
+  if config.hidden or config.phm_n:
+    raise UserError(f"--optimizer={config.optimizer} solves the convex "
+                    "linear model (from W = 0, a saddle point of --hidden "
+                    "and --phm_n models); drop them or use sgd, momentum "
+                    "or adam")
+
+
+class Solver(Protocol):
+  """One family of solvers (e.g. the minibatch optimizers, or L-BFGS): how
+  the loop trains a Stack with it, and what the rest of the codebase knows
+  of it (the registry in solvers/__init__.py maps --optimizer names to
+  solvers)."""
+
+  # Solves the full-batch objective (objective.py) from W = 0: no
+  # minibatches, no seed, one host never holds a share of the examples.
+  FULL_BATCH: ClassVar[bool]
+  # The Config fields it does not read (a flag for them alone is refused,
+  # and configurations that differ only there are one run).
+  UNREAD: ClassVar[tuple[str, ...]]
+  # What its records report of the solution beside the loss (summary.json
+  # and results.csv take them).
+  SOLUTION_KEYS: ClassVar[tuple[str, ...]]
+  num_rounds: int  # of the whole stack
+
+  def __init__(self, stack: Stack, dataset: data_lib.Dataset,
+               shard_data: bool) -> None: ...
+
+  @staticmethod
+  def rounds(config: Config, /) -> int:
+    """The rounds a configuration takes at most."""
+
+  @staticmethod
+  def check(config: Config, /) -> None:
+    """Raises UserError for a configuration it cannot solve."""
+
+  def init_states(self) -> State:
+    """The stack's initial state, on the devices."""
+
+  def compile(self, states: State, /) -> None:
+    """Compiles its rounds (and puts its data on the devices)."""
+
+  def round(self, states: State, r: int, /) -> tuple[State, Record]:
+    """Advances every configuration by round r (1, 2, ...)."""
+
+  def params(self, states: State, /) -> model.Params:
+    """The stacked model params [M, ...] of a state."""
+
+  def finished(self, record: Record, /) -> bool:
+    """Whether every configuration is done before its last round."""

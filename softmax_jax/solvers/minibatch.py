@@ -1,0 +1,263 @@
+"""The minibatch optimizers (sgd, momentum, adam): a round is an epoch.
+
+`train_epoch` runs `train_step` over an epoch's minibatches with
+`lax.scan`; the minibatches are index arrays drawn on the host from (seed,
+epoch) by `epoch_order`; the data stay on the device as stored (e.g. uint8),
+gathered and scaled inside the step, or, when larger than the device's
+memory, stream from the host a chunk of minibatches at a time (see feed.py).
+With one seed in the stack, all configurations see the same minibatches,
+gathered once and multiplied by all weights in one matmul.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import ClassVar
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from softmax_jax import data as data_lib
+from softmax_jax import feed as feed_lib
+from softmax_jax import metrics
+from softmax_jax import model
+from softmax_jax.config import Config
+from softmax_jax.solvers import objective
+from softmax_jax.solvers import optimizers
+from softmax_jax.solvers.base import Stack
+from softmax_jax.solvers.base import START_LOSS
+from softmax_jax.solvers.base import State
+
+
+def init_state(values, *, num_features, num_classes, optimizer, hidden=(),
+               phm_n=0, schedule="constant", total_steps=1) -> State:
+  """One configuration's initial params and optimizer state (vmap it to
+  stack)."""
+  init_key, _ = jax.random.split(jax.random.key(values["seed"]))
+  params = model.init_params(init_key, num_features, num_classes,
+                             values["init_scale"], hidden, phm_n)
+  # As arrays, so that inject_hyperparams keeps them in the state.
+  tx = optimizers.make_optimizer(optimizer, jnp.asarray(values["lr"]),
+                                 jnp.asarray(values["weight_decay"]), schedule,
+                                 total_steps)
+  return {"params": params, "opt_state": tx.init(params)}
+
+
+def train_step(state: State, x, y, values, *, optimizer, schedule, total_steps,
+               blocks, loss_input, compute_dtype="float32"):
+  """One optimizer step for every configuration of the stack.
+
+  x is a minibatch [B, D] shared by all configurations, or [M, B, D] (y: [B]
+  or [M, B]). The gradient of the sum of the configurations' losses is each
+  configuration's own gradient, since no loss depends on another's params.
+  """
+  shared = x.ndim == 2
+  squeeze = (values["lr"].shape[0] == 1
+             and state["params"]["b"].shape[-1]
+             >= objective.SQUEEZE_MIN_CLASSES)
+
+  def total_loss(params_M):
+    logits_MxBxK = objective.over_stack(
+        functools.partial(model.logits, compute_dtype=compute_dtype),
+        squeeze, in_axes=(0, None if shared else 0))(params_M, x)
+    loss_M = objective.stacked_losses(logits_MxBxK, y, values["huber_delta"],
+                            blocks=blocks, loss_input=loss_input,
+                            squeeze=squeeze)
+    return jnp.sum(loss_M), (loss_M, logits_MxBxK)
+
+  (_, (loss_M, logits_MxBxK)), grads = jax.value_and_grad(
+      total_loss, has_aux=True)(state["params"])
+  # The update reads lr and weight decay from opt_state (inject_hyperparams);
+  # the values given here are placeholders.
+  tx = optimizers.make_optimizer(optimizer, 0.0, 0.0, schedule, total_steps)
+  updates, opt_state = objective.over_stack(tx.update, squeeze)(
+      grads, state["opt_state"], state["params"])
+  params = optax.apply_updates(state["params"], updates)
+  correct_M = jnp.sum(objective.over_stack(metrics.argmax_is, squeeze, in_axes=(
+      0, None if y.ndim == 1 else 0))(logits_MxBxK, y), axis=-1)
+  return {"params": params, "opt_state": opt_state}, {"loss": loss_M,
+                                                       "correct": correct_M}
+
+
+def epoch_order(seeds, epoch: int, num_examples: int, batch_size: int,
+                shards: int = 1) -> np.ndarray:
+  """The minibatches of one epoch, as example indices: [S, B] for one seed,
+  [S, M, B] for one seed per configuration (M seeds).
+
+  Each is a permutation drawn from (seed, epoch), its last partial batch
+  dropped. It is drawn on the host: NumPy shuffles 60,000 indices in ~0.5 ms,
+  where XLA, which permutes by sorting random keys, takes ~25 ms on two CPU
+  cores (half of an epoch's training). Every process of a multi-host run
+  draws the same one. With `shards` (hosts that each hold a share of the
+  examples, see feed.Shard), the examples are cut into that many equal
+  shares and each minibatch takes B / shards from each, in the share's own
+  permutation, drawn from (seed, epoch, share).
+  """
+  size, part = num_examples // shards, batch_size // shards
+  num_batches = size // part
+
+  def one(seed):
+    parts = []
+    for k in range(shards):
+      key = [int(seed), epoch] + ([k] if shards > 1 else [])
+      order = np.random.default_rng(key).permutation(size)
+      parts.append(k * size + order[:num_batches * part].reshape(
+          num_batches, part))
+    return np.concatenate(parts, axis=1).astype(np.int32)
+
+  if np.ndim(seeds) == 0:
+    return one(seeds)
+  drawn = {s: one(s) for s in set(seeds)}  # e.g. 2 seeds x 32 lrs: 2 draws
+  return np.stack([drawn[s] for s in seeds], axis=1)
+
+
+def train_epoch(state: State, x, y, batches, values, *,
+                batch_sharding=None, **step_kw):
+  """One pass over the training set for the whole stack, in the minibatches
+  given by `batches` (see epoch_order): [S, B] shared by all configurations,
+  or [S, M, B], indices into x_NxD and y_N. With batches None, x and y are
+  the minibatches themselves: [S, B, ...] and [S, B] (or [S, M, B, ...]).
+
+  Returns the new state and each configuration's mean minibatch loss and
+  accuracy over the epoch (measured while training, as d2l's train_epoch_ch3
+  does).
+  """
+  def body(state, step):
+    x_B, y_B = step if batches is None else (x[step], y[step])
+    x_B = data_lib.to_features(x_B)
+    if batch_sharding is not None:  # data parallel: each device takes a slice
+      x_B = jax.lax.with_sharding_constraint(x_B, batch_sharding)
+    return train_step(state, x_B, y_B, values, **step_kw)
+
+  steps = (x, y) if batches is None else batches
+  state, m = jax.lax.scan(body, state, steps)
+  shape = (y if batches is None else batches).shape  # [S, (M,) B]
+  num_examples = shape[0] * shape[-1]
+  return state, {
+      "train_loss": jnp.mean(m["loss"], axis=0),
+      "train_accuracy": jnp.sum(m["correct"], axis=0) / num_examples,
+      "first_loss": m["loss"][0],  # before this call's first update
+  }
+
+
+def host_share(stacked: list[Config], layout, num_examples: int,
+               shard_data: bool) -> tuple[int, feed_lib.Shard | None]:
+  """(shares, this host's Shard or None): minibatches split across hosts
+  draw a part from each of `shares` equal shares of the examples (see
+  epoch_order). Each host holds only its own share where it can: one seed
+  for the stack (else every host needs every example) and no full pass over
+  the training set (--track_objective)."""
+  c = stacked[0]
+  if len({s.seed for s in stacked}) > 1:
+    return 1, None
+  index, count = layout.data_shard()
+  if count == 1 or not shard_data or c.track_objective:
+    return count, None
+  return count, feed_lib.Shard(index, count, num_examples // count)
+
+
+class Minibatch:
+  """The SGD family (sgd, momentum, adam): a round is an epoch of
+  minibatches (see train_epoch), fed resident or streamed (feed.py)."""
+
+  FULL_BATCH: ClassVar[bool] = False
+  UNREAD: ClassVar[tuple[str, ...]] = ("tol", "max_iters")
+  # With --track_objective, each evaluation records the objective.
+  SOLUTION_KEYS: ClassVar[tuple[str, ...]] = ("objective",)
+
+  def __init__(self, stack: Stack, dataset: data_lib.Dataset,
+               shard_data: bool):
+    stacked, layout = stack.stacked, stack.layout
+    c = stacked[0]
+    self.c, self.values, self.layout = c, stack.values, layout
+    # One seed for all: the same minibatches, gathered once for the stack.
+    seeds = c.seed if len({s.seed for s in stacked}) == 1 else [
+        s.seed for s in stacked]
+    self.per_config = np.ndim(seeds) != 0  # minibatches [S, M, B]
+    count, self.shard = host_share(stacked, layout, len(dataset.x_train),
+                                   shard_data)
+    self.batches_of = functools.partial(epoch_order, seeds,
+                                        num_examples=len(dataset.x_train),
+                                        batch_size=c.batch_size, shards=count)
+    steps = (len(dataset.x_train) // count) // (c.batch_size // count)
+    self.optimizer_kw = {
+        "optimizer": c.optimizer, "schedule": c.schedule,
+        "total_steps": c.epochs * steps}
+    self.init_kw = {"num_features": dataset.num_features,
+                    "num_classes": dataset.num_classes,
+                    "hidden": c.hidden_sizes, "phm_n": c.phm_n}
+    self.num_rounds = c.epochs
+    self.dataset, self.replicate, self.stacked = (dataset, stack.replicate,
+                                                  stacked)
+    self.examples_per_step = c.batch_size * (
+        len(stacked) if self.per_config else 1)
+
+  @staticmethod
+  def rounds(config: Config) -> int:
+    return config.epochs
+
+  @staticmethod
+  def check(config: Config) -> None:
+    del config  # every minibatch configuration is trainable
+
+  def init_states(self):
+    return jax.jit(jax.vmap(functools.partial(
+        init_state, **self.init_kw, **self.optimizer_kw)),
+                   out_shardings=self.layout.configs)(self.values)
+
+  def params(self, states):
+    return states["params"]
+
+  def compile(self, states):
+    x, y = self.dataset.x_train, self.dataset.y_train
+    if self.shard:  # (a view: of a memory-mapped file, only it is read)
+      rows = slice(self.shard.index * self.shard.size,
+                   (self.shard.index + 1) * self.shard.size)
+      x, y = x[rows], y[rows]
+    self.feed = feed_lib.Feed(
+        x, y, self.replicate,
+        budget=feed_lib.budget_bytes(self.c.device_memory_gb),
+        examples_per_step=self.examples_per_step,
+        batches=self.layout.minibatches(self.per_config), shard=self.shard)
+    epoch_fn = jax.jit(
+        functools.partial(train_epoch,
+                          batch_sharding=self.layout.batch(self.per_config),
+                          blocks=objective.loss_blocks(self.stacked),
+                          loss_input=self.c.loss_input,
+                          compute_dtype=self.c.compute_dtype,
+                          **self.optimizer_kw),
+        out_shardings=(self.layout.configs, self.layout.replicated))
+    shape = self.batches_of(0).shape
+    self.epoch_fns = {  # one per length of the feed's calls (in steps)
+        steps: epoch_fn.lower(states, *self.feed.shapes((steps, *shape[1:])),
+                              self.values).compile()
+        for steps in self.feed.chunk_lengths(shape[0])}
+
+  def round(self, states, epoch):
+    parts = []  # (steps, means over them) of each call
+    for x, y, idx in self.feed.chunks(self.batches_of(epoch)):
+      steps = len(y if idx is None else idx)
+      states, part = self.epoch_fns[steps](states, x, y, idx, self.values)
+      parts.append((steps, part))
+    parts = jax.device_get(parts)
+    first = parts[0][1]["first_loss"]
+    record = _mean_over_steps([(steps, {k: v for k, v in part.items()
+                                        if k != "first_loss"})
+                               for steps, part in parts])
+    # The loss at initialization, where the explosion rule measures from.
+    return states, {**record, START_LOSS: first} if epoch == 1 else record
+
+  def finished(self, m) -> bool:
+    del m
+    return False
+
+
+def _mean_over_steps(parts) -> dict[str, np.ndarray]:
+  """An epoch's means from those of its calls, weighted by their steps."""
+  if len(parts) == 1:
+    return parts[0][1]
+  total = sum(steps for steps, _ in parts)
+  return {k: sum(steps * part[k] for steps, part in parts) / total
+          for k in parts[0][1]}

@@ -1,0 +1,146 @@
+"""Ridge regression on the one-hot code in closed form, for a whole path.
+
+With the l2 loss on the logits, the objective
+
+  (1 / 2N) sum_i ||x_i W + b - y_i||^2 + (weight_decay / 2) ||W||^2
+
+(y_i one-hot, b not penalized) is minimized by b = mean(y) - mean(x) W and
+W = (Xc^T Xc + N wd I)^-1 Xc^T Yc, Xc and Yc the centred data. One
+eigendecomposition Xc^T Xc = V diag(lam) V^T serves every weight decay:
+W(wd) = V diag(1 / (lam + N wd)) V^T Xc^T Yc (when N < D, the N x N Gram
+matrix Xc Xc^T instead: W = Xc^T U diag(1 / (mu + N wd)) U^T Yc), as in
+big_vision's few-shot evaluator. In float64 on the host, a chunk of rows at
+a time (the Gram matrix is D x D, the data are never copied whole): the
+solution is exact to float64 rounding, where float32 would lose the small
+eigenvalues that the smallest weight decays depend on.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import jax
+import jax.flatten_util  # pylint: disable=unused-import
+import jax.numpy as jnp
+import numpy as np
+
+from softmax_jax import data as data_lib
+from softmax_jax import distributed
+from softmax_jax import user_data
+from softmax_jax.config import Config
+from softmax_jax.errors import UserError
+from softmax_jax.solvers import objective
+from softmax_jax.solvers.base import check_linear
+from softmax_jax.solvers.base import FULL_BATCH_UNREAD
+from softmax_jax.solvers.base import Stack
+
+
+def solve_path(x_NxD, y_N, num_classes: int, weight_decays) -> list[dict]:
+  """{"w": [D, K], "b": [K]} (float32) for each weight decay."""
+  n, d = x_NxD.shape
+
+  def chunks():
+    return ((data_lib.to_features(x_NxD[rows]).astype(np.float64), y_N[rows])
+            for rows in user_data.row_chunks(x_NxD))
+
+  y_mean = np.bincount(y_N, minlength=num_classes) / n
+
+  def onehot(y):
+    return np.eye(num_classes)[y] - y_mean
+
+  if n >= d:  # primal: the D x D Gram matrix
+    x_mean, cov = data_lib.feature_covariance(x_NxD)
+    xty = sum((x - x_mean).T @ onehot(y) for x, y in chunks())
+    lam, v = np.linalg.eigh(n * cov)
+    vxy = v.T @ xty
+
+    def solve(wd):
+      return v @ (vxy / (np.maximum(lam, 0) + n * wd)[:, None])
+  else:  # dual: the N x N Gram matrix
+    xc = data_lib.to_features(np.asarray(x_NxD)).astype(np.float64)
+    x_mean = xc.mean(axis=0)
+    xc -= x_mean
+    mu, u = np.linalg.eigh(xc @ xc.T)
+    uy = u.T @ onehot(y_N)
+
+    def solve(wd):
+      return xc.T @ (u @ (uy / (np.maximum(mu, 0) + n * wd)[:, None]))
+
+  out = []
+  for wd in weight_decays:
+    if wd <= 0:
+      raise ValueError("the closed form needs weight_decay > 0")
+    w = solve(float(wd))
+    out.append({"w": w.astype(np.float32),
+                "b": (y_mean - x_mean @ w).astype(np.float32)})
+  return out
+
+
+class ClosedForm:
+  """--optimizer=exact: ridge regression on the one-hot code (above), the
+  whole stack from one eigendecomposition, in one round; the round's record
+  holds the objective and its gradient norm, a check of the solution."""
+
+  FULL_BATCH: ClassVar[bool] = True
+  UNREAD: ClassVar[tuple[str, ...]] = (*FULL_BATCH_UNREAD, "tol", "max_iters")
+  SOLUTION_KEYS: ClassVar[tuple[str, ...]] = ("objective", "grad_norm",
+                                              "iterations", "converged")
+  num_rounds = 1
+
+  def __init__(self, stack: Stack, dataset: data_lib.Dataset,
+               shard_data: bool):
+    del shard_data  # every host holds the whole training set
+    self.stack, self.dataset = stack, dataset
+    self.flat = objective.FlatObjective(stack, dataset)
+    self.x = self.y = None  # on the devices once compiled
+
+  @staticmethod
+  def rounds(config: Config) -> int:
+    del config
+    return 1
+
+  @staticmethod
+  def check(config: Config) -> None:
+    if (config.loss, config.loss_input) != ("l2", "logits"):
+      raise UserError("--optimizer=exact solves ridge regression on the "
+                      "one-hot code in closed form: it needs --loss=l2 "
+                      "--loss_input=logits (use --optimizer=lbfgs for the "
+                      "other losses)")
+    if not config.weight_decay > 0:
+      raise UserError("--optimizer=exact needs --weight_decay > 0 (the "
+                      "ridge penalty that makes the solution unique)")
+    check_linear(config)
+
+  def init_states(self):
+    return {"params": jax.jit(self.flat.params, out_shardings=(
+        self.stack.layout.configs))(self.flat.zeros())}
+
+  def params(self, states):
+    return states["params"]
+
+  def compile(self, states):
+    del states
+    self.x = self.stack.replicate(self.dataset.x_train)
+    self.y = self.stack.replicate(self.dataset.y_train)
+
+  def round(self, states, r):
+    del r
+    solved = solve_path(self.dataset.x_train, self.dataset.y_train,
+                              self.dataset.num_classes,
+                              [c.weight_decay for c in self.stack.stacked])
+    params = jax.tree.map(lambda *a: distributed.put(
+        np.stack(a), self.stack.layout.configs), *solved)
+    theta = jax.vmap(lambda p: jax.flatten_util.ravel_pytree(p)[0])(params)
+    value, grad, aux = jax.jit(self.flat.value)(theta, self.x, self.y,
+                                                self.stack.values)
+    return {"params": params}, jax.device_get({
+        **aux, "objective": value, "grad_norm": jnp.linalg.norm(grad, axis=-1),
+        "iterations": jnp.zeros_like(value, jnp.int32),
+        # Exact in float64; the check, in float32, may say otherwise.
+        "converged": (jnp.linalg.norm(grad, axis=-1)
+                      < self.stack.values["tol"]),
+        "finished": jnp.ones_like(value, bool)})
+
+  def finished(self, m) -> bool:
+    del m
+    return True
