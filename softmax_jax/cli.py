@@ -20,69 +20,14 @@ from softmax_jax import config as config_lib
 from softmax_jax.errors import Interrupted
 from softmax_jax.errors import UserError
 
-_HELP = {
-    "dataset": "A TFDS image classification data set name, npy:DIR (a folder "
-               "of .npy files, memory-mapped), npz:PATH or csv:PATH.",
-    "data_dir": ("TFDS data dir (default: $TFDS_DATA_DIR or "
-                 "~/tensorflow_datasets)."),
-    "loss": "Loss: xent, l2, l1 or huber.",
-    "loss_input": ("What l2/l1/huber compare with the one-hot labels: probs "
-                   "or logits."),
-    "huber_delta": "Huber's switch from quadratic to linear.",
-    "optimizer": "Optimizer: sgd, momentum or adam (minibatches), lbfgs "
-                 "(full-batch L-BFGS to --tol) or exact (ridge regression "
-                 "on the one-hot code in closed form: --loss=l2 "
-                 "--loss_input=logits).",
-    "tol": "--optimizer=lbfgs: stop when the gradient norm of the objective "
-           "(mean loss + weight_decay/2 ||W||^2) is below this.",
-    "max_iters": "--optimizer=lbfgs: iterations at most.",
-    "lr": "Learning rate.",
-    "schedule": "The learning rate over the run: constant, cosine (decays to "
-                "0) or warmup_cosine (5% linear warm-up, then cosine).",
-    "weight_decay": "L2 penalty on the weights W (not the bias).",
-    "batch_size": "Minibatch size.",
-    "compute_dtype": "The training matmuls' input dtype: float32, or bfloat16 "
-                     "(float32 accumulation, params and evaluation).",
-    "epochs": "Number of passes over the training data.",
-    "device_memory_gb": "Accelerator memory the training set may use, in "
-                        "GiB (0: the device's own; on a CPU, none): a larger "
-                        "set streams from host memory, prefetched.",
-    "eval_every": "Evaluate on the validation and test splits every N epochs "
-                  "(the last always).",
-    "track_objective": "Each evaluation also records the full training "
-                       "objective (mean loss + weight_decay/2 ||W||^2, what "
-                       "--optimizer=lbfgs minimizes) as `objective`: one "
-                       "more pass over the training set.",
-    "calibrate": "After training, fit one temperature T per configuration "
-                 "on the validation split (temperature scaling: "
-                 "softmax(logits / T)); report NLL and ECE before and after, "
-                 "and predict with it. Needs a validation split.",
-    "seed": "Random seed for initialization and shuffling.",
-    "init_scale": "Standard deviation of the initial weights.",
-    "val_fraction": "Share of the training set held out for validation "
-                    "(auto: none for one run, 1/6 for a sweep; data with its "
-                    "own x_val uses that, and 0 trains on it too).",
-    "hidden": "Hidden ReLU layer sizes before the softmax layer, e.g. 256,128 "
-              "(sweep them in an experiments file).",
-    "phm_n": "n > 0: the softmax layer as a PHM layer, W = sum of n Kronecker "
-             "products (n must divide its input and output sizes).",
-    "pixels": "What counts as image pixels, scaled to [0, 1]: auto (uint8 "
-              "arrays, and arrays of images holding whole numbers 0-255 or "
-              "values in [0, 1]), yes (any array; refused unless it holds "
-              "pixels) or no (every array used as it is).",
-    "standardize": "Standardize each feature with the training split's mean "
-                   "and standard deviation.",
-    "test_csv": "With --dataset=csv:PATH: the test set's CSV (default: a "
-                "seeded 20% split of PATH).",
-}
 _DEFAULTS = config_lib.Config()
 for _name in config_lib.FIELDS:
   _default = getattr(_DEFAULTS, _name)
   if isinstance(_default, bool):
-    flags.DEFINE_bool(_name, _default, _HELP[_name])
+    flags.DEFINE_bool(_name, _default, config_lib.HELP[_name])
   else:
     flags.DEFINE_string(_name, "auto" if _default is None else str(_default),
-                        _HELP[_name])
+                        config_lib.HELP[_name])
 flags.DEFINE_string("config", None, "Experiment file with get_config() (and "
                     "optionally get_sweep()), e.g. experiments/loss_sweep.py; "
                     "flags override its fields.")
@@ -172,7 +117,6 @@ def _use_compilation_cache():
 # Flags that only some modes read; elsewhere they would be silently ignored.
 _TRAINING_FLAGS = ("config", "overwrite", "refit", "checkpoint_every", "mesh",
                    "shard_data")
-_DATA_FLAGS = ("dataset", "data_dir", "test_csv", "pixels")
 
 
 def _refuse_flags_without_effect():
@@ -192,7 +136,7 @@ def _refuse_flags_without_effect():
                         "the run's own configuration, recorded in --workdir")
   if mode == "prepare_data":
     for name in (*config_lib.FIELDS, *_TRAINING_FLAGS, "workdir"):
-      if given(name) and name not in (*_DATA_FLAGS, "config"):
+      if given(name) and name not in (*config_lib.DATA_FIELDS, "config"):
         raise UserError(f"--{name} has no effect with --mode=prepare_data, "
                         "which only prepares the data set")
   for name in ("num_processes", "process_id", "coordinator_timeout",

@@ -11,62 +11,104 @@ import dataclasses
 import importlib.util
 import math
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 from softmax_jax.errors import UserError
+
+# Each field's role, declared beside it (the `role` of its metadata):
+RUN = "run"  # one value for a whole run (a sweep cannot vary it)
+VALUE = "value"  # traced: configurations that differ train in one program
+STATIC = "static"  # compiled in: a sweep trains one program per value
+
+
+def _field(default, role: str, help_text: str, *, data: bool = False) -> Any:
+  """A Config field: its default, role and --help line; `data`: a flag of
+  the data set (--mode=prepare_data reads it)."""
+  return dataclasses.field(default=default, metadata={
+      "role": role, "help": help_text, "data": data})
 
 
 @dataclasses.dataclass(frozen=True)
 class Config:
-  # A TFDS image classification name, npy:DIR, npz:PATH or csv:PATH.
-  dataset: str = "fashion_mnist"
-  # TFDS data dir; "" = $TFDS_DATA_DIR or ~/tensorflow_datasets
-  data_dir: str = ""
-  loss: str = "xent"  # a name in losses.LOSSES
-  # l2/l1/huber compare one-hot y with: probs or logits
-  loss_input: str = "probs"
-  huber_delta: float = 0.1  # where huber turns from quadratic to linear
-  optimizer: str = "sgd"  # a name in solvers.REGISTRY
-  lr: float = 0.1  # learning rate
-  # the lr over the run: a name in optimizers.SCHEDULES
-  schedule: str = "constant"
-  # The training matmuls' input dtype, a name in model.COMPUTE_DTYPES; float32
-  # sums and params either way; evaluation always in float32.
-  compute_dtype: str = "float32"
-  weight_decay: float = 0.0  # L2 penalty coefficient on W (not on b)
-  # lbfgs: stop when the objective's gradient norm is below this (near
-  # float32's resolution of a mean over 10^4-10^6 examples).
-  tol: float = 1e-5
-  max_iters: int = 1000  # lbfgs: iterations at most
-  # examples per minibatch; the last partial one is dropped
-  batch_size: int = 256
-  epochs: int = 10  # passes over the training data, reshuffled each time
-  # The accelerator memory the training set may use, in GiB (0: the device's
-  # own; on a CPU no limit): a larger set streams from host memory (see feed).
-  device_memory_gb: float = 0.0
-  # evaluate on val/test every this many epochs (and the last)
-  eval_every: int = 1
-  # Minibatch optimizers: each evaluation also records the full training
-  # objective, what --optimizer=lbfgs minimizes (one more forward pass).
-  track_objective: bool = False
-  # After training, fit a temperature T on the validation split (temperature
-  # scaling, see calibration.py) and report calibrated probabilities.
-  calibrate: bool = False
-  seed: int = 0  # seeds initialization and the shuffling
-  init_scale: float = 0.01  # standard deviation of the initial W
-  # hidden ReLU layer sizes before the softmax layer, e.g. "256,128"
-  hidden: str = ""
-  # n > 0: the softmax layer's W as a sum of n Kronecker products
-  phm_n: int = 0
-  # What counts as image pixels (scaled to [0, 1]): auto, yes or no; see
-  # data.interpret_pixels.
-  pixels: str = "auto"
-  # per-feature standardization, statistics from train
-  standardize: bool = False
-  test_csv: str = ""  # with dataset "csv:PATH": the test CSV ("" = split PATH)
-  # Share of the training set held out for validation (model selection);
-  # None: 0 for a single run (d2l trains on all 60,000), 1/6 for a sweep.
-  val_fraction: float | None = None
+  """A run's hyperparameters; `--help` shows each field's line below."""
+  dataset: str = _field(
+      "fashion_mnist", RUN, "A TFDS image classification data set name, "
+      "npy:DIR (a folder of .npy files, memory-mapped), npz:PATH or "
+      "csv:PATH.", data=True)
+  data_dir: str = _field(
+      "", RUN, "TFDS data dir (default: $TFDS_DATA_DIR or "
+      "~/tensorflow_datasets).", data=True)
+  loss: str = _field("xent", VALUE, "Loss: xent, l2, l1 or huber.")
+  loss_input: str = _field(
+      "probs", STATIC, "What l2/l1/huber compare with the one-hot labels: "
+      "probs or logits.")
+  huber_delta: float = _field(0.1, VALUE,
+                              "Huber's switch from quadratic to linear.")
+  optimizer: str = _field(
+      "sgd", STATIC, "Optimizer: sgd, momentum or adam (minibatches), lbfgs "
+      "(full-batch L-BFGS to --tol) or exact (ridge regression on the "
+      "one-hot code in closed form: --loss=l2 --loss_input=logits).")
+  lr: float = _field(0.1, VALUE, "Learning rate.")
+  schedule: str = _field(
+      "constant", STATIC, "The learning rate over the run: constant, cosine "
+      "(decays to 0) or warmup_cosine (5% linear warm-up, then cosine).")
+  compute_dtype: str = _field(
+      "float32", STATIC, "The training matmuls' input dtype: float32, or "
+      "bfloat16 (float32 accumulation, params and evaluation).")
+  weight_decay: float = _field(
+      0.0, VALUE, "L2 penalty on the weights W (not the bias).")
+  tol: float = _field(
+      1e-5, VALUE, "--optimizer=lbfgs: stop when the gradient norm of the "
+      "objective (mean loss + weight_decay/2 ||W||^2) is below this (near "
+      "float32's resolution of a mean over 10^4-10^6 examples).")
+  max_iters: int = _field(1000, VALUE,
+                          "--optimizer=lbfgs: iterations at most.")
+  batch_size: int = _field(
+      256, STATIC, "Minibatch size (the last partial one is dropped).")
+  epochs: int = _field(
+      10, STATIC, "Number of passes over the training data, reshuffled each "
+      "time.")
+  device_memory_gb: float = _field(
+      0.0, RUN, "Accelerator memory the training set may use, in GiB (0: "
+      "the device's own; on a CPU, none): a larger set streams from host "
+      "memory, prefetched.")
+  eval_every: int = _field(
+      1, RUN, "Evaluate on the validation and test splits every N epochs "
+      "(the last always).")
+  track_objective: bool = _field(
+      False, RUN, "Each evaluation also records the full training objective "
+      "(mean loss + weight_decay/2 ||W||^2, what --optimizer=lbfgs "
+      "minimizes) as `objective`: one more pass over the training set.")
+  calibrate: bool = _field(
+      False, RUN, "After training, fit one temperature T per configuration "
+      "on the validation split (temperature scaling: softmax(logits / T)); "
+      "report NLL and ECE before and after, and predict with it. Needs a "
+      "validation split.")
+  seed: int = _field(0, VALUE,
+                     "Random seed for initialization and shuffling.")
+  init_scale: float = _field(
+      0.01, VALUE, "Standard deviation of the initial weights.")
+  hidden: str = _field(
+      "", STATIC, "Hidden ReLU layer sizes before the softmax layer, e.g. "
+      "256,128 (sweep them in an experiments file).")
+  phm_n: int = _field(
+      0, STATIC, "n > 0: the softmax layer as a PHM layer, W = sum of n "
+      "Kronecker products (n must divide its input and output sizes).")
+  pixels: str = _field(
+      "auto", RUN, "What counts as image pixels, scaled to [0, 1]: auto "
+      "(uint8 arrays, and arrays of images holding whole numbers 0-255 or "
+      "values in [0, 1]), yes (any array; refused unless it holds pixels) or "
+      "no (every array used as it is).", data=True)
+  standardize: bool = _field(
+      False, RUN, "Standardize each feature with the training split's mean "
+      "and standard deviation.")
+  test_csv: str = _field(
+      "", RUN, "With --dataset=csv:PATH: the test set's CSV (default: a "
+      "seeded 20% split of PATH).", data=True)
+  val_fraction: float | None = _field(
+      None, RUN, "Share of the training set held out for validation (auto: "
+      "none for one run, 1/6 for a sweep; data with its own x_val uses that, "
+      "and 0 trains on it too).")
 
   def validate(self) -> Config:
     """Returns self, or raises UserError naming the flag and the fix."""
@@ -136,6 +178,15 @@ def _check_positive(flag, value, allow_zero=False):
 
 
 FIELDS = tuple(f.name for f in dataclasses.fields(Config))
+HELP = {f.name: f.metadata["help"] for f in dataclasses.fields(Config)}
+DATA_FIELDS = tuple(f.name for f in dataclasses.fields(Config)
+                    if f.metadata["data"])
+
+
+def fields_of(role: str) -> tuple[str, ...]:
+  """The Config fields of a role (RUN, VALUE or STATIC), in Config order."""
+  return tuple(f.name for f in dataclasses.fields(Config)
+               if f.metadata["role"] == role)
 
 
 def parse_value(name: str, text: str):

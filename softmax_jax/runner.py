@@ -339,12 +339,10 @@ def _recorded(c: config_lib.Config) -> dict:
 
 def _load(configs) -> data.Dataset:
   """The data set, with the validation split a run or sweep uses."""
-  if len({(c.dataset, c.data_dir, c.test_csv, c.pixels, c.val_fraction,
-            c.standardize, c.eval_every, c.device_memory_gb, c.track_objective,
-            c.calibrate) for c in configs}) > 1:
-    raise UserError("dataset, data_dir, test_csv, pixels, val_fraction, "
-                    "standardize, eval_every, device_memory_gb, "
-                    "track_objective and calibrate cannot be swept")
+  run_wide = config_lib.fields_of(config_lib.RUN)
+  if len({tuple(getattr(c, f) for f in run_wide) for c in configs}) > 1:
+    raise UserError(f"{', '.join(run_wide)} cannot be swept: one value for "
+                    "the whole run")
   c = configs[0]
   fraction = c.val_fraction
   if len(configs) > 1:

@@ -19,14 +19,12 @@ from softmax_jax import config as config_lib
 from softmax_jax.config import Config
 from softmax_jax.errors import UserError
 
-# Fields a sweep may vary. The value fields train together in one compiled
-# program; the others (see STATIC_FIELDS) split a sweep into groups.
-SWEEPABLE = ("loss", "lr", "weight_decay", "seed", "huber_delta", "init_scale",
-             "batch_size", "epochs", "optimizer", "schedule", "loss_input",
-             "hidden", "phm_n", "compute_dtype")
-# Fields that change shapes or the program: one compiled program per value.
-STATIC_FIELDS = ("batch_size", "epochs", "optimizer", "schedule", "loss_input",
-                 "hidden", "phm_n", "compute_dtype")
+# Fields a sweep may vary (their roles are declared in config.Config): the
+# value fields train together in one compiled program; the static ones
+# split a sweep into groups, one program per value.
+SWEEPABLE = tuple(f for f in config_lib.FIELDS
+                  if f not in config_lib.fields_of(config_lib.RUN))
+STATIC_FIELDS = config_lib.fields_of(config_lib.STATIC)
 # Flags whose commas are part of one value (--hidden=256,128 is two layers);
 # sweep them in an experiments file.
 COMMA_VALUES = ("hidden",)

@@ -131,6 +131,20 @@ def test_values_share_a_group_and_shapes_split_groups():
     assert len({configs[i].batch_size for i in g}) == 1 and len(g) == 4
 
 
+def test_tolerances_and_iteration_limits_are_values_of_one_program():
+  """tol and max_iters are traced per configuration (config.VALUE): a
+  sweep over them is one group, each configuration stopping at its own."""
+  configs = sweep.build(dataclasses.replace(TINY, optimizer="lbfgs"), [],
+                        {"tol": "1e-2,1e-6", "max_iters": "5,40"})
+  assert len(configs) == 4 and len(sweep.groups(configs)) == 1
+  result = train.train_configs(configs, data.hold_out_validation(
+      synthetic_dataset(noise=60.0), 0.25))
+  iterations = {(r.config.tol, r.config.max_iters): r.history[-1]["iterations"]
+                for r in result.runs}
+  assert iterations[1e-6, 5] == 5 and iterations[1e-6, 40] > 5
+  assert iterations[1e-2, 40] < iterations[1e-6, 40]  # converged sooner
+
+
 def test_each_group_is_traced_once(monkeypatch):
   traces = []
   original = minibatch.train_step

@@ -20,6 +20,7 @@ from typing import Any, ClassVar, Protocol
 import jax
 import numpy as np
 
+from softmax_jax import config as config_lib
 from softmax_jax import data as data_lib
 from softmax_jax import distributed
 from softmax_jax import model
@@ -34,20 +35,13 @@ START_LOSS = "start_loss"
 
 
 def config_values(configs: list[Config]) -> dict[str, np.ndarray]:
-  """Per-configuration values [M], traced rather than compiled in."""
-
-  def column(f, dtype):
-    return np.array([getattr(c, f) for c in configs], dtype)
-
-  return {
-      "seed": column("seed", np.int32),
-      "lr": column("lr", np.float32),
-      "weight_decay": column("weight_decay", np.float32),
-      "init_scale": column("init_scale", np.float32),
-      "huber_delta": column("huber_delta", np.float32),
-      "tol": column("tol", np.float32),
-      "max_iters": column("max_iters", np.int32),
-  }
+  """Each configuration's numeric value fields (config.VALUE), [M] arrays
+  traced rather than compiled in (the loss is the stack's order instead)."""
+  types = {f.name: f.type for f in dataclasses.fields(Config)}
+  return {f: np.array([getattr(c, f) for c in configs],
+                      np.int32 if types[f] == "int" else np.float32)
+          for f in config_lib.fields_of(config_lib.VALUE)
+          if types[f] in ("int", "float")}
 
 
 @dataclasses.dataclass
