@@ -13,17 +13,13 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import datetime
-import math
 from pathlib import Path
-import platform
 import signal
 import time
 
 import jax
 import numpy as np
 
-from softmax_jax import calibration
 from softmax_jax import checkpoint
 from softmax_jax import config as config_lib
 from softmax_jax import console
@@ -34,6 +30,7 @@ from softmax_jax import feed as feed_lib
 from softmax_jax import images as images_lib
 from softmax_jax import losses
 from softmax_jax import model
+from softmax_jax import outcome as outcome_lib
 from softmax_jax import report
 from softmax_jax import seeds
 from softmax_jax import solvers
@@ -202,7 +199,7 @@ def _refit(configs, summary, workdir, options, verbose) -> dict:
   summary["refit"] = {
       **{k: refit[k] for k in ("test_accuracy", "test_nll", "ece", "num_train",
                                "train_seconds", "compile_seconds")},
-      **_solution(refit), "workdir": str(where)}
+      **outcome_lib.solution(refit), "workdir": str(where)}
   if where is not None and distributed.is_main_process():
     workdir_lib.write_summary(workdir, summary)
   if talk:
@@ -286,7 +283,7 @@ def _trained_model(workdir) -> tuple[model.Params, dict]:
     if params is not None:
       return params, facts
   _, dataset, result, _ = _restore(workdir)
-  return result.runs[_best_index(result)].params, _model_facts(
+  return result.runs[outcome_lib.best_index(result)].params, _model_facts(
       dataset, calibrated_temperature(workdir))
 
 
@@ -414,124 +411,42 @@ _evaluate = jax.jit(evaluation.evaluate)
 
 def _write_outputs(configs, dataset, result, workdir, verbose, final,
                    trained=None) -> dict:
-  """The summary, figures and report; `final` also writes params and summary.
-
-  A single run reports its own model; a sweep its best by validation accuracy.
-  `trained`, the training run's summary, gives the facts that an evaluation
-  does not recompute (training and compile times, date, devices).
-  """
+  """Concludes the run (outcome.conclude) and shows it: its summary,
+  figures and report; `final` also writes params and summary.json, before
+  any figure. workdir None: a process that writes nothing."""
   started = time.perf_counter()
-  single = len(configs) == 1
   try:
-    best_index = _best_index(result)
-  except UserError as e:  # no usable configuration: still keep the table
-    if single or workdir is None or not final:
+    outcome = outcome_lib.conclude(configs, dataset, result, final=final,
+                                   trained=trained)
+  except outcome_lib.NoUsableModel as e:  # still keep the table
+    if not e.rows or workdir is None or not final:
       raise
-    varied = sweep.swept_fields(configs)
-    workdir_lib.write_results(workdir, [_result_row(i, r, varied) for i, r in
-                                        enumerate(result.runs)], varied)
+    workdir_lib.write_results(workdir, e.rows, sweep.swept_fields(configs))
     raise UserError(f"{e}; each one's status and last scores are in "
                     f"{Path(workdir) / workdir_lib.RESULTS}") from e
-  best = result.runs[best_index]
-  last = best.history[-1]
-  # Training evaluated its last epoch; --mode=eval (not final) recomputes.
-  scores = ({k[len("test_"):]: v for k, v in last.items()
-             if k.startswith("test_")}
-            if final and "test_accuracy" in last else None)
-  calibrations = (calibration.calibrate([r.params for r in result.runs],
-                                        dataset)
-                  if configs[0].calibrate else None)
-  calibrated = calibrations[best_index] if calibrations else None
-  analysis = report.analyze(best.params, dataset.x_test, dataset.y_test,
-                            dataset.class_names, scores, calibrated)
-  summary = {
-      **analysis.summary(),
-      "train_loss": last["train_loss"],
-      "train_accuracy": last["train_accuracy"],
-      "train_seconds": result.train_seconds,
-      "compile_seconds": result.compile_seconds,
-      **_solution(last),
-      "epochs_run": len(best.history),
-      "num_params": model.num_params(best.params),
-      "num_train": len(dataset.x_train),
-      "num_test": len(dataset.x_test),
-      "dataset": configs[0].dataset,
-      "inputs": _inputs(dataset),
-      "streamed": feed_lib.streams(
-          dataset.x_train, feed_lib.budget_bytes(configs[0].device_memory_gb)),
-      "class_names": list(dataset.class_names),
-      **_provenance(),
-  }
-  if dataset.x_val is not None:
-    summary.update(val_accuracy=last["val_accuracy"], val_nll=last["val_nll"],
-                   num_val=len(dataset.x_val))
-  rows = ranked = swept = aggregated = None
-  if single:
-    summary["config"] = config_lib.to_dict(configs[0])
-    summary["warnings"] = [r["warning"] for r in best.history if "warning" in r]
-  else:
-    swept = sweep.swept_fields(configs)
-    rows = [_result_row(i, r, swept, calibrations)
-            for i, r in enumerate(result.runs)]
-    ranked = sorted(rows, key=_rank_key)
-    epochs = sum(len(r.history) for r in result.runs)
-    best_summary = {"config_id": best_index,
-                    "config": config_lib.to_dict(best.config),
-                    "val_accuracy": last["val_accuracy"],
-                    "test_accuracy": summary["test_accuracy"]}
-    _, aggregated, chosen = _choose(rows, swept)
-    if chosen:  # several seeds: the best configuration's mean and std
-      best_summary.update(
-          {"num_seeds": chosen["num_seeds"], "seeds": chosen["seeds"],
-           "num_diverged": chosen["num_diverged"],
-           **{k: v for k, v in chosen.items()
-              if k.endswith(("_mean", "_std"))}},
-          val_accuracy=chosen["val_accuracy_mean"],
-          test_accuracy=chosen["test_accuracy_mean"])
-    summary.update({
-        "best": best_summary,
-        "num_configs": len(configs),
-        "num_groups": result.num_groups,
-        "num_diverged": sum(r["status"] == train.DIVERGED for r in rows),
-        "num_exploded": sum(r["status"] == train.EXPLODED for r in rows),
-        "model_epochs_per_second": (epochs / result.train_seconds
-                                    if result.train_seconds else None),
-        "swept": swept,
-    })
-  if trained:
-    # (the best too: the rule that chose it may have changed since)
-    recomputed = {*analysis.summary(), "class_names", "num_test", "best"}
-    summary.update({k: v for k, v in trained.items() if k not in recomputed})
-  if calibrated:  # (also recomputed by --mode=eval, after the update above)
-    summary["calibration"] = calibrated
-  if workdir is None:  # not the writing process
+  summary, best = outcome.summary, outcome.best
+  if workdir is None:
     return summary
   if final:  # the model and its numbers before any figure
+    calibrated = summary.get("calibration")
     workdir_lib.save_params(workdir, best.params, _model_facts(
         dataset, calibrated["temperature"] if calibrated else None))
     workdir_lib.write_summary(workdir, summary)
-  ranking = ""
-  if aggregated:
-    assert swept is not None  # set with aggregated
-    ranking = console.format_seed_ranking(
-        sorted(aggregated, key=seeds.rank_key), swept)
-  elif rows:
-    assert ranked is not None and swept is not None  # set with rows
-    ranking = console.format_ranking(ranked, swept)
-  if single:
+  ranking = _ranking(outcome)
+  if outcome.single:
     figures = ([workdir_lib.CURVES] if workdir_lib.save_curves(
         workdir, best.history, _title(best.config)) else [])
   else:
-    assert rows is not None and swept is not None  # set for a sweep
-    workdir_lib.write_results(workdir, rows, swept)
-    if aggregated:
-      workdir_lib.write_results_by_config(workdir, aggregated,
-                                          seeds.columns(aggregated, swept))
+    workdir_lib.write_results(workdir, outcome.rows, outcome.swept)
+    if outcome.aggregated:
+      workdir_lib.write_results_by_config(
+          workdir, outcome.aggregated,
+          seeds.columns(outcome.aggregated, outcome.swept))
     figures = ([workdir_lib.SWEEP_PLOT] if workdir_lib.save_sweep_plot(
-        workdir, aggregated or rows, swept) else [])
-  figures += report.write_figures(workdir, analysis, best.params,
+        workdir, outcome.aggregated or outcome.rows, outcome.swept) else [])
+  figures += report.write_figures(workdir, outcome.analysis, best.params,
                                   dataset.x_test, dataset.image_shape)
-  title = (_title(best.config) if single else
+  title = (_title(best.config) if outcome.single else
            f"Sweep of {len(configs)} configurations; the best: "
            f"{_title(best.config)}")
   report.write_markdown(workdir, title, summary, figures, ranking=ranking)
@@ -544,38 +459,20 @@ def _write_outputs(configs, dataset, result, workdir, verbose, final,
       print(ranking, flush=True)
     print(console.format_evaluation(summary), flush=True)
     if final:
-      print((console.format_summary(summary, workdir) if single else
+      print((console.format_summary(summary, workdir) if outcome.single else
              console.format_sweep_summary(summary, workdir)), flush=True)
   return summary
 
 
-def _best_index(result: train.SweepResult) -> int:
-  """The only run, or the sweep's best by final validation accuracy (with
-  several seeds: the first finished run of the configuration with the best
-  mean validation accuracy, see seeds.py); UserError if there is no usable
-  model (a diverged run; an exploded one trains on, with a warning)."""
-  if len(result.runs) == 1:
-    if result.runs[0].status == train.DIVERGED:
-      raise UserError("this run has no usable model: "
-                      f"{train.diverged_error(result.runs[0])}")
-    return 0
-  swept = sweep.swept_fields([r.config for r in result.runs])
-  rows = [_result_row(i, r, swept) for i, r in enumerate(result.runs)]
-  best, _, _ = _choose(rows, swept)
-  if rows[best]["status"] != train.OK:
-    raise UserError(f"all {len(rows)} configurations diverged or exploded; "
-                    "try smaller learning rates")
-  return best
-
-
-def _choose(rows: list[dict], swept: list[str]):
-  """(the best run's index, the configurations aggregated over seeds, the
-  best of them); without several seeds (best, None, None)."""
-  if not seeds.swept(swept):
-    return min(rows, key=_rank_key)["config_id"], None, None
-  aggregated = seeds.by_config(rows, swept)  # in configuration order
-  chosen = min(aggregated, key=seeds.rank_key)
-  return chosen["config_id"], aggregated, chosen
+def _ranking(outcome: outcome_lib.Outcome) -> str:
+  """A sweep's ranking, as the terminal and report.md show it."""
+  if outcome.aggregated:
+    return console.format_seed_ranking(
+        sorted(outcome.aggregated, key=seeds.rank_key), outcome.swept)
+  if outcome.rows:
+    return console.format_ranking(
+        sorted(outcome.rows, key=outcome_lib.rank_key), outcome.swept)
+  return ""
 
 
 def _metrics_record(i: int, record: dict, configs, swept) -> dict:
@@ -583,48 +480,6 @@ def _metrics_record(i: int, record: dict, configs, swept) -> dict:
     return record
   return {"config_id": i, **{f: getattr(configs[i], f) for f in swept},
           **record}
-
-
-def _result_row(i: int, run: train.RunResult, swept: list[str],
-                calibrations: list | None = None) -> dict:
-  """results.csv's row of run i; with --calibrate, `calibrations` (every
-  run's calibration.calibrate result, None where it diverged) adds its
-  temperature and calibrated ECE."""
-  last = run.history[-1]
-  c = calibrations[i] if calibrations else None
-  return {"config_id": i,
-          **{f: getattr(run.config, f) for f in swept},
-          "loss": run.config.loss, "lr": run.config.lr,
-          "weight_decay": run.config.weight_decay,
-          "optimizer": run.config.optimizer,
-          "val_accuracy": last["val_accuracy"],
-          "test_accuracy": last["test_accuracy"],
-          **({"test_top5_accuracy": last["test_top5_accuracy"]}
-             if "test_top5_accuracy" in last else {}),
-          "test_nll": last["test_nll"],
-          "ece": last["test_ece"],
-          "final_train_loss": last["train_loss"],
-          **_solution(last),
-          "epochs_run": len(run.history),
-          "status": run.status,
-          **({"temperature": c["temperature"] if c else None,
-              "ece_calibrated": c["test_ece_after"] if c else None}
-             if calibrations else {})}
-
-
-def _solution(last: dict) -> dict:
-  """What a full-batch solver reports of its solution (see train.py)."""
-  return {k: last[k] for k in solvers.SOLUTION_KEYS if k in last}
-
-
-def _rank_key(row: dict):
-  """Best first: finished runs by validation accuracy, then the diverged
-  and exploded. Ties in validation accuracy go to the stronger weight decay
-  (the simpler model; scikit-learn's LogisticRegressionCV picks the smallest
-  C among equal scores), then to the first configuration."""
-  ok = row["status"] == train.OK and math.isfinite(row["val_accuracy"])
-  return (not ok, -row["val_accuracy"] if ok else 0.0,
-          -row["weight_decay"], row["config_id"])
 
 
 @contextlib.contextmanager
@@ -670,8 +525,8 @@ def _print_header(configs, dataset, resume, options) -> None:
          if dataset.x_val is not None else "")
   print(f"{c.dataset}: {len(dataset.x_train):,} train{val} / "
         f"{len(dataset.x_test):,} test examples, {dataset.num_features} "
-        f"features ({_inputs(dataset)}), {dataset.num_classes} classes; "
-        f"{distributed.describe()}",
+        f"features ({outcome_lib.inputs(dataset)}), {dataset.num_classes} "
+        f"classes; {distributed.describe()}",
         flush=True)
   budget = feed_lib.budget_bytes(c.device_memory_gb)
   if feed_lib.streams(dataset.x_train, budget):
@@ -712,20 +567,6 @@ def _print_header(configs, dataset, resume, options) -> None:
               flush=True)
   if resume:
     print("resuming from the workdir's checkpoints", flush=True)
-
-
-def _inputs(dataset: data.Dataset) -> str:
-  """What the model's inputs are, as the pixel rule decided."""
-  kind = {None: "as given", "0-255": "pixels 0-255 scaled to [0, 1]",
-          "0-1": "pixels in [0, 1]"}[dataset.pixels]
-  return kind + (", standardized" if dataset.feature_mean is not None else "")
-
-
-def _provenance() -> dict:
-  return {"date": datetime.datetime.now().isoformat(timespec="seconds"),
-          "jax_version": jax.__version__, "machine": platform.platform(),
-          "backend": jax.default_backend(), "num_devices": jax.device_count(),
-          "num_processes": jax.process_count()}
 
 
 def _title(config: config_lib.Config) -> str:

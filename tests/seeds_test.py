@@ -10,6 +10,7 @@ import pytest
 
 from conftest import synthetic_dataset
 from conftest import write_cache
+from softmax_jax import outcome
 from softmax_jax import runner
 from softmax_jax import seeds
 from softmax_jax import sweep
@@ -76,10 +77,10 @@ def test_the_runner_chooses_the_best_mean_not_the_best_run():
       runs=[train.RunResult(c, [h], r["status"], {}) for c, h, r
             in zip(configs, history, TABLE, strict=True)],
       train_seconds=1.0, compile_seconds=1.0, num_groups=1)
-  assert runner._best_index(result) == 0  # pylint: disable=protected-access
+  assert outcome.best_index(result) == 0
   # Without seeds, the best run.
   result.runs = result.runs[3:4] + result.runs[:1]
-  assert runner._best_index(result) == 0  # pylint: disable=protected-access
+  assert outcome.best_index(result) == 0
 
 
 def test_a_seeds_sweep_end_to_end(tmp_path, capsys):
