@@ -27,7 +27,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from softmax_jax import calibration
 from softmax_jax import checkpoint as checkpoint_lib
 from softmax_jax import data as data_lib
 from softmax_jax import distributed
@@ -131,9 +130,13 @@ def train_configs(configs: list[Config], dataset: data_lib.Dataset,
       checkpointer = checkpoint_lib.Checkpointer(
           Path(checkpoint_dir) / f"group_{g}", checkpoint_every)
     try:
-      group_runs, seconds, compiling = _train_group(
-          group, dataset, notify, checkpointer, should_stop, restore_only,
-          mesh, shard_data)
+      if restore_only:
+        (group_runs, seconds), compiling = _restore_group(
+            group, dataset, checkpointer, mesh), 0.0
+      else:
+        group_runs, seconds, compiling = _train_group(
+            group, dataset, notify, checkpointer, should_stop, mesh,
+            shard_data)
     finally:
       if checkpointer:
         checkpointer.close()
@@ -182,11 +185,43 @@ def _check_labels(dataset: data_lib.Dataset) -> None:
                       f"class of the {k} in its class names")
 
 
+def _restore_group(configs: list[Config], dataset: data_lib.Dataset,
+                   checkpointer, mesh) -> tuple[list[RunResult], float]:
+  """A group's runs as its newest readable checkpoint holds them, and the
+  training seconds they took (for evaluation): the state's shapes come
+  from its solver, no training data goes to the devices, nothing compiles."""
+  stack = Stack.of(configs, mesh)
+  solver = solvers.get(stack.first.optimizer)(stack, dataset, True)
+  restored = _restore_latest(checkpointer, stack, solver)
+  if restored is None:
+    where = checkpointer.directory if checkpointer else "(no folder given)"
+    raise UserError(f"no checkpoint in {where}: the training has not "
+                    "checkpointed these configurations yet; train first, or "
+                    "finish the training (the same command without --mode)")
+  _, states, meta = restored
+  return (_results(stack, solver.params(states), meta["history"],
+                   meta["status"]), meta["train_seconds"])
+
+
+def _restore_latest(checkpointer, stack: Stack, solver):
+  """(epoch, the stack's state laid out on the devices, meta) of the
+  newest readable checkpoint, or None. Checkpoints hold the configurations
+  without padding: they restore on any number of devices."""
+  if checkpointer is None:
+    return None
+  restored = checkpointer.restore_latest(stack.layout.unpadded_like(
+      solver.state_shapes(), len(stack.configs)))
+  if not restored:
+    return None
+  epoch, unpadded, meta = restored
+  return epoch, stack.layout.padded_tree(unpadded), meta
+
+
 def _train_group(configs: list[Config], dataset: data_lib.Dataset, on_epoch,
-                 checkpointer, should_stop, restore_only, mesh, shard_data):
-  """Trains a group with its solver's rounds (an SGD epoch, or a chunk of
-  L-BFGS iterations): one loop for every solver, with evaluation,
-  records, divergence, checkpoints and stop requests."""
+                 checkpointer, should_stop, mesh, shard_data):
+  """Trains (or resumes) a group with its solver's rounds (an SGD epoch, or
+  a chunk of L-BFGS iterations): one loop for every solver, with
+  evaluation, records, divergence, checkpoints and stop requests."""
   stack = Stack.of(configs, mesh)
   c, layout, stacked, place = (stack.first, stack.layout, stack.stacked,
                                stack.place)
@@ -194,28 +229,20 @@ def _train_group(configs: list[Config], dataset: data_lib.Dataset, on_epoch,
   family = solvers.get(c.optimizer)(stack, dataset, shard_data)
 
   start = time.perf_counter()
-  states = family.init_states()
   history: list[list[dict]] = [[] for _ in configs]
   status = [OK] * len(configs)
   uniform = [uniform_loss(cfg, dataset.num_classes) for cfg in configs]
   first_epoch, train_seconds = 1, 0.0
-  # Checkpoints hold the configurations without padding: any device count.
-  restored = checkpointer.restore_latest(
-      layout.unpadded_like(states, len(configs))) if checkpointer else None
+  restored = _restore_latest(checkpointer, stack, family)
   if restored:
-    epoch, unpadded, meta = restored
-    states = layout.padded_tree(unpadded)
+    epoch, states, meta = restored
     history, status, first_epoch = meta["history"], meta["status"], epoch + 1
     train_seconds = meta["train_seconds"]  # of the epochs before the stop
-  elif restore_only:
-    where = checkpointer.directory if checkpointer else "(no folder given)"
-    raise UserError(f"no checkpoint in {where}: the training has not "
-                    "checkpointed these configurations yet; train first, or "
-                    "finish the training (the same command without --mode)")
+  else:
+    states = family.init_states()
   last_round = family.num_rounds
-  if restore_only or first_epoch > last_round or all(
-      s == DIVERGED for s in status) or all(
-          h and h[-1].get("finished") for h in history):
+  if first_epoch > last_round or all(s == DIVERGED for s in status) or all(
+      h and h[-1].get("finished") for h in history):  # finished before
     return (_results(stack, family.params(states), history, status),
             train_seconds, 0.0)
   if checkpointer:
@@ -340,35 +367,15 @@ class Result:
 def train_and_evaluate(
     config: Config, dataset: data_lib.Dataset,
     on_epoch: Callable[[dict], None] | None = None) -> Result:
-  """One run; raises DivergedError when its loss turns non-finite. With
-  config.calibrate, the summary has the temperature fit on the validation
-  split (see calibration.calibrate)."""
+  """One run; raises DivergedError when its loss turns non-finite. Its
+  summary is the command line's (outcome.conclude: the test analysis, and
+  with config.calibrate the temperature fit on the validation split)."""
+  from softmax_jax import outcome  # pylint: disable=g-import-not-at-top
   result = train_configs([config], dataset,
                          on_epoch=((lambda _, r: on_epoch(r)) if on_epoch
                                    else None))
   run = result.runs[0]
-  last = run.history[-1]
   if run.status == DIVERGED:
     raise diverged_error(run)
-  summary = {
-      "test_accuracy": last["test_accuracy"],
-      "test_nll": last["test_nll"],
-      "ece": last["test_ece"],
-      "train_loss": last["train_loss"],
-      "train_accuracy": last["train_accuracy"],
-      "train_seconds": result.train_seconds,
-      "compile_seconds": result.compile_seconds,
-      "num_params": model.num_params(run.params),
-      "num_train": len(dataset.x_train),
-      "num_test": len(dataset.x_test),
-      "class_names": list(dataset.class_names),
-      "backend": jax.default_backend(),
-      "num_devices": jax.device_count(),
-  }
-  if "val_accuracy" in last:
-    assert dataset.x_val is not None  # validation accuracy needs it
-    summary.update(val_accuracy=last["val_accuracy"], val_nll=last["val_nll"],
-                   num_val=len(dataset.x_val))
-  if config.calibrate:  # (check: it has a validation split)
-    summary["calibration"] = calibration.calibrate([run.params], dataset)[0]
+  summary = outcome.conclude([config], dataset, result, final=True).summary
   return Result(params=run.params, history=run.history, summary=summary)

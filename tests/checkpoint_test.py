@@ -260,6 +260,28 @@ def test_eval_of_an_unfinished_run_says_so(tmp_path, capsys):
       capsys.readouterr().out)
 
 
+@pytest.mark.parametrize("optimizer", ["sgd", "lbfgs", "exact"])
+def test_restoring_moves_no_training_data_to_the_devices(tmp_path, monkeypatch,
+                                                         optimizer):
+  """Evaluation restores a group's state into the shapes its solver gives
+  (jax.eval_shape): the training set stays on the host."""
+  from softmax_jax import distributed  # pylint: disable=g-import-not-at-top
+  ds = data.hold_out_validation(synthetic_dataset(), 0.25)
+  configs = sweep.expand(
+      dataclasses.replace(TINY, optimizer=optimizer, loss="l2",
+                          loss_input="logits"),
+      sweep.axis("weight_decay", [1e-3, 1e-2]))
+  trained = train.train_configs(configs, ds, checkpoint_dir=tmp_path)
+  put = []  # the leading size of each array put on the devices
+  original = distributed.put
+  monkeypatch.setattr(distributed, "put", lambda a, *rest: put.append(
+      np.shape(a)[:1]) or original(a, *rest))
+  restored = train.train_configs(configs, ds, checkpoint_dir=tmp_path,
+                                 restore_only=True)
+  assert put and (len(ds.x_train),) not in put, put
+  _assert_same_runs(trained, restored)
+
+
 def test_eval_after_a_stop_between_evaluations(tmp_path, capsys,
                                                monkeypatch):
   """A sweep stopped (Ctrl-C) at an epoch --eval_every skipped: eval and

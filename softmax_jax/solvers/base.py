@@ -128,6 +128,11 @@ class Solver(Protocol):
   def init_states(self) -> State:
     """The stack's initial state, on the devices."""
 
+  def state_shapes(self) -> State:
+    """The shapes and dtypes of init_states's state (jax.ShapeDtypeStruct
+    leaves), computed without the training data on the devices: what a
+    checkpoint is restored into."""
+
   def compile(self, states: State, /) -> None:
     """Compiles its rounds (and puts its data on the devices)."""
 

@@ -286,9 +286,8 @@ class LBFGS:
     loss_of = [(s.loss, s.huber_delta if s.loss == "huber" else 0.0)
                for s in stacked]
     self.same_loss = np.array([[a == b for b in loss_of] for a in loss_of])
-    self.x, self.y = (stack.replicate(dataset.x_train),
-                      stack.replicate(dataset.y_train))
-    self.stacked, self.dataset = stacked, dataset
+    self.stack, self.stacked, self.dataset = stack, stacked, dataset
+    self.x = self.y = None  # the training set, once on the devices
     self.moments = self.moving = None
     # The compiled round of each stack size and its losses.
     self.runs: dict[tuple[int, tuple], Callable] = {}
@@ -314,13 +313,30 @@ class LBFGS:
          else functools.partial(self.flat.value, blocks=blocks))
     return lambda theta: f(theta, x, y, values)[:2]
 
+  def _start(self, theta, values, x, y):
+    state = init(theta, self._value_and_grad(x, y, values))
+    return {"solver": state._asdict(),
+            "train_accuracy": self._accuracy(state.theta, x, y)}
+
+  def _on_devices(self):
+    """The training set, put on the devices on first use."""
+    if self.x is None:
+      self.x = self.stack.replicate(self.dataset.x_train)
+      self.y = self.stack.replicate(self.dataset.y_train)
+    return self.x, self.y
+
   def init_states(self):
-    def start(theta, values, x, y):
-      state = init(theta, self._value_and_grad(x, y, values))
-      return {"solver": state._asdict(),
-              "train_accuracy": self._accuracy(state.theta, x, y)}
-    return jax.jit(start, out_shardings=self.layout.configs)(
-        self.flat.zeros(), self.values, self.x, self.y)
+    return jax.jit(self._start, out_shardings=self.layout.configs)(
+        self.flat.zeros(), self.values, *self._on_devices())
+
+  def state_shapes(self):
+    def like(a):
+      return jax.ShapeDtypeStruct(a.shape, a.dtype)
+    theta = jax.ShapeDtypeStruct((self.flat.num_configs, self.flat.size),
+                                 np.float32)
+    return jax.eval_shape(self._start, theta, self.values,
+                          like(self.dataset.x_train),
+                          like(self.dataset.y_train))
 
   def _accuracy(self, theta, x, y):
     """Each configuration's training accuracy (one forward pass)."""
@@ -332,6 +348,7 @@ class LBFGS:
     return self.flat.params(states["solver"]["theta"])
 
   def compile(self, states):
+    self._on_devices()
     # The preconditioner's moments (objective.whitening_preconditioner): the
     # features' mean and the eigendecomposition of their covariance.
     mean, cov = data_lib.feature_covariance(self.dataset.x_train)

@@ -207,6 +207,9 @@ class Minibatch:
         init_state, **self.init_kw, **self.optimizer_kw)),
                    out_shardings=self.layout.configs)(self.values)
 
+  def state_shapes(self):
+    return jax.eval_shape(self.init_states)
+
   def params(self, states):
     return states["params"]
 

@@ -115,6 +115,11 @@ class ClosedForm:
     return {"params": jax.jit(self.flat.params, out_shardings=(
         self.stack.layout.configs))(self.flat.zeros())}
 
+  def state_shapes(self):
+    theta = jax.ShapeDtypeStruct((self.flat.num_configs, self.flat.size),
+                                 np.float32)
+    return {"params": jax.eval_shape(self.flat.params, theta)}
+
   def params(self, states):
     return states["params"]
 
