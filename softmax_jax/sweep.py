@@ -100,8 +100,13 @@ def expand(base: Config, sweep: list[dict]) -> list[Config]:
       raise UserError(f"sweep entry {overrides}: {e}") from None
     configs.append(dataclasses.replace(base, **typed).validate())
   from softmax_jax import solvers  # pylint: disable=g-import-not-at-top
-  trained = [solvers.trained_as(c) for c in configs]
-  return [c for i, c in enumerate(configs) if trained[i] not in trained[:i]]
+  kept: dict[Config, Config] = {}  # what each trains as -> the first one
+  out = []
+  for c in configs:
+    first = kept.setdefault(solvers.trained_as(c), c)
+    if first == c:  # (a value listed twice is for runner to refuse)
+      out.append(c)
+  return out
 
 
 def build(base: Config, file_sweep: list[dict], flag_texts: dict[str, str]

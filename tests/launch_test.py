@@ -218,6 +218,15 @@ FLAGS_WITHOUT_EFFECT = {
                                   "--loss=huber"),
     "loss input with xent": (["--loss_input=logits"],
                              "--loss_input has no effect with --loss=xent"),
+    "lr with a solver": (["--optimizer=lbfgs", "--lr=0.3"],
+                         "--lr has no effect with --optimizer=lbfgs, which "
+                         "solves on the full batch from W = 0; it is for "
+                         "--optimizer=sgd/momentum/adam: drop it"),
+    "tol without a solver that reads it": (
+        ["--optimizer=sgd,exact", "--weight_decay=0.01", "--loss=l2",
+         "--loss_input=logits", "--tol=1e-6"],
+        "--tol has no effect with --optimizer=exact/sgd; it is for "
+        "--optimizer=lbfgs: drop it"),
 }
 
 

@@ -14,6 +14,7 @@ from conftest import write_cache
 from softmax_jax import config as config_lib
 from softmax_jax import data
 from softmax_jax import runner
+from softmax_jax import solvers
 from softmax_jax import sweep
 from softmax_jax import train
 from softmax_jax import workdir as workdir_lib
@@ -278,7 +279,7 @@ def test_solver_columns_come_from_every_row_and_the_refit(tmp_path, capsys):
   summary = runner.run(configs, tmp_path / "run", refit=True)
   rows = workdir_lib.read_results(tmp_path / "run")
   assert list(rows[0])[list(rows[0]).index("final_train_loss"):] == [
-      "final_train_loss", *workdir_lib.SOLUTION_KEYS, "epochs_run", "status"]
+      "final_train_loss", *solvers.SOLUTION_KEYS, "epochs_run", "status"]
   assert [r["converged"] for r in rows] == ["", "False"]
   assert [r["iterations"] for r in rows] == ["", "2"]
   assert summary["best"]["config_id"] == 1
