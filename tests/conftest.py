@@ -41,6 +41,37 @@ def pytest_configure(config):
     jax.config.update(name.lower(), int(os.environ[name]))
 
 
+# `make test` runs the tests in one pytest-xdist worker per core
+# (--dist=loadgroup): a test in a group runs in the worker that runs its
+# group, the others wherever a worker is free, in the order below.
+# Tests that share a costly module fixture: one worker builds it, once.
+_SHARED_FIXTURES = ("bad_runs", "trained", "calibrated", "one_device")
+# Gloo pairs and 8 simulated devices, each of them several processes busy
+# for up to a minute: one at a time, in one worker, so that no two of them
+# starve each other into a timeout. (The paused host mostly waits.)
+_ONE_AT_A_TIME = ("devices_test.py", "hosts_test.py")
+_WAITS = ("test_a_host_that_comes_late_to_the_first_collective_is_waited_for",)
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
+def pytest_collection_modifyitems(items):
+  """Groups the tests as above, and puts the longest first (the group of
+  multi-process tests, then the other slow ones): the workers end together
+  on short tests."""
+  def one_at_a_time(item):
+    return item.path.name in _ONE_AT_A_TIME and item.name not in _WAITS
+
+  for item in items:
+    if one_at_a_time(item):
+      item.add_marker(pytest.mark.xdist_group("multi_process"))
+    else:
+      for name in _SHARED_FIXTURES:
+        if name in item.fixturenames:
+          item.add_marker(pytest.mark.xdist_group(f"{item.path.stem}.{name}"))
+  items.sort(key=lambda item: (not one_at_a_time(item),
+                               item.get_closest_marker("slow") is None))
+
+
 def _fresh_compilation_cache(config):
   """One persistent compilation cache for the whole run, empty at its start
   and removed at its end: its workers (they inherit the environment), the
