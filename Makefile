@@ -1,7 +1,7 @@
 # make run   set up on first use, then train: python launch.py --loss=xent $(ARGS)
 # make test  set up on first use, then run the tests (all: what CI runs), on
-#            every core (pytest-xdist; tests/conftest.py groups and orders
-#            them) with one fresh compilation cache for the run
+#            every core (pytest-xdist; tests/conftest.py orders the files)
+#            with one fresh compilation cache for the run
 # make test-fast  the tests without the slow multi-process ones
 # make lint  ruff (style, 80 columns, imports) and mypy (types), configured
 #            in pyproject.toml
@@ -12,9 +12,9 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 ARGS ?=
-# One pytest-xdist worker per core; the tests of one xdist_group in one
-# worker, in the order tests/conftest.py puts them (longest first).
-PYTEST := $(PY) -m pytest -q -n auto --dist=loadgroup --no-loadscope-reorder
+# One pytest-xdist worker per core; each test file in one worker, the files
+# in the order tests/conftest.py puts them (the longest first).
+PYTEST := $(PY) -m pytest -q -n auto --dist=loadfile --no-loadscope-reorder
 DEBIAN_DATA := /usr/share/datasets/fashion-mnist
 
 .PHONY: setup venv data run test test-fast lint clean
