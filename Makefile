@@ -1,5 +1,7 @@
 # make run   set up on first use, then train: python launch.py --loss=xent $(ARGS)
-# make test  set up on first use, then run the tests (all: what CI runs)
+# make test  set up on first use, then run the tests (all: what CI runs), on
+#            every core (pytest-xdist; tests/conftest.py orders the files)
+#            with one fresh compilation cache for the run
 # make test-fast  the tests without the slow multi-process ones
 # make lint  ruff (style, 80 columns, imports) and mypy (types), configured
 #            in pyproject.toml
@@ -10,6 +12,9 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 ARGS ?=
+# One pytest-xdist worker per core; each test file in one worker, the files
+# in the order tests/conftest.py puts them (the longest first).
+PYTEST := $(PY) -m pytest -q -n auto --dist=loadfile --no-loadscope-reorder
 DEBIAN_DATA := /usr/share/datasets/fashion-mnist
 
 .PHONY: setup venv data run test test-fast lint clean
@@ -37,14 +42,14 @@ run: setup
 	$(PY) launch.py $(if $(ARGS),$(ARGS),--loss=xent)
 
 test: setup
-	$(PY) -m pytest -q tests
+	$(PYTEST) tests
 
 lint: venv
 	$(PY) -m ruff check
 	$(PY) -m mypy
 
 test-fast: setup
-	$(PY) -m pytest -q -m "not slow" tests
+	$(PYTEST) -m "not slow" tests
 
 clean:
 	rm -rf $(VENV) runs dist .pytest_cache .mypy_cache .ruff_cache

@@ -1,9 +1,12 @@
 """Shared test helpers: tiny generated data sets, and the real one when
 present."""
 
+import os
 from pathlib import Path
+import shutil
 import socket
 import sys
+import tempfile
 
 import numpy as np
 import pytest
@@ -13,12 +16,63 @@ sys.path.insert(0, str(ROOT))
 
 from softmax_jax import data  # noqa: E402  needs sys.path above  # pylint: disable=g-import-not-at-top,wrong-import-position
 
+# Where this test run keeps its compiled programs: launch.py reads the first
+# (cli._use_compilation_cache), JAX itself the second.
+_CACHE_DIRS = ("SOFTMAX_JAX_COMPILATION_CACHE", "JAX_COMPILATION_CACHE_DIR")
+# Every program is kept. A size limit turns on JAX's file lock (the filelock
+# package): without it, a process may read an entry that another is still
+# writing, and warn on stderr that it is not readable.
+_CACHE_SETTINGS = {"JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+                   "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0",
+                   "JAX_COMPILATION_CACHE_MAX_SIZE": str(64 << 30)}
+
 
 def pytest_configure(config):
   config.addinivalue_line(
       "markers", "slow: several processes or simulated devices (seconds to "
       "a minute each); `make test` and CI run them, `make test-fast` skips "
       "them")
+  if not hasattr(config, "workerinput"):  # not a pytest-xdist worker
+    _fresh_compilation_cache(config)
+  import jax  # pylint: disable=g-import-not-at-top
+  jax.config.update("jax_compilation_cache_dir",
+                    os.environ["JAX_COMPILATION_CACHE_DIR"])
+  for name in _CACHE_SETTINGS:  # this process imported JAX before they were
+    jax.config.update(name.lower(), int(os.environ[name]))
+
+
+# `make test` runs the tests in one pytest-xdist worker per core
+# (--dist=loadfile): each test file in one worker, which builds its module
+# fixtures once (launch_test's 34 bad runs, runner_test's trained run,
+# devices_test's 1-device sweep). A worker that is done takes the next
+# file, in this order: the longest first (measured 2026-12-03), so that the
+# workers end together on short files. (pytest-xdist 3.8's loadgroup, which
+# could keep the gloo pairs and the 8-device runs apart, groups nothing
+# under pytest 9, whose node ids it cannot suffix.)
+_LONGEST_FIRST = ("launch_test.py", "devices_test.py", "calibration_test.py",
+                  "lbfgs_test.py", "faults_test.py", "runner_test.py",
+                  "train_test.py", "hosts_test.py", "sweep_test.py",
+                  "checkpoint_test.py", "package_test.py")
+
+
+def pytest_collection_modifyitems(items):
+  """The files in _LONGEST_FIRST first, in its order; then the others."""
+  def rank(item):
+    name = item.path.name
+    return (_LONGEST_FIRST.index(name) if name in _LONGEST_FIRST
+            else len(_LONGEST_FIRST))
+
+  items.sort(key=rank)
+
+
+def _fresh_compilation_cache(config):
+  """One persistent compilation cache for the whole run, empty at its start
+  and removed at its end: its workers (they inherit the environment), the
+  tests in them and every process they start compile a program once, and
+  nothing compiled by another run or version is read."""
+  path = tempfile.mkdtemp(prefix="softmax_jax_test_xla_")
+  os.environ.update({name: path for name in _CACHE_DIRS}, **_CACHE_SETTINGS)
+  config.add_cleanup(lambda: shutil.rmtree(path, ignore_errors=True))
 
 
 def synthetic_dataset(n_train=512, n_test=256, num_features=16, num_classes=4,
