@@ -223,9 +223,7 @@ def _train_group(configs: list[Config], dataset: data_lib.Dataset, on_epoch,
   a chunk of L-BFGS iterations): one loop for every solver, with
   evaluation, records, divergence, checkpoints and stop requests."""
   stack = Stack.of(configs, mesh)
-  c, layout, stacked, place = (stack.first, stack.layout, stack.stacked,
-                               stack.place)
-  replicate = stack.replicate
+  c, layout, place = stack.first, stack.layout, stack.place
   family = solvers.get(c.optimizer)(stack, dataset, shard_data)
 
   start = time.perf_counter()
@@ -248,27 +246,10 @@ def _train_group(configs: list[Config], dataset: data_lib.Dataset, on_epoch,
   if checkpointer:
     checkpointer.set_aside_unreadable()
 
-  evals: dict[str, tuple] = {
-      "test": (replicate(dataset.x_test), replicate(dataset.y_test))}
-  if dataset.x_val is not None:
-    evals["val"] = (replicate(dataset.x_val), replicate(dataset.y_val))
   family.compile(states)
-  chunk = evaluation.chunk_for(len(stacked), dataset.num_classes)
-  eval_fns = {
-      split: jax.jit(jax.vmap(functools.partial(evaluation.evaluate,
-                                                chunk=chunk),
-                              in_axes=(0, None, None)),
-                     out_shardings=layout.replicated)
-      .lower(family.params(states), *xy).compile()
-      for split, xy in evals.items()}
-  if c.track_objective and not family.FULL_BATCH:
-    train_xy = (replicate(dataset.x_train), replicate(dataset.y_train))
-    eval_fns["objective"] = jax.jit(functools.partial(
-        objective.full_batch_value, blocks=objective.loss_blocks(stacked),
-        loss_input=c.loss_input, chunk=chunk),
-        out_shardings=layout.replicated).lower(
-            family.params(states), *train_xy, stack.values).compile()
-    evals["objective"] = (*train_xy, stack.values)
+  evaluate = _compiled_evaluation(stack, family.params(states), dataset,
+                                  objective_too=(c.track_objective
+                                                 and not family.FULL_BATCH))
   compile_seconds = time.perf_counter() - start
   # The epochs' collectives begin together, however long each host took
   # to get here.
@@ -284,9 +265,7 @@ def _train_group(configs: list[Config], dataset: data_lib.Dataset, on_epoch,
     # non-finite (a diverged configuration's last record has its scores).
     due = (epoch % c.eval_every == 0 or last
            or not np.all(np.isfinite(m["train_loss"])))
-    params = family.params(states)
-    evaluated = {split: jax.device_get(fn(params, *evals[split]))
-                 for split, fn in eval_fns.items()} if due else {}
+    evaluated = evaluate(family.params(states)) if due else {}
     for j, s in enumerate(place):  # config j sits at s in the stack
       if status[j] == DIVERGED:
         continue
@@ -296,17 +275,8 @@ def _train_group(configs: list[Config], dataset: data_lib.Dataset, on_epoch,
           record[f"{split}_{name}"] = float(score_M[s])
       if "objective" in evaluated:  # --track_objective
         record["objective"] = float(evaluated["objective"][s])
-      if not math.isfinite(record["train_loss"]):
-        status[j] = DIVERGED
-      elif status[j] == OK and (epoch > 1 or last):
-        origin = _start_loss([*history[j], record], uniform[j])
-        if record["train_loss"] > EXPLOSION_FACTOR * origin:
-          status[j] = EXPLODED
-          record["warning"] = (
-              f"the train loss exploded in epoch {epoch}: "
-              f"{record['train_loss']:.4g}, over {EXPLOSION_FACTOR:g} x the "
-              f"{origin:.4g} it started from; try a smaller --lr (now "
-              f"{configs[j].lr:g})")
+      status[j] = _judge(record, history[j], status[j], uniform[j],
+                         configs[j], last)
       history[j].append(record)
       if on_epoch:
         on_epoch(j, record)
@@ -328,6 +298,56 @@ def _train_group(configs: list[Config], dataset: data_lib.Dataset, on_epoch,
 
   return (_results(stack, family.params(states), history, status),
           train_seconds, compile_seconds)
+
+
+def _compiled_evaluation(stack: Stack, params, dataset: data_lib.Dataset,
+                         objective_too: bool):
+  """evaluate(params) -> {split: scores [M]} on the validation and test
+  splits (and, objective_too, {"objective": [M]}, the full training
+  objective: --track_objective), compiled for the stack's params."""
+  replicate = stack.replicate
+  evals: dict[str, tuple] = {
+      "test": (replicate(dataset.x_test), replicate(dataset.y_test))}
+  if dataset.x_val is not None:
+    evals["val"] = (replicate(dataset.x_val), replicate(dataset.y_val))
+  chunk = evaluation.chunk_for(len(stack.stacked), dataset.num_classes)
+  fns = {
+      split: jax.jit(jax.vmap(functools.partial(evaluation.evaluate,
+                                                chunk=chunk),
+                              in_axes=(0, None, None)),
+                     out_shardings=stack.layout.replicated)
+      .lower(params, *xy).compile()
+      for split, xy in evals.items()}
+  if objective_too:
+    train_xy = (replicate(dataset.x_train), replicate(dataset.y_train))
+    fns["objective"] = jax.jit(functools.partial(
+        objective.full_batch_value, blocks=objective.loss_blocks(stack.stacked),
+        loss_input=stack.first.loss_input, chunk=chunk),
+        out_shardings=stack.layout.replicated).lower(
+            params, *train_xy, stack.values).compile()
+    evals["objective"] = (*train_xy, stack.values)
+  return lambda p: {split: jax.device_get(fn(p, *evals[split]))
+                    for split, fn in fns.items()}
+
+
+def _judge(record: dict, history: list[dict], status: str, uniform: float,
+           config: Config, last: bool) -> str:
+  """A configuration's status after this record: DIVERGED where its loss
+  is not finite, EXPLODED (the record gets a warning) where it has grown
+  EXPLOSION_FACTOR times beyond its start (judged after the first round,
+  or in the last), else as it was."""
+  if not math.isfinite(record["train_loss"]):
+    return DIVERGED
+  if status == OK and (record["epoch"] > 1 or last):
+    origin = _start_loss([*history, record], uniform)
+    if record["train_loss"] > EXPLOSION_FACTOR * origin:
+      record["warning"] = (
+          f"the train loss exploded in epoch {record['epoch']}: "
+          f"{record['train_loss']:.4g}, over {EXPLOSION_FACTOR:g} x the "
+          f"{origin:.4g} it started from; try a smaller --lr (now "
+          f"{config.lr:g})")
+      return EXPLODED
+  return status
 
 
 def _start_loss(history: list[dict], uniform: float) -> float:
