@@ -541,7 +541,8 @@ def _print_header(configs, dataset, resume, options) -> None:
           f"{groups} compiled group{'s' if groups > 1 else ''}", flush=True)
     full = sorted({c.optimizer for c in configs
                    if solvers.full_batch(c.optimizer)})
-    unread = [f for f in swept if full and not solvers.reads(full[0], f)]
+    unread = [f for f in swept
+              if full and not any(solvers.reads(o, f) for o in full)]
     if unread:  # (sweep.expand kept each of theirs once)
       print(f"--optimizer={'/'.join(full)} reads no {', '.join(unread)}: "
             "each of its configurations runs once"

@@ -274,7 +274,7 @@ class LBFGS:
                shard_data: bool):
     del shard_data  # every host holds the whole training set
     stacked = stack.stacked
-    self.c, self.values, self.layout = stack.first, stack.values, stack.layout
+    self.values, self.layout = stack.values, stack.layout
     self.num_rounds = max(self.rounds(s) for s in stacked)
     self.flat = objective.FlatObjective(stack, dataset)
     template = self.flat.template
