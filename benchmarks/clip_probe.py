@@ -42,9 +42,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from softmax_jax import config as config_lib
-from softmax_jax import data as data_lib
 from softmax_jax import runner
 from softmax_jax import sweep
+from softmax_jax.data import datasets as data_lib
 
 EXPERIMENT = ROOT / "experiments" / "clip_probe.py"
 

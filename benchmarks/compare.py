@@ -76,9 +76,9 @@ class Row:
 
 
 def load():
-  from softmax_jax import data  # pylint: disable=g-import-not-at-top
-  ds = data.load("fashion_mnist")
-  return ds, data.to_features(ds.x_train), data.to_features(ds.x_test)
+  from softmax_jax.data import datasets  # pylint: disable=g-import-not-at-top
+  ds = datasets.load("fashion_mnist")
+  return ds, datasets.to_features(ds.x_train), datasets.to_features(ds.x_test)
 
 
 # --------------------------------------------------------------- the machine

@@ -42,10 +42,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from softmax_jax import data as data_lib  # pylint: disable=wrong-import-position
 from softmax_jax import sweep  # pylint: disable=wrong-import-position
 from softmax_jax import train  # pylint: disable=wrong-import-position
 from softmax_jax.config import Config  # pylint: disable=wrong-import-position
+from softmax_jax.data import datasets as data_lib  # pylint: disable=wrong-import-position
 
 
 def objective(x, y, w, b, weight_decay) -> float:

@@ -32,10 +32,10 @@ def grid() -> list[Config]:
 
 
 def main():
-  from softmax_jax import data  # pylint: disable=g-import-not-at-top
   from softmax_jax import train  # pylint: disable=g-import-not-at-top
+  from softmax_jax.data import datasets  # pylint: disable=g-import-not-at-top
   from softmax_jax.errors import DivergedError  # pylint: disable=g-import-not-at-top
-  dataset = data.load(get_config().dataset)
+  dataset = datasets.load(get_config().dataset)
   results = {}
   for config in grid():
     try:

@@ -49,13 +49,13 @@ def write(out: Path, num_features: int, data_dir: str | None = None) -> None:
   """The random-feature npy: folder of Fashion-MNIST, written in chunks."""
   import jax  # pylint: disable=g-import-not-at-top
 
-  from softmax_jax import data  # pylint: disable=g-import-not-at-top
-  dataset = data.load("fashion_mnist", data_dir)
+  from softmax_jax.data import datasets  # pylint: disable=g-import-not-at-top
+  dataset = datasets.load("fashion_mnist", data_dir)
   d = dataset.num_features
   key_r, key_c = jax.random.split(jax.random.key(SEED))
   r = jax.random.normal(key_r, (d, num_features)) / np.sqrt(d)
   c = jax.random.uniform(key_c, (num_features,), minval=-1.0, maxval=1.0)
-  feature_map = jax.jit(lambda x: jax.nn.relu(data.to_features(x) @ r + c))
+  feature_map = jax.jit(lambda x: jax.nn.relu(datasets.to_features(x) @ r + c))
   out.mkdir(parents=True, exist_ok=True)
   for split in ("train", "test"):
     x = getattr(dataset, f"x_{split}")

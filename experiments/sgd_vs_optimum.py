@@ -29,9 +29,9 @@ from absl import app  # pylint: disable=wrong-import-position
 from absl import flags  # pylint: disable=wrong-import-position
 import numpy as np  # pylint: disable=wrong-import-position
 
-from softmax_jax import data as data_lib  # pylint: disable=wrong-import-position
 from softmax_jax import train  # pylint: disable=wrong-import-position
 from softmax_jax.config import Config  # pylint: disable=wrong-import-position
+from softmax_jax.data import datasets as data_lib  # pylint: disable=wrong-import-position
 
 flags.DEFINE_float("weight_decay", 1e-3, "The L2 strength of the objective.")
 flags.DEFINE_integer("epochs", 20, "Epochs of each minibatch run.")

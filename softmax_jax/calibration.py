@@ -22,9 +22,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from softmax_jax import data as data_lib
 from softmax_jax import evaluation
 from softmax_jax import model
+from softmax_jax.data import datasets as data_lib
 
 # The temperatures searched: beta = 1 / T in [1 / T_MAX, 1 / T_MIN].
 T_MIN, T_MAX = 1e-2, 1e2

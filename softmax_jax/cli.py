@@ -84,9 +84,10 @@ def build_configs():
            if FLAGS[n].present}
   dataset = texts.get("dataset", base.dataset)
   if "," not in dataset:  # (a list is refused as a sweep axis below)
-    from softmax_jax import data  # pylint: disable=g-import-not-at-top
+    from softmax_jax.data import datasets  # pylint: disable=g-import-not-at-top
     # A data set that cannot be had is refused before JAX is even imported.
-    data.check_available(dataset, texts.get("data_dir", base.data_dir) or None)
+    datasets.check_available(dataset,
+                             texts.get("data_dir", base.data_dir) or None)
   return sweep.build(base, file_sweep, texts)
 
 
@@ -201,12 +202,12 @@ def main(argv):
   if FLAGS.mode == "train":
     _refuse_config_flags_without_effect(configs)
   if FLAGS.mode == "prepare_data":
-    from softmax_jax import data  # pylint: disable=g-import-not-at-top
+    from softmax_jax.data import datasets  # pylint: disable=g-import-not-at-top
     c = configs[0]
-    dataset = data.load(c.dataset, c.data_dir or None, c.test_csv, c.pixels)
-    data_dir = c.data_dir or data.default_data_dir()
-    cached = ("" if c.dataset.startswith(data.USER_DATA) else ", cached in "
-              f"{data.cache_path(c.dataset, data_dir)}")
+    dataset = datasets.load(c.dataset, c.data_dir or None, c.test_csv, c.pixels)
+    data_dir = c.data_dir or datasets.default_data_dir()
+    cached = ("" if c.dataset.startswith(datasets.USER_DATA) else ", cached in "
+              f"{datasets.cache_path(c.dataset, data_dir)}")
     print(f"{c.dataset} ready: {len(dataset.x_train):,} train / "
           f"{len(dataset.x_test):,} test examples{cached}")
     return
@@ -221,7 +222,7 @@ def main(argv):
 def _join_multi_host_run():
   """Runs this command again under a supervisor (supervisor.py), and there
   joins the run."""
-  from softmax_jax import supervisor  # pylint: disable=g-import-not-at-top
+  from softmax_jax.hosts import supervisor  # pylint: disable=g-import-not-at-top
   address = FLAGS.coordinator_address
   timeout = FLAGS.coordinator_timeout
   if not supervisor.inside():
@@ -237,7 +238,7 @@ def _join_multi_host_run():
           flush=True)
   else:
     print(f"waiting for process 0 at {address}, up to {timeout} s", flush=True)
-  from softmax_jax import distributed  # pylint: disable=g-import-not-at-top
+  from softmax_jax.hosts import distributed  # pylint: disable=g-import-not-at-top
   distributed.initialize(address, FLAGS.num_processes, FLAGS.process_id,
                          coordinator_timeout=timeout,
                          heartbeat_timeout=FLAGS.heartbeat_timeout)
@@ -274,7 +275,7 @@ def _parse_flags(argv):
 
 
 def _main_reporting_errors(argv):
-  from softmax_jax import supervisor  # pylint: disable=g-import-not-at-top
+  from softmax_jax.hosts import supervisor  # pylint: disable=g-import-not-at-top
   try:
     main(argv)
   except Interrupted as e:
@@ -301,7 +302,7 @@ def _exit(message: str, code: int, at_once: bool = False):
   alone goes `at_once`: JAX's shutdown barrier would keep it at exit while
   its peers wait for it in a collective. They learn of it within the
   heartbeat timeout, and show its line (supervisor.explain)."""
-  from softmax_jax import supervisor  # pylint: disable=g-import-not-at-top
+  from softmax_jax.hosts import supervisor  # pylint: disable=g-import-not-at-top
   print(message, file=sys.stderr, flush=True)
   if supervisor.inside():  # said: the supervisor adds nothing if it ends now
     supervisor.exiting(code, message)
@@ -315,7 +316,7 @@ def run():
   # absl's --help shows __main__'s docstring: this one, whichever script
   # (launch.py, the softmax-jax command) started us.
   sys.modules["__main__"].__doc__ = __doc__
-  from softmax_jax import supervisor  # pylint: disable=g-import-not-at-top
+  from softmax_jax.hosts import supervisor  # pylint: disable=g-import-not-at-top
   if supervisor.inside():
     supervisor.enter()
   app.run(_main_reporting_errors, flags_parser=_parse_flags)

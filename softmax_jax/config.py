@@ -112,18 +112,18 @@ class Config:
 
   def validate(self) -> Config:
     """Returns self, or raises UserError naming the flag and the fix."""
-    from softmax_jax import data  # pylint: disable=g-import-not-at-top
     from softmax_jax import losses  # pylint: disable=g-import-not-at-top
     from softmax_jax import model  # pylint: disable=g-import-not-at-top
     from softmax_jax import solvers  # pylint: disable=g-import-not-at-top
+    from softmax_jax.data import datasets  # pylint: disable=g-import-not-at-top
     from softmax_jax.solvers import optimizers  # pylint: disable=g-import-not-at-top
     _check_choice("loss", self.loss, losses.LOSSES)
     _check_choice("loss_input", self.loss_input, losses.LOSS_INPUTS)
     _check_choice("optimizer", self.optimizer, solvers.REGISTRY)
     _check_choice("schedule", self.schedule, optimizers.SCHEDULES)
     _check_choice("compute_dtype", self.compute_dtype, model.COMPUTE_DTYPES)
-    data.check_name(self.dataset)
-    _check_choice("pixels", self.pixels, data.PIXELS)
+    datasets.check_name(self.dataset)
+    _check_choice("pixels", self.pixels, datasets.PIXELS)
     _check_positive("lr", self.lr)
     _check_positive("huber_delta", self.huber_delta)
     _check_positive("init_scale", self.init_scale, allow_zero=True)

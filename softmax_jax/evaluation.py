@@ -15,10 +15,10 @@ import math
 import jax
 import jax.numpy as jnp
 
-from softmax_jax import data as data_lib
 from softmax_jax import losses
 from softmax_jax import metrics
 from softmax_jax import model
+from softmax_jax.data import datasets as data_lib
 
 CHUNK = 8192  # rows per chunk at most
 TOP_K = 5  # top-5 accuracy is reported when there are more classes than this

@@ -17,15 +17,15 @@ import jax
 
 from softmax_jax import calibration
 from softmax_jax import config as config_lib
-from softmax_jax import data
-from softmax_jax import feed as feed_lib
 from softmax_jax import model
-from softmax_jax import report
 from softmax_jax import seeds
 from softmax_jax import solvers
 from softmax_jax import sweep
 from softmax_jax import train
+from softmax_jax.data import datasets
+from softmax_jax.data import feed as feed_lib
 from softmax_jax.errors import UserError
+from softmax_jax.outputs import report
 
 
 class NoUsableModel(UserError):
@@ -58,7 +58,7 @@ class Outcome:
     return self.result.runs[self.best_index]
 
 
-def conclude(configs: list[config_lib.Config], dataset: data.Dataset,
+def conclude(configs: list[config_lib.Config], dataset: datasets.Dataset,
              result: train.SweepResult, *, final: bool,
              trained: dict | None = None) -> Outcome:
   """The outcome of trained (final) or restored runs.
@@ -231,7 +231,7 @@ def rank_key(row: dict):
           -row["weight_decay"], row["config_id"])
 
 
-def inputs(dataset: data.Dataset) -> str:
+def inputs(dataset: datasets.Dataset) -> str:
   """What the model's inputs are, as the pixel rule decided."""
   kind = {None: "as given", "0-255": "pixels 0-255 scaled to [0, 1]",
           "0-1": "pixels in [0, 1]"}[dataset.pixels]

@@ -20,26 +20,26 @@ import time
 import jax
 import numpy as np
 
-from softmax_jax import checkpoint
 from softmax_jax import config as config_lib
-from softmax_jax import console
-from softmax_jax import data
-from softmax_jax import distributed
 from softmax_jax import evaluation
-from softmax_jax import feed as feed_lib
-from softmax_jax import images as images_lib
 from softmax_jax import losses
 from softmax_jax import model
 from softmax_jax import outcome as outcome_lib
-from softmax_jax import report
 from softmax_jax import seeds
 from softmax_jax import solvers
 from softmax_jax import sweep
-from softmax_jax import tensorboard
 from softmax_jax import train
-from softmax_jax import workdir as workdir_lib
+from softmax_jax.data import datasets
+from softmax_jax.data import feed as feed_lib
+from softmax_jax.data import images as images_lib
 from softmax_jax.errors import Interrupted
 from softmax_jax.errors import UserError
+from softmax_jax.hosts import distributed
+from softmax_jax.outputs import checkpoint
+from softmax_jax.outputs import console
+from softmax_jax.outputs import report
+from softmax_jax.outputs import tensorboard
+from softmax_jax.outputs import workdir as workdir_lib
 from softmax_jax.solvers import minibatch
 
 
@@ -115,7 +115,7 @@ def _train(configs, workdir, overwrite, options, stop_requested,
               tag=configs[0].loss if single else "sweep"), "training run"))
       workdir, resume = workdir_lib.prepare(
           workdir, [_recorded(c) for c in configs], overwrite,
-          data.facts(dataset))
+          datasets.facts(dataset))
       finished = workdir_lib.read_summary(workdir) if resume else None
       # summary.json is written before the figures and again, with
       # report_seconds, after them: without it the report stage is redone.
@@ -287,7 +287,7 @@ def _trained_model(workdir) -> tuple[model.Params, dict]:
       dataset, calibrated_temperature(workdir))
 
 
-def _model_facts(dataset: data.Dataset, temperature: float | None) -> dict:
+def _model_facts(dataset: datasets.Dataset, temperature: float | None) -> dict:
   """What a model needs beside its params to predict (workdir.MODEL_FACTS):
   None where it does not apply."""
   return {"class_names": list(dataset.class_names),
@@ -329,12 +329,12 @@ def _recorded(c: config_lib.Config) -> dict:
   """A config as configs.json records it: its data's paths absolute (eval
   and predict find the data from any directory)."""
   return config_lib.to_dict(dataclasses.replace(
-      c, dataset=data.absolute(c.dataset),
-      test_csv=data.absolute_path(c.test_csv),
-      data_dir=data.absolute_path(c.data_dir)))
+      c, dataset=datasets.absolute(c.dataset),
+      test_csv=datasets.absolute_path(c.test_csv),
+      data_dir=datasets.absolute_path(c.data_dir)))
 
 
-def _load(configs) -> data.Dataset:
+def _load(configs) -> datasets.Dataset:
   """The data set, with the validation split a run or sweep uses."""
   run_wide = config_lib.fields_of(config_lib.RUN)
   if len({tuple(getattr(c, f) for f in run_wide) for c in configs}) > 1:
@@ -348,7 +348,7 @@ def _load(configs) -> data.Dataset:
     elif fraction == 0:
       raise UserError("a sweep chooses its best configuration on a validation "
                       "split: give --val_fraction > 0 (default 1/6)")
-  dataset = data.load(c.dataset, c.data_dir or None, c.test_csv, c.pixels)
+  dataset = datasets.load(c.dataset, c.data_dir or None, c.test_csv, c.pixels)
   if dataset.x_val is not None:  # the data's own validation split
     if c.val_fraction:
       raise UserError(f"{c.dataset} has its own validation split (x_val), "
@@ -356,11 +356,11 @@ def _load(configs) -> data.Dataset:
                       "another: drop --val_fraction (--val_fraction=auto "
                       "overrides a --config file's)")
     if c.val_fraction == 0:  # none held out: train on it too (e.g. a refit)
-      dataset = data.without_validation(dataset)
+      dataset = datasets.without_validation(dataset)
     fraction = 0
   if fraction:
-    dataset = data.hold_out_validation(dataset, fraction)
-  return data.standardize(dataset) if c.standardize else dataset
+    dataset = datasets.hold_out_validation(dataset, fraction)
+  return datasets.standardize(dataset) if c.standardize else dataset
 
 
 def _restore(workdir):
@@ -377,7 +377,7 @@ def _restore(workdir):
     raise UserError(f"{workdir / workdir_lib.CONFIGS} is not a run's record: "
                     f"{e}") from e
   dataset = _load(configs)
-  workdir_lib.check_same_data(workdir, data.facts(dataset))
+  workdir_lib.check_same_data(workdir, datasets.facts(dataset))
   result = train.train_configs(
       configs, dataset, checkpoint_dir=workdir / workdir_lib.CHECKPOINTS,
       restore_only=True)
@@ -385,7 +385,7 @@ def _restore(workdir):
 
 
 def _score_unscored(result: train.SweepResult,
-                    dataset: data.Dataset) -> list[int]:
+                    dataset: datasets.Dataset) -> list[int]:
   """Training scores every --eval_every epochs (and the last), so a run
   stopped between two evaluations has a last record without scores: they
   are computed from its restored model, the params of that same epoch, and

@@ -27,17 +27,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from softmax_jax import checkpoint as checkpoint_lib
-from softmax_jax import data as data_lib
-from softmax_jax import distributed
 from softmax_jax import evaluation
 from softmax_jax import losses
 from softmax_jax import model
 from softmax_jax import solvers
 from softmax_jax import sweep
 from softmax_jax.config import Config
+from softmax_jax.data import datasets as data_lib
 from softmax_jax.errors import DivergedError
 from softmax_jax.errors import UserError
+from softmax_jax.hosts import distributed
+from softmax_jax.outputs import checkpoint as checkpoint_lib
 from softmax_jax.solvers import objective
 from softmax_jax.solvers.base import Stack
 from softmax_jax.solvers.base import START_LOSS

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from softmax_jax import calibration
-from softmax_jax import data
 from softmax_jax import evaluation
 from softmax_jax import losses
+from softmax_jax.data import datasets
 
 
 def _linear(seed, d=8, k=5, scale=1.0):
@@ -31,9 +31,9 @@ def _sampled(params, n, temperature, seed):
 def _dataset(params, temperature, n=20_000, seed=0):
   x, y = _sampled(params, n, temperature, seed)
   x_test, y_test = _sampled(params, n // 4, temperature, seed + 1)
-  return data.Dataset(name="t", x_train=x[:10], y_train=y[:10], x_test=x_test,
-                      y_test=y_test, class_names=tuple("abcde"), x_val=x,
-                      y_val=y)
+  return datasets.Dataset(name="t", x_train=x[:10], y_train=y[:10],
+                          x_test=x_test, y_test=y_test,
+                          class_names=tuple("abcde"), x_val=x, y_val=y)
 
 
 def _nll(params, x, y, t):

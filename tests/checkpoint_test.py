@@ -13,10 +13,10 @@ import pytest
 from conftest import ROOT
 from conftest import synthetic_dataset
 from conftest import write_cache
-from softmax_jax import data
 from softmax_jax import sweep
 from softmax_jax import train
 from softmax_jax.config import Config
+from softmax_jax.data import datasets
 
 TINY = Config(batch_size=32, epochs=4, lr=0.3)
 
@@ -46,7 +46,7 @@ def _assert_same_runs(a, b):
                                      sweep.axis("optimizer", ["sgd", "adam"]))),
 ], ids=["single", "adam with a cosine schedule", "sweep of 2 groups"])
 def test_resume_is_bit_identical(tmp_path, configs):
-  ds = data.hold_out_validation(synthetic_dataset(), 0.25)
+  ds = datasets.hold_out_validation(synthetic_dataset(), 0.25)
   whole = train.train_configs(configs, ds, checkpoint_dir=tmp_path / "a")
   on_epoch, stop = _stop_after(2)
   with pytest.raises(train.StopRequested) as e:
@@ -186,7 +186,7 @@ def test_checkpoints_keep_what_resume_needs(tmp_path):
 def test_checkpoints_are_spaced_by_checkpoint_every(tmp_path, monkeypatch):
   """A clock that ticks 1 s per reading: with 2.5 s between checkpoints,
   epochs 3 and 6 are due, and the last (8) is always saved."""
-  from softmax_jax import checkpoint  # pylint: disable=g-import-not-at-top
+  from softmax_jax.outputs import checkpoint  # pylint: disable=g-import-not-at-top
   ticks = iter(range(10**6))
   monkeypatch.setattr(checkpoint, "_clock", lambda: next(ticks))
   saved = []
@@ -204,7 +204,7 @@ def test_a_stop_between_groups_trains_no_further_group(tmp_path):
   """Asked in group 1's last (here only) epoch: group 1 finishes, 2 waits."""
   configs = sweep.expand(dataclasses.replace(TINY, epochs=1),
                          sweep.axis("optimizer", ["sgd", "adam"]))
-  ds = data.hold_out_validation(synthetic_dataset(), 0.25)
+  ds = datasets.hold_out_validation(synthetic_dataset(), 0.25)
   with pytest.raises(train.StopRequested) as e:
     train.train_configs(configs, ds, checkpoint_dir=tmp_path,
                         should_stop=lambda: True)
@@ -227,7 +227,7 @@ def test_checkpoints_are_spaced_in_time_but_the_last_epoch_is_kept(tmp_path):
 
 
 def test_after_a_fallback_the_redone_epochs_are_checkpointed(tmp_path):
-  from softmax_jax import checkpoint  # pylint: disable=g-import-not-at-top
+  from softmax_jax.outputs import checkpoint  # pylint: disable=g-import-not-at-top
   ds = synthetic_dataset()
   on_epoch, stop = _stop_after(3)
   with pytest.raises(train.StopRequested):
@@ -265,8 +265,8 @@ def test_restoring_moves_no_training_data_to_the_devices(tmp_path, monkeypatch,
                                                          optimizer):
   """Evaluation restores a group's state into the shapes its solver gives
   (jax.eval_shape): the training set stays on the host."""
-  from softmax_jax import distributed  # pylint: disable=g-import-not-at-top
-  ds = data.hold_out_validation(synthetic_dataset(), 0.25)
+  from softmax_jax.hosts import distributed  # pylint: disable=g-import-not-at-top
+  ds = datasets.hold_out_validation(synthetic_dataset(), 0.25)
   configs = sweep.expand(
       dataclasses.replace(TINY, optimizer=optimizer, loss="l2",
                           loss_input="logits"),
@@ -303,7 +303,7 @@ def test_eval_after_a_stop_between_evaluations(tmp_path, capsys,
       runner.run(configs, tmp_path / f"every{every}", verbose=False,
                  checkpoint_every=0)
     runs[every] = train.train_configs(
-        configs, data.hold_out_validation(data.load(
+        configs, datasets.hold_out_validation(datasets.load(
             "fashion_mnist", tmp_path / "data"), 1 / 6),
         checkpoint_dir=tmp_path / f"every{every}" / "checkpoints",
         restore_only=True)

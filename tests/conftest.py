@@ -14,7 +14,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from softmax_jax import data  # noqa: E402  needs sys.path above  # pylint: disable=g-import-not-at-top,wrong-import-position
+from softmax_jax.data import datasets  # noqa: E402  needs sys.path above  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 # Where this test run keeps its compiled programs: launch.py reads the first
 # (cli._use_compilation_cache), JAX itself the second.
@@ -76,7 +76,7 @@ def _fresh_compilation_cache(config):
 
 
 def synthetic_dataset(n_train=512, n_test=256, num_features=16, num_classes=4,
-                      seed=0, name="synthetic", noise=20.0) -> data.Dataset:
+                      seed=0, name="synthetic", noise=20.0) -> datasets.Dataset:
   """uint8 images: one prototype per class plus noise (separable at noise
   20)."""
   rng = np.random.default_rng(seed)
@@ -90,20 +90,20 @@ def synthetic_dataset(n_train=512, n_test=256, num_features=16, num_classes=4,
   x_train, y_train = sample(n_train)
   x_test, y_test = sample(n_test)
   side = int(num_features ** 0.5)
-  return data.Dataset(name=name, x_train=x_train, y_train=y_train,
-                      x_test=x_test, y_test=y_test,
-                      class_names=tuple(f"class{k}"
-                                        for k in range(num_classes)),
+  return datasets.Dataset(name=name, x_train=x_train, y_train=y_train,
+                          x_test=x_test, y_test=y_test,
+                          class_names=tuple(f"class{k}"
+                                            for k in range(num_classes)),
                       pixels="0-255",
                       image_shape=(side, side, 1) if side * side == num_features
                       else None)
 
 
-def write_cache(data_dir, dataset: data.Dataset, name="fashion_mnist"):
-  """Puts `dataset` where data.load(name, data_dir) finds its cached arrays."""
-  path = data.cache_path(name, data_dir)
+def write_cache(data_dir, dataset: datasets.Dataset, name="fashion_mnist"):
+  """Puts `dataset` where datasets.load(name, data_dir) finds its cache."""
+  path = datasets.cache_path(name, data_dir)
   path.parent.mkdir(parents=True, exist_ok=True)
-  data._write_cache(path, dataset)  # pylint: disable=protected-access
+  datasets._write_cache(path, dataset)  # pylint: disable=protected-access
   return path
 
 
@@ -127,7 +127,7 @@ def free_port() -> int:
 @pytest.fixture(scope="session")
 def fashion_mnist():
   """The real Fashion-MNIST, when `make setup` (or a run) has cached it."""
-  path = data.cache_path("fashion_mnist", data.default_data_dir())
+  path = datasets.cache_path("fashion_mnist", datasets.default_data_dir())
   if not path.exists():
     pytest.skip(f"real Fashion-MNIST not cached at {path}; run `make setup`")
-  return data.load("fashion_mnist")
+  return datasets.load("fashion_mnist")

@@ -13,7 +13,7 @@ import tensorflow_datasets as tfds
 
 from conftest import synthetic_dataset
 from conftest import write_cache
-from softmax_jax import data
+from softmax_jax.data import datasets
 from softmax_jax.errors import DataError
 
 
@@ -25,9 +25,9 @@ def _debian_style(payload: bytes) -> bytes:
 
 def test_restore_upstream_gzip_header():
   payload = b"\x00\x00\x08\x01" + bytes(range(200))
-  restored = data.restore_upstream_gzip(_debian_style(payload),
-                                        "train-labels-idx1-ubyte.gz",
-                                        1504176606)
+  restored = datasets.restore_upstream_gzip(_debian_style(payload),
+                                            "train-labels-idx1-ubyte.gz",
+                                            1504176606)
   name = b"train-labels-idx1-ubyte\x00"
   assert restored[:4] == b"\x1f\x8b\x08\x08"
   assert struct.unpack("<I", restored[4:8])[0] == 1504176606
@@ -35,13 +35,13 @@ def test_restore_upstream_gzip_header():
   assert restored[10:10 + len(name)] == name
   assert gzip.decompress(restored) == payload
   # Restoring twice changes nothing.
-  assert data.restore_upstream_gzip(restored, "train-labels-idx1-ubyte.gz",
-                                    1504176606) == restored
+  assert datasets.restore_upstream_gzip(restored, "train-labels-idx1-ubyte.gz",
+                                        1504176606) == restored
 
 
 def test_restore_refuses_non_gzip():
   with pytest.raises(DataError, match="not a gzip"):
-    data.restore_upstream_gzip(b"plain text", "x.gz", 0)
+    datasets.restore_upstream_gzip(b"plain text", "x.gz", 0)
 
 
 def _registered_checksums():
@@ -50,23 +50,23 @@ def _registered_checksums():
   return {row[3].strip(): row[2] for row in rows}
 
 
-@pytest.mark.skipif(not data.DEBIAN_FASHION_MNIST_DIR.is_dir(),
+@pytest.mark.skipif(not datasets.DEBIAN_FASHION_MNIST_DIR.is_dir(),
                     reason="Debian's dataset-fashion-mnist is not installed")
 def test_debian_files_restore_to_tfds_checksums():
   checksums = _registered_checksums()
   assert len(checksums) == 4
   for filename, sha256 in checksums.items():
-    raw = (data.DEBIAN_FASHION_MNIST_DIR / filename).read_bytes()
+    raw = (datasets.DEBIAN_FASHION_MNIST_DIR / filename).read_bytes()
     assert hashlib.sha256(raw).hexdigest() != sha256  # Debian changed them
-    mtime = data._UPSTREAM_MTIME[filename.split("-")[0]]  # pylint: disable=protected-access
-    restored = data.restore_upstream_gzip(raw, filename, mtime)
+    mtime = datasets._UPSTREAM_MTIME[filename.split("-")[0]]  # pylint: disable=protected-access
+    restored = datasets.restore_upstream_gzip(raw, filename, mtime)
     assert hashlib.sha256(restored).hexdigest() == sha256
 
 
 def test_cache_round_trip_without_tensorflow(tmp_path):
   ds = synthetic_dataset()
   write_cache(tmp_path, ds)
-  loaded = data.load("fashion_mnist", tmp_path)
+  loaded = datasets.load("fashion_mnist", tmp_path)
   np.testing.assert_array_equal(loaded.x_train, ds.x_train)
   np.testing.assert_array_equal(loaded.y_test, ds.y_test)
   assert loaded.class_names == ds.class_names
@@ -76,18 +76,18 @@ def test_cache_round_trip_without_tensorflow(tmp_path):
 def test_corrupt_cache_is_not_read_as_valid(tmp_path, monkeypatch):
   path = write_cache(tmp_path, synthetic_dataset(), name="mnist")
   path.write_bytes(path.read_bytes()[:1000])  # a truncated file
-  monkeypatch.setattr(data, "_reachable", lambda host: False)
+  monkeypatch.setattr(datasets, "_reachable", lambda host: False)
   with pytest.raises(DataError, match="not prepared"):
-    data.load("mnist", tmp_path)  # rebuilds, and offline says so
+    datasets.load("mnist", tmp_path)  # rebuilds, and offline says so
 
 
 def test_offline_without_data_fails_fast_and_says_what_to_do(tmp_path,
                                                              monkeypatch):
-  monkeypatch.setattr(data, "_reachable", lambda host: False)
-  monkeypatch.setattr(data, "DEBIAN_FASHION_MNIST_DIR", tmp_path / "absent")
+  monkeypatch.setattr(datasets, "_reachable", lambda host: False)
+  monkeypatch.setattr(datasets, "DEBIAN_FASHION_MNIST_DIR", tmp_path / "absent")
   start = time.monotonic()
   with pytest.raises(DataError) as e:
-    data.load("fashion_mnist", tmp_path)
+    datasets.load("fashion_mnist", tmp_path)
   assert time.monotonic() - start < 30  # TFDS's own retries take minutes
   assert "apt-get install dataset-fashion-mnist" in str(e.value)
   assert "--data_dir" in str(e.value)
@@ -95,25 +95,25 @@ def test_offline_without_data_fails_fast_and_says_what_to_do(tmp_path,
 
 def test_network_probe_gives_up_within_its_timeout():
   start = time.monotonic()
-  assert not data._reachable("unreachable.invalid")  # pylint: disable=protected-access
-  assert time.monotonic() - start < data._NETWORK_PROBE_SECONDS + 1  # pylint: disable=protected-access
+  assert not datasets._reachable("unreachable.invalid")  # pylint: disable=protected-access
+  assert time.monotonic() - start < datasets._NETWORK_PROBE_SECONDS + 1  # pylint: disable=protected-access
 
 
 def test_unknown_dataset_lists_choices(tmp_path):
   with pytest.raises(DataError, match="fashion_mnist"):
-    data.load("imagenet_but_typo", tmp_path)
+    datasets.load("imagenet_but_typo", tmp_path)
 
 
 def test_tfds_path_with_mock_data(tmp_path, monkeypatch):
   """A TFDS data set goes through TFDS once, then comes from the cache."""
-  monkeypatch.setattr(data, "_reachable", lambda host: True)
+  monkeypatch.setattr(datasets, "_reachable", lambda host: True)
   with tfds.testing.mock_data(num_examples=40):
-    ds = data.load("mnist", tmp_path)
+    ds = datasets.load("mnist", tmp_path)
   assert ds.x_train.shape == (40, 784) and ds.x_train.dtype == np.uint8
   assert ds.y_train.shape == (40,) and ds.num_classes == 10
   assert ds.class_names == tuple(str(k) for k in range(10))
-  assert data.cache_path("mnist", tmp_path).exists()
-  again = data.load("mnist", tmp_path)  # no mock now: read from the cache
+  assert datasets.cache_path("mnist", tmp_path).exists()
+  again = datasets.load("mnist", tmp_path)  # no mock now: read from the cache
   np.testing.assert_array_equal(again.x_train, ds.x_train)
 
 
@@ -125,19 +125,21 @@ def test_real_fashion_mnist(fashion_mnist):
   assert ds.class_names == ("T-shirt/top", "Trouser", "Pullover", "Dress",
                             "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
                             "Ankle boot")
-  features = data.to_features(ds.x_train[:100])
+  features = datasets.to_features(ds.x_train[:100])
   assert features.dtype == np.float32
   assert features.min() >= 0 and features.max() <= 1 and features.max() > 0.9
 
 
-@pytest.mark.skipif(not data.DEBIAN_FASHION_MNIST_DIR.is_dir(),
+@pytest.mark.skipif(not datasets.DEBIAN_FASHION_MNIST_DIR.is_dir(),
                     reason="Debian's dataset-fashion-mnist is not installed")
 def test_real_arrays_equal_the_original_idx_files(fashion_mnist):
   """TFDS's arrays, flattened, are the IDX files' images in the same order."""
-  d = data.DEBIAN_FASHION_MNIST_DIR
+  d = datasets.DEBIAN_FASHION_MNIST_DIR
   for split, prefix in (("train", "train"), ("test", "t10k")):
-    images = data.read_idx((d / f"{prefix}-images-idx3-ubyte.gz").read_bytes())
-    labels = data.read_idx((d / f"{prefix}-labels-idx1-ubyte.gz").read_bytes())
+    images = datasets.read_idx(
+        (d / f"{prefix}-images-idx3-ubyte.gz").read_bytes())
+    labels = datasets.read_idx(
+        (d / f"{prefix}-labels-idx1-ubyte.gz").read_bytes())
     x, y = (getattr(fashion_mnist, f"x_{split}"),
             getattr(fashion_mnist, f"y_{split}"))
     # TFDS may reorder examples: compare as sets of (image, label) rows.
@@ -150,5 +152,5 @@ def test_real_arrays_equal_the_original_idx_files(fashion_mnist):
 
 def test_unknown_tfds_version_is_one_line(tmp_path):
   with pytest.raises(DataError, match=r"--dataset='mnist:9.9.9'") as e:
-    data.load("mnist:9.9.9", tmp_path)
+    datasets.load("mnist:9.9.9", tmp_path)
   assert "\n" not in str(e.value)

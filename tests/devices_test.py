@@ -194,7 +194,8 @@ _TRAIN = textwrap.dedent("""
     sys.path[:0] = [{root!r}, {tests!r}]
     import numpy as np
     from conftest import synthetic_dataset
-    from softmax_jax import data, sweep, train
+    from softmax_jax import sweep, train
+    from softmax_jax.data import datasets
     from softmax_jax.config import Config
     checkpoint_dir, stop_after, out = sys.argv[1], int(sys.argv[2]), sys.argv[3]
     ds = data.hold_out_validation(synthetic_dataset(noise=90.0), 0.25)

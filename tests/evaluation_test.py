@@ -159,10 +159,10 @@ def test_many_classes_end_to_end(tmp_path, capsys):
 
 def test_eval_every_evaluates_every_nth_and_the_last_epoch():
   from conftest import synthetic_dataset  # pylint: disable=g-import-not-at-top
-  from softmax_jax import data  # pylint: disable=g-import-not-at-top
   from softmax_jax import train  # pylint: disable=g-import-not-at-top
   from softmax_jax.config import Config  # pylint: disable=g-import-not-at-top
-  ds = data.hold_out_validation(synthetic_dataset(), 0.25)
+  from softmax_jax.data import datasets  # pylint: disable=g-import-not-at-top
+  ds = datasets.hold_out_validation(synthetic_dataset(), 0.25)
   every = train.train_configs([Config(batch_size=32, epochs=7, lr=0.3,
                                       eval_every=3)], ds).runs[0]
   assert [r["epoch"] for r in every.history

@@ -20,7 +20,7 @@ from conftest import assert_one_line_error
 from conftest import ROOT
 from conftest import synthetic_dataset
 from conftest import write_cache
-from softmax_jax import data
+from softmax_jax.data import datasets
 
 LAUNCH = [sys.executable, str(ROOT / "launch.py")]
 
@@ -122,7 +122,7 @@ def test_sigkill_at_random_moments_including_checkpoint_writes(data_dir,
 def _prepared_fashion_mnist(tmp_path):
   """A TFDS data dir with Fashion-MNIST prepared but not yet cached as
   arrays."""
-  source = data.default_data_dir() / "fashion_mnist"
+  source = datasets.default_data_dir() / "fashion_mnist"
   if not source.is_dir():
     pytest.skip("Fashion-MNIST is not prepared in the default TFDS data dir")
   shutil.copytree(source, tmp_path / "fashion_mnist")
@@ -132,7 +132,7 @@ def _prepared_fashion_mnist(tmp_path):
 @pytest.mark.slow
 def test_sigkill_while_creating_the_data_cache_then_rebuild(tmp_path):
   data_dir = _prepared_fashion_mnist(tmp_path)
-  cache = data.cache_path("fashion_mnist", data_dir)
+  cache = datasets.cache_path("fashion_mnist", data_dir)
   proc = subprocess.Popen([*LAUNCH, "--mode=prepare_data",
                            f"--data_dir={data_dir}"],
                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -142,22 +142,23 @@ def test_sigkill_while_creating_the_data_cache_then_rebuild(tmp_path):
     time.sleep(0.005)  # until the cache's temporary file appears
   proc.kill()
   proc.wait()
-  assert not cache.exists() or data._read_cache(cache, "fashion_mnist")  # pylint: disable=protected-access
+  assert not cache.exists() or datasets._read_cache(cache, "fashion_mnist")  # pylint: disable=protected-access
   r = run("--mode=prepare_data", f"--data_dir={data_dir}")
   assert r.returncode == 0, r.stderr
-  assert data.load("fashion_mnist", data_dir).x_train.shape == (60000, 784)
+  assert datasets.load("fashion_mnist", data_dir).x_train.shape == (60000, 784)
 
 
 def test_a_truncated_data_cache_is_rebuilt(tmp_path):
   data_dir = _prepared_fashion_mnist(tmp_path)
-  cache = data.cache_path("fashion_mnist", data_dir)
+  cache = datasets.cache_path("fashion_mnist", data_dir)
   cache.parent.mkdir(parents=True)
-  shutil.copy(data.cache_path("fashion_mnist", data.default_data_dir()), cache)
+  shutil.copy(
+      datasets.cache_path("fashion_mnist", datasets.default_data_dir()), cache)
   cache.write_bytes(cache.read_bytes()[:1_000_000])
   r = run("--mode=prepare_data", f"--data_dir={data_dir}")
   assert r.returncode == 0, r.stderr
   assert "note: caching fashion_mnist" in r.stderr
-  assert data.load("fashion_mnist", data_dir).x_train.shape == (60000, 784)
+  assert datasets.load("fashion_mnist", data_dir).x_train.shape == (60000, 784)
 
 
 @pytest.mark.slow
@@ -171,7 +172,7 @@ def test_two_concurrent_first_runs_prepare_the_cache_once(tmp_path):
   assert [p.returncode for p in procs] == [0, 0], outputs
   assert sum(err.count("note: caching fashion_mnist")
              for _, err in outputs) == 1
-  assert data.load("fashion_mnist", data_dir).y_test.shape == (10000,)
+  assert datasets.load("fashion_mnist", data_dir).y_test.shape == (10000,)
 
 
 @pytest.mark.slow
@@ -256,8 +257,8 @@ def test_file_errors_name_their_real_cause(code, advice):
 
 
 def test_a_write_that_fails_for_another_reason_says_so(tmp_path):
-  from softmax_jax import workdir  # pylint: disable=g-import-not-at-top
   from softmax_jax.errors import UserError  # pylint: disable=g-import-not-at-top
+  from softmax_jax.outputs import workdir  # pylint: disable=g-import-not-at-top
   (tmp_path / "summary.json").mkdir()  # in the way of the file
   with pytest.raises(UserError) as e:
     workdir.write_summary(tmp_path, {"a": 1})
@@ -279,6 +280,6 @@ def test_labels_out_of_range_never_train_into_a_silent_nan():
 
 
 def test_runs_started_in_the_same_second_get_their_own_workdirs(tmp_path):
-  from softmax_jax import workdir  # pylint: disable=g-import-not-at-top
+  from softmax_jax.outputs import workdir  # pylint: disable=g-import-not-at-top
   paths = {workdir.default_workdir(tmp_path, "xent") for _ in range(5)}
   assert len(paths) == 5 and all(p.is_dir() for p in paths)

@@ -8,9 +8,9 @@ import pytest
 
 from conftest import synthetic_dataset
 from softmax_jax import config as config_lib
-from softmax_jax import feed as feed_lib
 from softmax_jax import runner
 from softmax_jax import train
+from softmax_jax.data import feed as feed_lib
 from softmax_jax.solvers import minibatch
 
 # 3,000 x 64 uint8 features are 192,000 bytes: streamed under 0.0001 GiB

@@ -5,7 +5,7 @@ import ml_dtypes
 import numpy as np
 import pytest
 
-from softmax_jax import images
+from softmax_jax.data import images
 from softmax_jax.errors import UserError
 
 

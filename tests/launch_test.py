@@ -267,8 +267,8 @@ def test_existing_run_is_not_overwritten(data_dir, tmp_path):
 
 
 def test_missing_dataset_offline_fails_within_seconds(tmp_path):
-  from softmax_jax import data  # pylint: disable=g-import-not-at-top
-  if data._reachable("storage.googleapis.com"):  # pylint: disable=protected-access
+  from softmax_jax.data import datasets  # pylint: disable=g-import-not-at-top
+  if datasets._reachable("storage.googleapis.com"):  # pylint: disable=protected-access
     pytest.skip("online: TFDS would download MNIST")
   for mode in ("--mode=prepare_data", "--mode=train"):
     r = launch("--dataset=mnist", f"--data_dir={tmp_path}", mode)

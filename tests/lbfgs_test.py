@@ -7,9 +7,9 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 
 from conftest import synthetic_dataset
-from softmax_jax import data
 from softmax_jax import train
 from softmax_jax.config import Config
+from softmax_jax.data import datasets
 from softmax_jax.errors import UserError
 
 WEIGHT_DECAYS = (1e-1, 1e-2, 1e-3)
@@ -42,7 +42,7 @@ def test_the_optimum_is_scikit_learns(dataset, path, index):
   """C = 1 / (weight_decay N), multinomial lbfgs at a tight tol: the same
   objective (1e-5 relative), predictions (>= 99.9%) and weights (1e-3)."""
   wd = WEIGHT_DECAYS[index]
-  x = data.to_features(dataset.x_train).astype(np.float64)
+  x = datasets.to_features(dataset.x_train).astype(np.float64)
   y = dataset.y_train
   sk = LogisticRegression(C=1 / (wd * len(x)), tol=1e-10, max_iter=10_000)
   sk.fit(x, y)
@@ -62,7 +62,7 @@ def test_the_returned_gradient_is_below_tol(dataset, path):
   """KKT: where it says converged, the gradient of the objective, computed
   here again in float64 from the returned weights, is below tol (up to the
   float32 rounding of the solver's own evaluation)."""
-  x = data.to_features(dataset.x_train).astype(np.float64)
+  x = datasets.to_features(dataset.x_train).astype(np.float64)
   y = np.eye(dataset.num_classes)[dataset.y_train]
   for wd, run in zip(WEIGHT_DECAYS, path, strict=True):
     last = run.history[-1]
@@ -184,7 +184,7 @@ def test_sgd_tracks_its_objective_above_the_optimum(dataset):
       [Config(optimizer=opt, lr=lr, weight_decay=wd, epochs=4,
               track_objective=True)
        for opt, lr in (("sgd", 0.1), ("adam", 0.01))], dataset).runs
-  x = data.to_features(dataset.x_train).astype(np.float64)
+  x = datasets.to_features(dataset.x_train).astype(np.float64)
   for run in runs:
     tracked = [r["objective"] for r in run.history]
     assert len(tracked) == 4 and min(tracked) >= f_star * (1 - 1e-6)

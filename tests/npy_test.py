@@ -8,10 +8,10 @@ import ml_dtypes
 import numpy as np
 import pytest
 
-from softmax_jax import data
 from softmax_jax import runner
-from softmax_jax import user_data
 from softmax_jax.config import Config
+from softmax_jax.data import datasets
+from softmax_jax.data import user_data
 from softmax_jax.errors import DataError
 from softmax_jax.errors import Interrupted
 from softmax_jax.errors import UserError
@@ -44,7 +44,7 @@ def _folder(tmp_path, dtype=np.float32, val=False, names=None, n=120, d=6,
 @pytest.mark.parametrize("dtype", [np.float32, np.float16, ml_dtypes.bfloat16])
 def test_npy_is_memory_mapped_in_each_feature_dtype(tmp_path, dtype):
   folder, arrays = _folder(tmp_path, dtype)
-  ds = data.load(f"npy:{folder}")
+  ds = datasets.load(f"npy:{folder}")
   assert isinstance(ds.x_train, np.memmap) and ds.x_train.dtype == dtype
   assert ds.pixels is None and ds.num_classes == 3
   np.testing.assert_array_equal(ds.x_test, arrays["x_test"])
@@ -56,14 +56,14 @@ def test_npy_is_memory_mapped_in_each_feature_dtype(tmp_path, dtype):
 def test_npy_uint8_images_are_pixels(tmp_path):
   images = np.random.default_rng(0).integers(0, 256, (120, 4, 4), np.uint8)
   folder, _ = _folder(tmp_path, x_train=images, x_test=images[:60])
-  ds = data.load(f"npy:{folder}")
+  ds = datasets.load(f"npy:{folder}")
   assert ds.pixels == "0-255" and ds.image_shape == (4, 4)
   assert isinstance(ds.x_train, np.memmap) and ds.x_train.shape == (120, 16)
 
 
 def test_npy_validation_split_and_class_names(tmp_path):
   folder, arrays = _folder(tmp_path, val=True, names=["ant", "bee", "cat"])
-  ds = data.load(f"npy:{folder}")
+  ds = datasets.load(f"npy:{folder}")
   assert ds.class_names == ("ant", "bee", "cat")
   np.testing.assert_array_equal(ds.y_val, arrays["y_val"])
   config = Config(dataset=f"npy:{folder}", batch_size=20, epochs=2)
@@ -89,7 +89,7 @@ def test_the_refit_also_trains_on_the_datas_own_validation_split(tmp_path):
       (tmp_path / "sweep" / "refit" / "summary.json").read_text())
   assert summary["num_train"] == 120 and refit["num_train"] == 160
   assert "num_val" not in refit
-  merged = data.without_validation(data.load(f"npy:{folder}"))
+  merged = datasets.without_validation(datasets.load(f"npy:{folder}"))
   np.testing.assert_array_equal(merged.x_train, np.concatenate(
       [arrays["x_train"], arrays["x_val"]]))
   np.testing.assert_array_equal(merged.y_train, np.concatenate(
@@ -142,26 +142,26 @@ def test_bad_npy_is_refused_saying_where(tmp_path, monkeypatch, case):
   monkeypatch.setattr(user_data, "SCAN_ROWS", 50)  # chunks 0-49, 50-99, 100-119
   replace, message = BAD[case]
   with pytest.raises(DataError) as e:
-    data.load(_bad(tmp_path, **replace))
+    datasets.load(_bad(tmp_path, **replace))
   assert "\n" not in str(e.value) and message in str(e.value)
 
 
 def test_class_names_must_cover_the_labels(tmp_path):
   folder, _ = _folder(tmp_path, names=["a", "b"])
   with pytest.raises(DataError, match=r"outside \[0, 2\)"):
-    data.load(f"npy:{folder}")
+    datasets.load(f"npy:{folder}")
 
 
 def test_not_a_folder_or_not_an_npy(tmp_path):
   with pytest.raises(DataError, match="no such folder"):
-    data.load(f"npy:{tmp_path / 'nowhere'}")
+    datasets.load(f"npy:{tmp_path / 'nowhere'}")
   (tmp_path / "file").write_text("")
   with pytest.raises(DataError, match="a file, not a folder"):
-    data.load(f"npy:{tmp_path / 'file'}")
+    datasets.load(f"npy:{tmp_path / 'file'}")
   folder, _ = _folder(tmp_path)
   (folder / "x_test.npy").write_bytes(b"not an npy file")
   with pytest.raises(DataError, match=r"is not a readable .npy file"):
-    data.load(f"npy:{folder}")
+    datasets.load(f"npy:{folder}")
 
 
 def test_a_model_trained_on_feature_rows_predicts_on_npy_rows(tmp_path):
@@ -215,9 +215,9 @@ def test_names_with_dollars_and_two_channel_images_lose_no_output(
   def fail(*args, **kwargs):
     raise ValueError("no figure today")
 
-  import softmax_jax.plotting  # pylint: disable=g-import-not-at-top
+  import softmax_jax.outputs.plotting  # pylint: disable=g-import-not-at-top
   with pytest.MonkeyPatch.context() as m:
-    m.setattr(softmax_jax.plotting, "plot_confusion", fail)
+    m.setattr(softmax_jax.outputs.plotting, "plot_confusion", fail)
     runner.run(Config(dataset=f"npy:{folder}", batch_size=20, epochs=1),
                tmp_path / "again", verbose=False)
   again = tmp_path / "again"

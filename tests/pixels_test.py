@@ -1,5 +1,5 @@
 """One rule for pixels: the same images in any dtype train the same model, and
-predict applies training's own transform (data.interpret_pixels)."""
+predict applies training's own transform (datasets.interpret_pixels)."""
 
 import json
 
@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from conftest import synthetic_dataset
-from softmax_jax import data
 from softmax_jax import runner
 from softmax_jax.config import Config
+from softmax_jax.data import datasets
 from softmax_jax.errors import DataError
 
 TINY = Config(batch_size=32, epochs=3, lr=0.5)
@@ -56,25 +56,25 @@ def test_flat_whole_numbers_are_features_unless_told(tmp_path, images, caplog):
   flat = _save(tmp_path / "flat.npz", x_train.reshape(len(x_train), -1).astype(
       np.int64), y_train, x_test.reshape(len(x_test), -1).astype(np.int64),
                y_test)
-  ds = data.load(flat)
+  ds = datasets.load(flat)
   assert ds.pixels is None and ds.x_train.dtype == np.float32
   assert ds.x_train.max() > 1  # unscaled
   assert "give --pixels=yes if these are pixels" in caplog.text
-  told = data.load(flat, pixels="yes")
+  told = datasets.load(flat, pixels="yes")
   assert told.pixels == "0-255" and told.x_train.dtype == np.uint8
   np.testing.assert_array_equal(told.x_train,
                                 x_train.reshape(len(x_train), -1))
-  raw = data.load(_save(tmp_path / "u8.npz", *images), pixels="no")
+  raw = datasets.load(_save(tmp_path / "u8.npz", *images), pixels="no")
   assert raw.pixels is None and raw.x_train.dtype == np.float32
   assert raw.x_train.max() > 1
 
 
 def test_images_in_the_unit_interval_are_pixels_as_they_are(tmp_path, images):
   x_train, y_train, x_test, y_test = images
-  unit = data.load(_save(tmp_path / "unit.npz", x_train / 255.0, y_train,
-                         x_test / 255.0, y_test))
+  unit = datasets.load(_save(tmp_path / "unit.npz", x_train / 255.0, y_train,
+                             x_test / 255.0, y_test))
   assert unit.pixels == "0-1" and unit.x_train.dtype == np.float32
-  binary = data.load(_save(tmp_path / "binary.npz", (x_train > 127).astype(
+  binary = datasets.load(_save(tmp_path / "binary.npz", (x_train > 127).astype(
       np.int64), y_train, (x_test > 127).astype(np.int64), y_test))
   assert binary.pixels == "0-1" and binary.x_train.max() == 1.0  # not / 255
 
@@ -86,8 +86,8 @@ def test_pixels_yes_refuses_what_is_not_pixels(tmp_path, images):
   path = _save(tmp_path / "bad.npz", x, y_train, x_test, y_test)
   with pytest.raises(DataError, match=r"--pixels=yes, but .*x_train row 2, "
                      r"column 7 is 300.0"):
-    data.load(path, pixels="yes")
-  assert data.load(path).pixels is None  # auto: features, as they are
+    datasets.load(path, pixels="yes")
+  assert datasets.load(path).pixels is None  # auto: features, as they are
 
 
 @pytest.mark.parametrize("pixels", ["auto", "yes", "no"])
@@ -111,11 +111,12 @@ def test_splits_on_different_scales_are_refused(tmp_path, images, scaled,
       rf"({'|'.join(others)}) holds whole numbers up to 25\d but "
       rf"{scaled} fractions in \[0, 1\], so the splits are on different "
       "scales")):
-    data.load(f"npz:{tmp_path / 'mixed.npz'}", pixels=pixels)
+    datasets.load(f"npz:{tmp_path / 'mixed.npz'}", pixels=pixels)
   for name in ("x_train", "x_val", "x_test"):  # the same scale: accepted
     arrays[name] = arrays[name] / (1 if name == scaled else 255)
   np.savez(tmp_path / "unit.npz", **arrays)
-  assert data.load(f"npz:{tmp_path / 'unit.npz'}", pixels=pixels).pixels == (
+  loaded = datasets.load(f"npz:{tmp_path / 'unit.npz'}", pixels=pixels)
+  assert loaded.pixels == (
       None if pixels == "no" or (flat and pixels == "auto") else "0-1")
 
 

@@ -8,7 +8,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 
-from softmax_jax import plotting
+from softmax_jax.outputs import plotting
 
 
 def _rows(**axes):

@@ -11,9 +11,9 @@ import hypothesis.strategies as st
 import numpy as np
 
 from softmax_jax import config as config_lib
-from softmax_jax import data
 from softmax_jax import solvers
 from softmax_jax import sweep
+from softmax_jax.data import datasets
 from softmax_jax.errors import UserError
 
 SETTINGS = hypothesis.settings(max_examples=150, deadline=None,
@@ -115,12 +115,12 @@ def _save(folder: Path, form: str, arrays: dict) -> str:
 
 
 @SETTINGS
-@hypothesis.given(_npz_arrays(), st.sampled_from(data.PIXELS),
+@hypothesis.given(_npz_arrays(), st.sampled_from(datasets.PIXELS),
                   st.sampled_from(["npz", "npy"]))
 def test_npz_and_npy_files_load_or_give_one_data_error(arrays, pixels, form):
   with tempfile.TemporaryDirectory() as tmp:
     try:
-      ds = data.load(_save(Path(tmp), form, arrays), pixels=pixels)
+      ds = datasets.load(_save(Path(tmp), form, arrays), pixels=pixels)
     except UserError as e:
       assert str(e) and "\n" not in str(e)
       return
@@ -145,7 +145,7 @@ def test_csv_files_load_or_give_one_data_error(header, rows):
     path = Path(tmp) / "d.csv"
     path.write_text("\n".join(",".join(r) for r in [header, *rows]))
     try:
-      ds = data.load(f"csv:{path}")
+      ds = datasets.load(f"csv:{path}")
     except UserError as e:
       assert str(e) and "\n" not in str(e)
       return

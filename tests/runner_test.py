@@ -373,16 +373,16 @@ def test_the_library_and_the_command_line_give_one_summary(tmp_path):
   """train.train_and_evaluate's summary is summary.json's (one
   outcome.conclude), --calibrate included: the same keys, and the same
   numbers but for the run's times and date."""
-  from softmax_jax import data  # pylint: disable=g-import-not-at-top
   from softmax_jax import runner  # pylint: disable=g-import-not-at-top
   from softmax_jax import train  # pylint: disable=g-import-not-at-top
   from softmax_jax.config import Config  # pylint: disable=g-import-not-at-top
+  from softmax_jax.data import datasets  # pylint: disable=g-import-not-at-top
   write_cache(tmp_path / "data", synthetic_dataset(noise=60.0))
   config = Config(data_dir=str(tmp_path / "data"), epochs=2, batch_size=32,
                   val_fraction=0.25, calibrate=True)
   command_line = runner.run(config, tmp_path / "run", verbose=False)
-  dataset = data.hold_out_validation(data.load("fashion_mnist",
-                                               tmp_path / "data"), 0.25)
+  dataset = datasets.hold_out_validation(datasets.load("fashion_mnist",
+                                                       tmp_path / "data"), 0.25)
   library = train.train_and_evaluate(config, dataset).summary
   assert set(library) == set(command_line) - {"report_seconds"}
   timing = {"train_seconds", "compile_seconds", "date"}

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 import signal
 
-from softmax_jax import supervisor
+from softmax_jax.hosts import supervisor
 
 RUN = supervisor.Run(process_id=0, coordinator="10.0.0.1:1234",
                      coordinator_timeout=300, workdir=Path("/runs/probe"))

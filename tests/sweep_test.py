@@ -12,14 +12,14 @@ from conftest import ROOT
 from conftest import synthetic_dataset
 from conftest import write_cache
 from softmax_jax import config as config_lib
-from softmax_jax import data
 from softmax_jax import runner
 from softmax_jax import solvers
 from softmax_jax import sweep
 from softmax_jax import train
-from softmax_jax import workdir as workdir_lib
 from softmax_jax.config import Config
+from softmax_jax.data import datasets
 from softmax_jax.errors import UserError
+from softmax_jax.outputs import workdir as workdir_lib
 from softmax_jax.solvers import minibatch
 
 TINY = Config(batch_size=32, epochs=3, lr=0.5)
@@ -138,7 +138,7 @@ def test_tolerances_and_iteration_limits_are_values_of_one_program():
   configs = sweep.build(dataclasses.replace(TINY, optimizer="lbfgs"), [],
                         {"tol": "1e-2,1e-6", "max_iters": "5,40"})
   assert len(configs) == 4 and len(sweep.groups(configs)) == 1
-  result = train.train_configs(configs, data.hold_out_validation(
+  result = train.train_configs(configs, datasets.hold_out_validation(
       synthetic_dataset(noise=60.0), 0.25))
   iterations = {(r.config.tol, r.config.max_iters): r.history[-1]["iterations"]
                 for r in result.runs}
@@ -166,7 +166,7 @@ SWEEP = sweep.product(
 
 
 def test_every_sweep_config_equals_its_single_run():
-  ds = data.hold_out_validation(synthetic_dataset(), 0.25)
+  ds = datasets.hold_out_validation(synthetic_dataset(), 0.25)
   configs = sweep.expand(TINY, SWEEP)
   together = train.train_configs(configs, ds)
   assert together.num_groups == 1
@@ -182,7 +182,7 @@ def test_every_sweep_config_equals_its_single_run():
 
 
 def test_a_diverged_config_does_not_disturb_the_others():
-  ds = data.hold_out_validation(synthetic_dataset(), 0.25)
+  ds = datasets.hold_out_validation(synthetic_dataset(), 0.25)
   base = dataclasses.replace(TINY, loss="l2", loss_input="logits")
   configs = sweep.expand(base, sweep.axis("lr", [0.05, 1e4, 0.2]))
   together = train.train_configs(configs, ds)
@@ -196,8 +196,8 @@ def test_a_diverged_config_does_not_disturb_the_others():
 
 def test_validation_split_is_fixed_and_disjoint():
   ds = synthetic_dataset(n_train=600)
-  a = data.hold_out_validation(ds, 1 / 6)
-  b = data.hold_out_validation(ds, 1 / 6)
+  a = datasets.hold_out_validation(ds, 1 / 6)
+  b = datasets.hold_out_validation(ds, 1 / 6)
   assert len(a.x_val) == 100 and len(a.x_train) == 500
   np.testing.assert_array_equal(a.x_val, b.x_val)
 
@@ -326,7 +326,7 @@ def test_model_sweeps_make_separate_groups():
   assert [(c.hidden, c.phm_n) for c in configs] == [
       ("", 0), ("", 2), ("8", 0), ("8", 2)]
   assert len(sweep.groups(configs)) == 4
-  ds = data.hold_out_validation(synthetic_dataset(), 0.25)
+  ds = datasets.hold_out_validation(synthetic_dataset(), 0.25)
   result = train.train_configs(configs, ds)
   counts = [sum(p.size for p in jax.tree.leaves(r.params)) for r in result.runs]
   assert counts == [16 * 4 + 4, 8 + 16 * 4 // 2 + 4,

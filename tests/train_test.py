@@ -11,12 +11,12 @@ import optax
 import pytest
 
 from conftest import synthetic_dataset
-from softmax_jax import data
 from softmax_jax import losses
 from softmax_jax import model
 from softmax_jax import sweep
 from softmax_jax import train
 from softmax_jax.config import Config
+from softmax_jax.data import datasets
 from softmax_jax.errors import DivergedError
 from softmax_jax.errors import UserError
 from softmax_jax.solvers import minibatch
@@ -159,8 +159,8 @@ def test_a_loss_that_starts_high_and_falls_is_no_explosion():
   k, d, n = 300, 512, 1200
   x = rng.normal(0, 1, (n, d)).astype(np.float32)
   y = (np.arange(n) % k).astype(np.int32)
-  ds = data.Dataset(name="many", x_train=x, y_train=y, x_test=x[:300],
-                    y_test=y[:300], class_names=tuple(map(str, range(k))))
+  ds = datasets.Dataset(name="many", x_train=x, y_train=y, x_test=x[:300],
+                        y_test=y[:300], class_names=tuple(map(str, range(k))))
   slow, fast = train.train_configs(
       sweep.expand(Config(loss="l2", loss_input="logits", batch_size=64,
                           epochs=3),
@@ -202,7 +202,7 @@ def test_a_sweep_marks_and_counts_exploded_configurations(tmp_path, capsys):
 def test_the_largest_stable_learning_rates_never_explode(fashion_mnist):
   """On the real data: each loss at the largest learning rates that still
   train well (and above: SGD lr 3 for cross-entropy), SGD and Adam."""
-  ds = data.hold_out_validation(fashion_mnist, 1 / 6)
+  ds = datasets.hold_out_validation(fashion_mnist, 1 / 6)
   base = Config(epochs=5)
   configs = (
       sweep.expand(base, sweep.product(sweep.axis("loss", ["xent", "l2", "l1",
@@ -232,12 +232,13 @@ def test_d2l_setup_reaches_083_on_real_fashion_mnist(fashion_mnist):
 
 def _xor_dataset(n=512, seed=0):
   """Two features; the class is the XOR of their signs: no line separates it."""
-  from softmax_jax import data  # pylint: disable=g-import-not-at-top
+  from softmax_jax.data import datasets  # pylint: disable=g-import-not-at-top
   rng = np.random.default_rng(seed)
   x = rng.uniform(-1, 1, (2 * n, 2)).astype(np.float32)
   y = ((x[:, 0] > 0) ^ (x[:, 1] > 0)).astype(np.int32)
-  return data.Dataset(name="xor", x_train=x[:n], y_train=y[:n], x_test=x[n:],
-                      y_test=y[n:], class_names=("same sign", "other sign"))
+  return datasets.Dataset(name="xor", x_train=x[:n], y_train=y[:n],
+                          x_test=x[n:], y_test=y[n:],
+                          class_names=("same sign", "other sign"))
 
 
 def test_hidden_layers_learn_what_a_linear_model_cannot():
@@ -296,7 +297,7 @@ def test_a_scheduled_run_equals_a_plain_optax_loop(schedule):
 
   for epoch in range(1, config.epochs + 1):
     for idx in minibatch.epoch_order(config.seed, epoch, n, batch):
-      params, state = step(params, state, data.to_features(ds.x_train[idx]),
+      params, state = step(params, state, datasets.to_features(ds.x_train[idx]),
                            ds.y_train[idx])
   for name in ("w", "b"):
     np.testing.assert_allclose(ours[name], params[name], rtol=1e-5, atol=1e-6)
@@ -340,7 +341,7 @@ def test_a_tie_in_validation_accuracy_goes_to_the_stronger_weight_decay(
 
 
 def test_calibrate_fits_a_temperature_on_the_validation_split():
-  ds = data.hold_out_validation(synthetic_dataset(), 0.2)
+  ds = datasets.hold_out_validation(synthetic_dataset(), 0.2)
   result = train.train_and_evaluate(
       dataclasses.replace(TINY, calibrate=True), ds)
   fitted = result.summary["calibration"]

@@ -8,9 +8,9 @@ import pytest
 import tensorflow_datasets as tfds
 
 from conftest import synthetic_dataset
-from softmax_jax import data
 from softmax_jax import train
 from softmax_jax.config import Config
+from softmax_jax.data import datasets
 from softmax_jax.errors import DataError
 
 
@@ -30,8 +30,8 @@ def _npz(tmp_path, **arrays):
 
 def test_npz_loads_and_trains(tmp_path):
   arrays = _arrays()
-  ds = data.load(_npz(tmp_path, **arrays,
-                      class_names=np.array(["a", "b", "c"])))
+  ds = datasets.load(_npz(tmp_path, **arrays,
+                          class_names=np.array(["a", "b", "c"])))
   assert ds.class_names == ("a", "b", "c") and ds.num_features == 5
   assert ds.x_train.dtype == np.float32 and ds.y_train.dtype == np.int32
   np.testing.assert_array_equal(ds.x_test, arrays["x_test"])
@@ -43,14 +43,14 @@ def test_npz_loads_and_trains(tmp_path):
 def test_npz_classes_come_from_the_labels(tmp_path):
   arrays = _arrays(k=3)
   arrays["y_test"][0] = 6
-  assert data.load(_npz(tmp_path, **arrays)).num_classes == 7
+  assert datasets.load(_npz(tmp_path, **arrays)).num_classes == 7
 
 
 def test_npz_images_keep_their_shape(tmp_path):
   arrays = _arrays()
   arrays["x_train"] = np.zeros((60, 6, 6), np.uint8)
   arrays["x_test"] = np.zeros((30, 6, 6), np.uint8)
-  ds = data.load(_npz(tmp_path, **arrays))
+  ds = datasets.load(_npz(tmp_path, **arrays))
   assert ds.x_train.shape == (60, 36) and ds.x_train.dtype == np.uint8
   assert ds.image_shape == (6, 6)
 
@@ -89,7 +89,7 @@ def test_bad_npz_is_refused_saying_where(tmp_path, case):
   arrays, message = BAD_NPZ[case][0], BAD_NPZ[case][1]
   name = _npz(tmp_path, **arrays)
   with pytest.raises(DataError) as e:
-    data.load(name)
+    datasets.load(name)
   assert message in str(e.value) and str(tmp_path / "data.npz") in str(e.value)
   assert "\n" not in str(e.value)
 
@@ -99,16 +99,16 @@ def test_label_out_of_range_names_the_range(tmp_path):
   arrays["y_train"] = np.r_[2, np.zeros(59, int)]
   arrays["y_test"] = np.zeros(30, int)
   with pytest.raises(DataError, match=r"y_train\[0\] = 2 is outside \[0, 2\)"):
-    data.load(_npz(tmp_path, **arrays))
+    datasets.load(_npz(tmp_path, **arrays))
 
 
 def test_unreadable_npz(tmp_path):
   path = tmp_path / "broken.npz"
   path.write_bytes(b"not a zip")
   with pytest.raises(DataError, match=r"is not a readable .npz file"):
-    data.load(f"npz:{path}")
+    datasets.load(f"npz:{path}")
   with pytest.raises(DataError, match="no such file"):
-    data.load(f"npz:{tmp_path / 'missing.npz'}")
+    datasets.load(f"npz:{tmp_path / 'missing.npz'}")
 
 
 def _csv(tmp_path, text, name="data.csv"):
@@ -120,8 +120,8 @@ def _csv(tmp_path, text, name="data.csv"):
 def test_csv_with_a_seeded_split(tmp_path):
   rows = "\n".join(f"{i % 3},{i * 0.5},{-i}" for i in range(50))
   path = _csv(tmp_path, "label,f1,f2\n" + rows + "\n")
-  a = data.load(f"csv:{path}")
-  b = data.load(f"csv:{path}")
+  a = datasets.load(f"csv:{path}")
+  b = datasets.load(f"csv:{path}")
   assert len(a.x_test) == 10 and len(a.x_train) == 40 and a.num_features == 2
   np.testing.assert_array_equal(a.x_test, b.x_test)
   assert a.class_names == ("0", "1", "2")
@@ -132,13 +132,13 @@ def test_csv_with_a_seeded_split(tmp_path):
 
 def test_csv_with_a_byte_order_mark(tmp_path):
   path = _csv(tmp_path, "\ufefflabel,a\n0,1\n1,2\n0,1\n1,2\n0,1\n1,2\n")
-  assert data.load(f"csv:{path}").num_features == 1
+  assert datasets.load(f"csv:{path}").num_features == 1
 
 
 def test_csv_with_a_test_file(tmp_path):
   train_csv = _csv(tmp_path, "f1,label\n1,0\n2,1\n3,0\n")
   test_csv = _csv(tmp_path, "f1,label\n4,1\n", "test.csv")
-  ds = data.load(f"csv:{train_csv}", test_csv=str(test_csv))
+  ds = datasets.load(f"csv:{train_csv}", test_csv=str(test_csv))
   assert (ds.x_train.tolist() == [[1.0], [2.0], [3.0]]
           and ds.y_test.tolist() == [1])
 
@@ -167,7 +167,7 @@ def test_bad_csv_is_refused_saying_where(tmp_path, case):
   text, message = BAD_CSV[case]
   path = _csv(tmp_path, text)
   with pytest.raises(DataError) as e:
-    data.load(f"csv:{path}")
+    datasets.load(f"csv:{path}")
   assert message in str(e.value) and str(path) in str(e.value)
 
 
@@ -175,19 +175,19 @@ def test_csv_test_file_with_other_columns(tmp_path):
   train_csv = _csv(tmp_path, "label,a\n0,1\n1,2\n")
   test_csv = _csv(tmp_path, "label,b\n0,1\n", "test.csv")
   with pytest.raises(DataError, match="differ from"):
-    data.load(f"csv:{train_csv}", test_csv=str(test_csv))
+    datasets.load(f"csv:{train_csv}", test_csv=str(test_csv))
 
 
 def test_standardization_uses_training_statistics_only():
-  ds = data.hold_out_validation(synthetic_dataset(), 0.25)
+  ds = datasets.hold_out_validation(synthetic_dataset(), 0.25)
   shifted = dataclasses.replace(ds, x_test=np.full_like(ds.x_test, 255),
                                 x_val=np.zeros_like(ds.x_val))
-  a, b = data.standardize(ds), data.standardize(shifted)
+  a, b = datasets.standardize(ds), datasets.standardize(shifted)
   np.testing.assert_array_equal(a.feature_mean, b.feature_mean)
   np.testing.assert_array_equal(a.feature_std, b.feature_std)
   np.testing.assert_allclose(a.x_train.mean(0), 0, atol=1e-5)
   np.testing.assert_allclose(a.x_train.std(0), 1, atol=1e-4)
-  expected = (data.to_features(ds.x_test) - a.feature_mean) / a.feature_std
+  expected = (datasets.to_features(ds.x_test) - a.feature_mean) / a.feature_std
   np.testing.assert_allclose(a.x_test, expected, rtol=1e-6)
   assert not np.allclose(a.x_val.mean(0), 0, atol=1e-3)  # not its own stats
 
@@ -196,18 +196,18 @@ def test_constant_features_do_not_divide_by_zero():
   ds = synthetic_dataset()
   x = ds.x_train.copy()
   x[:, 0] = 7
-  standardized = data.standardize(dataclasses.replace(ds, x_train=x))
+  standardized = datasets.standardize(dataclasses.replace(ds, x_train=x))
   assert np.all(np.isfinite(standardized.x_train))
   assert standardized.feature_std[0] == 1.0
 
 
 def test_colour_tfds_data_set_through_mock_data(tmp_path, monkeypatch):
-  monkeypatch.setattr(data, "_reachable", lambda host: True)
+  monkeypatch.setattr(datasets, "_reachable", lambda host: True)
   with tfds.testing.mock_data(num_examples=20):
-    ds = data.load("cifar10", tmp_path)
+    ds = datasets.load("cifar10", tmp_path)
   assert ds.image_shape == (32, 32, 3) and ds.x_train.shape == (20, 3072)
   assert len(ds.class_names) == 10  # from TFDS's metadata
-  again = data.load("cifar10", tmp_path)  # from the cache, shape kept
+  again = datasets.load("cifar10", tmp_path)  # from the cache, shape kept
   assert again.image_shape == (32, 32, 3)
 
 
@@ -215,29 +215,29 @@ def test_huge_labels_do_not_wrap_around(tmp_path):
   arrays = _with(y_train=np.r_[2**32, np.zeros(59, np.int64)])
   with pytest.raises(DataError,
                      match=r"y_train\[0\] = 4294967296 is not a label"):
-    data.load(_npz(tmp_path, **arrays))
+    datasets.load(_npz(tmp_path, **arrays))
 
 
 def test_non_finite_csv_value_names_line_and_column(tmp_path):
   path = _csv(tmp_path, "label,a,b\n0,1,2\n1,inf,3\n0,1,1\n")
   with pytest.raises(DataError,
                      match="line 3, column 'a': inf is not a finite"):
-    data.load(f"csv:{path}")
+    datasets.load(f"csv:{path}")
 
 
 def test_npz_class_names_as_bytes_or_a_scalar_and_its_own_validation(
     tmp_path):
   arrays = _arrays()
-  ds = data.load(_npz(tmp_path, **arrays, x_val=arrays["x_test"][:10],
-                      y_val=arrays["y_test"][:10],
-                      class_names=np.array([b"a", b"b", b"c"])))
+  ds = datasets.load(_npz(tmp_path, **arrays, x_val=arrays["x_test"][:10],
+                          y_val=arrays["y_test"][:10],
+                          class_names=np.array([b"a", b"b", b"c"])))
   assert ds.class_names == ("a", "b", "c")
   np.testing.assert_array_equal(ds.y_val, arrays["y_test"][:10])
   with pytest.raises(DataError, match=r"class_names has shape \(\); give a "
                      "1-D array"):
-    data.load(_npz(tmp_path, **arrays, class_names=np.array("a,b,c")))
+    datasets.load(_npz(tmp_path, **arrays, class_names=np.array("a,b,c")))
   with pytest.raises(DataError, match="has x_val but not its pair"):
-    data.load(_npz(tmp_path, **arrays, x_val=arrays["x_test"]))
+    datasets.load(_npz(tmp_path, **arrays, x_val=arrays["x_test"]))
 
 
 def test_pixels_yes_names_the_value_outside_the_unit_interval(tmp_path):
@@ -248,4 +248,4 @@ def test_pixels_yes_names_the_value_outside_the_unit_interval(tmp_path):
     arrays[x] = np.abs(arrays[x]) / (np.abs(arrays[x]).max() + 1)
   arrays["x_train"][7, 3] = 1.5
   with pytest.raises(DataError, match=r"x_train row 7, column 3 is 1.5"):
-    data.load(_npz(tmp_path, **arrays), pixels="yes")
+    datasets.load(_npz(tmp_path, **arrays), pixels="yes")

@@ -21,11 +21,11 @@ import jax
 import numpy as np
 
 from softmax_jax import config as config_lib
-from softmax_jax import data as data_lib
-from softmax_jax import distributed
 from softmax_jax import model
 from softmax_jax.config import Config
+from softmax_jax.data import datasets as data_lib
 from softmax_jax.errors import UserError
+from softmax_jax.hosts import distributed
 
 State = dict  # a solver's state of the whole stack (arrays [M, ...])
 Record = dict  # a round's measurements, each an array [M]

@@ -31,11 +31,11 @@ import jax.flatten_util  # pylint: disable=unused-import
 import jax.numpy as jnp
 import numpy as np
 
-from softmax_jax import data as data_lib
-from softmax_jax import distributed
 from softmax_jax import evaluation
 from softmax_jax.config import Config
+from softmax_jax.data import datasets as data_lib
 from softmax_jax.errors import UserError
+from softmax_jax.hosts import distributed
 from softmax_jax.solvers import objective
 from softmax_jax.solvers import optimizers
 from softmax_jax.solvers.base import check_linear

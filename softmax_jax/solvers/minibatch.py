@@ -19,11 +19,11 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from softmax_jax import data as data_lib
-from softmax_jax import feed as feed_lib
 from softmax_jax import metrics
 from softmax_jax import model
 from softmax_jax.config import Config
+from softmax_jax.data import datasets as data_lib
+from softmax_jax.data import feed as feed_lib
 from softmax_jax.solvers import objective
 from softmax_jax.solvers import optimizers
 from softmax_jax.solvers.base import Stack

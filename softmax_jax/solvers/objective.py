@@ -19,12 +19,12 @@ from jax.flatten_util import ravel_pytree
 import jax.numpy as jnp
 import numpy as np
 
-from softmax_jax import data as data_lib
-from softmax_jax import distributed
 from softmax_jax import evaluation
 from softmax_jax import losses
 from softmax_jax import metrics
 from softmax_jax import model
+from softmax_jax.data import datasets as data_lib
+from softmax_jax.hosts import distributed
 from softmax_jax.solvers import optimizers
 
 if TYPE_CHECKING:  # (annotations only: no import at run time)

@@ -24,11 +24,11 @@ import jax.flatten_util  # pylint: disable=unused-import
 import jax.numpy as jnp
 import numpy as np
 
-from softmax_jax import data as data_lib
-from softmax_jax import distributed
-from softmax_jax import user_data
 from softmax_jax.config import Config
+from softmax_jax.data import datasets as data_lib
+from softmax_jax.data import user_data
 from softmax_jax.errors import UserError
+from softmax_jax.hosts import distributed
 from softmax_jax.solvers import objective
 from softmax_jax.solvers.base import check_linear
 from softmax_jax.solvers.base import FULL_BATCH_UNREAD

@@ -28,9 +28,9 @@ from pathlib import Path
 import shutil
 import time
 
-from softmax_jax import distributed
 from softmax_jax.errors import os_error_advice
 from softmax_jax.errors import UserError
+from softmax_jax.hosts import distributed
 
 KEEP = 2  # the newest checkpoints kept; the older ones are deleted
 EVERY_SECONDS = 10.0  # the least time between two checkpoints of a run

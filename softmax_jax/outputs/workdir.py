@@ -25,12 +25,12 @@ import zipfile
 import jax
 import numpy as np
 
-from softmax_jax import atomic_io
 from softmax_jax import config as config_lib
-from softmax_jax import plotting
 from softmax_jax import solvers
 from softmax_jax.errors import os_error_advice
 from softmax_jax.errors import UserError
+from softmax_jax.outputs import atomic_io
+from softmax_jax.outputs import plotting
 
 _log = logging.getLogger("softmax_jax")
 

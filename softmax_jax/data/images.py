@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from softmax_jax import data
-from softmax_jax import user_data
+from softmax_jax.data import datasets
+from softmax_jax.data import user_data
 from softmax_jax.errors import UserError
 
 
@@ -23,7 +23,7 @@ def load(paths: list[str], image_shape: tuple[int, ...], pixels: str | None
 
   For a model trained on pixels (`pixels` not None), image files and arrays
   of whole numbers 0-255 are scaled to [0, 1], floats in [0, 1] taken as
-  they are: the training data's transform (data.to_features). A model
+  they are: the training data's transform (datasets.to_features). A model
   trained on other features takes .npy arrays of such features, as they
   are, and no image files. The rows of an array are named PATH[i].
   """
@@ -53,7 +53,7 @@ def load(paths: list[str], image_shape: tuple[int, ...], pixels: str | None
                         "features that are not pixels (see the run's "
                         "summary.json, 'inputs'); give .npy arrays of such "
                         "features")
-      array = data.to_features(_from_image(path, image_shape))
+      array = datasets.to_features(_from_image(path, image_shape))
       names.append(str(path))
     rows.append(array)
   return np.concatenate(rows), names
@@ -106,4 +106,4 @@ def _from_npy(path: Path, image_shape, pixels) -> np.ndarray:
   if array.min() < 0 or array.max() > 255 or np.any(array != np.round(array)):
     raise UserError(f"--images: {path} holds values that are not pixels; give "
                     "whole numbers 0-255 (e.g. uint8) or floats in [0, 1]")
-  return data.to_features(array.astype(np.uint8))
+  return datasets.to_features(array.astype(np.uint8))

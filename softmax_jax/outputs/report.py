@@ -10,19 +10,19 @@ from typing import cast
 import jax
 import numpy as np
 
-from softmax_jax import console
 from softmax_jax import evaluation
 from softmax_jax import metrics
 from softmax_jax import model
-from softmax_jax import plotting
 from softmax_jax import seeds
-from softmax_jax import workdir as workdir_lib
-from softmax_jax.workdir import CONFUSION
-from softmax_jax.workdir import CONFUSION_MATRIX
-from softmax_jax.workdir import PREDICTIONS
-from softmax_jax.workdir import RELIABILITY
-from softmax_jax.workdir import REPORT
-from softmax_jax.workdir import WEIGHTS
+from softmax_jax.outputs import console
+from softmax_jax.outputs import plotting
+from softmax_jax.outputs import workdir as workdir_lib
+from softmax_jax.outputs.workdir import CONFUSION
+from softmax_jax.outputs.workdir import CONFUSION_MATRIX
+from softmax_jax.outputs.workdir import PREDICTIONS
+from softmax_jax.outputs.workdir import RELIABILITY
+from softmax_jax.outputs.workdir import REPORT
+from softmax_jax.outputs.workdir import WEIGHTS
 
 # Up to this many classes, the terminal and report.md show every class and
 # the confusion matrix in full; beyond, the weakest classes and the most

@@ -30,10 +30,10 @@ import zipfile
 import ml_dtypes
 import numpy as np
 
-from softmax_jax import atomic_io
-from softmax_jax import user_data
+from softmax_jax.data import user_data
 from softmax_jax.errors import DataError
 from softmax_jax.errors import os_error_advice
+from softmax_jax.outputs import atomic_io
 
 # Some TFDS image classification data sets, for messages; any other TFDS data
 # set with `image` and `label` features works too.
