@@ -109,6 +109,14 @@ class Config:
       None, RUN, "Share of the training set held out for validation (auto: "
       "none for one run, 1/6 for a sweep; data with its own x_val uses that, "
       "and 0 trains on it too).")
+  class_weight: str = _field(
+      "none", RUN, "Weights of the training examples by class: none, or "
+      "balanced (n / (K n_k), scikit-learn's), multiplying the data's own "
+      "per-example weights (w_train). --optimizer=lbfgs.")
+  fold: int = _field(
+      -1, VALUE, "Cross-validation: the fold of the data's folds left out "
+      "of training (-1: none; SoftmaxRegressionCV sets it, and its folds x "
+      "strengths train as one stack). --optimizer=lbfgs.")
 
   def validate(self) -> Config:
     """Returns self, or raises UserError naming the flag and the fix."""
@@ -124,6 +132,10 @@ class Config:
     _check_choice("compute_dtype", self.compute_dtype, model.COMPUTE_DTYPES)
     datasets.check_name(self.dataset)
     _check_choice("pixels", self.pixels, datasets.PIXELS)
+    _check_choice("class_weight", self.class_weight, datasets.CLASS_WEIGHTS)
+    if self.fold < -1:
+      raise UserError(f"--fold must be -1 (none) or a fold's number, got "
+                      f"{self.fold}")
     _check_positive("lr", self.lr)
     _check_positive("huber_delta", self.huber_delta)
     _check_positive("init_scale", self.init_scale, allow_zero=True)

@@ -33,12 +33,14 @@ def chunk_for(num_configs: int, num_classes: int) -> int:
 
 
 def _chunk(x_NxD, y_N, i, c):
-  """Chunk i of c rows: (x [c, D], y [c], valid [c])."""
+  """Chunk i of c rows: (x [c, D], y [c], valid [c]); y may be a pytree of
+  [N, ...] arrays (e.g. labels with their weights), each chunked alike."""
   n = x_NxD.shape[0]
   start = jnp.minimum(i * c, n - c)
   valid_c = start + jnp.arange(c) >= i * c  # not already in chunk i - 1
   return (jax.lax.dynamic_slice_in_dim(x_NxD, start, c),
-          jax.lax.dynamic_slice_in_dim(y_N, start, c), valid_c)
+          jax.tree.map(lambda a: jax.lax.dynamic_slice_in_dim(a, start, c),
+                       y_N), valid_c)
 
 
 def map_chunks(fn, x_NxD, y_N, chunk: int = CHUNK):

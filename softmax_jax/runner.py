@@ -360,6 +360,7 @@ def _load(configs) -> datasets.Dataset:
     fraction = 0
   if fraction:
     dataset = datasets.hold_out_validation(dataset, fraction)
+  dataset = datasets.with_class_weight(dataset, c.class_weight)
   return datasets.standardize(dataset) if c.standardize else dataset
 
 

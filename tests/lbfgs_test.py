@@ -207,11 +207,12 @@ def test_a_warm_start_knows_the_objective_where_it_lands(dataset):
                                dataset.num_classes, init_scale=0.0)
   flat, unravel = jax.flatten_util.ravel_pytree(template)
   values = {"weight_decay": jnp.array([1.0, 1e-3]),
-            "huber_delta": jnp.ones(2)}
+            "huber_delta": jnp.ones(2), "fold": -jnp.ones(2, jnp.int32)}
 
   def value_and_grad(theta):
     return objective.full_batch(
-        theta, dataset.x_train, dataset.y_train, values, unravel=unravel,
+        theta, dataset.x_train, objective.rows_of(dataset), values,
+        unravel=unravel,
         blocks=(("xent", 0, 2),), loss_input="probs", chunk=1024)[:2]
 
   state = lbfgs.init(jnp.zeros((2, flat.size)), value_and_grad)

@@ -70,6 +70,16 @@ class Dataset:
   # With --standardize: features = (to_features(x) - mean) / std.
   feature_mean: np.ndarray | None = None  # float32 [D]
   feature_std: np.ndarray | None = None  # float32 [D]
+  # Per-example weights of the training rows (float32 [N], finite, >= 0,
+  # not all 0): every solver minimizes their weighted mean of the losses
+  # (sum_i w_i loss_i / sum_i w_i). None: all 1. w_val: those of the rows
+  # held out for validation (hold_out_validation), rejoined by a refit.
+  w_train: np.ndarray | None = None
+  w_val: np.ndarray | None = None
+  # Cross-validation: each training row's fold (int32 [N], 0 .. F-1); a
+  # configuration with Config.fold = f trains without the rows of fold f
+  # (weight 0), so the folds x strengths of a search are one stack.
+  folds: np.ndarray | None = None
 
   @property
   def num_features(self) -> int:
@@ -78,6 +88,45 @@ class Dataset:
   @property
   def num_classes(self) -> int:
     return len(self.class_names)
+
+  @property
+  def num_folds(self) -> int:
+    return 0 if self.folds is None else int(self.folds.max()) + 1
+
+
+CLASS_WEIGHTS = ("none", "balanced")
+
+
+def train_weights(dataset: Dataset) -> np.ndarray:
+  """The training rows' weights, float32 [N] (all 1 when none were given)."""
+  if dataset.w_train is None:
+    return np.ones(len(dataset.y_train), np.float32)
+  return np.asarray(dataset.w_train, np.float32)
+
+
+def balanced_class_weights(y_N: np.ndarray, num_classes: int) -> np.ndarray:
+  """scikit-learn's "balanced" class weights, n / (K count_k) [K] (0 for a
+  class without examples, which then weighs nothing)."""
+  counts = np.bincount(y_N, minlength=num_classes).astype(np.float64)
+  with np.errstate(divide="ignore"):
+    return np.where(counts > 0, len(y_N) / (num_classes * counts), 0.0)
+
+
+def with_class_weight(dataset: Dataset, class_weight: str) -> Dataset:
+  """The data with each training row's weight multiplied by its class's
+  ("balanced": balanced_class_weights of the training labels; "none":
+  unchanged), as scikit-learn's class_weight multiplies sample weights."""
+  if class_weight == "none":
+    return dataset
+  per_class = balanced_class_weights(dataset.y_train, dataset.num_classes)
+  w_val = None
+  if dataset.y_val is not None:  # (a refit trains on these rows too)
+    w_val = (per_class[dataset.y_val] if dataset.w_val is None
+             else dataset.w_val * per_class[dataset.y_val]).astype(np.float32)
+  return dataclasses.replace(
+      dataset, w_val=w_val,
+      w_train=(train_weights(dataset) * per_class[dataset.y_train]
+               ).astype(np.float32))
 
 
 def to_features(x):
@@ -255,6 +304,9 @@ def fingerprint(dataset: Dataset) -> dict[str, str]:
     sample = np.ascontiguousarray(x[rows])
     out[f"x_{split}"] = _digest(str(sample.dtype).encode(), sample.tobytes())
     out[f"y_{split}"] = _digest(np.ascontiguousarray(y, np.int32).tobytes())
+  if dataset.w_train is not None:  # (absent before weights existed)
+    out["w_train"] = _digest(
+        np.ascontiguousarray(dataset.w_train, np.float32).tobytes())
   return out
 
 
@@ -393,19 +445,28 @@ def hold_out_validation(dataset: Dataset, fraction: float) -> Dataset:
     raise DataError(f"--val_fraction={fraction} leaves no training examples")
   order = np.random.default_rng(0).permutation(len(dataset.x_train))
   val, train = np.sort(order[:num_val]), np.sort(order[num_val:])
+  w = dataset.w_train
   return dataclasses.replace(
       dataset, x_train=dataset.x_train[train], y_train=dataset.y_train[train],
-      x_val=dataset.x_train[val], y_val=dataset.y_train[val])
+      x_val=dataset.x_train[val], y_val=dataset.y_train[val],
+      w_train=None if w is None else w[train],
+      w_val=None if w is None else w[val])
 
 
 def without_validation(dataset: Dataset) -> Dataset:
   """The validation split appended to the training set (the training rows
   first): all the data there is to train on, in one copy in memory."""
   assert dataset.x_val is not None and dataset.y_val is not None
+  weights = None
+  if dataset.w_train is not None or dataset.w_val is not None:
+    weights = np.concatenate([
+        train_weights(dataset),
+        np.ones(len(dataset.y_val), np.float32) if dataset.w_val is None
+        else dataset.w_val])
   return dataclasses.replace(
       dataset, x_train=np.concatenate([dataset.x_train, dataset.x_val]),
       y_train=np.concatenate([dataset.y_train, dataset.y_val]), x_val=None,
-      y_val=None)
+      y_val=None, w_train=weights, w_val=None)
 
 
 def _read_cache(path: Path, name: str) -> Dataset | None:

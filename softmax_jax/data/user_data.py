@@ -2,10 +2,11 @@
 use.
 
   --dataset=npy:DIR    x_train.npy, y_train.npy, x_test.npy, y_test.npy, and
-                       optionally x_val.npy/y_val.npy and class_names.txt;
+                       optionally x_val.npy/y_val.npy, w_train.npy (each
+                       training row's weight) and class_names.txt;
                        memory-mapped, never read whole
   --dataset=npz:PATH   arrays x_train, y_train, x_test, y_test (optional
-                       class_names)
+                       x_val/y_val, w_train, class_names)
   --dataset=csv:PATH   a header row and a `label` column; --test_csv=PATH, or a
                        seeded 20% of PATH becomes the test set
 
@@ -28,7 +29,10 @@ from softmax_jax.errors import DataError
 
 LABEL_COLUMN = "label"
 CSV_TEST_FRACTION = 0.2  # of a single CSV, held out as the test set (seed 0)
-NPY_ARRAYS = ("x_train", "y_train", "x_test", "y_test")  # x_val, y_val optional
+NPY_ARRAYS = ("x_train", "y_train", "x_test", "y_test")
+# x_val and y_val: a validation split; w_train: per-example weights of the
+# training rows (finite, >= 0, one per row).
+OPTIONAL_ARRAYS = ("x_val", "y_val", "w_train")
 CLASS_NAMES_FILE = "class_names.txt"  # npy: one class name per line
 # Chunks of rows when scanning an array's values: at most SCAN_ROWS rows and
 # SCAN_ELEMENTS values (16 MiB of float32), so that the temporaries stay
@@ -54,7 +58,7 @@ def load_npy(folder: str | Path) -> dict:
     raise DataError(f"{folder}: {what}; --dataset=npy:DIR takes a "
                     f"folder with {', '.join(f'{n}.npy' for n in NPY_ARRAYS)}")
   arrays = {}
-  for name in (*NPY_ARRAYS, "x_val", "y_val"):
+  for name in (*NPY_ARRAYS, *OPTIONAL_ARRAYS):
     path = folder / f"{name}.npy"
     if not path.exists():
       if name in NPY_ARRAYS:
@@ -83,7 +87,8 @@ def load_npy(folder: str | Path) -> dict:
                       "name per line, or delete it to number the classes")
   splits = {s: (arrays[f"x_{s}"], arrays[f"y_{s}"])
             for s in ("train", "test", "val") if f"x_{s}" in arrays}
-  return _checked(folder, splits, names)
+  return _with_weights(folder, _checked(folder, splits, names),
+                       arrays.get("w_train"))
 
 
 def load_npz(path: str | Path) -> dict:
@@ -110,10 +115,40 @@ def load_npz(path: str | Path) -> dict:
                     "1-D array of names, e.g. np.array(['cat', 'dog'])")
   if names is not None and names.dtype.kind == "S":  # bytes: as text
     names = np.char.decode(names, "utf-8", "replace")
-  return _checked(path, {s: (arrays[f"x_{s}"], arrays[f"y_{s}"])
-                         for s in ("train", "test", "val")
-                         if f"x_{s}" in arrays},
-                  None if names is None else [str(n) for n in names])
+  checked = _checked(path, {s: (arrays[f"x_{s}"], arrays[f"y_{s}"])
+                            for s in ("train", "test", "val")
+                            if f"x_{s}" in arrays},
+                     None if names is None else [str(n) for n in names])
+  return _with_weights(path, checked, arrays.get("w_train"))
+
+
+def _with_weights(path, arrays: dict, w) -> dict:
+  """arrays with w_train, checked (check_weights), if given."""
+  if w is not None:
+    problem = check_weights(w, len(arrays["y_train"]))
+    if problem:
+      raise DataError(f"{path}: w_train {problem}")
+    arrays["w_train"] = np.asarray(w, np.float32)
+  return arrays
+
+
+def check_weights(w, num_rows: int) -> str | None:
+  """What is wrong with per-example weights w of num_rows rows (e.g. "has
+  3 entries for 4 rows; give one weight per training row"), or None."""
+  w = np.asarray(w)
+  if w.ndim != 1 or len(w) != num_rows:
+    return (f"has shape {w.shape} for {num_rows} rows; give one weight per "
+            "training row")
+  if not (is_numeric(w.dtype) or w.dtype == bool):
+    return f"holds {w.dtype}, not numbers"
+  w = w.astype(np.float64)
+  bad = np.flatnonzero(~np.isfinite(w) | (w < 0))
+  if len(bad):
+    return (f"[{bad[0]}] = {w[bad[0]]}; weights must be finite and "
+            "non-negative")
+  if not w.any():
+    return "is 0 everywhere; at least one example must weigh something"
+  return None
 
 
 def load_csv(path: str | Path, test_path: str | Path = "") -> dict:

@@ -265,6 +265,7 @@ class LBFGS:
   strong penalties converge early spends its passes on the weak ones."""
 
   FULL_BATCH: ClassVar[bool] = True
+  WEIGHTS: ClassVar[bool] = True
   UNREAD: ClassVar[tuple[str, ...]] = FULL_BATCH_UNREAD
   SOLUTION_KEYS: ClassVar[tuple[str, ...]] = (
       "objective", "grad_norm", "iterations", "evaluations", "converged")
@@ -319,10 +320,12 @@ class LBFGS:
             "train_accuracy": self._accuracy(state.theta, x, y)}
 
   def _on_devices(self):
-    """The training set, put on the devices on first use."""
+    """The training set (features, and the rows' labels, weights and folds:
+    objective.rows_of), put on the devices on first use."""
     if self.x is None:
       self.x = self.stack.replicate(self.dataset.x_train)
-      self.y = self.stack.replicate(self.dataset.y_train)
+      self.y = jax.tree.map(self.stack.replicate,
+                            objective.rows_of(self.dataset))
     return self.x, self.y
 
   def init_states(self):
@@ -336,13 +339,14 @@ class LBFGS:
                                  np.float32)
     return jax.eval_shape(self._start, theta, self.values,
                           like(self.dataset.x_train),
-                          like(self.dataset.y_train))
+                          jax.tree.map(like, objective.rows_of(self.dataset)))
 
-  def _accuracy(self, theta, x, y):
+  def _accuracy(self, theta, x, rows):
     """Each configuration's training accuracy (one forward pass)."""
     return jax.vmap(functools.partial(evaluation.accuracy,
                                       chunk=self.flat.chunk),
-                    in_axes=(0, None, None))(self.flat.params(theta), x, y)
+                    in_axes=(0, None, None))(self.flat.params(theta), x,
+                                             rows[0])
 
   def params(self, states):
     return self.flat.params(states["solver"]["theta"])

@@ -163,6 +163,7 @@ class Minibatch:
   minibatches (see train_epoch), fed resident or streamed (feed.py)."""
 
   FULL_BATCH: ClassVar[bool] = False
+  WEIGHTS: ClassVar[bool] = False
   UNREAD: ClassVar[tuple[str, ...]] = ("tol", "max_iters")
   # With --track_objective, each evaluation records the objective.
   SOLUTION_KEYS: ClassVar[tuple[str, ...]] = ("objective",)

@@ -4,8 +4,10 @@ A stack holds M configurations that may differ in their loss (ordered so
 that each loss is one block, see `loss_blocks`), weight decay and Huber
 delta. `stacked_losses` gives each configuration's mean loss on a
 minibatch; `full_batch` the penalized objective over the whole training
-set, mean_i loss(x_i, y_i) + (weight_decay / 2) ||W||^2 (b not penalized:
-the objective the SGD family's weight decay follows), with its gradient, in
+set, sum_i w_i loss(x_i, y_i) / sum_i w_i + (weight_decay / 2) ||W||^2
+(w_i the examples' weights, 1 unless given, and 0 for the rows of the
+cross-validation fold a configuration leaves out; b not penalized: the
+objective the SGD family's weight decay follows), with its gradient, in
 chunks of rows: what the full-batch solvers minimize.
 """
 
@@ -111,57 +113,89 @@ def stacked_logits(params_M, x_BxD):
   return jnp.transpose(logits, (1, 0, 2))
 
 
-def full_batch_value(params_M, x_NxD, y_N, values, *, blocks, loss_input,
-                     chunk):
+Rows = tuple  # (labels int32 [N], weights float32 [N], folds int32 [N])
+
+
+def rows_of(dataset: data_lib.Dataset) -> Rows:
+  """The training rows' labels, weights and folds, as the full-batch
+  objective takes them (weights 1 and one fold 0 where the data have none)."""
+  n = len(dataset.y_train)
+  return (dataset.y_train, data_lib.train_weights(dataset),
+          np.zeros(n, np.int32) if dataset.folds is None
+          else np.asarray(dataset.folds, np.int32))
+
+
+def _kept(rows_C: Rows, valid_C, fold_M):
+  """Each configuration's weight of each row of a chunk [M, C] and whether
+  it trains on it [M, C] (not padding, not in the fold it leaves out)."""
+  _, w_C, fold_C = rows_C
+  kept = valid_C[None] & (fold_C[None] != fold_M[:, None])
+  return w_C[None] * kept, kept
+
+
+def full_batch_value(params_M, x_NxD, rows_N: Rows, values, *, blocks,
+                     loss_input, chunk):
   """Each configuration's objective over all N rows [M] (no gradient): the
   number `full_batch` minimizes, for any optimizer's params."""
-  def chunk_sums(x, y, valid):
+  def chunk_sums(x, rows, valid):
     per = per_example_losses(stacked_logits(params_M, data_lib.to_features(x)),
-                             y, values["huber_delta"], blocks=blocks,
+                             rows[0], values["huber_delta"], blocks=blocks,
                              loss_input=loss_input)
-    return jnp.sum(per * valid, axis=-1)
+    w, _ = _kept(rows, valid, values["fold"])
+    return {"loss": jnp.sum(per * w, axis=-1), "weight": jnp.sum(w, axis=-1)}
 
-  total = evaluation.sum_chunks(chunk_sums, x_NxD, y_N, chunk)
-  return total / x_NxD.shape[0] + penalty(params_M, values["weight_decay"])
+  total = evaluation.sum_chunks(chunk_sums, x_NxD, rows_N, chunk)
+  return (total["loss"] / total["weight"]
+          + penalty(params_M, values["weight_decay"]))
 
 
-def full_batch(theta_MxP, x_NxD, y_N, values, *, unravel, blocks, loss_input,
-               chunk, squeeze=False):
+def full_batch(theta_MxP, x_NxD, rows_N: Rows, values, *, unravel, blocks,
+               loss_input, chunk, squeeze=False):
   """The objective over all N rows, its gradient (flat, [M, P]) and, as aux,
-  each configuration's mean loss and accuracy on them.
+  each configuration's weighted mean loss and its accuracy on the rows it
+  trains on.
 
   theta_MxP are the configurations' parameters flattened (`unravel` turns
-  one row back into a params tree). Rows are taken in chunks and the
-  gradient summed over them (evaluation.sum_chunks): no [N, K] array.
+  one row back into a params tree); rows_N their labels, weights and folds
+  (rows_of). Rows are taken in chunks and the gradient summed over them
+  (evaluation.sum_chunks): no [N, K] array.
   """
   params_M = jax.vmap(unravel)(theta_MxP)
 
-  def chunk_sums(x, y, valid):
+  def chunk_sums(x, rows, valid):
+    w, kept = _kept(rows, valid, values["fold"])
+
     def loss_sum(params_M):
       logits = stacked_logits(params_M, data_lib.to_features(x))
-      per = per_example_losses(logits, y, values["huber_delta"], blocks=blocks,
-                               loss_input=loss_input, squeeze=squeeze)
-      sums = jnp.sum(per * valid, axis=-1)
+      per = per_example_losses(logits, rows[0], values["huber_delta"],
+                               blocks=blocks, loss_input=loss_input,
+                               squeeze=squeeze)
+      sums = jnp.sum(per * w, axis=-1)
       return jnp.sum(sums), (sums, logits)
 
     (_, (sums, logits)), grads = jax.value_and_grad(loss_sum, has_aux=True)(
         params_M)
-    correct = jnp.sum(valid * over_stack(metrics.argmax_is, squeeze, in_axes=(
-        0, None))(logits, y), axis=-1)
-    return {"loss": sums, "grad": grads, "correct": correct}
+    correct = jnp.sum(kept * over_stack(metrics.argmax_is, squeeze, in_axes=(
+        0, None))(logits, rows[0]), axis=-1)
+    return {"loss": sums, "grad": grads, "correct": correct,
+            "weight": jnp.sum(w, axis=-1), "count": jnp.sum(kept, axis=-1)}
 
-  total = evaluation.sum_chunks(chunk_sums, x_NxD, y_N, chunk)
-  n = x_NxD.shape[0]
+  total = evaluation.sum_chunks(chunk_sums, x_NxD, rows_N, chunk)
+  weight_M = total["weight"]
   wd = values["weight_decay"]
+
+  def per_config(a, v_M):
+    return v_M.reshape((-1,) + (1,) * (a.ndim - 1))
+
   grads = jax.tree.map(
-      lambda g, p, on: g / n + (wd.reshape((-1,) + (1,) * (p.ndim - 1)) * p
-                                if on else 0.0),
+      lambda g, p, on: g / per_config(g, weight_M) + (per_config(p, wd) * p
+                                                      if on else 0.0),
       total["grad"], params_M, optimizers.decayed(params_M))
-  loss_M = total["loss"] / n
+  loss_M = total["loss"] / weight_M
   value_M = loss_M + penalty(params_M, wd)
   flat = jax.vmap(lambda g: ravel_pytree(g)[0])(grads)
   return value_M, flat, {"train_loss": loss_M,
-                         "train_accuracy": total["correct"] / n}
+                         "train_accuracy": total["correct"] / total["count"]}
 
 
 def whitening_preconditioner(mean_D, eigvecs_DxD, eigvals_D, weight_decay_M,

@@ -82,6 +82,7 @@ class ClosedForm:
   holds the objective and its gradient norm, a check of the solution."""
 
   FULL_BATCH: ClassVar[bool] = True
+  WEIGHTS: ClassVar[bool] = False
   UNREAD: ClassVar[tuple[str, ...]] = (*FULL_BATCH_UNREAD, "tol", "max_iters")
   SOLUTION_KEYS: ClassVar[tuple[str, ...]] = ("objective", "grad_norm",
                                               "iterations", "converged")
@@ -126,7 +127,8 @@ class ClosedForm:
   def compile(self, states):
     del states
     self.x = self.stack.replicate(self.dataset.x_train)
-    self.y = self.stack.replicate(self.dataset.y_train)
+    self.y = jax.tree.map(self.stack.replicate,
+                          objective.rows_of(self.dataset))
 
   def round(self, states, r):
     del r
