@@ -5,3 +5,13 @@ nothing heavy, so that bad input is refused fast.
 """
 
 __version__ = "0.1.0"
+
+# The scikit-learn estimators (estimator.py), imported on first use.
+_ESTIMATORS = ("SoftmaxRegression", "SoftmaxRegressionCV")
+
+
+def __getattr__(name: str):
+  if name in _ESTIMATORS:
+    from softmax_jax import estimator  # pylint: disable=g-import-not-at-top
+    return getattr(estimator, name)
+  raise AttributeError(f"module 'softmax_jax' has no attribute {name!r}")

@@ -326,8 +326,9 @@ def _compiled_evaluation(stack: Stack, params, dataset: data_lib.Dataset,
   splits (and, objective_too, {"objective": [M]}, the full training
   objective: --track_objective), compiled for the stack's params."""
   replicate = stack.replicate
-  evals: dict[str, tuple] = {
-      "test": (replicate(dataset.x_test), replicate(dataset.y_test))}
+  evals: dict[str, tuple] = {}
+  if len(dataset.x_test):  # (an estimator's fit has no test split)
+    evals["test"] = (replicate(dataset.x_test), replicate(dataset.y_test))
   if dataset.x_val is not None:
     evals["val"] = (replicate(dataset.x_val), replicate(dataset.y_val))
   chunk = evaluation.chunk_for(len(stack.stacked), dataset.num_classes)

@@ -284,7 +284,8 @@ class LBFGS:
     self.penalized = jax.flatten_util.ravel_pytree(jax.tree.map(
         lambda p, on: jnp.full(p.shape, float(on)), template,
         optimizers.decayed(template)))[0]
-    loss_of = [(s.loss, s.huber_delta if s.loss == "huber" else 0.0)
+    # (and the same rows: a cross-validation fold leaves out its own)
+    loss_of = [(s.loss, s.huber_delta if s.loss == "huber" else 0.0, s.fold)
                for s in stacked]
     self.same_loss = np.array([[a == b for b in loss_of] for a in loss_of])
     self.stack, self.stacked, self.dataset = stack, stacked, dataset

@@ -1,0 +1,374 @@
+"""softmax_jax from a notebook: scikit-learn estimators over the same solvers.
+
+  clf = SoftmaxRegression(C=0.3).fit(X_train, y_train)   # the exact optimum
+  clf.predict_proba(X_test); clf.score(X_test, y_test)
+  cv = SoftmaxRegressionCV(Cs=10, cv=5).fit(X, y)  # folds x Cs: one stack
+  cv.C_, cv.scores_
+
+C has scikit-learn's meaning: the objective C sum_i s_i loss_i + ||W||^2 / 2
+(s_i the sample weights times the class weights; the bias unpenalized) is
+the command line's weighted mean loss + (weight_decay / 2) ||W||^2 with
+weight_decay = 1 / (C sum_i s_i), 1 / (C N) without weights. A fit is
+train.train_configs on a Dataset of the arrays, as a run of launch.py is:
+no workdir, no files, no printing. Two classes are the symmetric softmax
+model, reported in scikit-learn's binary layout (one row: class 1's weights
+minus class 0's); its optimum at C is LogisticRegression's at 2 C.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+import warnings
+
+import numpy as np
+from scipy import special
+from sklearn.base import BaseEstimator
+from sklearn.base import ClassifierMixin
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.metrics import accuracy_score
+from sklearn.metrics import log_loss
+from sklearn.model_selection import check_cv
+from sklearn.utils.class_weight import compute_class_weight
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import _check_sample_weight
+from sklearn.utils.validation import check_is_fitted
+from sklearn.utils.validation import validate_data
+
+from softmax_jax import train
+from softmax_jax.config import Config
+from softmax_jax.data import datasets
+from softmax_jax.errors import UserError
+from softmax_jax.outputs import workdir as workdir_lib
+
+SCORINGS = ("accuracy", "neg_log_loss")
+
+
+class _Softmax(ClassifierMixin, BaseEstimator):
+  """What both estimators share: validation, fitting a strength,
+  prediction, the model's layout, saving and loading (their constructors
+  store the arguments)."""
+
+  class_weight: object
+  fit_intercept: bool
+  max_iter: int
+  penalty: str
+  solver: str
+  tol: float
+
+  def decision_function(self, X):
+    """The logits [N, K] ([N] for two classes: class 1's minus class 0's)."""
+    check_is_fitted(self)
+    X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
+    scores = X @ self.coef_.T + self.intercept_
+    return scores[:, 0] if len(self.classes_) == 2 else scores
+
+  def predict_log_proba(self, X):
+    scores = self.decision_function(X)
+    if scores.ndim == 1:
+      scores = np.stack([np.zeros_like(scores), scores], axis=1)
+    return special.log_softmax(scores, axis=1)
+
+  def predict_proba(self, X):
+    """The class probabilities [N, K], columns in the order of classes_."""
+    return np.exp(self.predict_log_proba(X))
+
+  def predict(self, X):
+    scores = self.decision_function(X)
+    index = (scores > 0).astype(int) if scores.ndim == 1 else np.argmax(
+        scores, axis=1)
+    return self.classes_[index]
+
+  def save(self, path) -> None:
+    """Writes the model as params.npz in the folder `path`: the format of a
+    run's workdir, so that `launch.py --mode=predict --workdir=PATH` reads
+    it."""
+    check_is_fitted(self)
+    w, b = self._softmax_params()
+    Path(path).mkdir(parents=True, exist_ok=True)
+    workdir_lib.save_params(
+        Path(path), {"b": b.astype(np.float32), "w": w.astype(np.float32)},
+        {"class_names": [str(c) for c in self.classes_]})
+
+  @classmethod
+  def load(cls, path):
+    """The model in a folder's params.npz (a run's workdir, or save's), as
+    a fitted estimator whose classes are the class names, taking the inputs
+    as the run's data held them (uint8 pixels 0-255 as they are: the
+    scaling, --standardize and a --calibrate temperature are folded into
+    coef_ and intercept_)."""
+    stored = workdir_lib.read_model(Path(path))
+    if stored is None:
+      raise ValueError(f"{path} holds no readable params.npz of a model")
+    arrays, facts = stored
+    if set(arrays) != {"w", "b"}:
+      raise ValueError(f"{path} holds a model with hidden or PHM layers "
+                       f"({', '.join(sorted(arrays))}); an estimator holds "
+                       "the linear one")
+    # What the run did to its inputs before the model, folded into it: the
+    # logits of (x scale - mean) / std, over the temperature.
+    w, b = arrays["w"].astype(np.float64), arrays["b"].astype(np.float64)
+    scale = 1 / 255 if facts.get("pixels") == "0-255" else 1.0
+    mean = facts.get("feature_mean")
+    std = facts.get("feature_std")
+    mean = np.zeros(len(w)) if mean is None else mean.astype(np.float64)
+    std = np.ones(len(w)) if std is None else std.astype(np.float64)
+    b = b - (mean / std) @ w
+    w = w * (scale / std)[:, None]
+    t = facts.get("temperature") or 1.0
+    model = cls()
+    model.classes_ = np.array(facts["class_names"])
+    model.n_features_in_ = len(w)
+    model._set_model(w / t, b / t)  # pylint: disable=protected-access
+    return model
+
+  def _softmax_params(self):
+    """The softmax model's (w [D, K], b [K]) (two classes: symmetric)."""
+    if len(self.classes_) == 2:
+      w, b = self.coef_[0] / 2, self.intercept_[0] / 2
+      return np.stack([-w, w], axis=1), np.array([-b, b])
+    return self.coef_.T, self.intercept_
+
+  def _set_model(self, w_DxK, b_K) -> None:
+    w_DxK, b_K = np.asarray(w_DxK, np.float64), np.asarray(b_K, np.float64)
+    if len(self.classes_) == 2:  # scikit-learn's binary layout
+      self.coef_ = (w_DxK[:, 1] - w_DxK[:, 0])[None]
+      self.intercept_ = np.array([b_K[1] - b_K[0]])
+    else:
+      self.coef_, self.intercept_ = w_DxK.T, b_K
+
+  def _validated(self, X, y, sample_weight):
+    """X, the labels as class indices, and the examples' weights (sample
+    times class weights), checked as scikit-learn checks them; sets
+    classes_ and n_features_in_ (feature_names_in_ for a DataFrame)."""
+    X, y = validate_data(self, X, y, dtype=[np.float64, np.float32])
+    check_classification_targets(y)
+    self.classes_, y = np.unique(y, return_inverse=True)
+    if len(self.classes_) < 2:
+      raise ValueError(
+          "This solver needs samples of at least 2 classes in the data, but "
+          f"the data contains only one class: {self.classes_[0]!r}")
+    if self.penalty != "l2":
+      raise ValueError(f"penalty={self.penalty!r} is not supported yet; "
+                       "use penalty='l2'")
+    if not self.fit_intercept:
+      raise ValueError("fit_intercept=False is not supported: the model "
+                       "always has its (unpenalized) bias")
+    weights = _check_sample_weight(sample_weight, X, dtype=np.float64,
+                                   ensure_non_negative=True)
+    if self.class_weight is not None:
+      per_class = compute_class_weight(self.class_weight,
+                                       classes=self.classes_,
+                                       y=self.classes_[y])
+      weights = weights * per_class[y]
+    if not weights.sum() > 0:
+      raise ValueError("the sample weights sum to 0: at least one example "
+                       "must weigh something")
+    return X, y.astype(np.int32), weights
+
+  def _config(self, weight_decay: float, fold: int = -1) -> Config:
+    try:
+      return Config(
+          dataset="npz:arrays", optimizer=self.solver, loss=self.loss,
+          loss_input="logits" if self.solver == "exact" else "probs",
+          weight_decay=weight_decay, tol=self.tol, max_iters=self.max_iter,
+          lr=self.lr, batch_size=self.batch_size, epochs=self.epochs,
+          schedule=self.schedule, fold=fold,
+          seed=0 if self.random_state is None else int(self.random_state),
+          eval_every=2**30).validate()
+    except UserError as e:
+      raise ValueError(str(e)) from None
+
+  def _fit_c(self, c: float, dataset: datasets.Dataset, total: float
+             ) -> dict:
+    """Fits all the data at strength c (total: the weights' sum); returns
+    the run's last record."""
+    run = _fit_stack([self._config(1.0 / (c * total))], dataset)[0]
+    self._set_model(run.params["w"], run.params["b"])
+    return run.history[-1]
+
+  def _report(self, records: list[dict]) -> None:
+    """converged_ (every fit of records reached tol), the objective and
+    gradient norm of the last, or a ConvergenceWarning."""
+    last = records[-1]
+    self.converged_ = all(bool(r.get("converged", True)) for r in records)
+    self.objective_ = float(last.get("objective", np.nan))
+    self.grad_norm_ = float(last.get("grad_norm", np.nan))
+    if not self.converged_:
+      warnings.warn(
+          f"{self.solver} stopped at max_iter={self.max_iter} with the "
+          f"gradient norm above tol={self.tol}: not at the optimum; raise "
+          "max_iter", ConvergenceWarning, stacklevel=3)
+
+
+class SoftmaxRegression(_Softmax):
+  """Softmax regression (multinomial logistic regression), solved by
+  softmax_jax; L-BFGS to a gradient norm of `tol` by default (the optimum,
+  where scikit-learn's defaults stop short).
+
+  Parameters: C (inverse L2 strength, scikit-learn's), penalty ("l2"),
+  solver (lbfgs, exact, sgd, momentum, adam; weights need lbfgs), loss
+  (xent, l2, l1, huber), tol (the gradient norm of the objective as a
+  weighted mean), max_iter, fit_intercept (True: the model has its bias),
+  class_weight (None, "balanced" or {label: weight}), random_state (the
+  minibatch solvers' seed), lr, batch_size, epochs, schedule (the
+  minibatch solvers').
+  """
+
+  def __init__(self, C=1.0, *, penalty="l2", solver="lbfgs", loss="xent",
+               tol=1e-5, max_iter=1000, fit_intercept=True, class_weight=None,
+               random_state=None, lr=0.1, batch_size=256, epochs=10,
+               schedule="constant"):
+    self.C = C
+    self.penalty = penalty
+    self.solver = solver
+    self.loss = loss
+    self.tol = tol
+    self.max_iter = max_iter
+    self.fit_intercept = fit_intercept
+    self.class_weight = class_weight
+    self.random_state = random_state
+    self.lr = lr
+    self.batch_size = batch_size
+    self.epochs = epochs
+    self.schedule = schedule
+
+  def fit(self, X, y, sample_weight=None):
+    """Fits the model to X [N, D] and labels y [N] (any labels, at least two
+    classes), with optional per-example weights [N]; returns self."""
+    X, y, weights = self._validated(X, y, sample_weight)
+    _check_c(self.C)
+    last = self._fit_c(self.C, _dataset(X, y, weights, self.classes_),
+                       weights.sum())
+    self.n_iter_ = np.array([int(last.get("iterations", last["epoch"]))])
+    self._report([last])
+    return self
+
+
+class SoftmaxRegressionCV(_Softmax):
+  """SoftmaxRegression with C chosen by cross-validation: every (fold, C)
+  pair is one configuration of one stack, trained together in one compiled
+  program (L-BFGS warm-starting along each fold's path), then refit on all
+  the data at the best C (refit=True), as LogisticRegressionCV does.
+
+  Cs: a number of strengths (np.logspace(-4, 4, Cs)) or a list; cv: a
+  number of stratified folds, or a splitter whose test folds partition the
+  rows (KFold, StratifiedKFold, GroupKFold); scoring: accuracy or
+  neg_log_loss. Learned: C_, Cs_, scores_ [folds, Cs], and the model.
+  """
+
+  def __init__(self, Cs=10, *, cv=5, scoring="accuracy", refit=True,
+               penalty="l2", solver="lbfgs", loss="xent", tol=1e-5,
+               max_iter=1000, fit_intercept=True, class_weight=None,
+               random_state=None, lr=0.1, batch_size=256, epochs=10,
+               schedule="constant"):
+    self.Cs = Cs
+    self.cv = cv
+    self.scoring = scoring
+    self.refit = refit
+    self.penalty = penalty
+    self.solver = solver
+    self.loss = loss
+    self.tol = tol
+    self.max_iter = max_iter
+    self.fit_intercept = fit_intercept
+    self.class_weight = class_weight
+    self.random_state = random_state
+    self.lr = lr
+    self.batch_size = batch_size
+    self.epochs = epochs
+    self.schedule = schedule
+
+  def fit(self, X, y, sample_weight=None, groups=None):
+    """Scores every (fold, C), keeps the best C (C_), and refits there."""
+    X, y, weights = self._validated(X, y, sample_weight)
+    if self.scoring not in SCORINGS:
+      raise ValueError(f"scoring={self.scoring!r}; choose one of "
+                       f"{', '.join(SCORINGS)}")
+    self.Cs_ = (np.logspace(-4, 4, self.Cs) if np.ndim(self.Cs) == 0
+                else np.asarray(self.Cs, np.float64))
+    for c in self.Cs_:
+      _check_c(c)
+    folds = _folds(check_cv(self.cv, y, classifier=True), X, y, groups)
+    num_folds, num_cs = int(folds.max()) + 1, len(self.Cs_)
+    dataset = _dataset(X, y, weights, self.classes_)
+    # Each fold's strengths for its own training rows' weight.
+    configs = [self._config(1.0 / (c * weights[folds != f].sum()), fold=f)
+               for f in range(num_folds) for c in self.Cs_]
+    runs = _fit_stack(configs, dataclasses.replace(dataset, folds=folds))
+    self.scores_ = np.array(
+        [_score(self.scoring, run.params, X[folds == i // num_cs],
+                y[folds == i // num_cs], len(self.classes_))
+         for i, run in enumerate(runs)]).reshape(num_folds, num_cs)
+    self.n_iter_ = np.array([int(r.history[-1].get("iterations", 0))
+                             for r in runs]).reshape(num_folds, num_cs)
+    best = int(np.argmax(self.scores_.mean(axis=0)))
+    self.C_ = float(self.Cs_[best])
+    records = [r.history[-1] for r in runs]
+    if self.refit:
+      records.append(self._fit_c(self.C_, dataset, weights.sum()))
+    else:  # scikit-learn's: the folds' models at C_, averaged
+      chosen = [runs[f * num_cs + best].params for f in range(num_folds)]
+      self._set_model(np.mean([p["w"] for p in chosen], axis=0),
+                      np.mean([p["b"] for p in chosen], axis=0))
+    self._report(records)
+    return self
+
+
+def _check_c(c) -> None:
+  try:
+    ok = bool(np.isfinite(float(c)) and float(c) > 0)
+  except (TypeError, ValueError):
+    ok = False
+  if not ok:
+    raise ValueError(f"C must be a finite number > 0, got {c!r}")
+
+
+def _dataset(X, y, weights, classes) -> datasets.Dataset:
+  """The arrays as a Dataset with no test split (the loop scores none)."""
+  x = np.ascontiguousarray(X, np.float32)
+  return datasets.Dataset(
+      name="arrays", x_train=x, y_train=y, x_test=x[:0], y_test=y[:0],
+      class_names=tuple(str(c) for c in classes),
+      w_train=np.asarray(weights, np.float32))
+
+
+def _fit_stack(configs: list[Config], dataset: datasets.Dataset):
+  """The trained runs of configs (one compiled stack where they differ only
+  in values), or a ValueError in scikit-learn's manner."""
+  try:
+    result = train.train_configs(configs, dataset)
+  except UserError as e:
+    raise ValueError(str(e)) from None
+  diverged = [r for r in result.runs if r.status == train.DIVERGED]
+  if diverged:
+    raise ValueError(str(train.diverged_error(diverged[0])))
+  return result.runs
+
+
+def _folds(splitter, X, y, groups) -> np.ndarray:
+  """Each row's test fold under the splitter, or a ValueError where its
+  test folds do not partition the rows."""
+  folds = np.full(len(y), -1, np.int32)
+  for f, (_, test) in enumerate(splitter.split(X, y, groups)):
+    if (folds[test] >= 0).any():
+      raise ValueError("cv's test folds overlap; give a splitter whose test "
+                       "folds partition the rows (KFold, StratifiedKFold, "
+                       "GroupKFold) or a number of folds")
+    folds[test] = f
+  if (folds < 0).any():
+    raise ValueError("cv's test folds leave rows out; give a splitter whose "
+                     "test folds partition the rows (KFold, StratifiedKFold, "
+                     "GroupKFold) or a number of folds")
+  return folds
+
+
+def _score(scoring: str, params, X, y, num_classes: int) -> float:
+  """A fold's score of a model: accuracy or negative log-loss."""
+  logits = X @ params["w"] + params["b"]
+  if scoring == "accuracy":
+    return float(accuracy_score(y, np.argmax(logits, axis=1)))
+  return -float(log_loss(y, special.softmax(logits, axis=1),
+                         labels=np.arange(num_classes)))
+
+
