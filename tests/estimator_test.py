@@ -1,0 +1,207 @@
+"""The scikit-learn estimators: parity with scikit-learn's
+LogisticRegression on Fashion-MNIST (objective and predictions, two classes,
+class and sample weights), cross-validation as one stack, and one model
+format with the command line."""
+
+import numpy as np
+import pytest
+from sklearn.linear_model import LogisticRegression
+from sklearn.linear_model import LogisticRegressionCV
+from sklearn.model_selection import StratifiedKFold
+
+from softmax_jax import runner
+from softmax_jax import SoftmaxRegression
+from softmax_jax import SoftmaxRegressionCV
+
+@pytest.fixture(scope="module")
+def images(fashion_mnist):
+  """1,000 training and all 10,000 test images of Fashion-MNIST, in [0,
+  1] (benchmarks/estimator.py: 10,000 and 60,000)."""
+  ds = fashion_mnist
+  return (ds.x_train[:1000] / 255.0, ds.y_train[:1000],
+          ds.x_test / 255.0, ds.y_test)
+
+
+def _objective(coef, intercept, X, y, C, sample_weight=None):
+  """scikit-learn's objective: C sum_i s_i loss_i + ||W||^2 / 2 (binary
+  coef [1, D]: logistic; else multinomial), in float64."""
+  s = np.ones(len(y)) if sample_weight is None else sample_weight
+  z = X @ coef.T + intercept
+  if coef.shape[0] == 1:
+    z = np.concatenate([np.zeros_like(z), z], axis=1)
+  z = z - z.max(axis=1, keepdims=True)
+  log_p = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+  return -C * (s * log_p[np.arange(len(y)), y]).sum() + 0.5 * (coef**2).sum()
+
+
+def _reference(X, y, C, **kw):
+  return LogisticRegression(C=C, tol=1e-10, max_iter=20000, **kw).fit(X, y)
+
+
+def _assert_parity(ours, theirs, X, y, X_test, C, sample_weight=None):
+  """Our objective within 1e-5 of scikit-learn's tight fit, or below it;
+  the predictions agree on >= 99.9 % of the test rows."""
+  mine = _objective(ours.coef_, ours.intercept_, X, y, C, sample_weight)
+  reference = _objective(theirs.coef_, theirs.intercept_, X, y, C,
+                         sample_weight)
+  assert mine <= reference * (1 + 1e-5), (mine, reference)
+  agree = np.mean(ours.predict(X_test) == theirs.predict(X_test))
+  assert agree >= 0.999, agree
+
+
+def test_the_optimum_of_scikit_learn_multinomial(images):
+  X, y, X_test, _ = images
+  ours = SoftmaxRegression(C=1 / 3).fit(X, y)
+  assert ours.converged_ and ours.coef_.shape == (10, 784)
+  _assert_parity(ours, _reference(X, y, 1 / 3), X, y, X_test, 1 / 3)
+
+
+def test_two_classes_are_scikit_learns_binary_model_at_twice_c(images):
+  """The symmetric two-class softmax at C is the logistic model at 2 C."""
+  X, y, X_test, y_test = images
+  pick, pick_test = np.isin(y, (0, 6)), np.isin(y_test, (0, 6))
+  labels = np.where(y[pick] == 0, "T-shirt", "shirt")
+  ours = SoftmaxRegression(C=0.1).fit(X[pick], labels)
+  assert ours.coef_.shape == (1, 784) and list(ours.classes_) == [
+      "T-shirt", "shirt"]
+  theirs = _reference(X[pick], labels, 0.2)
+  _assert_parity(ours, theirs, X[pick], (labels == "shirt").astype(int),
+                 X_test[pick_test], 0.2)
+  assert ours.predict_proba(X_test[:5]).shape == (5, 2)
+
+
+def test_balanced_class_weights_on_an_imbalanced_subset(images):
+  X, y, X_test, _ = images
+  keep = (y >= 3) | (np.arange(len(y)) % 10 == 0)  # classes 0-2 at 10 %
+  ours = SoftmaxRegression(C=0.5, class_weight="balanced").fit(X[keep],
+                                                              y[keep])
+  theirs = _reference(X[keep], y[keep], 0.5, class_weight="balanced")
+  counts = np.bincount(y[keep])
+  weights = (len(y[keep]) / (10 * counts))[y[keep]]
+  _assert_parity(ours, theirs, X[keep], y[keep], X_test, 0.5, weights)
+  plain = SoftmaxRegression(C=0.5).fit(X[keep], y[keep])
+  rare = np.isin(y[keep], (0, 1, 2))
+  assert ours.predict(X[keep][rare]).tolist().count(0) > plain.predict(
+      X[keep][rare]).tolist().count(0)
+
+
+def test_sample_weights_as_scikit_learn_weighs_them(images):
+  X, y, X_test, _ = images
+  weights = np.random.default_rng(0).uniform(0, 3, len(y))
+  ours = SoftmaxRegression(C=0.3).fit(X, y, sample_weight=weights)
+  theirs = _reference(X, y, 0.3).fit(X, y, sample_weight=weights)
+  _assert_parity(ours, theirs, X, y, X_test, 0.3, weights)
+
+
+def test_integer_weights_are_repeated_rows(images):
+  """Weights 0, 1, 2, 3 give the optimum of the rows repeated that often:
+  the same objective (1e-6) and the same predictions."""
+  X, y, X_test, _ = images
+  X, y = X[:600], y[:600]
+  counts = np.arange(len(y)) % 4
+  weighted = SoftmaxRegression(C=1.0).fit(X, y, sample_weight=counts)
+  repeated = SoftmaxRegression(C=1.0).fit(np.repeat(X, counts, axis=0),
+                                          np.repeat(y, counts))
+  value = [_objective(m.coef_, m.intercept_, X, y, 1.0, counts)
+           for m in (weighted, repeated)]
+  assert value[0] == pytest.approx(value[1], rel=1e-6)
+  assert np.mean(weighted.predict(X_test) == repeated.predict(X_test)) > 0.999
+
+
+def test_cross_validation_is_one_stack_of_separate_fits(images):
+  """Each (fold, C) of the one stack scores as its own fit on the fold's
+  training rows; C_ is the best mean, refit on all rows."""
+  X, y, _, _ = images
+  X, y = X[:900], y[:900]
+  cs = [0.01, 0.1, 1.0]
+  splitter = StratifiedKFold(3)
+  cv = SoftmaxRegressionCV(Cs=cs, cv=splitter).fit(X, y)
+  assert cv.scores_.shape == (3, 3) and cv.n_iter_.shape == (3, 3)
+  for f, (train, test) in enumerate(splitter.split(X, y)):
+    for j, c in enumerate(cs):
+      alone = SoftmaxRegression(C=c).fit(X[train], y[train])
+      assert cv.scores_[f, j] == pytest.approx(alone.score(X[test], y[test]),
+                                               abs=2 / len(test))
+  assert cv.C_ == cs[int(np.argmax(cv.scores_.mean(axis=0)))]
+  refit = SoftmaxRegression(C=cv.C_).fit(X, y)
+  np.testing.assert_allclose(cv.coef_, refit.coef_, atol=1e-4)
+
+
+def test_cross_validation_chooses_scikit_learns_c():
+  """On scikit-learn's 8 x 8 digits (1,797 images): the same C or its
+  neighbour on the grid, and test accuracy within 0.01."""
+  from sklearn.datasets import load_digits  # pylint: disable=g-import-not-at-top
+  X, y = load_digits(return_X_y=True)
+  X = X / 16
+  X, y, X_test, y_test = X[:1200], y[:1200], X[1200:], y[1200:]
+  cs = np.logspace(-3, 2, 6)
+  ours = SoftmaxRegressionCV(Cs=cs, cv=3).fit(X, y)
+  theirs = LogisticRegressionCV(Cs=cs, cv=3, tol=1e-8, max_iter=5000,
+                                l1_ratios=(0.0,), scoring="accuracy",
+                                use_legacy_attributes=False).fit(X, y)
+  assert abs(list(cs).index(ours.C_) - list(cs).index(theirs.C_)) <= 1
+  assert abs(ours.score(X_test, y_test) - theirs.score(X_test, y_test)) < 0.01
+
+
+def test_a_splitter_whose_folds_overlap_is_refused(images):
+  from sklearn.model_selection import ShuffleSplit  # pylint: disable=g-import-not-at-top
+  X, y, _, _ = images
+  with pytest.raises(ValueError, match="partition the rows"):
+    SoftmaxRegressionCV(Cs=2, cv=ShuffleSplit(3, random_state=0)).fit(
+        X[:300], y[:300])
+
+
+def test_weights_need_a_solver_that_takes_them(images):
+  X, y, _, _ = images
+  with pytest.raises(ValueError, match="--optimizer=sgd does not yet take "
+                     "per-example weights"):
+    SoftmaxRegression(solver="sgd").fit(X[:300], y[:300],
+                                        sample_weight=np.ones(300))
+
+
+def test_one_model_format_with_the_command_line(images, tmp_path):
+  """An estimator saved as params.npz predicts through --mode=predict as
+  itself; the model loads back as the same estimator."""
+  X, y, X_test, _ = images
+  names = np.array(["t-shirt", "trouser", "pullover", "dress", "coat",
+                    "sandal", "shirt", "sneaker", "bag", "boot"])
+  fitted = SoftmaxRegression(C=0.3).fit(X[:800], names[y[:800]])
+  fitted.save(tmp_path / "model")
+  np.save(tmp_path / "rows.npy", X_test[:20].astype(np.float32))
+  ranked = runner.predict(tmp_path / "model", [str(tmp_path / "rows.npy")],
+                          top=1)
+  assert [r[1][0][0] for r in ranked] == list(fitted.predict(X_test[:20]))
+  probs = fitted.predict_proba(X_test[:20]).max(axis=1)
+  np.testing.assert_allclose([r[1][0][1] for r in ranked], probs, rtol=1e-4)
+  loaded = SoftmaxRegression.load(tmp_path / "model")
+  np.testing.assert_allclose(loaded.predict_proba(X_test[:20]),
+                             fitted.predict_proba(X_test[:20]), atol=1e-6)
+
+
+def test_a_run_of_launch_py_loads_as_an_estimator(tmp_path):
+  """A run trained with --standardize and --calibrate on uint8 pixels:
+  its model, folded into coef_ and intercept_, predicts as --mode=predict
+  does on the stored pixels."""
+  rng = np.random.default_rng(0)
+  centers = rng.integers(0, 256, (3, 12))
+  y = rng.integers(0, 3, 400)
+  x = np.clip(centers[y] + rng.normal(0, 40, (400, 12)), 0, 255).astype(
+      np.uint8).reshape(400, 3, 4)
+  folder = tmp_path / "data"
+  folder.mkdir()
+  for split, rows in (("train", slice(0, 300)), ("test", slice(300, 400))):
+    np.save(folder / f"x_{split}.npy", x[rows])
+    np.save(folder / f"y_{split}.npy", y[rows])
+  from softmax_jax.config import Config  # pylint: disable=g-import-not-at-top
+  runner.run(Config(dataset=f"npy:{folder}", optimizer="lbfgs",
+                    weight_decay=1e-3, standardize=True, calibrate=True,
+                    val_fraction=0.2), tmp_path / "run", verbose=False)
+  loaded = SoftmaxRegression.load(tmp_path / "run")
+  np.save(tmp_path / "rows.npy", x[300:])
+  ranked = runner.predict(tmp_path / "run", [str(tmp_path / "rows.npy")],
+                          top=1)
+  flat = x[300:].reshape(100, -1).astype(np.float64)
+  assert [r[1][0][0] for r in ranked] == list(loaded.predict(flat))
+  np.testing.assert_allclose([r[1][0][1] for r in ranked],
+                             loaded.predict_proba(flat).max(axis=1),
+                             rtol=1e-4)
