@@ -13,6 +13,7 @@ from softmax_jax import runner
 from softmax_jax import SoftmaxRegression
 from softmax_jax import SoftmaxRegressionCV
 
+
 @pytest.fixture(scope="module")
 def images(fashion_mnist):
   """1,000 training and all 10,000 test images of Fashion-MNIST, in [0,
@@ -122,7 +123,7 @@ def test_cross_validation_is_one_stack_of_separate_fits(images):
       alone = SoftmaxRegression(C=c).fit(X[train], y[train])
       assert cv.scores_[f, j] == pytest.approx(alone.score(X[test], y[test]),
                                                abs=2 / len(test))
-  assert cv.C_ == cs[int(np.argmax(cv.scores_.mean(axis=0)))]
+  assert cs[int(np.argmax(cv.scores_.mean(axis=0)))] == cv.C_
   refit = SoftmaxRegression(C=cv.C_).fit(X, y)
   np.testing.assert_allclose(cv.coef_, refit.coef_, atol=1e-4)
 
