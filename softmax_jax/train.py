@@ -32,6 +32,7 @@ from softmax_jax import losses
 from softmax_jax import model
 from softmax_jax import solvers
 from softmax_jax import sweep
+from softmax_jax.compilation import compile_once
 from softmax_jax.config import Config
 from softmax_jax.data import datasets as data_lib
 from softmax_jax.errors import DivergedError
@@ -337,7 +338,7 @@ def _compiled_evaluation(stack: Stack, params, dataset: data_lib.Dataset,
                                                 chunk=chunk),
                               in_axes=(0, None, None)),
                      out_shardings=stack.layout.replicated)
-      .lower(params, *xy).compile()
+      .lower(params, *xy)
       for split, xy in evals.items()}
   if objective_too:
     train_xy = (replicate(dataset.x_train),
@@ -346,10 +347,11 @@ def _compiled_evaluation(stack: Stack, params, dataset: data_lib.Dataset,
         objective.full_batch_value, blocks=objective.loss_blocks(stack.stacked),
         loss_input=stack.first.loss_input, chunk=chunk),
         out_shardings=stack.layout.replicated).lower(
-            params, *train_xy, stack.values).compile()
+            params, *train_xy, stack.values)
     evals["objective"] = (*train_xy, stack.values)
+  compiled = {split: compile_once(lowered) for split, lowered in fns.items()}
   return lambda p: {split: jax.device_get(fn(p, *evals[split]))
-                    for split, fn in fns.items()}
+                    for split, fn in compiled.items()}
 
 
 def _judge(record: dict, history: list[dict], status: str, uniform: float,

@@ -152,12 +152,30 @@ def test_a_splitter_whose_folds_overlap_is_refused(images):
         X[:300], y[:300])
 
 
-def test_weights_need_a_solver_that_takes_them(images):
+def test_the_closed_form_weighs_as_repeated_rows(images):
+  """Ridge on the one-hot code with integer weights: the solution of the
+  rows repeated, to float32 rounding."""
   X, y, _, _ = images
-  with pytest.raises(ValueError, match="--optimizer=sgd does not yet take "
-                     "per-example weights"):
-    SoftmaxRegression(solver="sgd").fit(X[:300], y[:300],
-                                        sample_weight=np.ones(300))
+  X, y = X[:400], y[:400]
+  counts = np.arange(len(y)) % 3
+  weighted = SoftmaxRegression(C=0.1, solver="exact", loss="l2").fit(
+      X, y, sample_weight=counts)
+  repeated = SoftmaxRegression(C=0.1, solver="exact", loss="l2").fit(
+      np.repeat(X, counts, axis=0), np.repeat(y, counts))
+  np.testing.assert_allclose(weighted.coef_, repeated.coef_, atol=1e-5)
+  np.testing.assert_allclose(weighted.intercept_, repeated.intercept_,
+                             atol=1e-5)
+
+
+def test_cross_validation_with_a_minibatch_solver(images):
+  """Folds x Cs of SGD are one stack too, each configuration's steps on
+  the rows outside its fold (scored on its fold: far from chance at the
+  weak penalty, chosen)."""
+  X, y, _, _ = images
+  cv = SoftmaxRegressionCV(Cs=[0.01, 1.0], cv=2, solver="sgd", lr=0.5,
+                           epochs=5, batch_size=50).fit(X[:600], y[:600])
+  assert cv.scores_.shape == (2, 2) and (cv.scores_[:, 1] > 0.6).all()
+  assert cv.C_ == 1.0 and cv.score(X[600:], y[600:]) > 0.6
 
 
 def test_one_model_format_with_the_command_line(images, tmp_path):

@@ -5,6 +5,7 @@ import csv
 import dataclasses
 
 import jax
+import jax.flatten_util
 import jax.numpy as jnp
 import numpy as np
 import optax
@@ -352,3 +353,42 @@ def test_calibrate_fits_a_temperature_on_the_validation_split():
                      "validation split"):
     train.train_and_evaluate(dataclasses.replace(TINY, calibrate=True),
                              synthetic_dataset())
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "lbfgs"])
+@pytest.mark.parametrize("fold", [-1, 1])
+def test_a_step_follows_the_weighted_objective(optimizer, fold):
+  """Weights and a left-out fold: SGD's first step on one minibatch of
+  every row is -lr times the gradient of the weighted full-batch objective
+  (the one L-BFGS minimizes, objective.full_batch), and L-BFGS's loss is
+  that objective's."""
+  dataset = dataclasses.replace(
+      synthetic_dataset(n_train=96, num_features=6, num_classes=3),
+      w_train=np.random.default_rng(1).uniform(0, 2, 96).astype(np.float32),
+      folds=(np.arange(96) % 3).astype(np.int32))
+  config = Config(optimizer=optimizer, lr=0.5, weight_decay=0.01, epochs=1,
+                  batch_size=96, init_scale=0.0, max_iters=50, fold=fold)
+  run = train.train_configs([config], dataset).runs[0]
+  zeros = model.init_params(jax.random.key(0), 6, 3, 0.0)
+  _, unravel = jax.flatten_util.ravel_pytree(zeros)
+  values = {"weight_decay": np.array([0.01], np.float32),
+            "huber_delta": np.ones(1, np.float32),
+            "fold": np.array([fold], np.int32)}
+
+  def value(params):
+    theta = jax.flatten_util.ravel_pytree(params)[0][None]
+    return objective.full_batch(
+        theta, dataset.x_train, objective.rows_of(dataset), values,
+        unravel=unravel, blocks=(("xent", 0, 1),), loss_input="probs",
+        chunk=32)
+
+  if optimizer == "sgd":
+    grad = unravel(value(zeros)[1][0])
+    for name in ("w", "b"):
+      np.testing.assert_allclose(run.params[name], -0.5 * grad[name],
+                                 atol=1e-6)
+  else:
+    loss = float(value(run.params)[2]["train_loss"][0])
+    assert run.history[-1]["train_loss"] == pytest.approx(loss, rel=1e-5)
+    assert float(value(run.params)[0][0]) == pytest.approx(
+        run.history[-1]["objective"], rel=1e-5)

@@ -75,10 +75,12 @@ class Feed:
   B, ...] or [steps, M, B, ...], y alike) with indices None, gathered on the
   host. A `shard` holds only this process's share (x_NxD, y_N are it): each
   process gathers its part of every minibatch, and the device arrays are
-  assembled from all processes' parts.
+  assembled from all processes' parts. y_N: the labels [N], or a tuple of
+  [N] arrays (the labels with the rows' weights and folds:
+  objective.rows_of), each gathered alike.
   """
 
-  def __init__(self, x_NxD: np.ndarray, y_N: np.ndarray,
+  def __init__(self, x_NxD: np.ndarray, y_N,
                put: Callable[[np.ndarray], jax.Array], *,
                budget: int | None, examples_per_step: int,
                batches: NamedSharding | None = None,
@@ -94,7 +96,7 @@ class Feed:
           1, chunk_bytes // (row_bytes * examples_per_step))
     else:
       self.steps_per_chunk = None
-      self.x_dev, self.y_dev = put(x_NxD), put(y_N)
+      self.x_dev, self.y_dev = put(x_NxD), jax.tree.map(put, y_N)
 
   def chunk_lengths(self, num_steps: int) -> list[int]:
     """The distinct numbers of steps the epoch function is called with."""
@@ -115,8 +117,8 @@ class Feed:
     sharding = self.batch_sharding or self.put(np.zeros(1, np.int32)).sharding
     return (jax.ShapeDtypeStruct((*batches_shape, *self.x.shape[1:]),
                                  self.x.dtype, sharding=sharding),
-            jax.ShapeDtypeStruct(batches_shape, self.y.dtype,
-                                 sharding=sharding), None)
+            jax.tree.map(lambda y: jax.ShapeDtypeStruct(
+                batches_shape, y.dtype, sharding=sharding), self.y), None)
 
   def chunks(self, batches: np.ndarray) -> Iterator[tuple]:
     if self.steps_per_chunk is None:
@@ -142,8 +144,9 @@ class Feed:
                      (self.shard.index + 1) * part] - (
                          self.shard.index * self.shard.size)
     x = self.x[rows.reshape(-1)].reshape(*rows.shape, *self.x.shape[1:])
-    y = self.y[rows.reshape(-1)].reshape(rows.shape)
-    return self._place(x, batches.shape), self._place(y, batches.shape), None
+    y = jax.tree.map(lambda a: self._place(
+        a[rows.reshape(-1)].reshape(rows.shape), batches.shape), self.y)
+    return self._place(x, batches.shape), y, None
 
   def _place(self, part: np.ndarray, batches_shape) -> jax.Array:
     if self.batch_sharding is None:

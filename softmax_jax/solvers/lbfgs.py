@@ -32,6 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from softmax_jax import evaluation
+from softmax_jax.compilation import compile_once
 from softmax_jax.config import Config
 from softmax_jax.data import datasets as data_lib
 from softmax_jax.errors import UserError
@@ -330,8 +331,10 @@ class LBFGS:
     return self.x, self.y
 
   def init_states(self):
-    return jax.jit(self._start, out_shardings=self.layout.configs)(
-        self.flat.zeros(), self.values, *self._on_devices())
+    args = (self.flat.zeros(), self.values, *self._on_devices())
+    return compile_once(jax.jit(self._start,
+                                out_shardings=self.layout.configs).lower(
+                                    *args))(*args)
 
   def state_shapes(self):
     def like(a):
@@ -367,8 +370,9 @@ class LBFGS:
     self.moments = tuple(
         distributed.put(a.astype(np.float32), self.layout.replicated)
         for a in (mean, eigvecs, np.maximum(eigvals, 0)))
-    self.moving = jax.jit(lambda st, v: ~finished(
-        State(**st["solver"]), v["tol"], v["max_iters"]))
+    self.moving = compile_once(jax.jit(lambda st, v: ~finished(
+        State(**st["solver"]), v["tol"], v["max_iters"])).lower(
+            states, self.values))
     self._compiled(len(self.stacked), objective.loss_blocks(self.stacked),
                    states)
 
@@ -413,10 +417,10 @@ class LBFGS:
           "finished": finished(state, values["tol"], values["max_iters"])}
 
     picked = np.zeros(size, np.int32)
-    self.runs[size, blocks] = jax.jit(advance, out_shardings=(
+    self.runs[size, blocks] = compile_once(jax.jit(advance, out_shardings=(
         self.layout.configs, self.layout.replicated)).lower(
             states, picked, picked, self.x, self.y, self.values,
-            self.moments).compile()
+            self.moments))
     return self.runs[size, blocks]
 
   def round(self, states, r):

@@ -21,9 +21,11 @@ import optax
 
 from softmax_jax import metrics
 from softmax_jax import model
+from softmax_jax.compilation import compile_once
 from softmax_jax.config import Config
 from softmax_jax.data import datasets as data_lib
 from softmax_jax.data import feed as feed_lib
+from softmax_jax.hosts import distributed
 from softmax_jax.solvers import objective
 from softmax_jax.solvers import optimizers
 from softmax_jax.solvers.base import Stack
@@ -54,6 +56,15 @@ def train_step(state: State, x, y, values, *, optimizer, schedule, total_steps,
   configuration's own gradient, since no loss depends on another's params.
   """
   shared = x.ndim == 2
+  weighted = isinstance(y, tuple)  # (labels, weights, folds): rows_of
+  if weighted:
+    y, w, fold = y
+    # Each configuration's weight of each example [M, B], over the mean
+    # weight of the rows it trains on: the minibatch mean of w_i loss_i so
+    # scaled estimates the weighted mean loss without bias.
+    kept = (fold[None] if fold.ndim == 1 else fold) != values["fold"][:, None]
+    w_MxB = (w[None] if w.ndim == 1 else w) * kept / values["weight_mean"][
+        :, None]
   squeeze = (values["lr"].shape[0] == 1
              and state["params"]["b"].shape[-1]
              >= objective.SQUEEZE_MIN_CLASSES)
@@ -62,9 +73,10 @@ def train_step(state: State, x, y, values, *, optimizer, schedule, total_steps,
     logits_MxBxK = objective.over_stack(
         functools.partial(model.logits, compute_dtype=compute_dtype),
         squeeze, in_axes=(0, None if shared else 0))(params_M, x)
-    loss_M = objective.stacked_losses(logits_MxBxK, y, values["huber_delta"],
-                            blocks=blocks, loss_input=loss_input,
-                            squeeze=squeeze)
+    per_MxB = objective.per_example_losses(
+        logits_MxBxK, y, values["huber_delta"], blocks=blocks,
+        loss_input=loss_input, squeeze=squeeze)
+    loss_M = jnp.mean(per_MxB * w_MxB if weighted else per_MxB, axis=-1)
     return jnp.sum(loss_M), (loss_M, logits_MxBxK)
 
   (_, (loss_M, logits_MxBxK)), grads = jax.value_and_grad(
@@ -125,7 +137,8 @@ def train_epoch(state: State, x, y, batches, values, *,
   does).
   """
   def body(state, step):
-    x_B, y_B = step if batches is None else (x[step], y[step])
+    x_B, y_B = step if batches is None else (
+        x[step], jax.tree.map(lambda a: a[step], y))
     x_B = data_lib.to_features(x_B)
     if batch_sharding is not None:  # data parallel: each device takes a slice
       x_B = jax.lax.with_sharding_constraint(x_B, batch_sharding)
@@ -133,7 +146,8 @@ def train_epoch(state: State, x, y, batches, values, *,
 
   steps = (x, y) if batches is None else batches
   state, m = jax.lax.scan(body, state, steps)
-  shape = (y if batches is None else batches).shape  # [S, (M,) B]
+  shape = (jax.tree.leaves(y)[0] if batches is None
+           else batches).shape  # [S, (M,) B]
   num_examples = shape[0] * shape[-1]
   return state, {
       "train_loss": jnp.mean(m["loss"], axis=0),
@@ -163,7 +177,7 @@ class Minibatch:
   minibatches (see train_epoch), fed resident or streamed (feed.py)."""
 
   FULL_BATCH: ClassVar[bool] = False
-  WEIGHTS: ClassVar[bool] = False
+  WEIGHTS: ClassVar[bool] = True
   UNREAD: ClassVar[tuple[str, ...]] = ("tol", "max_iters")
   # With --track_objective, each evaluation records the objective.
   SOLUTION_KEYS: ClassVar[tuple[str, ...]] = ("objective",)
@@ -194,6 +208,15 @@ class Minibatch:
                                                   stacked)
     self.examples_per_step = c.batch_size * (
         len(stacked) if self.per_config else 1)
+    # Weighted (objective.rows_of through the feed) only where the data have
+    # weights or a configuration leaves a fold out: else the plain step.
+    self.weighted = dataset.w_train is not None or any(
+        s.fold >= 0 for s in stacked)
+    if self.weighted:
+      w, folds = objective.rows_of(dataset)[1:]
+      self.values = {**self.values, "weight_mean": distributed.put(np.array(
+          [w[folds != s.fold].sum() / len(w) for s in stacked], np.float32),
+          layout.configs)}
 
   @staticmethod
   def rounds(config: Config) -> int:
@@ -216,10 +239,12 @@ class Minibatch:
 
   def compile(self, states):
     x, y = self.dataset.x_train, self.dataset.y_train
+    if self.weighted:
+      y = objective.rows_of(self.dataset)
     if self.shard:  # (a view: of a memory-mapped file, only it is read)
       rows = slice(self.shard.index * self.shard.size,
                    (self.shard.index + 1) * self.shard.size)
-      x, y = x[rows], y[rows]
+      x, y = x[rows], jax.tree.map(lambda a: a[rows], y)
     self.feed = feed_lib.Feed(
         x, y, self.replicate,
         budget=feed_lib.budget_bytes(self.c.device_memory_gb),
@@ -235,8 +260,8 @@ class Minibatch:
         out_shardings=(self.layout.configs, self.layout.replicated))
     shape = self.batches_of(0).shape
     self.epoch_fns = {  # one per length of the feed's calls (in steps)
-        steps: epoch_fn.lower(states, *self.feed.shapes((steps, *shape[1:])),
-                              self.values).compile()
+        steps: compile_once(epoch_fn.lower(
+            states, *self.feed.shapes((steps, *shape[1:])), self.values))
         for steps in self.feed.chunk_lengths(shape[0])}
 
   def round(self, states, epoch):

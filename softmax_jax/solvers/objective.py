@@ -2,13 +2,17 @@
 
 A stack holds M configurations that may differ in their loss (ordered so
 that each loss is one block, see `loss_blocks`), weight decay and Huber
-delta. `stacked_losses` gives each configuration's mean loss on a
-minibatch; `full_batch` the penalized objective over the whole training
-set, sum_i w_i loss(x_i, y_i) / sum_i w_i + (weight_decay / 2) ||W||^2
+delta. `per_example_losses` gives each configuration's loss of each
+example of a minibatch; `full_batch` the penalized objective over the
+whole training set,
+
+  sum_i w_i loss(x_i, y_i) / sum_i w_i + (weight_decay / 2) ||W||^2
+
 (w_i the examples' weights, 1 unless given, and 0 for the rows of the
 cross-validation fold a configuration leaves out; b not penalized: the
 objective the SGD family's weight decay follows), with its gradient, in
-chunks of rows: what the full-batch solvers minimize.
+chunks of rows: what the full-batch solvers minimize (the minibatch
+solvers, its unbiased estimate on each minibatch).
 """
 
 from __future__ import annotations
@@ -54,14 +58,6 @@ def over_stack(fn, squeeze: bool, in_axes=0):
     return jax.tree.map(lambda a: a[None], fn(*args))
 
   return one
-
-
-def stacked_losses(logits_MxBxK, y_B, huber_delta_M, *, blocks, loss_input,
-                   squeeze=False):
-  """Each configuration's mean minibatch loss [M], each block with its loss."""
-  return jnp.mean(per_example_losses(
-      logits_MxBxK, y_B, huber_delta_M, blocks=blocks, loss_input=loss_input,
-      squeeze=squeeze), axis=-1)
 
 
 def per_example_losses(logits_MxBxK, y_B, huber_delta_M, *, blocks,

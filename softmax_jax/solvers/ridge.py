@@ -5,7 +5,9 @@ With the l2 loss on the logits, the objective
   (1 / 2N) sum_i ||x_i W + b - y_i||^2 + (weight_decay / 2) ||W||^2
 
 (y_i one-hot, b not penalized) is minimized by b = mean(y) - mean(x) W and
-W = (Xc^T Xc + N wd I)^-1 Xc^T Yc, Xc and Yc the centred data. One
+W = (Xc^T Xc + N wd I)^-1 Xc^T Yc, Xc and Yc the centred data. With
+example weights w_i (the mean weighted, N their sum), the same with the
+weighted means and the rows of Xc and Yc scaled by sqrt(w_i). One
 eigendecomposition Xc^T Xc = V diag(lam) V^T serves every weight decay:
 W(wd) = V diag(1 / (lam + N wd)) V^T Xc^T Yc (when N < D, the N x N Gram
 matrix Xc Xc^T instead: W = Xc^T U diag(1 / (mu + N wd)) U^T Yc), as in
@@ -35,33 +37,45 @@ from softmax_jax.solvers.base import FULL_BATCH_UNREAD
 from softmax_jax.solvers.base import Stack
 
 
-def solve_path(x_NxD, y_N, num_classes: int, weight_decays) -> list[dict]:
-  """{"w": [D, K], "b": [K]} (float32) for each weight decay."""
-  n, d = x_NxD.shape
+def solve_path(x_NxD, y_N, num_classes: int, weight_decays,
+               w_N=None) -> list[dict]:
+  """{"w": [D, K], "b": [K]} (float32) for each weight decay; w_N: the
+  examples' weights (None: all 1)."""
+  d = x_NxD.shape[1]
+  w_N = (np.ones(len(y_N)) if w_N is None
+         else np.asarray(w_N, np.float64))
+  n = w_N.sum()
 
-  def chunks():
-    return ((data_lib.to_features(x_NxD[rows]).astype(np.float64), y_N[rows])
+  def chunks():  # (x, y, sqrt(w)) of each chunk of rows
+    return ((data_lib.to_features(x_NxD[rows]).astype(np.float64), y_N[rows],
+             np.sqrt(w_N[rows])[:, None])
             for rows in user_data.row_chunks(x_NxD))
 
-  y_mean = np.bincount(y_N, minlength=num_classes) / n
+  y_mean = np.bincount(y_N, weights=w_N, minlength=num_classes) / n
+  x_mean = sum((s**2 * x).sum(axis=0) for x, _, s in chunks()) / n
 
   def onehot(y):
     return np.eye(num_classes)[y] - y_mean
 
-  if n >= d:  # primal: the D x D Gram matrix
-    x_mean, cov = data_lib.feature_covariance(x_NxD)
-    xty = sum((x - x_mean).T @ onehot(y) for x, y in chunks())
-    lam, v = np.linalg.eigh(n * cov)
+  if np.count_nonzero(w_N) >= d:  # primal: the D x D Gram matrix
+    gram = np.zeros((d, d))
+    xty = np.zeros((d, num_classes))
+    for x, y, s in chunks():
+      xc = s * (x - x_mean)
+      gram += xc.T @ xc
+      xty += xc.T @ (s * onehot(y))
+    lam, v = np.linalg.eigh(gram)
     vxy = v.T @ xty
 
     def solve(wd):
       return v @ (vxy / (np.maximum(lam, 0) + n * wd)[:, None])
-  else:  # dual: the N x N Gram matrix
-    xc = data_lib.to_features(np.asarray(x_NxD)).astype(np.float64)
-    x_mean = xc.mean(axis=0)
-    xc -= x_mean
+  else:  # dual: the N x N Gram matrix of the rows that weigh something
+    rows = np.flatnonzero(w_N)
+    s = np.sqrt(w_N[rows])[:, None]
+    xc = s * (data_lib.to_features(np.asarray(x_NxD[rows])).astype(
+        np.float64) - x_mean)
     mu, u = np.linalg.eigh(xc @ xc.T)
-    uy = u.T @ onehot(y_N)
+    uy = u.T @ (s * onehot(y_N[rows]))
 
     def solve(wd):
       return xc.T @ (u @ (uy / (np.maximum(mu, 0) + n * wd)[:, None]))
@@ -82,7 +96,7 @@ class ClosedForm:
   holds the objective and its gradient norm, a check of the solution."""
 
   FULL_BATCH: ClassVar[bool] = True
-  WEIGHTS: ClassVar[bool] = False
+  WEIGHTS: ClassVar[bool] = True
   UNREAD: ClassVar[tuple[str, ...]] = (*FULL_BATCH_UNREAD, "tol", "max_iters")
   SOLUTION_KEYS: ClassVar[tuple[str, ...]] = ("objective", "grad_norm",
                                               "iterations", "converged")
@@ -132,9 +146,17 @@ class ClosedForm:
 
   def round(self, states, r):
     del r
-    solved = solve_path(self.dataset.x_train, self.dataset.y_train,
-                              self.dataset.num_classes,
-                              [c.weight_decay for c in self.stack.stacked])
+    # One path for the configurations that leave out the same fold.
+    _, w, folds = objective.rows_of(self.dataset)
+    solved: list = [None] * len(self.stack.stacked)
+    for fold in {c.fold for c in self.stack.stacked}:
+      at = [i for i, c in enumerate(self.stack.stacked) if c.fold == fold]
+      for i, params in zip(at, solve_path(
+          self.dataset.x_train, self.dataset.y_train,
+          self.dataset.num_classes,
+          [self.stack.stacked[i].weight_decay for i in at],
+          w * (folds != fold)), strict=True):
+        solved[i] = params
     params = jax.tree.map(lambda *a: distributed.put(
         np.stack(a), self.stack.layout.configs), *solved)
     theta = jax.vmap(lambda p: jax.flatten_util.ravel_pytree(p)[0])(params)
