@@ -134,6 +134,16 @@ BAD = {
                      "the class name 'cat' is given twice (classes 0 and 2)"),
     "a blank name": (dict(names=["cat", "", "dog"]), "class name 1 is blank"),
     "no names": (dict(names=[]), "class_names.txt is empty"),
+    "a weight short": (dict(w_train=np.ones(119)),
+                       "w_train has shape (119,) for 120 rows; give one "
+                       "weight per training row"),
+    "a negative weight": (dict(w_train=np.r_[np.ones(119), -1.0]),
+                          "w_train[119] = -1.0; weights must be finite and "
+                          "non-negative"),
+    "a NaN weight": (dict(w_train=np.r_[np.nan, np.ones(119)]),
+                     "w_train[0] = nan"),
+    "no weight at all": (dict(w_train=np.zeros(120)),
+                         "w_train is 0 everywhere"),
 }
 
 
@@ -299,3 +309,24 @@ def test_data_changed_in_its_values_alone_is_refused(tmp_path):
   assert runner.evaluate(finished, verbose=False)["test_accuracy"] == (
       summary["test_accuracy"])
 
+
+
+def test_weights_and_balanced_classes_from_the_command_line(tmp_path):
+  """w_train.npy and --class_weight=balanced give the run the objective of
+  the estimator with those sample and class weights (one code path)."""
+  from softmax_jax import SoftmaxRegression  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(3)
+  y = np.r_[np.zeros(90, int), rng.integers(1, 3, 30)]  # class 0: 75 %
+  w = rng.uniform(0.5, 2, 120)
+  folder, arrays = _folder(tmp_path, y_train=y, w_train=w)
+  summary = runner.run(Config(dataset=f"npy:{folder}", optimizer="lbfgs",
+                              weight_decay=0.01, class_weight="balanced"),
+                       tmp_path / "run", verbose=False)
+  assert summary["converged"]
+  total = (w * (120 / (3 * np.bincount(y)))[y]).sum()  # C = 1 / (wd S)
+  fitted = SoftmaxRegression(C=1 / (0.01 * total), class_weight="balanced",
+                             tol=1e-6).fit(arrays["x_train"], y,
+                                           sample_weight=w)
+  loaded = SoftmaxRegression.load(tmp_path / "run")
+  np.testing.assert_allclose(loaded.coef_, fitted.coef_, atol=2e-3)
+  assert summary["objective"] == pytest.approx(fitted.objective_, rel=1e-5)

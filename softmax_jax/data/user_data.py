@@ -127,27 +127,29 @@ def _with_weights(path, arrays: dict, w) -> dict:
   if w is not None:
     problem = check_weights(w, len(arrays["y_train"]))
     if problem:
-      raise DataError(f"{path}: w_train {problem}")
+      raise DataError(f"{path}: {problem}")
     arrays["w_train"] = np.asarray(w, np.float32)
   return arrays
 
 
 def check_weights(w, num_rows: int) -> str | None:
-  """What is wrong with per-example weights w of num_rows rows (e.g. "has
-  3 entries for 4 rows; give one weight per training row"), or None."""
+  """What is wrong with per-example weights w_train of num_rows rows (e.g.
+  "w_train has shape (3,) for 4 rows; give one weight per training row"),
+  or None."""
   w = np.asarray(w)
   if w.ndim != 1 or len(w) != num_rows:
-    return (f"has shape {w.shape} for {num_rows} rows; give one weight per "
-            "training row")
+    return (f"w_train has shape {w.shape} for {num_rows} rows; give one "
+            "weight per training row")
   if not (is_numeric(w.dtype) or w.dtype == bool):
-    return f"holds {w.dtype}, not numbers"
+    return f"w_train holds {w.dtype}, not numbers"
   w = w.astype(np.float64)
   bad = np.flatnonzero(~np.isfinite(w) | (w < 0))
   if len(bad):
-    return (f"[{bad[0]}] = {w[bad[0]]}; weights must be finite and "
+    return (f"w_train[{bad[0]}] = {w[bad[0]]}; weights must be finite and "
             "non-negative")
   if not w.any():
-    return "is 0 everywhere; at least one example must weigh something"
+    return ("w_train is 0 everywhere; at least one example must weigh "
+            "something")
   return None
 
 
