@@ -198,7 +198,7 @@ _TRAIN = textwrap.dedent("""
     from softmax_jax.data import datasets
     from softmax_jax.config import Config
     checkpoint_dir, stop_after, out = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-    ds = data.hold_out_validation(synthetic_dataset(noise=90.0), 0.25)
+    ds = datasets.hold_out_validation(synthetic_dataset(noise=90.0), 0.25)
     base = Config(batch_size=32, epochs=4, lr=0.2)
     sweeps = {{"sweep": sweep.expand(base, sweep.product(
         sweep.axis("loss", ["xent", "l2", "huber"]),
