@@ -35,6 +35,7 @@ from sklearn.utils.validation import _check_sample_weight
 from sklearn.utils.validation import check_is_fitted
 from sklearn.utils.validation import validate_data
 
+from softmax_jax import results
 from softmax_jax import train
 from softmax_jax.config import Config
 from softmax_jax.data import datasets
@@ -340,9 +341,9 @@ def _fit_stack(configs: list[Config], dataset: datasets.Dataset):
     result = train.train_configs(configs, dataset)
   except UserError as e:
     raise ValueError(str(e)) from None
-  diverged = [r for r in result.runs if r.status == train.DIVERGED]
+  diverged = [r for r in result.runs if r.status == results.DIVERGED]
   if diverged:
-    raise ValueError(str(train.diverged_error(diverged[0])))
+    raise ValueError(str(results.diverged_error(diverged[0])))
   return result.runs
 
 

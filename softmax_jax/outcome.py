@@ -18,10 +18,10 @@ import jax
 from softmax_jax import calibration
 from softmax_jax import config as config_lib
 from softmax_jax import model
+from softmax_jax import results
 from softmax_jax import seeds
 from softmax_jax import solvers
 from softmax_jax import sweep
-from softmax_jax import train
 from softmax_jax.data import datasets
 from softmax_jax.data import feed as feed_lib
 from softmax_jax.errors import UserError
@@ -40,7 +40,7 @@ class NoUsableModel(UserError):
 class Outcome:
   """What a run concluded."""
   configs: list[config_lib.Config]
-  result: train.SweepResult
+  result: results.SweepResult
   swept: list[str]  # the fields a sweep varies ([] for a single run)
   rows: list[dict]  # a sweep's result row per configuration (results.csv)
   aggregated: list[dict] | None  # over seeds (results_by_config.csv)
@@ -54,12 +54,12 @@ class Outcome:
     return len(self.configs) == 1
 
   @property
-  def best(self) -> train.RunResult:
+  def best(self) -> results.RunResult:
     return self.result.runs[self.best_index]
 
 
 def conclude(configs: list[config_lib.Config], dataset: datasets.Dataset,
-             result: train.SweepResult, *, final: bool,
+             result: results.SweepResult, *, final: bool,
              trained: dict | None = None) -> Outcome:
   """The outcome of trained (final) or restored runs.
 
@@ -146,15 +146,15 @@ def _sweep_summary(result, rows, swept, best_index, chosen,
       "best": best_summary,
       "num_configs": len(rows),
       "num_groups": result.num_groups,
-      "num_diverged": sum(r["status"] == train.DIVERGED for r in rows),
-      "num_exploded": sum(r["status"] == train.EXPLODED for r in rows),
+      "num_diverged": sum(r["status"] == results.DIVERGED for r in rows),
+      "num_exploded": sum(r["status"] == results.EXPLODED for r in rows),
       "model_epochs_per_second": (epochs / result.train_seconds
                                   if result.train_seconds else None),
       "swept": swept,
   }
 
 
-def best_index(result: train.SweepResult) -> int:
+def best_index(result: results.SweepResult) -> int:
   """The only run, or the sweep's best (see conclude); NoUsableModel if
   there is none."""
   configs = [r.config for r in result.runs]
@@ -164,7 +164,7 @@ def best_index(result: train.SweepResult) -> int:
   return _choose(result, rows, swept)[0]
 
 
-def _choose(result: train.SweepResult, rows: list[dict], swept: list[str]):
+def _choose(result: results.SweepResult, rows: list[dict], swept: list[str]):
   """(the best run's index, the configurations aggregated over seeds, the
   best of them): the only run; a sweep's best by final validation accuracy;
   with several seeds, the first finished run of the configuration with the
@@ -172,9 +172,9 @@ def _choose(result: train.SweepResult, rows: list[dict], swept: list[str]):
   NoUsableModel if the choice has no usable model (a diverged run; an
   exploded one trains on, with a warning)."""
   if not rows:
-    if result.runs[0].status == train.DIVERGED:
+    if result.runs[0].status == results.DIVERGED:
       raise NoUsableModel("this run has no usable model: "
-                          f"{train.diverged_error(result.runs[0])}", rows)
+                          f"{results.diverged_error(result.runs[0])}", rows)
     return 0, None, None
   aggregated = chosen = None
   if seeds.swept(swept):
@@ -183,13 +183,13 @@ def _choose(result: train.SweepResult, rows: list[dict], swept: list[str]):
     best = chosen["config_id"]
   else:
     best = min(rows, key=rank_key)["config_id"]
-  if rows[best]["status"] != train.OK:
+  if rows[best]["status"] != results.OK:
     raise NoUsableModel(f"all {len(rows)} configurations diverged or "
                         "exploded; try smaller learning rates", rows)
   return best, aggregated, chosen
 
 
-def _result_row(i: int, run: train.RunResult, swept: list[str],
+def _result_row(i: int, run: results.RunResult, swept: list[str],
                 calibrations: list | None = None) -> dict:
   """results.csv's row of run i; with --calibrate, `calibrations` (every
   run's calibration.calibrate result, None where it diverged) adds its
@@ -226,7 +226,7 @@ def rank_key(row: dict):
   and exploded. Ties in validation accuracy go to the stronger weight decay
   (the simpler model; scikit-learn's LogisticRegressionCV picks the smallest
   C among equal scores), then to the first configuration."""
-  ok = row["status"] == train.OK and math.isfinite(row["val_accuracy"])
+  ok = row["status"] == results.OK and math.isfinite(row["val_accuracy"])
   return (not ok, -row["val_accuracy"] if ok else 0.0,
           -row["weight_decay"], row["config_id"])
 

@@ -25,6 +25,7 @@ from softmax_jax import evaluation
 from softmax_jax import losses
 from softmax_jax import model
 from softmax_jax import outcome as outcome_lib
+from softmax_jax import results
 from softmax_jax import seeds
 from softmax_jax import solvers
 from softmax_jax import sweep
@@ -167,11 +168,11 @@ def _train(configs, workdir, overwrite, options, stop_requested,
     workdir_lib.write_metrics(workdir, [
         _metrics_record(i, r, configs, swept)
         for i, run_ in enumerate(result.runs) for r in run_.history])
-  if single and result.runs[0].status == train.DIVERGED:
+  if single and result.runs[0].status == results.DIVERGED:
     if writer:
       workdir_lib.save_curves(workdir, result.runs[0].history,
                               _title(configs[0]))
-    raise train.diverged_error(result.runs[0])
+    raise results.diverged_error(result.runs[0])
   return _write_outputs(configs, dataset, result, workdir if writer else None,
                         talk, final=True), workdir
 
@@ -385,7 +386,7 @@ def _restore(workdir):
   return configs, dataset, result, _score_unscored(result, dataset)
 
 
-def _score_unscored(result: train.SweepResult,
+def _score_unscored(result: results.SweepResult,
                     dataset: datasets.Dataset) -> list[int]:
   """Training scores every --eval_every epochs (and the last), so a run
   stopped between two evaluations has a last record without scores: they

@@ -30,20 +30,25 @@ import numpy as np
 from softmax_jax import evaluation
 from softmax_jax import losses
 from softmax_jax import model
+from softmax_jax import outcome
 from softmax_jax import solvers
 from softmax_jax import sweep
 from softmax_jax.compilation import compile_once
 from softmax_jax.config import Config
 from softmax_jax.data import datasets as data_lib
-from softmax_jax.errors import DivergedError
 from softmax_jax.errors import UserError
 from softmax_jax.hosts import distributed
 from softmax_jax.outputs import checkpoint as checkpoint_lib
+from softmax_jax.results import DIVERGED
+from softmax_jax.results import diverged_error
+from softmax_jax.results import EXPLODED
+from softmax_jax.results import OK
+from softmax_jax.results import RunResult
+from softmax_jax.results import SweepResult
 from softmax_jax.solvers import objective
 from softmax_jax.solvers.base import Stack
 from softmax_jax.solvers.base import START_LOSS
 
-OK, DIVERGED, EXPLODED = "ok", "diverged", "exploded"
 # A configuration has exploded when its mean train loss of an epoch after the
 # first (whose mean holds the start's transient), or of its last epoch, is
 # over EXPLOSION_FACTOR times where it started: the larger of its loss at
@@ -64,22 +69,6 @@ def uniform_loss(config: Config, num_classes: int) -> float:
       jnp.zeros((1, num_classes)), jnp.zeros(1, jnp.int32),
       loss_input=config.loss_input, huber_delta=config.huber_delta)
   return float(loss[0])
-
-
-@dataclasses.dataclass
-class RunResult:
-  config: Config
-  history: list[dict]  # one record per finished epoch
-  status: str  # OK, DIVERGED (non-finite loss) or EXPLODED (see above)
-  params: model.Params  # NumPy arrays
-
-
-@dataclasses.dataclass
-class SweepResult:
-  runs: list[RunResult]  # in the order of the configs
-  train_seconds: float  # compiled training time of all groups
-  compile_seconds: float | None  # None: restored for evaluation, not trained
-  num_groups: int
 
 
 class StopRequested(Exception):
@@ -394,13 +383,6 @@ def _results(stack: Stack, params, history, status) -> list[RunResult]:
                                      stack.unstack(params), strict=True)]
 
 
-def diverged_error(run: RunResult) -> DivergedError:
-  last = run.history[-1]
-  return DivergedError(
-      f"training diverged in epoch {last['epoch']}: the train loss is "
-      f"{last['train_loss']}; try a smaller --lr (now {run.config.lr})")
-
-
 @dataclasses.dataclass
 class Result:
   params: model.Params
@@ -414,7 +396,6 @@ def train_and_evaluate(
   """One run; raises DivergedError when its loss turns non-finite. Its
   summary is the command line's (outcome.conclude: the test analysis, and
   with config.calibrate the temperature fit on the validation split)."""
-  from softmax_jax import outcome  # pylint: disable=g-import-not-at-top
   result = train_configs([config], dataset,
                          on_epoch=((lambda _, r: on_epoch(r)) if on_epoch
                                    else None))

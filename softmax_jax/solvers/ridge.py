@@ -148,7 +148,7 @@ class ClosedForm:
     del r
     # One path for the configurations that leave out the same fold.
     _, w, folds = objective.rows_of(self.dataset)
-    solved: list = [None] * len(self.stack.stacked)
+    solved = [None] * len(self.stack.stacked)
     for fold in {c.fold for c in self.stack.stacked}:
       at = [i for i, c in enumerate(self.stack.stacked) if c.fold == fold]
       for i, params in zip(at, solve_path(
