@@ -112,11 +112,11 @@ class Config:
   class_weight: str = _field(
       "none", RUN, "Weights of the training examples by class: none, or "
       "balanced (n / (K n_k), scikit-learn's), multiplying the data's own "
-      "per-example weights (w_train). --optimizer=lbfgs.")
+      "per-example weights (w_train).")
   fold: int = _field(
       -1, VALUE, "Cross-validation: the fold of the data's folds left out "
       "of training (-1: none; SoftmaxRegressionCV sets it, and its folds x "
-      "strengths train as one stack). --optimizer=lbfgs.")
+      "strengths train as one stack).")
 
   def validate(self) -> Config:
     """Returns self, or raises UserError naming the flag and the fix."""

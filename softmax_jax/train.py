@@ -148,7 +148,7 @@ def check(configs: list[Config], dataset: data_lib.Dataset) -> None:
   split."""
   _check_labels(dataset)
   for c in configs:
-    _check_weights(c, dataset)
+    _check_fold(c, dataset)
     if c.calibrate and dataset.x_val is None:
       raise UserError("--calibrate fits the temperature on a validation "
                       "split, and this run has none: give --val_fraction > 0 "
@@ -164,23 +164,15 @@ def check(configs: list[Config], dataset: data_lib.Dataset) -> None:
       raise UserError(problem)
 
 
-def _check_weights(c: Config, dataset: data_lib.Dataset) -> None:
-  """Refuses a fold the data do not have, and weights or folds for a solver
-  that does not minimize the weighted objective (Solver.WEIGHTS)."""
+def _check_fold(c: Config, dataset: data_lib.Dataset) -> None:
+  """Refuses a fold the data do not have (every solver minimizes the
+  weighted objective: objective.rows_of)."""
   if c.fold >= dataset.num_folds:
     raise UserError(f"--fold={c.fold}: the data have "
                     + (f"{dataset.num_folds} folds (0 .. "
                        f"{dataset.num_folds - 1})" if dataset.num_folds
                        else "no cross-validation folds (SoftmaxRegressionCV "
                        "makes them)"))
-  weighted = [what for what, given in (
-      ("per-example weights (w_train)", dataset.w_train is not None),
-      ("cross-validation folds", c.fold >= 0)) if given]
-  if weighted and not solvers.get(c.optimizer).WEIGHTS:
-    takers = sorted(n for n, s in solvers.REGISTRY.items() if s.WEIGHTS)
-    raise UserError(f"--optimizer={c.optimizer} does not yet take "
-                    f"{' or '.join(weighted)}; use --optimizer="
-                    f"{' or '.join(takers)}, or data without them")
 
 
 def _check_labels(dataset: data_lib.Dataset) -> None:

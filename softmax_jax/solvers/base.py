@@ -112,10 +112,6 @@ class Solver(Protocol):
   # What its records report of the solution beside the loss (summary.json
   # and results.csv take them).
   SOLUTION_KEYS: ClassVar[tuple[str, ...]]
-  # Minimizes the weighted objective (objective.rows_of: the examples'
-  # weights and the fold each configuration leaves out); a solver without
-  # it is refused data with weights, --class_weight and --fold.
-  WEIGHTS: ClassVar[bool]
   num_rounds: int  # of the whole stack
 
   def __init__(self, stack: Stack, dataset: data_lib.Dataset,

@@ -266,7 +266,6 @@ class LBFGS:
   strong penalties converge early spends its passes on the weak ones."""
 
   FULL_BATCH: ClassVar[bool] = True
-  WEIGHTS: ClassVar[bool] = True
   UNREAD: ClassVar[tuple[str, ...]] = FULL_BATCH_UNREAD
   SOLUTION_KEYS: ClassVar[tuple[str, ...]] = (
       "objective", "grad_norm", "iterations", "evaluations", "converged")

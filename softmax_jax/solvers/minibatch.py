@@ -177,7 +177,6 @@ class Minibatch:
   minibatches (see train_epoch), fed resident or streamed (feed.py)."""
 
   FULL_BATCH: ClassVar[bool] = False
-  WEIGHTS: ClassVar[bool] = True
   UNREAD: ClassVar[tuple[str, ...]] = ("tol", "max_iters")
   # With --track_objective, each evaluation records the objective.
   SOLUTION_KEYS: ClassVar[tuple[str, ...]] = ("objective",)
@@ -213,7 +212,8 @@ class Minibatch:
     self.weighted = dataset.w_train is not None or any(
         s.fold >= 0 for s in stacked)
     if self.weighted:
-      w, folds = objective.rows_of(dataset)[1:]
+      self.rows = objective.rows_of(dataset)
+      _, w, folds = self.rows
       self.values = {**self.values, "weight_mean": distributed.put(np.array(
           [w[folds != s.fold].sum() / len(w) for s in stacked], np.float32),
           layout.configs)}
@@ -240,7 +240,7 @@ class Minibatch:
   def compile(self, states):
     x, y = self.dataset.x_train, self.dataset.y_train
     if self.weighted:
-      y = objective.rows_of(self.dataset)
+      y = self.rows
     if self.shard:  # (a view: of a memory-mapped file, only it is read)
       rows = slice(self.shard.index * self.shard.size,
                    (self.shard.index + 1) * self.shard.size)

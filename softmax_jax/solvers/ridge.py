@@ -96,7 +96,6 @@ class ClosedForm:
   holds the objective and its gradient norm, a check of the solution."""
 
   FULL_BATCH: ClassVar[bool] = True
-  WEIGHTS: ClassVar[bool] = True
   UNREAD: ClassVar[tuple[str, ...]] = (*FULL_BATCH_UNREAD, "tol", "max_iters")
   SOLUTION_KEYS: ClassVar[tuple[str, ...]] = ("objective", "grad_norm",
                                               "iterations", "converged")
