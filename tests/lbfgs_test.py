@@ -11,6 +11,7 @@ from softmax_jax import train
 from softmax_jax.config import Config
 from softmax_jax.data import datasets
 from softmax_jax.errors import UserError
+from softmax_jax.solvers import lbfgs
 
 WEIGHT_DECAYS = (1e-1, 1e-2, 1e-3)
 
@@ -136,11 +137,14 @@ def test_finished_strengths_stop_costing_passes(dataset):
   assert weak[-1]["evaluations"] > weak[done]["evaluations"]
 
 
-def test_each_loss_of_a_mixed_path_keeps_its_own_objective(dataset):
+def test_each_loss_of_a_mixed_path_keeps_its_own_objective(dataset,
+                                                           monkeypatch):
   """The L2 configuration (sorted first) converges in the first rounds; the
   cross-entropy one, still moving, must go on minimizing cross-entropy on
-  the smaller stack, and it may run more iterations than the other's
-  max_iters allows."""
+  the smaller stack (shrinking, which this small data would not do by
+  itself), and it may run more iterations than the other's max_iters
+  allows."""
+  monkeypatch.setattr(lbfgs.LBFGS, "SHRINK_MIN", 0)
   xent = Config(optimizer="lbfgs", loss="xent", weight_decay=1e-3,
                 max_iters=60)
   l2 = Config(optimizer="lbfgs", loss="l2", weight_decay=1.0, max_iters=10)
@@ -201,7 +205,6 @@ def test_a_warm_start_knows_the_objective_where_it_lands(dataset):
   import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
 
   from softmax_jax import model  # pylint: disable=import-outside-toplevel
-  from softmax_jax.solvers import lbfgs  # pylint: disable=import-outside-toplevel
   from softmax_jax.solvers import objective  # pylint: disable=import-outside-toplevel
   template = model.init_params(jax.random.key(0), dataset.num_features,
                                dataset.num_classes, init_scale=0.0)
