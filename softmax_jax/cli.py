@@ -178,6 +178,9 @@ def _refuse_config_flags_without_effect(configs):
                       f"{'/'.join(readers)}: drop it")
   if FLAGS["huber_delta"].present and all(c.loss != "huber" for c in configs):
     raise UserError("--huber_delta has no effect without --loss=huber")
+  if FLAGS["l1_ratio"].present and all(c.penalty != "elasticnet"
+                                       for c in configs):
+    raise UserError("--l1_ratio has no effect without --penalty=elasticnet")
   if FLAGS["loss_input"].present and all(c.loss == "xent" for c in configs):
     raise UserError("--loss_input has no effect with --loss=xent, which is "
                     "always computed from the logits; it is for l2, l1 and "

@@ -46,8 +46,10 @@ class Config:
                               "Huber's switch from quadratic to linear.")
   optimizer: str = _field(
       "sgd", STATIC, "Optimizer: sgd, momentum or adam (minibatches), lbfgs "
-      "(full-batch L-BFGS to --tol) or exact (ridge regression on the "
-      "one-hot code in closed form: --loss=l2 --loss_input=logits).")
+      "(full-batch L-BFGS to --tol), owlqn (its orthant-wise form for "
+      "--penalty=l1/elasticnet, Andrew & Gao 2007) or exact (ridge "
+      "regression on the one-hot code in closed form: --loss=l2 "
+      "--loss_input=logits).")
   lr: float = _field(0.1, VALUE, "Learning rate.")
   schedule: str = _field(
       "constant", STATIC, "The learning rate over the run: constant, cosine "
@@ -56,13 +58,25 @@ class Config:
       "float32", STATIC, "The training matmuls' input dtype: float32, or "
       "bfloat16 (float32 accumulation, params and evaluation).")
   weight_decay: float = _field(
-      0.0, VALUE, "L2 penalty on the weights W (not the bias).")
+      0.0, VALUE, "The penalty's strength lambda on the weights W (not the "
+      "bias): lambda/2 ||W||^2 with --penalty=l2.")
+  penalty: str = _field(
+      "l2", STATIC, "The penalty on W: l2 (lambda/2 ||W||^2), l1 (lambda "
+      "||W||_1: sparse weights) or elasticnet (lambda (rho ||W||_1 + "
+      "(1 - rho)/2 ||W||^2), rho = --l1_ratio). l1 and elasticnet: "
+      "--optimizer=owlqn (exact, to --tol) or sgd/momentum/adam (a proximal "
+      "step after each update).")
+  l1_ratio: float = _field(
+      0.5, VALUE, "--penalty=elasticnet: rho, the L1 share of the penalty "
+      "(0: l2, 1: l1).")
   tol: float = _field(
-      1e-5, VALUE, "--optimizer=lbfgs: stop when the gradient norm of the "
-      "objective (mean loss + weight_decay/2 ||W||^2) is below this (near "
-      "float32's resolution of a mean over 10^4-10^6 examples).")
+      1e-5, VALUE, "--optimizer=lbfgs/owlqn: stop when the gradient norm of "
+      "the objective (mean loss + the penalty; with an L1 part, the norm of "
+      "its smallest subgradient: the KKT violation, a certificate of "
+      "optimality) is below this (near float32's resolution of a mean over "
+      "10^4-10^6 examples).")
   max_iters: int = _field(1000, VALUE,
-                          "--optimizer=lbfgs: iterations at most.")
+                          "--optimizer=lbfgs/owlqn: iterations at most.")
   batch_size: int = _field(
       256, STATIC, "Minibatch size (the last partial one is dropped).")
   epochs: int = _field(
@@ -133,6 +147,10 @@ class Config:
     datasets.check_name(self.dataset)
     _check_choice("pixels", self.pixels, datasets.PIXELS)
     _check_choice("class_weight", self.class_weight, datasets.CLASS_WEIGHTS)
+    _check_choice("penalty", self.penalty, PENALTIES)
+    if not 0 <= self.l1_ratio <= 1:
+      raise UserError(f"--l1_ratio must be in [0, 1] (the L1 share of the "
+                      f"elastic net), got {self.l1_ratio}")
     if self.fold < -1:
       raise UserError(f"--fold must be -1 (none) or a fold's number, got "
                       f"{self.fold}")
@@ -164,6 +182,12 @@ class Config:
     return self
 
   @property
+  def l1_share(self) -> float:
+    """rho, the L1 share of the penalty: 0 for l2, 1 for l1, --l1_ratio for
+    elasticnet."""
+    return {"l2": 0.0, "l1": 1.0}.get(self.penalty, self.l1_ratio)
+
+  @property
   def hidden_sizes(self) -> tuple[int, ...]:
     """The hidden layer sizes: "256,128" -> (256, 128)."""
     try:
@@ -188,6 +212,8 @@ def _check_positive(flag, value, allow_zero=False):
     bound = "a finite number >= 0" if allow_zero else "a finite number > 0"
     raise UserError(f"--{flag} must be {bound}, got {value}")
 
+
+PENALTIES = ("l2", "l1", "elasticnet")
 
 FIELDS = tuple(f.name for f in dataclasses.fields(Config))
 HELP = {f.name: f.metadata["help"] for f in dataclasses.fields(Config)}

@@ -8,7 +8,9 @@
 C has scikit-learn's meaning: the objective C sum_i s_i loss_i + ||W||^2 / 2
 (s_i the sample weights times the class weights; the bias unpenalized) is
 the command line's weighted mean loss + (weight_decay / 2) ||W||^2 with
-weight_decay = 1 / (C sum_i s_i), 1 / (C N) without weights. A fit is
+weight_decay = 1 / (C sum_i s_i), 1 / (C N) without weights; the same
+for penalty="l1" and "elasticnet" (||W||_1, and rho ||W||_1 + (1 - rho) / 2
+||W||^2, --penalty and --l1_ratio). A fit is
 train.train_configs on a Dataset of the arrays, as a run of launch.py is:
 no workdir, no files, no printing. Two classes are the symmetric softmax
 model, reported in scikit-learn's binary layout (one row: class 1's weights
@@ -43,6 +45,7 @@ from softmax_jax.errors import UserError
 from softmax_jax.outputs import workdir as workdir_lib
 
 SCORINGS = ("accuracy", "neg_log_loss")
+PENALTIES = ("l2", "l1", "elasticnet")
 
 
 class _Softmax(ClassifierMixin, BaseEstimator):
@@ -52,6 +55,7 @@ class _Softmax(ClassifierMixin, BaseEstimator):
 
   class_weight: object
   fit_intercept: bool
+  l1_ratio: float | None
   max_iter: int
   penalty: str
   solver: str
@@ -149,9 +153,9 @@ class _Softmax(ClassifierMixin, BaseEstimator):
       raise ValueError(
           "This solver needs samples of at least 2 classes in the data, but "
           f"the data contains only one class: {self.classes_[0]!r}")
-    if self.penalty != "l2":
-      raise ValueError(f"penalty={self.penalty!r} is not supported yet; "
-                       "use penalty='l2'")
+    if self.penalty not in PENALTIES:
+      raise ValueError(f"penalty={self.penalty!r}; choose one of "
+                       f"{', '.join(PENALTIES)}")
     if not self.fit_intercept:
       raise ValueError("fit_intercept=False is not supported: the model "
                        "always has its (unpenalized) bias")
@@ -169,8 +173,12 @@ class _Softmax(ClassifierMixin, BaseEstimator):
 
   def _config(self, weight_decay: float, fold: int = -1) -> Config:
     try:
+      # lbfgs with an L1 part: its orthant-wise form.
+      sparse = self.penalty != "l2" and self.solver == "lbfgs"
       return Config(
-          dataset="npz:arrays", optimizer=self.solver, loss=self.loss,
+          dataset="npz:arrays", optimizer="owlqn" if sparse else self.solver,
+          loss=self.loss, penalty=self.penalty,
+          l1_ratio=0.5 if self.l1_ratio is None else self.l1_ratio,
           loss_input="logits" if self.solver == "exact" else "probs",
           weight_decay=weight_decay, tol=self.tol, max_iters=self.max_iter,
           lr=self.lr, batch_size=self.batch_size, epochs=self.epochs,
@@ -207,8 +215,11 @@ class SoftmaxRegression(_Softmax):
   softmax_jax; L-BFGS to a gradient norm of `tol` by default (the optimum,
   where scikit-learn's defaults stop short).
 
-  Parameters: C (inverse L2 strength, scikit-learn's), penalty ("l2"),
-  solver (lbfgs, exact, sgd, momentum, adam; weights need lbfgs), loss
+  Parameters: C (the inverse strength of the penalty, scikit-learn's),
+  penalty ("l2", "l1" or "elasticnet": C sum_i s_i loss_i + rho ||W||_1 +
+  (1 - rho) / 2 ||W||^2, rho = l1_ratio, 0.5 when None), solver (lbfgs:
+  for l1 and elasticnet its orthant-wise form OWL-QN, exact to tol; exact,
+  sgd, momentum, adam: a proximal step for the L1 part), loss
   (xent, l2, l1, huber), tol (the gradient norm of the objective as a
   weighted mean), max_iter, fit_intercept (True: the model has its bias),
   class_weight (None, "balanced" or {label: weight}), random_state (the
@@ -216,12 +227,13 @@ class SoftmaxRegression(_Softmax):
   minibatch solvers').
   """
 
-  def __init__(self, C=1.0, *, penalty="l2", solver="lbfgs", loss="xent",
-               tol=1e-5, max_iter=1000, fit_intercept=True, class_weight=None,
-               random_state=None, lr=0.1, batch_size=256, epochs=10,
-               schedule="constant"):
+  def __init__(self, C=1.0, *, penalty="l2", l1_ratio=None, solver="lbfgs",
+               loss="xent", tol=1e-5, max_iter=1000, fit_intercept=True,
+               class_weight=None, random_state=None, lr=0.1, batch_size=256,
+               epochs=10, schedule="constant"):
     self.C = C
     self.penalty = penalty
+    self.l1_ratio = l1_ratio
     self.solver = solver
     self.loss = loss
     self.tol = tol
@@ -259,15 +271,16 @@ class SoftmaxRegressionCV(_Softmax):
   """
 
   def __init__(self, Cs=10, *, cv=5, scoring="accuracy", refit=True,
-               penalty="l2", solver="lbfgs", loss="xent", tol=1e-5,
-               max_iter=1000, fit_intercept=True, class_weight=None,
-               random_state=None, lr=0.1, batch_size=256, epochs=10,
-               schedule="constant"):
+               penalty="l2", l1_ratio=None, solver="lbfgs", loss="xent",
+               tol=1e-5, max_iter=1000, fit_intercept=True,
+               class_weight=None, random_state=None, lr=0.1, batch_size=256,
+               epochs=10, schedule="constant"):
     self.Cs = Cs
     self.cv = cv
     self.scoring = scoring
     self.refit = refit
     self.penalty = penalty
+    self.l1_ratio = l1_ratio
     self.solver = solver
     self.loss = loss
     self.tol = tol

@@ -154,6 +154,9 @@ BAD_INPUTS = {
                               "input size 16"),
     "experiment file without functions": (["--config={empty_experiment}"],
                                           "has no get_config() function"),
+    "a smooth solver with an l1 penalty": (["--optimizer=lbfgs",
+                                            "--penalty=l1"],
+                                           "use --optimizer=owlqn"),
     "calibration without validation": (["--calibrate"],
                                        "--calibrate fits the temperature on "
                                        "a validation split"),
@@ -213,6 +216,9 @@ FLAGS_WITHOUT_EFFECT = {
     "mesh in predict": (["--mode=predict", "--workdir=w", "--mesh=1x1",
                          "--images=a.png"],
                         "--mesh has no effect with --mode=predict"),
+    "l1 ratio without the elastic net": (["--penalty=l1", "--l1_ratio=0.3"],
+                                         "--l1_ratio has no effect without "
+                                         "--penalty=elasticnet"),
     "huber delta without huber": (["--loss=xent,l2", "--huber_delta=0.5"],
                                   "--huber_delta has no effect without "
                                   "--loss=huber"),
@@ -226,7 +232,7 @@ FLAGS_WITHOUT_EFFECT = {
         ["--optimizer=sgd,exact", "--weight_decay=0.01", "--loss=l2",
          "--loss_input=logits", "--tol=1e-6"],
         "--tol has no effect with --optimizer=exact/sgd; it is for "
-        "--optimizer=lbfgs: drop it"),
+        "--optimizer=lbfgs/owlqn: drop it"),
 }
 
 

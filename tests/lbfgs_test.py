@@ -210,7 +210,8 @@ def test_a_warm_start_knows_the_objective_where_it_lands(dataset):
                                dataset.num_classes, init_scale=0.0)
   flat, unravel = jax.flatten_util.ravel_pytree(template)
   values = {"weight_decay": jnp.array([1.0, 1e-3]),
-            "huber_delta": jnp.ones(2), "fold": -jnp.ones(2, jnp.int32)}
+            "huber_delta": jnp.ones(2), "fold": -jnp.ones(2, jnp.int32),
+            "l1_share": jnp.zeros(2)}
 
   def value_and_grad(theta):
     return objective.full_batch(

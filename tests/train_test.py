@@ -373,7 +373,8 @@ def test_a_step_follows_the_weighted_objective(optimizer, fold):
   _, unravel = jax.flatten_util.ravel_pytree(zeros)
   values = {"weight_decay": np.array([0.01], np.float32),
             "huber_delta": np.ones(1, np.float32),
-            "fold": np.array([fold], np.int32)}
+            "fold": np.array([fold], np.int32),
+            "l1_share": np.zeros(1, np.float32)}
 
   def value(params):
     theta = jax.flatten_util.ravel_pytree(params)[0][None]

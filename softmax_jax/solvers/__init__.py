@@ -2,7 +2,8 @@
 (base.Solver), and REGISTRY, --optimizer's names for them.
 
   minibatch.py  sgd, momentum, adam: an epoch of minibatches per round
-  lbfgs.py      batched full-batch L-BFGS to a gradient-norm tolerance
+  lbfgs.py      batched full-batch L-BFGS to a gradient-norm tolerance, and
+                OWL-QN, its orthant-wise form for L1 and elastic-net penalties
   ridge.py      ridge regression on the one-hot code in closed form (exact)
   objective.py  the stack's losses and the full-batch penalized objective
   optimizers.py the optax transformations of the minibatch family
@@ -26,11 +27,14 @@ from softmax_jax.solvers.base import Solver
 REGISTRY: dict[str, type[Solver]] = {
     **dict.fromkeys(optimizers.OPTIMIZERS, minibatch.Minibatch),
     "lbfgs": lbfgs.LBFGS,
+    "owlqn": lbfgs.OWLQN,
     "exact": ridge.ClosedForm,
 }
-# Every solver's solution keys, in a fixed order (results.csv's columns).
+# Every solver's solution keys, in a fixed order (results.csv's columns):
+# OWL-QN's (L-BFGS's, then the sparsity's), then the others'.
+_IN_ORDER: list[type[Solver]] = [lbfgs.OWLQN, *REGISTRY.values()]
 SOLUTION_KEYS = tuple(dict.fromkeys(
-    k for solver in REGISTRY.values() for k in solver.SOLUTION_KEYS))
+    k for solver in _IN_ORDER for k in solver.SOLUTION_KEYS))
 
 
 def get(optimizer: str) -> type[Solver]:

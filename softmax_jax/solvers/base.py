@@ -36,12 +36,15 @@ START_LOSS = "start_loss"
 
 def config_values(configs: list[Config]) -> dict[str, np.ndarray]:
   """Each configuration's numeric value fields (config.VALUE), [M] arrays
-  traced rather than compiled in (the loss is the stack's order instead)."""
+  traced rather than compiled in (the loss is the stack's order instead),
+  and l1_share, the L1 share of its penalty (Config.l1_share)."""
   types = {f.name: f.type for f in dataclasses.fields(Config)}
-  return {f: np.array([getattr(c, f) for c in configs],
-                      np.int32 if types[f] == "int" else np.float32)
-          for f in config_lib.fields_of(config_lib.VALUE)
-          if types[f] in ("int", "float")}
+  values = {f: np.array([getattr(c, f) for c in configs],
+                        np.int32 if types[f] == "int" else np.float32)
+            for f in config_lib.fields_of(config_lib.VALUE)
+            if types[f] in ("int", "float")}
+  values["l1_share"] = np.array([c.l1_share for c in configs], np.float32)
+  return values
 
 
 @dataclasses.dataclass

@@ -25,6 +25,7 @@ from softmax_jax.compilation import compile_once
 from softmax_jax.config import Config
 from softmax_jax.data import datasets as data_lib
 from softmax_jax.data import feed as feed_lib
+from softmax_jax.errors import UserError
 from softmax_jax.hosts import distributed
 from softmax_jax.solvers import objective
 from softmax_jax.solvers import optimizers
@@ -34,21 +35,25 @@ from softmax_jax.solvers.base import State
 
 
 def init_state(values, *, num_features, num_classes, optimizer, hidden=(),
-               phm_n=0, schedule="constant", total_steps=1) -> State:
+               phm_n=0, schedule="constant", total_steps=1,
+               sparse=False) -> State:
   """One configuration's initial params and optimizer state (vmap it to
-  stack)."""
+  stack); sparse: a penalty with an L1 part (its proximal step)."""
   init_key, _ = jax.random.split(jax.random.key(values["seed"]))
   params = model.init_params(init_key, num_features, num_classes,
                              values["init_scale"], hidden, phm_n)
   # As arrays, so that inject_hyperparams keeps them in the state.
-  tx = optimizers.make_optimizer(optimizer, jnp.asarray(values["lr"]),
-                                 jnp.asarray(values["weight_decay"]), schedule,
-                                 total_steps)
+  weight_decay = (objective.smooth_weight_decay(values) if sparse
+                  else values["weight_decay"])
+  tx = optimizers.make_optimizer(
+      optimizer, jnp.asarray(values["lr"]), jnp.asarray(weight_decay),
+      schedule, total_steps,
+      values["weight_decay"] * values["l1_share"] if sparse else None)
   return {"params": params, "opt_state": tx.init(params)}
 
 
 def train_step(state: State, x, y, values, *, optimizer, schedule, total_steps,
-               blocks, loss_input, compute_dtype="float32"):
+               blocks, loss_input, compute_dtype="float32", sparse=False):
   """One optimizer step for every configuration of the stack.
 
   x is a minibatch [B, D] shared by all configurations, or [M, B, D] (y: [B]
@@ -83,7 +88,8 @@ def train_step(state: State, x, y, values, *, optimizer, schedule, total_steps,
       total_loss, has_aux=True)(state["params"])
   # The update reads lr and weight decay from opt_state (inject_hyperparams);
   # the values given here are placeholders.
-  tx = optimizers.make_optimizer(optimizer, 0.0, 0.0, schedule, total_steps)
+  tx = optimizers.make_optimizer(optimizer, 0.0, 0.0, schedule, total_steps,
+                                 0.0 if sparse else None)
   updates, opt_state = objective.over_stack(tx.update, squeeze)(
       grads, state["opt_state"], state["params"])
   params = optax.apply_updates(state["params"], updates)
@@ -178,8 +184,10 @@ class Minibatch:
 
   FULL_BATCH: ClassVar[bool] = False
   UNREAD: ClassVar[tuple[str, ...]] = ("tol", "max_iters")
-  # With --track_objective, each evaluation records the objective.
-  SOLUTION_KEYS: ClassVar[tuple[str, ...]] = ("objective",)
+  # With --track_objective, each evaluation records the objective; with an
+  # L1 penalty, each round the sparsity (objective.sparsity).
+  SOLUTION_KEYS: ClassVar[tuple[str, ...]] = ("objective", "nonzero",
+                                              "features_used")
 
   def __init__(self, stack: Stack, dataset: data_lib.Dataset,
                shard_data: bool):
@@ -198,7 +206,7 @@ class Minibatch:
     steps = (len(dataset.x_train) // count) // (c.batch_size // count)
     self.optimizer_kw = {
         "optimizer": c.optimizer, "schedule": c.schedule,
-        "total_steps": c.epochs * steps}
+        "total_steps": c.epochs * steps, "sparse": c.penalty != "l2"}
     self.init_kw = {"num_features": dataset.num_features,
                     "num_classes": dataset.num_classes,
                     "hidden": c.hidden_sizes, "phm_n": c.phm_n}
@@ -224,7 +232,10 @@ class Minibatch:
 
   @staticmethod
   def check(config: Config) -> None:
-    del config  # every minibatch configuration is trainable
+    if config.penalty != "l2" and config.phm_n:
+      raise UserError(f"--penalty={config.penalty} applies to dense weights; "
+                      "--phm_n's layer is a sum of Kronecker products: drop "
+                      "one of them")
 
   def init_states(self):
     return jax.jit(jax.vmap(functools.partial(
@@ -259,6 +270,8 @@ class Minibatch:
                           **self.optimizer_kw),
         out_shardings=(self.layout.configs, self.layout.replicated))
     shape = self.batches_of(0).shape
+    self.sparsity = (compile_once(jax.jit(objective.sparsity).lower(
+        states["params"])) if self.optimizer_kw["sparse"] else None)
     self.epoch_fns = {  # one per length of the feed's calls (in steps)
         steps: compile_once(epoch_fn.lower(
             states, *self.feed.shapes((steps, *shape[1:])), self.values))
@@ -275,6 +288,8 @@ class Minibatch:
     record = _mean_over_steps([(steps, {k: v for k, v in part.items()
                                         if k != "first_loss"})
                                for steps, part in parts])
+    if self.sparsity is not None:
+      record.update(jax.device_get(self.sparsity(states["params"])))
     # The loss at initialization, where the explosion rule measures from.
     return states, {**record, START_LOSS: first} if epoch == 1 else record
 

@@ -6,11 +6,14 @@ delta. `per_example_losses` gives each configuration's loss of each
 example of a minibatch; `full_batch` the penalized objective over the
 whole training set,
 
-  sum_i w_i loss(x_i, y_i) / sum_i w_i + (weight_decay / 2) ||W||^2
+  sum_i w_i loss(x_i, y_i) / sum_i w_i
+      + weight_decay ((1 - rho) / 2 ||W||^2 + rho ||W||_1)
 
 (w_i the examples' weights, 1 unless given, and 0 for the rows of the
-cross-validation fold a configuration leaves out; b not penalized: the
-objective the SGD family's weight decay follows), with its gradient, in
+cross-validation fold a configuration leaves out; rho the L1 share of the
+penalty, 0 for --penalty=l2; b not penalized: the objective the SGD
+family's weight decay follows), with the gradient of its smooth part (all
+but the L1 term, which the solvers of an L1 penalty handle themselves), in
 chunks of rows: what the full-batch solvers minimize (the minibatch
 solvers, its unbiased estimate on each minibatch).
 """
@@ -18,6 +21,7 @@ solvers, its unbiased estimate on each minibatch).
 from __future__ import annotations
 
 import functools
+import math
 from typing import TYPE_CHECKING
 
 import jax
@@ -30,6 +34,7 @@ from softmax_jax import losses
 from softmax_jax import metrics
 from softmax_jax import model
 from softmax_jax.data import datasets as data_lib
+from softmax_jax.data import user_data
 from softmax_jax.hosts import distributed
 from softmax_jax.solvers import optimizers
 
@@ -86,13 +91,39 @@ def loss_blocks(configs: list[Config]) -> tuple[tuple[str, int, int], ...]:
   return tuple(blocks)
 
 
-def penalty(params_M, weight_decay_M):
-  """(weight_decay / 2) ||W||^2 of each configuration [M] (b not counted)."""
-  squares = jax.tree.map(
-      lambda p, on: jnp.sum(p.reshape(p.shape[0], -1)**2, axis=-1) if on
+def _penalized_sum(fn, params_M):
+  """sum of fn over each configuration's penalized entries (not b) [M]."""
+  sums = jax.tree.map(
+      lambda p, on: jnp.sum(fn(p.reshape(p.shape[0], -1)), axis=-1) if on
       else jnp.zeros(p.shape[0], p.dtype),
       params_M, optimizers.decayed(params_M))
-  return 0.5 * weight_decay_M * sum(jax.tree.leaves(squares))
+  return sum(jax.tree.leaves(sums))
+
+
+def penalty(params_M, weight_decay_M, l1_share_M=None):
+  """Each configuration's penalty [M] (b not counted): (weight_decay / 2)
+  ||W||^2, or with l1_share rho, weight_decay ((1 - rho) / 2 ||W||^2 + rho
+  ||W||_1)."""
+  if l1_share_M is None:
+    return 0.5 * weight_decay_M * _penalized_sum(jnp.square, params_M)
+  return (penalty(params_M, weight_decay_M * (1 - l1_share_M))
+          + weight_decay_M * l1_share_M * _penalized_sum(jnp.abs, params_M))
+
+
+def smooth_weight_decay(values):
+  """The strength of the penalty's L2 part, weight_decay (1 - rho), [M]."""
+  return values["weight_decay"] * (1 - values["l1_share"])
+
+
+def sparsity(params_M):
+  """Each configuration's nonzero weights (the penalized entries: not the
+  biases) and its input features used (rows of the first layer's W with a
+  nonzero entry), [M] each."""
+  first = params_M["hidden"][0]["w"] if "hidden" in params_M else None
+  w = params_M["w"] if first is None else first
+  return {"nonzero": _penalized_sum(lambda p: (p != 0).astype(jnp.float32),
+                                    params_M),
+          "features_used": jnp.sum(jnp.any(w != 0, axis=-1), axis=-1)}
 
 
 def stacked_logits(params_M, x_BxD):
@@ -142,7 +173,7 @@ def full_batch_value(params_M, x_NxD, rows_N: Rows, values, *, blocks,
 
   total = evaluation.sum_chunks(chunk_sums, x_NxD, rows_N, chunk)
   return (total["loss"] / total["weight"]
-          + penalty(params_M, values["weight_decay"]))
+          + penalty(params_M, values["weight_decay"], values["l1_share"]))
 
 
 def full_batch(theta_MxP, x_NxD, rows_N: Rows, values, *, unravel, blocks,
@@ -178,7 +209,7 @@ def full_batch(theta_MxP, x_NxD, rows_N: Rows, values, *, unravel, blocks,
 
   total = evaluation.sum_chunks(chunk_sums, x_NxD, rows_N, chunk)
   weight_M = total["weight"]
-  wd = values["weight_decay"]
+  wd = smooth_weight_decay(values)
 
   def per_config(a, v_M):
     return v_M.reshape((-1,) + (1,) * (a.ndim - 1))
@@ -262,3 +293,55 @@ class FlatObjective:
   def params(self, theta_MxP):
     """The stacked params trees of theta."""
     return jax.vmap(self.unravel)(theta_MxP)
+
+
+def lambda_max(dataset: data_lib.Dataset, config: Config) -> float:
+  """The smallest strength at which W = 0 is the optimum of config's
+  objective (its loss, L1 share rho and fold; the linear model): W = 0
+  with the best bias b* is optimal while every entry of the data term's
+  gradient in W there is at most lambda rho in size, so lambda_max =
+  max |G| / rho, G = sum_i w_i x_i r(y_i)^T / sum_i w_i with r(k) the
+  loss's gradient in the logits at b* for class k (cross-entropy:
+  softmax(b*) - e_k = c - e_k, c the weighted class shares; other losses:
+  b* solved numerically over the K biases). inf for rho = 0 (l2: W = 0 at
+  no finite strength). One pass over the training rows."""
+  if config.l1_share == 0:
+    return math.inf
+  y, w, folds = rows_of(dataset)
+  w = np.where(folds != config.fold, w, 0).astype(np.float64)
+  k = dataset.num_classes
+  shares = np.bincount(y, weights=w, minlength=k) / w.sum()
+  sums = np.zeros((dataset.num_features, k))  # S[:, k] = sum_{y_i=k} w_i x_i
+  for rows in user_data.row_chunks(dataset.x_train):
+    x = data_lib.to_features(dataset.x_train[rows]).astype(np.float64)
+    sums += x.T @ (np.eye(k)[y[rows]] * w[rows, None])
+  if config.loss == "xent":
+    r = shares[None, :] - np.eye(k)
+  else:
+    r = _bias_gradients(config, shares)
+  g = sums @ r / w.sum()
+  return float(np.max(np.abs(g)) / config.l1_share)
+
+
+def _bias_gradients(config: Config, shares) -> np.ndarray:
+  """r [K, K]: row k the loss's gradient in the logits o = b* for label k,
+  b* minimizing sum_k shares_k loss(b, k) (the mean loss at W = 0)."""
+  import scipy.optimize  # pylint: disable=g-import-not-at-top  (0.3 s, rare)
+  k = len(shares)
+  labels = jnp.arange(k)
+  loss = functools.partial(losses.LOSSES[config.loss],
+                           loss_input=config.loss_input,
+                           huber_delta=config.huber_delta)
+
+  def mean_loss(b):
+    return jnp.sum(jnp.asarray(shares, jnp.float32)
+                   * loss(jnp.broadcast_to(b, (k, k)), labels))
+
+  solution = scipy.optimize.minimize(
+      lambda b: [np.asarray(v, np.float64) for v in jax.value_and_grad(
+          mean_loss)(jnp.asarray(b, jnp.float32))],
+      np.zeros(k), jac=True, method="L-BFGS-B", options={"gtol": 1e-10})
+  b = jnp.asarray(solution.x, jnp.float32)
+  return np.asarray(jax.vmap(jax.grad(lambda o, label: loss(o[None],
+                                                            label[None])[0]),
+                             in_axes=(None, 0))(b, labels), np.float64)

@@ -10,10 +10,14 @@ applies to any learning rate of the sweep.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import jax
+import jax.numpy as jnp
 import optax
 
 MOMENTUM = 0.9
+ADAM_B2, ADAM_EPS = 0.999, 1e-8  # optax.adam's defaults
 
 
 def decayed(params):
@@ -55,14 +59,63 @@ SCHEDULES = {
 }
 
 
+def soft_threshold(w, threshold):
+  """The proximal operator of threshold ||w||_1: sign(w) max(|w| -
+  threshold, 0), entry by entry (exact zeros below the threshold)."""
+  return jnp.sign(w) * jnp.maximum(jnp.abs(w) - threshold, 0.0)
+
+
+class ProximalL1State(NamedTuple):
+  steps: jax.Array  # taken
+  threshold: jax.Array  # lr lambda rho: a value, as inject_hyperparams's
+  inner: optax.OptState  # the optimizer's own
+
+
+def with_proximal_l1(tx: optax.GradientTransformation, threshold, factor,
+                     adaptive: bool) -> optax.GradientTransformation:
+  """tx, each step ended by the proximal step of an L1 penalty: the update
+  lands each decayed entry (W, not b) at soft_threshold(W + u, t), u tx's
+  update, t = threshold factor(step) (threshold = lr lambda rho): proximal
+  SGD, weights whose steps stay below t exactly 0 after every step. With
+  `adaptive` (Adam), t is divided by Adam's own scale of the entry,
+  sqrt(v_hat) + eps, as its step is: the proximal step in Adam's metric."""
+  def init(params):
+    return ProximalL1State(jnp.zeros([], jnp.int32),
+                           jnp.asarray(threshold, jnp.float32),
+                           tx.init(params))
+
+  def update(updates, state, params):
+    updates, inner = tx.update(updates, state.inner, params)
+    t = state.threshold * factor(state.steps)
+    if adaptive:  # (optax.adam's b2 and eps)
+      nu = optax.tree_utils.tree_get(inner, "nu")
+      correction = 1 - ADAM_B2**(state.steps + 1).astype(jnp.float32)
+      t = jax.tree.map(lambda v: t / (jnp.sqrt(v / correction) + ADAM_EPS),
+                       nu)
+    else:
+      t = jax.tree.map(lambda _: t, params)
+    updates = jax.tree.map(
+        lambda u, p, t, on: soft_threshold(p + u, t) - p if on else u,
+        updates, params, t, decayed(params))
+    return updates, ProximalL1State(state.steps + 1, state.threshold, inner)
+
+  return optax.GradientTransformation(init, update)
+
+
 def make_optimizer(name: str, learning_rate: float | jax.Array,
                    weight_decay: float | jax.Array = 0.0,
                    schedule: str = "constant",
-                   total_steps: int = 1) -> optax.GradientTransformation:
+                   total_steps: int = 1,
+                   l1: float | jax.Array | None = None
+                   ) -> optax.GradientTransformation:
   """The named optimizer; weight decay adds weight_decay * W to W's gradient;
-  the learning rate follows `schedule` over `total_steps` steps."""
+  the learning rate follows `schedule` over `total_steps` steps; l1 (an L1
+  penalty's lambda rho): each step ends with its proximal step."""
   tx = OPTIMIZERS[name](learning_rate=learning_rate, weight_decay=weight_decay)
-  if schedule == "constant":
+  factor = (optax.constant_schedule(1.0) if schedule == "constant"
+            else SCHEDULES[schedule](total_steps))
+  if schedule != "constant":
+    tx = optax.chain(tx, optax.scale_by_schedule(factor))
+  if l1 is None:
     return tx
-  return optax.chain(tx,
-                     optax.scale_by_schedule(SCHEDULES[schedule](total_steps)))
+  return with_proximal_l1(tx, learning_rate * l1, factor, name == "adam")

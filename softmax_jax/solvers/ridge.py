@@ -123,6 +123,10 @@ class ClosedForm:
     if not config.weight_decay > 0:
       raise UserError("--optimizer=exact needs --weight_decay > 0 (the "
                       "ridge penalty that makes the solution unique)")
+    if config.penalty != "l2":
+      raise UserError(f"--optimizer=exact solves the L2 (ridge) penalty in "
+                      f"closed form; --penalty={config.penalty} has none: "
+                      "use --optimizer=owlqn")
     check_linear(config)
 
   def init_states(self):

@@ -1,0 +1,169 @@
+"""Sparse probes: L1 and elastic-net penalties, OWL-QN's exact solutions and
+their certificate, lambda_max, and the minibatch solvers' proximal step."""
+
+import dataclasses
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from sklearn.datasets import load_digits
+from sklearn.linear_model import LogisticRegression
+
+from conftest import synthetic_dataset
+from softmax_jax import SoftmaxRegression
+from softmax_jax import train
+from softmax_jax.config import Config
+from softmax_jax.data import datasets
+from softmax_jax.errors import UserError
+from softmax_jax.solvers import lbfgs
+from softmax_jax.solvers import objective
+from softmax_jax.solvers import optimizers
+
+
+@pytest.fixture(scope="module")
+def dataset():
+  return synthetic_dataset(n_train=1200, n_test=300, num_features=36,
+                           num_classes=5, noise=70.0)
+
+
+@pytest.fixture(scope="module")
+def digits():
+  """scikit-learn's 8 x 8 digits in [0, 1] (1,797 x 64, 10 classes)."""
+  x, y = load_digits(return_X_y=True)
+  return x / 16, y
+
+
+def _fit(configs, dataset):
+  return [r.history[-1] for r in train.train_configs(configs, dataset).runs]
+
+
+def _owlqn(weight_decay, **kw):
+  return Config(optimizer="owlqn", penalty=kw.pop("penalty", "l1"),
+                weight_decay=weight_decay, **kw).validate()
+
+
+def test_the_proximal_operator_on_hand_made_cases():
+  w = jnp.array([-3.0, -1.0, -0.5, 0.0, 0.5, 1.0, 3.0])
+  np.testing.assert_array_equal(optimizers.soft_threshold(w, 1.0),
+                                [-2.0, 0.0, 0.0, 0.0, 0.0, 0.0, 2.0])
+  np.testing.assert_array_equal(optimizers.soft_threshold(w, 0.0), w)
+
+
+def test_the_pseudo_gradient_is_the_smallest_subgradient():
+  """Away from 0 the gradient of the side theta is on; at 0, the side along
+  which the objective descends, or 0 where |g| <= l1 (the optimality
+  condition of that entry)."""
+  theta = jnp.array([[1.0, -1.0, 0.0, 0.0, 0.0, 0.0]])
+  grad = jnp.array([[0.5, 0.5, 0.5, -2.0, 2.0, 0.3]])
+  l1 = jnp.full((1, 6), 1.0)
+  np.testing.assert_allclose(lbfgs.pseudo_gradient(theta, grad, l1),
+                             [[1.5, -0.5, 0.0, -1.0, 1.0, 0.0]])
+  np.testing.assert_array_equal(lbfgs.pseudo_gradient(theta, grad, None),
+                                grad)
+
+
+@pytest.mark.parametrize("loss", ["xent", "l2"])
+def test_lambda_max_is_where_the_weights_leave_zero(dataset, loss):
+  lam = objective.lambda_max(dataset, Config(penalty="l1", loss=loss))
+  above, below = _fit([_owlqn(1.02 * lam, loss=loss),
+                       _owlqn(0.9 * lam, loss=loss)], dataset)
+  assert above["nonzero"] == 0 and above["converged"]
+  assert below["nonzero"] > 0 and below["converged"]
+  assert above["lambda_max"] == pytest.approx(lam, rel=1e-6)
+  # The elastic net's is 1 / rho as large; l2 has none.
+  assert objective.lambda_max(
+      dataset, Config(penalty="elasticnet", l1_ratio=0.25, loss=loss)
+  ) == pytest.approx(4 * lam)
+  assert objective.lambda_max(dataset, Config()) == np.inf
+
+
+def test_a_path_equals_each_strength_solved_alone(dataset):
+  strengths = (3e-2, 1e-2, 3e-3)
+  path = _fit([_owlqn(s) for s in strengths], dataset)
+  for s, solved in zip(strengths, path, strict=True):
+    alone, = _fit([_owlqn(s)], dataset)
+    assert solved["converged"] and alone["converged"]
+    assert solved["objective"] == pytest.approx(alone["objective"], rel=1e-5)
+    assert abs(solved["nonzero"] - alone["nonzero"]) <= 2
+  # Weaker penalties keep more weights.
+  assert path[0]["nonzero"] < path[1]["nonzero"] < path[2]["nonzero"]
+
+
+def test_the_certificate_is_below_tol_at_convergence_and_above_it_early(
+    dataset):
+  early, done = _fit([_owlqn(3e-3, max_iters=3), _owlqn(3e-3)], dataset)
+  assert not early["converged"] and early["grad_norm"] > 1e-5
+  assert done["converged"] and done["grad_norm"] < 1e-5
+  assert done["objective"] < early["objective"]
+  assert 0 < done["features_used"] <= 36 and done["nonzero"] <= 36 * 5
+
+
+@pytest.mark.parametrize("penalty", ["l1", "elasticnet"])
+def test_the_optimum_of_scikit_learns_saga(digits, penalty):
+  """The estimator's objective within 1e-5 of saga's at tol 1e-8, or below
+  it, the same weights zero, the same predictions."""
+  x, y = digits
+  c = 0.3
+  ours = SoftmaxRegression(C=c, penalty=penalty, l1_ratio=0.5).fit(x, y)
+  rho = 1.0 if penalty == "l1" else 0.5
+  theirs = LogisticRegression(C=c, l1_ratio=rho, solver="saga", tol=1e-8,
+                              max_iter=100000).fit(x, y)
+
+  def value(m):
+    z = x @ m.coef_.T + m.intercept_
+    z = z - z.max(axis=1, keepdims=True)
+    log_p = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+    return (-c * log_p[np.arange(len(y)), y].sum()
+            + rho * np.abs(m.coef_).sum()
+            + (1 - rho) / 2 * (m.coef_**2).sum())
+
+  assert ours.converged_ and ours.grad_norm_ < ours.tol
+  assert value(ours) <= value(theirs) * (1 + 1e-5)
+  assert np.mean((ours.coef_ == 0) == (theirs.coef_ == 0)) > 0.99
+  assert np.mean(ours.predict(x) == theirs.predict(x)) >= 0.999
+
+
+def test_the_elastic_net_at_rho_0_is_the_l2_optimum(dataset):
+  enet, = _fit([_owlqn(1e-2, penalty="elasticnet", l1_ratio=0.0)], dataset)
+  l2, = _fit([Config(optimizer="lbfgs", weight_decay=1e-2)], dataset)
+  assert enet["converged"] and l2["converged"]
+  assert enet["objective"] == pytest.approx(l2["objective"], rel=1e-6)
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_the_minibatch_proximal_step_gives_exact_zeros(dataset, optimizer):
+  lr = 0.5 if optimizer == "sgd" else 0.01
+  common = {"optimizer": optimizer, "lr": lr, "epochs": 5, "batch_size": 64,
+            "weight_decay": 1e-2}
+  runs = train.train_configs([Config(penalty="l1", **common),
+                              Config(**common)], dataset).runs
+  sparse, dense = (r.params["w"] for r in runs)
+  assert (sparse == 0).sum() > 0.2 * sparse.size
+  assert (dense == 0).sum() == 0
+  assert runs[0].history[-1]["nonzero"] == (sparse != 0).sum()
+  assert runs[0].history[-1]["test_accuracy"] > 0.5
+
+
+def test_the_smooth_solvers_refuse_an_l1_penalty():
+  with pytest.raises(UserError, match="use --optimizer=owlqn"):
+    Config(optimizer="lbfgs", penalty="l1").validate()
+  with pytest.raises(UserError, match="use --optimizer=owlqn"):
+    Config(optimizer="exact", loss="l2", loss_input="logits",
+           weight_decay=1.0, penalty="elasticnet").validate()
+  with pytest.raises(UserError, match="--l1_ratio must be in"):
+    Config(penalty="elasticnet", l1_ratio=1.5).validate()
+  with pytest.raises(UserError, match="choose one of: l2, l1, elasticnet"):
+    Config(penalty="lasso").validate()
+
+
+def test_a_fold_has_its_own_lambda_max(dataset):
+  """lambda_max of a configuration that leaves a fold out counts only the
+  rows it trains on."""
+  folds = np.arange(len(dataset.y_train)) % 2
+  both = dataclasses.replace(dataset, folds=folds)
+  half = dataclasses.replace(dataset, x_train=dataset.x_train[folds == 1],
+                             y_train=dataset.y_train[folds == 1])
+  assert objective.lambda_max(both, Config(penalty="l1", fold=0)) == (
+      pytest.approx(objective.lambda_max(half, Config(penalty="l1")),
+                    rel=1e-6))
+  assert datasets.train_weights(both) is not None
