@@ -10,11 +10,15 @@ from sklearn.datasets import load_digits
 from sklearn.linear_model import LogisticRegression
 
 from conftest import synthetic_dataset
+from conftest import write_cache
+from softmax_jax import runner
 from softmax_jax import SoftmaxRegression
+from softmax_jax import sweep
 from softmax_jax import train
 from softmax_jax.config import Config
 from softmax_jax.data import datasets
 from softmax_jax.errors import UserError
+from softmax_jax.outputs import workdir as workdir_lib
 from softmax_jax.solvers import lbfgs
 from softmax_jax.solvers import objective
 from softmax_jax.solvers import optimizers
@@ -167,3 +171,26 @@ def test_a_fold_has_its_own_lambda_max(dataset):
       pytest.approx(objective.lambda_max(half, Config(penalty="l1")),
                     rel=1e-6))
   assert datasets.train_weights(both) is not None
+
+
+def test_a_sparse_path_reports_its_certificates_and_sparsity(tmp_path):
+  """A run of the path writes each strength's certificate, sparsity and
+  lambda_max to results.csv, and the best's to summary.json and
+  report.md."""
+  write_cache(tmp_path / "data", synthetic_dataset())
+  base = Config(data_dir=str(tmp_path / "data"), optimizer="owlqn",
+                penalty="l1", val_fraction=0.2)
+  configs = sweep.expand(base, sweep.axis("weight_decay", [1.0, 1e-2, 1e-3]))
+  summary = runner.run(configs, tmp_path / "run", verbose=False)
+  rows = workdir_lib.read_results(tmp_path / "run")
+  assert {"grad_norm", "converged", "nonzero", "features_used",
+          "lambda_max"} <= set(rows[0])
+  assert [r["converged"] for r in rows] == ["True"] * 3
+  assert int(rows[0]["nonzero"]) == 0 < int(rows[2]["nonzero"])
+  lam = float(rows[0]["lambda_max"])
+  assert 1e-2 < lam < 1.0 and all(float(r["lambda_max"]) == lam
+                                  for r in rows)
+  assert summary["grad_norm"] < base.tol and summary["nonzero"] > 0
+  report = (tmp_path / "run" / "report.md").read_text()
+  assert "| certificate: gradient norm (KKT violation) |" in report
+  assert f"| input features used | {summary['features_used']} |" in report

@@ -416,17 +416,22 @@ def _column_mean_std(x):
   return mean, np.sqrt(variance)
 
 
+def _feature_chunks(x):
+  return (to_features(x[rows]).astype(np.float64)
+          for rows in user_data.row_chunks(x))
+
+
+def feature_mean(x) -> np.ndarray:
+  """The features' mean [D], float64, a chunk of rows at a time."""
+  return sum(c.sum(axis=0) for c in _feature_chunks(x)) / len(x)
+
+
 def feature_covariance(x) -> tuple[np.ndarray, np.ndarray]:
   """The features' mean [D] and (population) covariance [D, D], float64,
   a chunk of rows at a time (the data are never copied whole)."""
-
-  def chunks():
-    return (to_features(x[rows]).astype(np.float64)
-            for rows in user_data.row_chunks(x))
-
-  mean = sum(c.sum(axis=0) for c in chunks()) / len(x)
+  mean = feature_mean(x)
   cov = np.zeros((x.shape[1], x.shape[1]))
-  for c in chunks():
+  for c in _feature_chunks(x):
     np.subtract(c, mean, out=c)  # in place: the chunk is a copy of our own
     cov += c.T @ c
   return mean, cov / len(x)

@@ -93,7 +93,9 @@ def format_summary(summary: dict, workdir) -> str:
   c = summary["config"]
   # (a minibatch run may track its objective, and report no more)
   if solvers.full_batch(c["optimizer"]):
-    how = (f"{c['optimizer']} weight decay {c['weight_decay']:g} | "
+    strength = ("weight decay" if c.get("penalty", "l2") == "l2"
+                else f"{c['penalty']} lambda")
+    how = (f"{c['optimizer']} {strength} {c['weight_decay']:g} | "
            f"{summary['iterations']} iterations, gradient norm "
            f"{summary['grad_norm']:.2e} ("
            f"{'converged' if summary['converged'] else 'NOT converged'}: "
@@ -104,6 +106,9 @@ def format_summary(summary: dict, workdir) -> str:
     how = (f"{c['optimizer']} lr {c['lr']:g} | batch {c['batch_size']} | "
            f"{c['epochs']} epochs")
     rate = f"{1e3 * summary['train_seconds'] / c['epochs']:.0f} ms/epoch"
+  if "nonzero" in summary:
+    how += (f" | {int(summary['nonzero']):,} nonzero weights, "
+            f"{int(summary['features_used']):,} features used")
   return "\n".join([
       f"{summary['dataset']} | loss {c['loss']} | {how} | "
       f"{summary['num_params']:,} params",

@@ -195,6 +195,26 @@ def _seconds(seconds: float | None) -> str:
   return "n/a" if seconds is None else f"{seconds:.2f}"
 
 
+def _solution_rows(summary: dict) -> list[tuple[str, str]]:
+  """What a solver reported of its solution (outcome: its SOLUTION_KEYS):
+  the objective, its certificate, and a sparse model's sparsity."""
+  rows = []
+  if "objective" in summary:
+    rows.append(("training objective", f"{summary['objective']:.8g}"))
+  if "grad_norm" in summary:
+    below = "below" if summary["converged"] else "NOT below"
+    rows.append(("certificate: gradient norm (KKT violation)",
+                 f"{summary['grad_norm']:.2e} ({below} --tol, "
+                 f"{summary['iterations']} iterations)"))
+  if "nonzero" in summary:
+    rows += [("nonzero weights", f"{int(summary['nonzero']):,}"),
+             ("input features used", f"{int(summary['features_used']):,}")]
+  if "lambda_max" in summary:
+    rows.append(("lambda_max (W = 0 at and above)",
+                 f"{summary['lambda_max']:.6g}"))
+  return rows
+
+
 def write_markdown(workdir: Path, title: str, summary: dict,
                    figures: list[str], ranking: str = "") -> None:
   """report.md: the summary table and the figures, for any markdown viewer."""
@@ -216,6 +236,7 @@ def write_markdown(workdir: Path, title: str, summary: dict,
                      ("train_loss", "final train loss")):
     if key in summary:
       rows.append((label, f"{summary[key]:.4f}"))
+  rows += _solution_rows(summary)
   rows += [("parameters", f"{summary['num_params']:,}"),
            ("train seconds (compiled, no compile)",
             _seconds(summary["train_seconds"])),

@@ -121,9 +121,13 @@ def sparsity(params_M):
   nonzero entry), [M] each."""
   first = params_M["hidden"][0]["w"] if "hidden" in params_M else None
   w = params_M["w"] if first is None else first
-  return {"nonzero": _penalized_sum(lambda p: (p != 0).astype(jnp.float32),
-                                    params_M),
-          "features_used": jnp.sum(jnp.any(w != 0, axis=-1), axis=-1)}
+  nonzero = jax.tree.map(
+      lambda p, on: jnp.sum((p != 0).reshape(p.shape[0], -1), axis=-1,
+                            dtype=jnp.int32) * on,
+      params_M, optimizers.decayed(params_M))
+  return {"nonzero": sum(jax.tree.leaves(nonzero)),
+          "features_used": jnp.sum(jnp.any(w != 0, axis=-1), axis=-1,
+                                   dtype=jnp.int32)}
 
 
 def stacked_logits(params_M, x_BxD):
