@@ -54,6 +54,7 @@ def main(argv):
   import matplotlib  # pylint: disable=import-outside-toplevel
   matplotlib.use("Agg")
   from matplotlib import pyplot as plt  # pylint: disable=import-outside-toplevel
+  from matplotlib import ticker  # pylint: disable=import-outside-toplevel
 
   full = data_lib.load("fashion_mnist")
   n = FLAGS.train_size
@@ -80,9 +81,9 @@ def main(argv):
   used = np.array([r["features_used"] for r in last])
   accuracy = np.array([r["test_accuracy"] for r in last])
 
-  fig = plt.figure(figsize=(12, 6.5))
-  grid = fig.add_gridspec(3, 5, height_ratios=(2.2, 1, 1))
-  left, right = fig.add_subplot(grid[0, :3]), fig.add_subplot(grid[0, 3:])
+  fig = plt.figure(figsize=(12, 7))
+  top, bottom = fig.subfigures(2, 1, height_ratios=(1.1, 1))
+  left, right = top.subplots(1, 2, gridspec_kw={"width_ratios": (3, 2)})
   left.semilogx(np.maximum(used, 1), accuracy, "o-")
   left.set_xlabel("pixels used by any class (of 784)")
   left.set_ylabel("test accuracy")
@@ -90,23 +91,24 @@ def main(argv):
   right.semilogx(fractions, accuracy, "o-")
   right.invert_xaxis()
   right.set_xlabel("lambda / lambda_max")
+  plain = ticker.FuncFormatter(lambda v, _: f"{v:g}")
   for ax in (left, right):
+    ax.xaxis.set_major_formatter(plain)
     ax.grid(True, which="both", alpha=0.3)
   good = [i for i in range(len(last)) if accuracy[i] >= FLAGS.template_accuracy]
   pick = good[0] if good else len(last) - 1
   w = result.runs[pick].params["w"]  # [784, 10]
   scale = np.max(np.abs(w)) or 1.0
-  for k in range(10):
-    ax = fig.add_subplot(grid[1 + k // 5, k % 5])
-    ax.imshow(w[:, k].reshape(28, 28), cmap="RdBu", vmin=-scale, vmax=scale)
+  for k, ax in enumerate(bottom.subplots(2, 5).ravel()):
+    ax.imshow(w[:, k].reshape(28, 28), cmap="RdBu_r", vmin=-scale, vmax=scale)
     ax.set_title(full.class_names[k], fontsize=8)
     ax.axis("off")
-  fig.suptitle(f"templates at lambda = {fractions[pick]:.3g} lambda_max: "
-               f"{int(used[pick])} pixels, test accuracy "
-               f"{accuracy[pick]:.3f}", y=0.36, fontsize=9)
+  bottom.suptitle(f"W's columns at lambda = {fractions[pick]:.3g} "
+                  f"lambda_max: {int(used[pick])} pixels, test accuracy "
+                  f"{accuracy[pick]:.3f} (red positive, blue negative, white "
+                  "0)", fontsize=9)
   out = Path(FLAGS.out)
   out.parent.mkdir(parents=True, exist_ok=True)
-  fig.tight_layout()
   fig.savefig(out, dpi=110)
   table = "\n".join(rows) + "\n"
   out.with_suffix(".md").write_text(
