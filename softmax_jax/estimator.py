@@ -14,7 +14,10 @@ for penalty="l1" and "elasticnet" (||W||_1, and rho ||W||_1 + (1 - rho) / 2
 train.train_configs on a Dataset of the arrays, as a run of launch.py is:
 no workdir, no files, no printing. Two classes are the symmetric softmax
 model, reported in scikit-learn's binary layout (one row: class 1's weights
-minus class 0's); its optimum at C is LogisticRegression's at 2 C.
+minus class 0's); its optimum at C is LogisticRegression's at 2 C (l2), at
+C (l1), and for the elastic net at rho LogisticRegression's at C' = 2 C /
+(1 + rho) with l1_ratio 2 rho / (1 + rho) (the penalty of the symmetric
+columns +-v/2 is rho |v| + (1 - rho) v^2 / 4).
 """
 
 from __future__ import annotations

@@ -194,3 +194,20 @@ def test_a_sparse_path_reports_its_certificates_and_sparsity(tmp_path):
   report = (tmp_path / "run" / "report.md").read_text()
   assert "| certificate: gradient norm (KKT violation) |" in report
   assert f"| input features used | {summary['features_used']} |" in report
+
+
+@pytest.mark.parametrize("penalty,rho", [("l1", 1.0), ("elasticnet", 0.5)])
+def test_two_classes_are_scikit_learns_binary_model(penalty, rho):
+  """The symmetric two-class softmax at C with an L1 part is the logistic
+  model at C' = 2 C / (1 + rho), l1_ratio 2 rho / (1 + rho) (C at l1)."""
+  from sklearn.datasets import load_breast_cancer  # pylint: disable=g-import-not-at-top
+  x, y = load_breast_cancer(return_X_y=True)
+  x = (x - x.mean(axis=0)) / x.std(axis=0)
+  ours = SoftmaxRegression(C=0.1, penalty=penalty, l1_ratio=rho).fit(x, y)
+  theirs = LogisticRegression(C=0.2 / (1 + rho), l1_ratio=2 * rho / (1 + rho),
+                              solver="saga", tol=1e-10,
+                              max_iter=100000).fit(x, y)
+  assert ours.converged_ and ours.coef_.shape == (1, 30)
+  np.testing.assert_array_equal(ours.coef_ == 0, theirs.coef_ == 0)
+  np.testing.assert_allclose(ours.coef_, theirs.coef_, atol=2e-3)
+  assert np.mean(ours.predict(x) == theirs.predict(x)) >= 0.998
