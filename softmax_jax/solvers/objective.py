@@ -315,10 +315,11 @@ def lambda_max(dataset: data_lib.Dataset, config: Config) -> float:
   w = np.where(folds != config.fold, w, 0).astype(np.float64)
   k = dataset.num_classes
   shares = np.bincount(y, weights=w, minlength=k) / w.sum()
-  sums = np.zeros((dataset.num_features, k))  # S[:, k] = sum_{y_i=k} w_i x_i
+  sums = np.zeros((k, dataset.num_features))  # S[k] = sum_{y_i=k} w_i x_i
   for rows in user_data.row_chunks(dataset.x_train):
     x = data_lib.to_features(dataset.x_train[rows]).astype(np.float64)
-    sums += x.T @ (np.eye(k)[y[rows]] * w[rows, None])
+    np.add.at(sums, y[rows], x * w[rows, None])  # O(N D), not O(N D K)
+  sums = sums.T
   if config.loss == "xent":
     r = shares[None, :] - np.eye(k)
   else:
