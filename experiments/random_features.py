@@ -8,7 +8,7 @@ The first command writes the npy: folder (default
 runs/data/fashion_mnist_relu4096): each image's 784 pixels in [0, 1] through
 a fixed, seeded random ReLU feature map, phi(x) = max(0, x R + c) with R ~
 N(0, 1/784) [784 x F] and c ~ U(-1, 1) [F] (random features, Rahimi & Recht
-2007), computed in chunks and written as float32 (60,000 x 4,096 x 4 bytes
+2007), computed in chunks (resumable) as float32 (60,000 x 4,096 x 4 bytes
 = 0.98 GB), with the class names. The second trains softmax regression on
 them, standardized, with Adam and a cosine schedule: the features play the
 role of a pretrained model's embeddings, and a linear classifier on them
@@ -46,28 +46,22 @@ def get_config():
 
 
 def write(out: Path, num_features: int, data_dir: str | None = None) -> None:
-  """The random-feature npy: folder of Fashion-MNIST, written in chunks."""
+  """The random-feature npy: folder of Fashion-MNIST, written in chunks
+  (softmax_jax/data/embeddings.py: resumable after a kill)."""
   import jax  # pylint: disable=g-import-not-at-top
 
-  from softmax_jax.data import datasets  # pylint: disable=g-import-not-at-top
+  # pylint: disable=g-import-not-at-top
+  from softmax_jax.data import datasets
+  from softmax_jax.data import embeddings
   dataset = datasets.load("fashion_mnist", data_dir)
   d = dataset.num_features
   key_r, key_c = jax.random.split(jax.random.key(SEED))
   r = jax.random.normal(key_r, (d, num_features)) / np.sqrt(d)
   c = jax.random.uniform(key_c, (num_features,), minval=-1.0, maxval=1.0)
   feature_map = jax.jit(lambda x: jax.nn.relu(datasets.to_features(x) @ r + c))
-  out.mkdir(parents=True, exist_ok=True)
-  for split in ("train", "test"):
-    x = getattr(dataset, f"x_{split}")
-    phi = np.lib.format.open_memmap(out / f"x_{split}.npy", mode="w+",
-                                    dtype=np.float32,
-                                    shape=(len(x), num_features))
-    for start in range(0, len(x), CHUNK):
-      phi[start:start + CHUNK] = np.asarray(feature_map(x[start:start + CHUNK]))
-    phi.flush()
-    del phi
-    np.save(out / f"y_{split}.npy", getattr(dataset, f"y_{split}"))
-  (out / "class_names.txt").write_text("\n".join(dataset.class_names) + "\n")
+  embeddings.write_npy_folder(
+      dataset, feature_map, out, num_features=num_features, chunk=CHUNK,
+      settings={"map": "relu(x R + c)", "seed": SEED})
 
 
 def main():
@@ -80,7 +74,11 @@ def main():
   out = Path(args.out or ROOT / "runs" / "data" /
              f"fashion_mnist_relu{args.features}")
   sys.path.insert(0, str(ROOT))
-  write(out, args.features, args.data_dir)
+  from softmax_jax.errors import UserError  # pylint: disable=g-import-not-at-top
+  try:
+    write(out, args.features, args.data_dir)
+  except UserError as e:
+    sys.exit(f"error: {e}")
   print(f"wrote {out}: Fashion-MNIST through {args.features} random ReLU "
         f"features; train with python launch.py --dataset=npy:{out} "
         "--standardize (or --config=experiments/random_features.py)")

@@ -6,4 +6,7 @@
   feed.py       minibatches to the devices: on-device gathers or streamed
                 chunks, each host its share
   images.py     image files read for --mode=predict
+  embeddings.py a data set through an embedding (random features, a
+                pretrained network), written as an npy: folder in
+                resumable chunks
 """
