@@ -69,6 +69,12 @@ class Config:
   l1_ratio: float = _field(
       0.5, VALUE, "--penalty=elasticnet: rho, the L1 share of the penalty "
       "(0: l2, 1: l1).")
+  weight_decay_unit: str = _field(
+      "absolute", RUN, "How --weight_decay is read: absolute (lambda itself) "
+      "or lambda_max (fractions of lambda_max, the smallest strength at which "
+      "W = 0 is optimal, computed from the training rows: "
+      "--weight_decay=1.01,0.1,0.01 is a path from W = 0 down); needs an L1 "
+      "part. Outputs give the strengths as lambda.")
   tol: float = _field(
       1e-5, VALUE, "--optimizer=lbfgs/owlqn: stop when the gradient norm of "
       "the objective (mean loss + the penalty; with an L1 part, the norm of "
@@ -148,6 +154,12 @@ class Config:
     _check_choice("pixels", self.pixels, datasets.PIXELS)
     _check_choice("class_weight", self.class_weight, datasets.CLASS_WEIGHTS)
     _check_choice("penalty", self.penalty, PENALTIES)
+    _check_choice("weight_decay_unit", self.weight_decay_unit,
+                  WEIGHT_DECAY_UNITS)
+    if self.weight_decay_unit == "lambda_max" and self.l1_share == 0:
+      raise UserError("--weight_decay_unit=lambda_max needs an L1 part "
+                      "(--penalty=l1, or elasticnet with --l1_ratio > 0): "
+                      "with l2 alone no finite strength makes W = 0")
     if not 0 <= self.l1_ratio <= 1:
       raise UserError(f"--l1_ratio must be in [0, 1] (the L1 share of the "
                       f"elastic net), got {self.l1_ratio}")
@@ -214,6 +226,7 @@ def _check_positive(flag, value, allow_zero=False):
 
 
 PENALTIES = ("l2", "l1", "elasticnet")
+WEIGHT_DECAY_UNITS = ("absolute", "lambda_max")
 
 FIELDS = tuple(f.name for f in dataclasses.fields(Config))
 HELP = {f.name: f.metadata["help"] for f in dataclasses.fields(Config)}

@@ -42,6 +42,7 @@ from softmax_jax.outputs import report
 from softmax_jax.outputs import tensorboard
 from softmax_jax.outputs import workdir as workdir_lib
 from softmax_jax.solvers import minibatch
+from softmax_jax.solvers import objective
 
 
 def run(configs: list[config_lib.Config] | config_lib.Config,
@@ -76,8 +77,9 @@ def run(configs: list[config_lib.Config] | config_lib.Config,
   # The workdir is held (process 0 holds it) until the refit has written.
   with contextlib.ExitStack() as held:
     with _stop_requests() as stop_requested:
-      summary, workdir = _train(configs, workdir, overwrite, options,
-                                stop_requested, verbose, held)
+      summary, workdir, configs = _train(configs, workdir, overwrite,
+                                         options, stop_requested, verbose,
+                                         held)
       # Asked during the sweep's last epoch (on any host: all stop alike).
       if refit and distributed.common_decision(stop_requested(), False)[0]:
         raise Interrupted(f"stopped before the refit; the sweep is finished "
@@ -98,10 +100,12 @@ class _Options:
 
 def _train(configs, workdir, overwrite, options, stop_requested,
            verbose, held: contextlib.ExitStack):
-  """run() without the refit: (summary, workdir); the workdir's lock goes
-  into `held`."""
+  """run() without the refit: (summary, workdir, the configs with their
+  strengths absolute); the workdir's lock goes into `held`."""
   named = workdir is not None
   dataset = _load(configs)
+  relative = configs[0].weight_decay_unit == "lambda_max"
+  configs = objective.in_absolute_units(configs, dataset)
   train.check(configs, dataset)
   single = len(configs) == 1
   writer = distributed.is_main_process()
@@ -129,9 +133,16 @@ def _train(configs, workdir, overwrite, options, stop_requested,
       print(f"{workdir} holds this run, finished; its outputs are there "
             "(--mode=eval recomputes them, --overwrite trains anew)",
             flush=True)
-    return finished, workdir
+    return finished, workdir, configs
   if talk:
     _print_header(configs, dataset, resume, options)
+    if relative:
+      print("--weight_decay_unit=lambda_max: lambda_max = "
+            + ", ".join(f"{m:.6g}" for m in sorted(set(
+                objective.lambda_maxes(dataset, configs))))
+            + "; strengths " + ", ".join(f"{c.weight_decay:.4g}"
+                                         for c in configs[:8])
+            + (" ..." if len(configs) > 8 else ""), flush=True)
   # Every process saves its share of each checkpoint there (orbax).
   checkpoints = Path(workdir) / workdir_lib.CHECKPOINTS
   swept = sweep.swept_fields(configs)
@@ -174,7 +185,7 @@ def _train(configs, workdir, overwrite, options, stop_requested,
                               _title(configs[0]))
     raise results.diverged_error(result.runs[0])
   return _write_outputs(configs, dataset, result, workdir if writer else None,
-                        talk, final=True), workdir
+                        talk, final=True), workdir, configs
 
 
 def _refit(configs, summary, workdir, options, verbose) -> dict:

@@ -196,6 +196,32 @@ def test_a_sparse_path_reports_its_certificates_and_sparsity(tmp_path):
   assert f"| input features used | {summary['features_used']} |" in report
 
 
+def test_a_path_in_units_of_lambda_max(tmp_path):
+  """--weight_decay_unit=lambda_max: each strength a fraction of the
+  training rows' lambda_max (just above 1: W = 0); the results and the
+  refit hold them as lambda, and the refit keeps the sweep's lambda (its
+  own data's lambda_max is another)."""
+  write_cache(tmp_path / "data", synthetic_dataset())
+  base = Config(data_dir=str(tmp_path / "data"), optimizer="owlqn",
+                penalty="elasticnet", l1_ratio=0.7, val_fraction=0.2,
+                weight_decay_unit="lambda_max")
+  configs = sweep.expand(base, sweep.axis("weight_decay", [1.01, 0.05]))
+  runner.run(configs, tmp_path / "run", refit=True, verbose=False)
+  rows = workdir_lib.read_results(tmp_path / "run")
+  lam = float(rows[0]["lambda_max"])
+  recorded = workdir_lib.read_configs(tmp_path / "run")
+  assert [c["weight_decay"] for c in recorded] == pytest.approx(
+      [1.01 * lam, 0.05 * lam], rel=1e-6)
+  assert {c["weight_decay_unit"] for c in recorded} == {"absolute"}
+  assert int(rows[0]["nonzero"]) == 0 < int(rows[1]["nonzero"])
+  refit = workdir_lib.read_configs(tmp_path / "run" / "refit")[0]
+  assert refit["weight_decay"] == pytest.approx(0.05 * lam, rel=1e-6)
+  with pytest.raises(UserError, match="lambda_max needs an L1 part"):
+    Config(weight_decay_unit="lambda_max", weight_decay=0.5).validate()
+  with pytest.raises(UserError, match="choose one of: absolute, lambda_max"):
+    Config(weight_decay_unit="relative").validate()
+
+
 @pytest.mark.parametrize("penalty,rho", [("l1", 1.0), ("elasticnet", 0.5)])
 def test_two_classes_are_scikit_learns_binary_model(penalty, rho):
   """The symmetric two-class softmax at C with an L1 part is the logistic

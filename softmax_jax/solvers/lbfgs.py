@@ -360,13 +360,9 @@ class LBFGS:
     self.same_loss = np.array([[a == b for b in loss_of] for a in loss_of])
     self.stack, self.stacked, self.dataset = stack, stacked, dataset
     self.shrinks = len(dataset.y_train) * self.flat.size >= self.SHRINK_MIN
-    if self.SPARSE:  # each configuration's lambda_max, reported: one pass
-      # over the data for each objective of the stack (a path: one)
-      keys = [(c.loss, c.loss_input, c.huber_delta, c.l1_share, c.fold)
-              for c in stacked]
-      passes = {k: objective.lambda_max(dataset, c)
-                for k, c in dict(zip(keys, stacked, strict=True)).items()}
-      self.lambda_max = np.array([passes[k] for k in keys], np.float32)
+    if self.SPARSE:  # each configuration's lambda_max, reported
+      self.lambda_max = np.array(objective.lambda_maxes(dataset, stacked),
+                                 np.float32)
       # The centre of the change of variables (see OWLQN).
       self.center = jnp.asarray(data_lib.feature_mean(dataset.x_train),
                                 jnp.float32)

@@ -20,6 +20,7 @@ solvers, its unbiased estimate on each minibatch).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from typing import TYPE_CHECKING
@@ -297,6 +298,37 @@ class FlatObjective:
   def params(self, theta_MxP):
     """The stacked params trees of theta."""
     return jax.vmap(self.unravel)(theta_MxP)
+
+
+def objective_key(config: Config) -> tuple:
+  """What lambda_max depends on: configurations with the same key share
+  it (a path's strengths, its learning rates)."""
+  return (config.loss, config.loss_input, config.huber_delta,
+          config.l1_share, config.fold)
+
+
+def lambda_maxes(dataset: data_lib.Dataset,
+                 configs: list[Config]) -> list[float]:
+  """Each config's lambda_max, one pass over the data for each distinct
+  objective (a path: one)."""
+  passes: dict[tuple, float] = {}
+  for c in configs:
+    if objective_key(c) not in passes:
+      passes[objective_key(c)] = lambda_max(dataset, c)
+  return [passes[objective_key(c)] for c in configs]
+
+
+def in_absolute_units(configs: list[Config],
+                      dataset: data_lib.Dataset) -> list[Config]:
+  """configs with --weight_decay_unit=lambda_max read: weight_decay, a
+  fraction of lambda_max on dataset (the training rows), made absolute
+  (lambda = fraction x lambda_max); others as they are."""
+  if all(c.weight_decay_unit == "absolute" for c in configs):
+    return configs
+  return [dataclasses.replace(c, weight_decay=c.weight_decay * m,
+                              weight_decay_unit="absolute")
+          for c, m in zip(configs, lambda_maxes(dataset, configs),
+                          strict=True)]
 
 
 def lambda_max(dataset: data_lib.Dataset, config: Config) -> float:
