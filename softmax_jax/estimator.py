@@ -49,6 +49,14 @@ from softmax_jax.outputs import workdir as workdir_lib
 
 SCORINGS = ("accuracy", "neg_log_loss")
 PENALTIES = ("l2", "l1", "elasticnet")
+# Small fits are compile-bound (~3 s to compile, ~0.3 s to solve on 150 x 4):
+# below this many rows x features, the full-batch solvers see the arrays
+# padded to the next power of two in rows (weight 0) and in features (zero
+# columns, whose weights stay 0), so that fits of nearby shapes (the folds
+# of a grid search, subsets in a notebook) share one compiled program. The
+# objective, and so the optimum, is the same.
+PAD_BELOW = 2**20
+FULL_BATCH = ("lbfgs", "exact")
 
 
 class _Softmax(ClassifierMixin, BaseEstimator):
@@ -195,7 +203,8 @@ class _Softmax(ClassifierMixin, BaseEstimator):
              ) -> dict:
     """Fits all the data at strength c (total: the weights' sum); returns
     the run's last record."""
-    run = _fit_stack([self._config(1.0 / (c * total))], dataset)[0]
+    run = _fit_stack([self._config(1.0 / (c * total))], dataset,
+                     self.n_features_in_)[0]
     self._set_model(run.params["w"], run.params["b"])
     return run.history[-1]
 
@@ -254,8 +263,8 @@ class SoftmaxRegression(_Softmax):
     classes), with optional per-example weights [N]; returns self."""
     X, y, weights = self._validated(X, y, sample_weight)
     _check_c(self.C)
-    last = self._fit_c(self.C, _dataset(X, y, weights, self.classes_),
-                       weights.sum())
+    last = self._fit_c(self.C, _dataset(X, y, weights, self.classes_,
+                                        self.solver), weights.sum())
     self.n_iter_ = np.array([int(last.get("iterations", last["epoch"]))])
     self._report([last])
     return self
@@ -308,11 +317,14 @@ class SoftmaxRegressionCV(_Softmax):
       _check_c(c)
     folds = _folds(check_cv(self.cv, y, classifier=True), X, y, groups)
     num_folds, num_cs = int(folds.max()) + 1, len(self.Cs_)
-    dataset = _dataset(X, y, weights, self.classes_)
+    dataset = _dataset(X, y, weights, self.classes_, self.solver)
     # Each fold's strengths for its own training rows' weight.
     configs = [self._config(1.0 / (c * weights[folds != f].sum()), fold=f)
                for f in range(num_folds) for c in self.Cs_]
-    runs = _fit_stack(configs, dataclasses.replace(dataset, folds=folds))
+    padded = np.zeros(len(dataset.y_train), np.int32)  # (rows of weight 0)
+    padded[:len(folds)] = folds
+    runs = _fit_stack(configs, dataclasses.replace(dataset, folds=padded),
+                      self.n_features_in_)
     self.scores_ = np.array(
         [_score(self.scoring, run.params, X[folds == i // num_cs],
                 y[folds == i // num_cs], len(self.classes_))
@@ -341,18 +353,30 @@ def _check_c(c) -> None:
     raise ValueError(f"C must be a finite number > 0, got {c!r}")
 
 
-def _dataset(X, y, weights, classes) -> datasets.Dataset:
-  """The arrays as a Dataset with no test split (the loop scores none)."""
+def _dataset(X, y, weights, classes, solver) -> datasets.Dataset:
+  """The arrays as a Dataset with no test split (the loop scores none),
+  padded for a small full-batch fit (PAD_BELOW)."""
   x = np.ascontiguousarray(X, np.float32)
+  w = np.asarray(weights, np.float32)
+  n, d = x.shape
+  if solver in FULL_BATCH and n * d < PAD_BELOW:
+    rows, features = _power_of_two(n, 32), _power_of_two(d, 8)
+    x = np.pad(x, ((0, rows - n), (0, features - d)))
+    y, w = np.pad(y, (0, rows - n)), np.pad(w, (0, rows - n))
   return datasets.Dataset(
       name="arrays", x_train=x, y_train=y, x_test=x[:0], y_test=y[:0],
-      class_names=tuple(str(c) for c in classes),
-      w_train=np.asarray(weights, np.float32))
+      class_names=tuple(str(c) for c in classes), w_train=w)
 
 
-def _fit_stack(configs: list[Config], dataset: datasets.Dataset):
+def _power_of_two(n: int, lowest: int) -> int:
+  return max(lowest, 1 << (n - 1).bit_length())
+
+
+def _fit_stack(configs: list[Config], dataset: datasets.Dataset,
+               num_features: int) -> list[results.RunResult]:
   """The trained runs of configs (one compiled stack where they differ only
-  in values), or a ValueError in scikit-learn's manner."""
+  in values), their weights for the first num_features features (the rest
+  padding), or a ValueError in scikit-learn's manner."""
   try:
     result = train.train_configs(configs, dataset)
   except UserError as e:
@@ -360,7 +384,9 @@ def _fit_stack(configs: list[Config], dataset: datasets.Dataset):
   diverged = [r for r in result.runs if r.status == results.DIVERGED]
   if diverged:
     raise ValueError(str(results.diverged_error(diverged[0])))
-  return result.runs
+  return [dataclasses.replace(r, params={**r.params,
+                                         "w": r.params["w"][:num_features]})
+          for r in result.runs]
 
 
 def _folds(splitter, X, y, groups) -> np.ndarray:

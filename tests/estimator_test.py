@@ -225,3 +225,33 @@ def test_a_run_of_launch_py_loads_as_an_estimator(tmp_path):
   np.testing.assert_allclose([r[1][0][1] for r in ranked],
                              loaded.predict_proba(flat).max(axis=1),
                              rtol=1e-4)
+
+
+def test_small_fits_of_nearby_sizes_share_one_program(monkeypatch):
+  """Padded to powers of two (rows of weight 0, zero columns): 100 and 120
+  rows of 5 features are one compiled program, with the optimum each would
+  have unpadded; 300 rows are another program."""
+  from sklearn.datasets import load_iris  # pylint: disable=g-import-not-at-top
+
+  from softmax_jax import compilation  # pylint: disable=g-import-not-at-top
+  from softmax_jax import estimator  # pylint: disable=g-import-not-at-top
+  X, y = load_iris(return_X_y=True)
+  order = np.random.default_rng(0).permutation(len(y))
+  X = np.concatenate([X, X[:, :1] ** 2], axis=1)[order]  # 5 features
+  y = y[order]
+  monkeypatch.setattr(compilation, "_programs", type(compilation._programs)())
+  first = SoftmaxRegression(C=0.5).fit(X[:100], y[:100])
+  programs = len(compilation._programs)
+  second = SoftmaxRegression(C=0.5).fit(X[:120], y[:120])
+  assert len(compilation._programs) == programs
+  assert first.coef_.shape == second.coef_.shape == (3, 5)
+  SoftmaxRegression(C=0.5).fit(np.tile(X, (2, 1)), np.tile(y, 2))
+  assert len(compilation._programs) > programs
+  monkeypatch.setattr(estimator, "PAD_BELOW", 0)
+  unpadded = SoftmaxRegression(C=0.5).fit(X[:120], y[:120])
+  assert _objective(second.coef_, second.intercept_, X[:120], y[:120],
+                    0.5) == pytest.approx(
+                        _objective(unpadded.coef_, unpadded.intercept_,
+                                   X[:120], y[:120], 0.5), rel=1e-6)
+  np.testing.assert_allclose(second.predict_proba(X), unpadded.predict_proba(X),
+                             atol=1e-4)
