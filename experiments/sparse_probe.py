@@ -77,10 +77,11 @@ def main(argv):
   fractions = np.logspace(0, np.log10(FLAGS.smallest), FLAGS.strengths)
   base = Config(optimizer="owlqn", penalty="l1", tol=FLAGS.tol,
                 max_iters=FLAGS.max_iters, weight_decay_unit="lambda_max")
-  configs = objective.in_absolute_units(
+  configs, maxes = objective.in_absolute_units(
       [dataclasses.replace(base, weight_decay=float(f)) for f in fractions],
       dataset)
-  lam_max = configs[0].weight_decay / fractions[0]
+  assert maxes is not None  # (weight_decay_unit="lambda_max")
+  lam_max = maxes[0]
   result = train.train_configs(configs, dataset)
   last = [run.history[-1] for run in result.runs]
   print(f"lambda_max = {lam_max:.6g} on {n} examples; "

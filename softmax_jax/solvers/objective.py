@@ -318,17 +318,18 @@ def lambda_maxes(dataset: data_lib.Dataset,
   return [passes[objective_key(c)] for c in configs]
 
 
-def in_absolute_units(configs: list[Config],
-                      dataset: data_lib.Dataset) -> list[Config]:
+def in_absolute_units(configs: list[Config], dataset: data_lib.Dataset
+                      ) -> tuple[list[Config], list[float] | None]:
   """configs with --weight_decay_unit=lambda_max read: weight_decay, a
   fraction of lambda_max on dataset (the training rows), made absolute
-  (lambda = fraction x lambda_max); others as they are."""
+  (lambda = fraction x lambda_max), and each one's lambda_max; others as
+  they are, and None."""
   if all(c.weight_decay_unit == "absolute" for c in configs):
-    return configs
+    return configs, None
+  maxes = lambda_maxes(dataset, configs)
   return [dataclasses.replace(c, weight_decay=c.weight_decay * m,
                               weight_decay_unit="absolute")
-          for c, m in zip(configs, lambda_maxes(dataset, configs),
-                          strict=True)]
+          for c, m in zip(configs, maxes, strict=True)], maxes
 
 
 def lambda_max(dataset: data_lib.Dataset, config: Config) -> float:
