@@ -41,6 +41,8 @@ from absl import app  # pylint: disable=wrong-import-position
 from absl import flags  # pylint: disable=wrong-import-position
 import numpy as np  # pylint: disable=wrong-import-position
 
+from benchmarks import torch_loops  # pylint: disable=wrong-import-position
+
 flags.DEFINE_string("out", str(ROOT / "benchmarks" / "results.md"),
                     "Where to write the markdown report.")
 flags.DEFINE_bool("skip_sklearn", False, "Skip scikit-learn's lbfgs (~20 s) "
@@ -298,32 +300,14 @@ def numpy_loop(x, y, x_test, y_test) -> Row:
 
 def torch_in_memory(x, y, x_test, y_test) -> Row:
   """The fastest plain PyTorch way: tensors in memory, indexing by a
-  permutation."""
+  permutation (torch_loops.sgd)."""
   import torch  # pylint: disable=g-import-not-at-top
-  torch.manual_seed(0)
-  x, y = torch.from_numpy(x), torch.from_numpy(y).long()
-  w = (torch.randn(x.shape[1], 10) * 0.01).requires_grad_()
-  b = torch.zeros(10, requires_grad=True)
-  start = time.perf_counter()
-  for _ in range(FLAGS.epochs):
-    order = torch.randperm(len(x))
-    for i in range(0, len(x), BATCH):
-      idx = order[i:i + BATCH]
-      loss = torch.nn.functional.cross_entropy(x[idx] @ w + b, y[idx])
-      loss.backward()
-      assert w.grad is not None and b.grad is not None  # (backward set them)
-      with torch.no_grad():
-        w -= LR * w.grad
-        b -= LR * b.grad
-        w.grad.zero_()
-        b.grad.zero_()
-  seconds = time.perf_counter() - start
-  with torch.no_grad():
-    acc = float((torch.from_numpy(x_test) @ w + b).argmax(1)
-                .eq(torch.from_numpy(y_test).long()).float().mean())
-  return Row("PyTorch, in-memory tensors", seconds, test_accuracy=acc,
-             epochs=FLAGS.epochs, note=f"torch {torch.__version__}, "
-             f"{torch.get_num_threads()} threads")
+  r = torch_loops.sgd(x, y, x_test, y_test, epochs=FLAGS.epochs, batch=BATCH,
+                      lr=LR)
+  return Row("PyTorch, in-memory tensors", sum(r["epoch_seconds"]),
+             test_accuracy=r["accuracy"], epochs=FLAGS.epochs,
+             note=f"torch {torch.__version__}, {torch.get_num_threads()} "
+             "threads")
 
 
 def torch_dataloader(x, y, x_test, y_test) -> Row:

@@ -47,6 +47,9 @@ from typing import Any
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from benchmarks import torch_loops  # pylint: disable=wrong-import-position
 
 BASE = {"n": 200_000, "d": 512, "k": 1000, "m": 1}
 AXES = {
@@ -116,33 +119,17 @@ def torch_loop(folder: Path, p: dict) -> dict:
 
 
 def torch_child(folder: str) -> None:
-  """A plain PyTorch in-memory loop on the npy folder; prints JSON."""
+  """A plain PyTorch in-memory loop on the npy folder (torch_loops.sgd);
+  prints JSON."""
   import torch  # pylint: disable=g-import-not-at-top
   torch.set_num_threads(os.cpu_count() or 1)
-  torch.manual_seed(0)
   x = torch.from_numpy(np.load(f"{folder}/x_train.npy", mmap_mode="r+"))
-  y = torch.from_numpy(np.load(f"{folder}/y_train.npy").astype(np.int64))
-  n, d = x.shape
-  k = int(y.max()) + 1
-  w = (torch.randn(d, k) * 0.01).requires_grad_()
-  b = torch.zeros(k, requires_grad=True)
-  opt = torch.optim.SGD([w, b], lr=0.1)
-  seconds = []
-  for _ in range(EPOCHS):
-    start = time.perf_counter()
-    perm = torch.randperm(n)
-    for i in range(n // BATCH):
-      idx = perm[i * BATCH:(i + 1) * BATCH]
-      loss = torch.nn.functional.cross_entropy(x[idx] @ w + b, y[idx])
-      opt.zero_grad()
-      loss.backward()
-      opt.step()
-    seconds.append(time.perf_counter() - start)
-  x_test = torch.from_numpy(np.load(f"{folder}/x_test.npy"))
-  y_test = torch.from_numpy(np.load(f"{folder}/y_test.npy").astype(np.int64))
-  with torch.no_grad():
-    accuracy = float(((x_test @ w + b).argmax(1) == y_test).float().mean())
-  print(json.dumps({"epoch_s": float(np.mean(seconds)), "accuracy": accuracy}))
+  r = torch_loops.sgd(x, np.load(f"{folder}/y_train.npy"),
+                      np.load(f"{folder}/x_test.npy"),
+                      np.load(f"{folder}/y_test.npy"), epochs=EPOCHS,
+                      batch=BATCH, lr=0.1)
+  print(json.dumps({"epoch_s": float(np.mean(r["epoch_seconds"])),
+                    "accuracy": r["accuracy"]}))
 
 
 def measure(what: str, library: str) -> float:

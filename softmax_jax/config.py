@@ -57,6 +57,11 @@ class Config:
   compute_dtype: str = _field(
       "float32", STATIC, "The training matmuls' input dtype: float32, or "
       "bfloat16 (float32 accumulation, params and evaluation).")
+  matmul_precision: str = _field(
+      "highest", RUN, "float32 matmuls on a GPU or TPU: highest (true "
+      "float32), high (3 bfloat16 passes) or default (TF32 on NVIDIA GPUs, "
+      "one bfloat16 pass on TPUs: faster, ~3 significant digits). A CPU "
+      "computes float32 whatever this says.")
   weight_decay: float = _field(
       0.0, VALUE, "The penalty's strength lambda on the weights W (not the "
       "bias): lambda/2 ||W||^2 with --penalty=l2.")
@@ -150,6 +155,8 @@ class Config:
     _check_choice("optimizer", self.optimizer, solvers.REGISTRY)
     _check_choice("schedule", self.schedule, optimizers.SCHEDULES)
     _check_choice("compute_dtype", self.compute_dtype, model.COMPUTE_DTYPES)
+    _check_choice("matmul_precision", self.matmul_precision,
+                  model.MATMUL_PRECISIONS)
     datasets.check_name(self.dataset)
     _check_choice("pixels", self.pixels, datasets.PIXELS)
     _check_choice("class_weight", self.class_weight, datasets.CLASS_WEIGHTS)

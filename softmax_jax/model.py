@@ -91,6 +91,11 @@ def output_weight(params: Params) -> jax.Array:
 # The dtypes a matmul's inputs may be cast to (--compute_dtype); products
 # accumulate, and params stay, in float32 either way.
 COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+# What a float32 matmul computes on a GPU or TPU (--matmul_precision, JAX's
+# default_matmul_precision): JAX's own default there is TF32 (NVIDIA) or one
+# bfloat16 pass (TPU), ~3 significant digits, too few for an optimum to
+# tol 1e-5; a CPU computes float32 whatever is asked.
+MATMUL_PRECISIONS = ("highest", "high", "default")
 
 
 def logits(params: Params, x_BxD: jax.Array,

@@ -76,6 +76,9 @@ def run(configs: list[config_lib.Config] | config_lib.Config,
   named = workdir is not None
   # The workdir is held (process 0 holds it) until the refit has written.
   with contextlib.ExitStack() as held:
+    # Training, evaluation and the refit: one precision (--matmul_precision).
+    held.enter_context(
+        jax.default_matmul_precision(configs[0].matmul_precision))
     with _stop_requests() as stop_requested:
       summary, workdir, configs = _train(configs, workdir, overwrite,
                                          options, stop_requested, verbose,

@@ -104,36 +104,38 @@ def train_configs(configs: list[Config], dataset: data_lib.Dataset,
   examples (else all of them; the same minibatches either way).
   """
   check(configs, dataset)
-  runs: list[RunResult | None] = [None] * len(configs)
-  train_seconds = compile_seconds = 0.0
-  group_indices = sweep.groups(configs)
-  for g, indices in enumerate(group_indices):
-    if g and should_stop and distributed.common_decision(should_stop(),
-                                                         False)[0]:
-      # The previous group is finished and checkpointed.
-      raise StopRequested(configs[group_indices[g - 1][0]].epochs)
-    group = [configs[i] for i in indices]
-    notify = ((lambda j, r, indices=indices: on_epoch(indices[j], r))
-              if on_epoch else None)
-    checkpointer = None
-    if checkpoint_dir is not None:
-      checkpointer = checkpoint_lib.Checkpointer(
-          Path(checkpoint_dir) / f"group_{g}", checkpoint_every)
-    try:
-      if restore_only:
-        (group_runs, seconds), compiling = _restore_group(
-            group, dataset, checkpointer, mesh), 0.0
-      else:
-        group_runs, seconds, compiling = _train_group(
-            group, dataset, notify, checkpointer, should_stop, mesh,
-            shard_data)
-    finally:
-      if checkpointer:
-        checkpointer.close()
-    train_seconds += seconds
-    compile_seconds += compiling
-    for i, run in zip(indices, group_runs, strict=True):
-      runs[i] = run
+  # One precision for the run (a Config field of role RUN).
+  with jax.default_matmul_precision(configs[0].matmul_precision):
+    runs: list[RunResult | None] = [None] * len(configs)
+    train_seconds = compile_seconds = 0.0
+    group_indices = sweep.groups(configs)
+    for g, indices in enumerate(group_indices):
+      if g and should_stop and distributed.common_decision(should_stop(),
+                                                           False)[0]:
+        # The previous group is finished and checkpointed.
+        raise StopRequested(configs[group_indices[g - 1][0]].epochs)
+      group = [configs[i] for i in indices]
+      notify = ((lambda j, r, indices=indices: on_epoch(indices[j], r))
+                if on_epoch else None)
+      checkpointer = None
+      if checkpoint_dir is not None:
+        checkpointer = checkpoint_lib.Checkpointer(
+            Path(checkpoint_dir) / f"group_{g}", checkpoint_every)
+      try:
+        if restore_only:
+          (group_runs, seconds), compiling = _restore_group(
+              group, dataset, checkpointer, mesh), 0.0
+        else:
+          group_runs, seconds, compiling = _train_group(
+              group, dataset, notify, checkpointer, should_stop, mesh,
+              shard_data)
+      finally:
+        if checkpointer:
+          checkpointer.close()
+      train_seconds += seconds
+      compile_seconds += compiling
+      for i, run in zip(indices, group_runs, strict=True):
+        runs[i] = run
   # Every index is filled: the groups partition the configs.
   return SweepResult(runs=cast(list[RunResult], runs),
                      train_seconds=train_seconds,

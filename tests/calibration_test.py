@@ -89,6 +89,7 @@ def test_never_worse_than_t_1_always_positive_accuracy_unchanged(seed, scale):
                         np.argmax(o, -1))
 
 
+@pytest.mark.gpu_smoke
 def test_a_stack_fits_each_model_as_alone_and_skips_diverged_ones():
   params = [_linear(0, scale=2.0), _linear(2, scale=0.5), _linear(3)]
   params[2]["w"][0, 0] = np.nan

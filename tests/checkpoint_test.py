@@ -45,6 +45,7 @@ def _assert_same_runs(a, b):
                                      sweep.axis("lr", [0.1, 0.5]),
                                      sweep.axis("optimizer", ["sgd", "adam"]))),
 ], ids=["single", "adam with a cosine schedule", "sweep of 2 groups"])
+@pytest.mark.gpu_smoke
 def test_resume_is_bit_identical(tmp_path, configs):
   ds = datasets.hold_out_validation(synthetic_dataset(), 0.25)
   whole = train.train_configs(configs, ds, checkpoint_dir=tmp_path / "a")
@@ -260,6 +261,7 @@ def test_eval_of_an_unfinished_run_says_so(tmp_path, capsys):
       capsys.readouterr().out)
 
 
+@pytest.mark.gpu_smoke
 @pytest.mark.parametrize("optimizer", ["sgd", "lbfgs", "exact"])
 def test_restoring_moves_no_training_data_to_the_devices(tmp_path, monkeypatch,
                                                          optimizer):

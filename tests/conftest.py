@@ -32,6 +32,11 @@ def pytest_configure(config):
       "markers", "slow: several processes or simulated devices (seconds to "
       "a minute each); `make test` and CI run them, `make test-fast` skips "
       "them")
+  config.addinivalue_line(
+      "markers", "gpu_smoke: the accelerator smoke set (every solver, "
+      "sweeps, checkpoints and resume, streaming, bfloat16, evaluation, "
+      "predict; no TensorFlow needed): `pytest -m gpu_smoke`, run by "
+      "benchmarks/gpu_check.py on whatever backend JAX finds")
   if not hasattr(config, "workerinput"):  # not a pytest-xdist worker
     _fresh_compilation_cache(config)
   import jax  # pylint: disable=g-import-not-at-top

@@ -51,6 +51,7 @@ def _assert_parity(ours, theirs, X, y, X_test, C, sample_weight=None):
   assert agree >= 0.999, agree
 
 
+@pytest.mark.gpu_smoke
 def test_the_optimum_of_scikit_learn_multinomial(images):
   X, y, X_test, _ = images
   ours = SoftmaxRegression(C=1 / 3).fit(X, y)
@@ -110,6 +111,7 @@ def test_integer_weights_are_repeated_rows(images):
   assert np.mean(weighted.predict(X_test) == repeated.predict(X_test)) > 0.999
 
 
+@pytest.mark.gpu_smoke
 def test_cross_validation_is_one_stack_of_separate_fits(images):
   """Each (fold, C) of the one stack scores as its own fit on the fold's
   training rows; C_ is the best mean, refit on all rows."""

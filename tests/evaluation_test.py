@@ -21,6 +21,7 @@ def _problem(n=50, d=6, k=12, seed=0):
   return params, x, y
 
 
+@pytest.mark.gpu_smoke
 @pytest.mark.parametrize("chunk", [1, 7, 16, 50, 1000])
 def test_chunked_evaluation_equals_unchunked(chunk):
   params, x, y = _problem()
@@ -109,6 +110,7 @@ def test_the_chunk_fits_the_stack():
   assert evaluation.chunk_for(1024, 1000) == 256  # never below 256 rows
 
 
+@pytest.mark.gpu_smoke
 def test_many_classes_end_to_end(tmp_path, capsys):
   """500 classes: training, report, figures, eval and predict, with
   summaries instead of 500 lines and a 500 x 500 dump."""

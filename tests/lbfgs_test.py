@@ -38,6 +38,7 @@ def _objective(x, y, w, b, weight_decay):
   return -log_p[np.arange(len(y)), y].mean() + 0.5 * weight_decay * (w**2).sum()
 
 
+@pytest.mark.gpu_smoke
 @pytest.mark.parametrize("index", range(len(WEIGHT_DECAYS)))
 def test_the_optimum_is_scikit_learns(dataset, path, index):
   """C = 1 / (weight_decay N), multinomial lbfgs at a tight tol: the same
@@ -79,6 +80,7 @@ def test_the_returned_gradient_is_below_tol(dataset, path):
     assert np.linalg.norm(grad) < run.config.tol + 2e-6
 
 
+@pytest.mark.gpu_smoke
 def test_a_path_equals_each_strength_alone(dataset, path):
   for wd, run in zip(WEIGHT_DECAYS, path, strict=True):
     alone = train.train_configs(
@@ -99,6 +101,7 @@ def test_regression_losses_reach_a_stationary_point(dataset, loss):
   assert last["test_accuracy"] > 0.8
 
 
+@pytest.mark.gpu_smoke
 def test_resume_after_a_stop_equals_an_uninterrupted_solve(dataset, tmp_path):
   """A path whose strong penalty converges within the first rounds, so that
   the rounds after the stop run on a smaller stack."""
@@ -167,6 +170,7 @@ def test_l1_and_hidden_layers_are_refused():
     Config(optimizer="lbfgs", tol=0).validate()
 
 
+@pytest.mark.gpu_smoke
 def test_the_first_round_on_real_fashion_mnist_descends(fashion_mnist):
   """From W = 0 (ln 10) the first 10 iterations on the real data descend
   (a start compiled with constant zeros once gave NaN here)."""

@@ -41,6 +41,7 @@ def _folder(tmp_path, dtype=np.float32, val=False, names=None, n=120, d=6,
   return folder, arrays
 
 
+@pytest.mark.gpu_smoke
 @pytest.mark.parametrize("dtype", [np.float32, np.float16, ml_dtypes.bfloat16])
 def test_npy_is_memory_mapped_in_each_feature_dtype(tmp_path, dtype):
   folder, arrays = _folder(tmp_path, dtype)

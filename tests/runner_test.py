@@ -15,6 +15,7 @@ from conftest import assert_one_line_error
 from conftest import ROOT
 from conftest import synthetic_dataset
 from conftest import write_cache
+from softmax_jax.outputs import tensorboard
 
 
 def launch(*args):
@@ -46,6 +47,7 @@ def trained(tmp_path_factory, dataset):
   return workdir, data_dir
 
 
+@pytest.mark.gpu_smoke
 def test_eval_reproduces_the_summary_and_redraws(trained):
   workdir, _ = trained
   summary = json.loads((workdir / "summary.json").read_text())
@@ -95,6 +97,7 @@ def test_a_class_absent_from_the_test_set_has_no_accuracy(tmp_path, capsys):
              for line in capsys.readouterr().out.splitlines())
 
 
+@pytest.mark.gpu_smoke
 def test_predict_on_a_generated_png_and_npy(trained, dataset, tmp_path):
   from PIL import Image  # pylint: disable=g-import-not-at-top
   workdir, _ = trained
@@ -125,6 +128,21 @@ def test_tensorboard_event_files(trained):
   events = list((workdir / "tensorboard" / "config_0").glob(
       "events.out.tfevents.*"))
   assert events and events[0].stat().st_size > 0
+
+
+@pytest.mark.gpu_smoke
+def test_without_tensorboardx_a_run_goes_on_without_curves(
+    tmp_path, monkeypatch, capsys):
+  """A machine with only what training needs (a GPU image without
+  tensorboardX): one note, no curves, no failure."""
+  monkeypatch.setitem(sys.modules, "tensorboardX", None)  # import fails
+  writer = tensorboard.Writer(tmp_path / "tensorboard")
+  for epoch in (1, 2):
+    writer.epoch(0, {"epoch": epoch, "train_loss": 0.5})
+  writer.close()
+  assert not (tmp_path / "tensorboard").exists()
+  notes = capsys.readouterr().err.splitlines()
+  assert len(notes) == 1 and "tensorboardX is not installed" in notes[0]
 
 
 def test_eval_and_predict_errors(trained, tmp_path):

@@ -81,6 +81,7 @@ def test_lambda_max_is_where_the_weights_leave_zero(dataset, loss):
   assert objective.lambda_max(dataset, Config()) == np.inf
 
 
+@pytest.mark.gpu_smoke
 def test_a_path_equals_each_strength_solved_alone(dataset):
   strengths = (3e-2, 1e-2, 3e-3)
   path = _fit([_owlqn(s) for s in strengths], dataset)
@@ -93,6 +94,7 @@ def test_a_path_equals_each_strength_solved_alone(dataset):
   assert path[0]["nonzero"] < path[1]["nonzero"] < path[2]["nonzero"]
 
 
+@pytest.mark.gpu_smoke
 def test_the_certificate_is_below_tol_at_convergence_and_above_it_early(
     dataset):
   early, done = _fit([_owlqn(3e-3, max_iters=3), _owlqn(3e-3)], dataset)
@@ -134,6 +136,7 @@ def test_the_elastic_net_at_rho_0_is_the_l2_optimum(dataset):
   assert enet["objective"] == pytest.approx(l2["objective"], rel=1e-6)
 
 
+@pytest.mark.gpu_smoke
 @pytest.mark.parametrize("optimizer", ["sgd", "adam"])
 def test_the_minibatch_proximal_step_gives_exact_zeros(dataset, optimizer):
   lr = 0.5 if optimizer == "sgd" else 0.01

@@ -165,6 +165,7 @@ SWEEP = sweep.product(
     sweep.zipped(sweep.axis("lr", [0.05, 0.3]), sweep.axis("seed", [0, 3])))
 
 
+@pytest.mark.gpu_smoke
 def test_every_sweep_config_equals_its_single_run():
   ds = datasets.hold_out_validation(synthetic_dataset(), 0.25)
   configs = sweep.expand(TINY, SWEEP)
@@ -181,6 +182,7 @@ def test_every_sweep_config_equals_its_single_run():
             config, key)
 
 
+@pytest.mark.gpu_smoke
 def test_a_diverged_config_does_not_disturb_the_others():
   ds = datasets.hold_out_validation(synthetic_dataset(), 0.25)
   base = dataclasses.replace(TINY, loss="l2", loss_input="logits")
@@ -218,6 +220,7 @@ def _write_cache(tmp_path, garbage_test_labels):
   return dataclasses.replace(TINY, data_dir=str(tmp_path))
 
 
+@pytest.mark.gpu_smoke
 def test_sweep_outputs_and_honest_selection(tmp_path):
   """The best is chosen on validation: a different test set changes no
   choice."""
@@ -251,6 +254,7 @@ def test_sweep_outputs_and_honest_selection(tmp_path):
   assert a["test_accuracy"] != b["test_accuracy"]
 
 
+@pytest.mark.gpu_smoke
 def test_refit_trains_the_best_again_on_all_training_data(tmp_path):
   base = _write_cache(tmp_path / "data", garbage_test_labels=False)
   configs = sweep.expand(base, sweep.axis("lr", [0.01, 0.5]))

@@ -12,6 +12,7 @@ import optax
 import pytest
 
 from conftest import synthetic_dataset
+from softmax_jax import compilation
 from softmax_jax import losses
 from softmax_jax import model
 from softmax_jax import sweep
@@ -26,6 +27,7 @@ from softmax_jax.solvers import objective
 TINY = Config(batch_size=32, epochs=3, lr=0.5)
 
 
+@pytest.mark.gpu_smoke
 @pytest.mark.parametrize("loss", ["xent", "l2", "l1", "huber"])
 def test_learns_separable_data(loss):
   ds = synthetic_dataset()
@@ -78,6 +80,7 @@ def test_test_set_is_only_reported():
   assert a.history[-1]["test_accuracy"] != b.history[-1]["test_accuracy"]
 
 
+@pytest.mark.gpu_smoke
 def test_same_seed_same_run_other_seed_other_run():
   ds = synthetic_dataset()
   a = train.train_and_evaluate(TINY, ds)
@@ -118,6 +121,7 @@ def test_divergence_stops_with_a_message():
   assert seen and not np.isfinite(seen[-1]["train_loss"])
 
 
+@pytest.mark.gpu_smoke
 def test_bfloat16_compute_trains_like_float32():
   ds = synthetic_dataset()
   runs = [train.train_configs([dataclasses.replace(TINY, compute_dtype=d)],
@@ -127,6 +131,27 @@ def test_bfloat16_compute_trains_like_float32():
   assert not np.array_equal(runs[0].params["w"], runs[1].params["w"])
   np.testing.assert_allclose(runs[1].params["w"], runs[0].params["w"],
                              rtol=0.1, atol=0.02)
+
+
+@pytest.mark.gpu_smoke
+@pytest.mark.parametrize("optimizer", ["sgd", "lbfgs"])
+def test_the_matmul_precision_is_compiled_into_the_programs(optimizer):
+  """--matmul_precision reaches every matmul a run compiles (a CPU computes
+  float32 either way; a GPU's default would be TF32)."""
+  ds = synthetic_dataset()
+  texts = {}
+  for precision in ("highest", "default"):
+    compilation._programs.clear()  # pylint: disable=protected-access
+    c = dataclasses.replace(TINY, optimizer=optimizer,
+                            matmul_precision=precision)
+    train.train_configs([c], ds)
+    texts[precision] = [p.as_text() for p in
+                        compilation._programs.values()]  # pylint: disable=protected-access
+  dots = [line for text in texts["highest"] for line in text.splitlines()
+          if " dot(" in line]
+  assert dots and all("operand_precision={highest,highest}" in line
+                      for line in dots)
+  assert not any("operand_precision" in text for text in texts["default"])
 
 
 def test_uniform_loss_is_ln_k_for_cross_entropy():
@@ -225,6 +250,7 @@ def test_batch_larger_than_training_set_is_refused():
                              synthetic_dataset())
 
 
+@pytest.mark.gpu_smoke
 def test_d2l_setup_reaches_083_on_real_fashion_mnist(fashion_mnist):
   result = train.train_and_evaluate(Config(), fashion_mnist)
   assert result.summary["test_accuracy"] >= 0.83
@@ -304,6 +330,7 @@ def test_a_scheduled_run_equals_a_plain_optax_loop(schedule):
     np.testing.assert_allclose(ours[name], params[name], rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.gpu_smoke
 @pytest.mark.parametrize("optimizer", ["sgd", "adam"])
 def test_a_wide_run_alone_trains_as_in_a_stack(optimizer):
   """With K >= SQUEEZE_MIN_CLASSES a run alone is trained squeezed, not
@@ -355,6 +382,7 @@ def test_calibrate_fits_a_temperature_on_the_validation_split():
                              synthetic_dataset())
 
 
+@pytest.mark.gpu_smoke
 @pytest.mark.parametrize("optimizer", ["sgd", "lbfgs"])
 @pytest.mark.parametrize("fold", [-1, 1])
 def test_a_step_follows_the_weighted_objective(optimizer, fold):

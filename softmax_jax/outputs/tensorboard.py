@@ -7,6 +7,7 @@ configuration.
 from __future__ import annotations
 
 from pathlib import Path
+import sys
 from typing import Any
 
 
@@ -22,7 +23,14 @@ class Writer:
       return
     writer = self._writers.get(config_id)
     if writer is None:
-      writer = _summary_writer()(str(self._directory / f"config_{config_id}"))
+      summary_writer = _summary_writer()
+      if summary_writer is None:  # the run goes on without the curves
+        print("note: tensorboardX is not installed, so this run writes no "
+              "TensorBoard curves (pip install tensorboardX)",
+              file=sys.stderr)
+        self._directory = None
+        return
+      writer = summary_writer(str(self._directory / f"config_{config_id}"))
       self._writers[config_id] = writer
     for name, value in record.items():
       if name != "epoch" and isinstance(value, (int, float)):
@@ -34,17 +42,19 @@ class Writer:
 
 
 def _summary_writer():
-  """tensorboardX's SummaryWriter, imported without PyTorch.
+  """tensorboardX's SummaryWriter, imported without PyTorch; None where
+  tensorboardX is not installed (a machine with only what training needs).
 
   tensorboardX imports PyTorch, when installed, only to accept torch tensors
   (about a second); we log Python floats, so we hide torch from that import.
   """
-  import sys  # pylint: disable=g-import-not-at-top
   hidden = "torch" not in sys.modules
   if hidden:
     sys.modules["torch"] = None  # makes `import torch` fail fast
   try:
     from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
+  except ImportError:
+    return None
   finally:
     if hidden:
       del sys.modules["torch"]
