@@ -199,12 +199,13 @@ class _Softmax(ClassifierMixin, BaseEstimator):
     except UserError as e:
       raise ValueError(str(e)) from None
 
-  def _fit_c(self, c: float, dataset: datasets.Dataset, total: float
-             ) -> dict:
-    """Fits all the data at strength c (total: the weights' sum); returns
-    the run's last record."""
+  def _fit_c(self, c: float, dataset: datasets.Dataset, total: float,
+             init=None) -> dict:
+    """Fits all the data at strength c (total: the weights' sum), from the
+    softmax params `init` (w [D, K], b [K]) where given; returns the run's
+    last record."""
     run = _fit_stack([self._config(1.0 / (c * total))], dataset,
-                     self.n_features_in_)[0]
+                     self.n_features_in_, init)[0]
     self._set_model(run.params["w"], run.params["b"])
     return run.history[-1]
 
@@ -234,15 +235,17 @@ class SoftmaxRegression(_Softmax):
   sgd, momentum, adam: a proximal step for the L1 part), loss
   (xent, l2, l1, huber), tol (the gradient norm of the objective as a
   weighted mean), max_iter, fit_intercept (True: the model has its bias),
-  class_weight (None, "balanced" or {label: weight}), random_state (the
-  minibatch solvers' seed), lr, batch_size, epochs, schedule (the
+  class_weight (None, "balanced" or {label: weight}), warm_start (True: a
+  fit starts from the previous fit's coef_ and intercept_, as
+  LogisticRegression's does: a path by hand, or more epochs), random_state
+  (the minibatch solvers' seed), lr, batch_size, epochs, schedule (the
   minibatch solvers').
   """
 
   def __init__(self, C=1.0, *, penalty="l2", l1_ratio=None, solver="lbfgs",
                loss="xent", tol=1e-5, max_iter=1000, fit_intercept=True,
-               class_weight=None, random_state=None, lr=0.1, batch_size=256,
-               epochs=10, schedule="constant"):
+               class_weight=None, warm_start=False, random_state=None,
+               lr=0.1, batch_size=256, epochs=10, schedule="constant"):
     self.C = C
     self.penalty = penalty
     self.l1_ratio = l1_ratio
@@ -252,6 +255,7 @@ class SoftmaxRegression(_Softmax):
     self.max_iter = max_iter
     self.fit_intercept = fit_intercept
     self.class_weight = class_weight
+    self.warm_start = warm_start
     self.random_state = random_state
     self.lr = lr
     self.batch_size = batch_size
@@ -261,10 +265,22 @@ class SoftmaxRegression(_Softmax):
   def fit(self, X, y, sample_weight=None):
     """Fits the model to X [N, D] and labels y [N] (any labels, at least two
     classes), with optional per-example weights [N]; returns self."""
+    previous = (self.classes_, self._softmax_params()) if (
+        self.warm_start and hasattr(self, "coef_")) else None
     X, y, weights = self._validated(X, y, sample_weight)
     _check_c(self.C)
+    if previous is not None:
+      classes, (w, _) = previous
+      if not (np.array_equal(classes, self.classes_)
+              and len(w) == self.n_features_in_):
+        raise ValueError(
+            f"warm_start=True starts from the previous fit's model, of "
+            f"{len(w)} features and classes {list(classes)}, but X has "
+            f"{self.n_features_in_} features and y classes "
+            f"{list(self.classes_)}; set warm_start=False")
     last = self._fit_c(self.C, _dataset(X, y, weights, self.classes_,
-                                        self.solver), weights.sum())
+                                        self.solver), weights.sum(),
+                       previous and previous[1])
     self.n_iter_ = np.array([int(last.get("iterations", last["epoch"]))])
     self._report([last])
     return self
@@ -373,12 +389,20 @@ def _power_of_two(n: int, lowest: int) -> int:
 
 
 def _fit_stack(configs: list[Config], dataset: datasets.Dataset,
-               num_features: int) -> list[results.RunResult]:
+               num_features: int, init=None) -> list[results.RunResult]:
   """The trained runs of configs (one compiled stack where they differ only
   in values), their weights for the first num_features features (the rest
-  padding), or a ValueError in scikit-learn's manner."""
+  padding), or a ValueError in scikit-learn's manner; each starts from the
+  softmax params `init` (w [num_features, K], b [K]) where given."""
+  init_params = None
+  if init is not None:
+    w, b = init
+    padded = np.zeros((dataset.x_train.shape[1], len(b)), np.float32)
+    padded[:num_features] = w
+    init_params = [{"b": np.asarray(b, np.float32), "w": padded}] * len(
+        configs)
   try:
-    result = train.train_configs(configs, dataset)
+    result = train.train_configs(configs, dataset, init_params=init_params)
   except UserError as e:
     raise ValueError(str(e)) from None
   diverged = [r for r in result.runs if r.status == results.DIVERGED]

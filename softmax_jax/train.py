@@ -86,7 +86,9 @@ def train_configs(configs: list[Config], dataset: data_lib.Dataset,
                   should_stop: Callable[[], bool] | None = None,
                   restore_only: bool = False,
                   mesh: tuple[int, int] | None = None,
-                  shard_data: bool = True) -> SweepResult:
+                  shard_data: bool = True,
+                  init_params: list[model.Params] | None = None
+                  ) -> SweepResult:
   """Trains every config; on_epoch(config index, record) after each epoch.
 
   The test split is only reported; a configuration whose loss turns
@@ -102,6 +104,8 @@ def train_configs(configs: list[Config], dataset: data_lib.Dataset,
   chosen for each (distributed.make_layout). shard_data: where minibatches
   are split across hosts, each holds only its share of the training
   examples (else all of them; the same minibatches either way).
+  init_params: each configuration's params to start from (a warm start;
+  the model's shapes), instead of its seed's (or, full-batch, of W = 0).
   """
   check(configs, dataset)
   # One precision for the run (a Config field of role RUN).
@@ -128,7 +132,7 @@ def train_configs(configs: list[Config], dataset: data_lib.Dataset,
         else:
           group_runs, seconds, compiling = _train_group(
               group, dataset, notify, checkpointer, should_stop, mesh,
-              shard_data)
+              shard_data, init_params and [init_params[i] for i in indices])
       finally:
         if checkpointer:
           checkpointer.close()
@@ -222,7 +226,7 @@ def _restore_latest(checkpointer, stack: Stack, solver):
 
 
 def _train_group(configs: list[Config], dataset: data_lib.Dataset, on_epoch,
-                 checkpointer, should_stop, mesh, shard_data):
+                 checkpointer, should_stop, mesh, shard_data, init_params):
   """Trains (or resumes) a group with its solver's rounds (an SGD epoch, or
   a chunk of L-BFGS iterations): one loop for every solver, with
   evaluation, records, divergence, checkpoints and stop requests."""
@@ -241,7 +245,7 @@ def _train_group(configs: list[Config], dataset: data_lib.Dataset, on_epoch,
     history, status, first_epoch = meta["history"], meta["status"], epoch + 1
     train_seconds = meta["train_seconds"]  # of the epochs before the stop
   else:
-    states = family.init_states()
+    states = family.init_states(init_params and stack.stack(init_params))
   last_round = family.num_rounds
   if first_epoch > last_round or all(s == DIVERGED for s in status) or all(
       h and h[-1].get("finished") for h in history):  # finished before

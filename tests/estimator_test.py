@@ -111,7 +111,6 @@ def test_integer_weights_are_repeated_rows(images):
   assert np.mean(weighted.predict(X_test) == repeated.predict(X_test)) > 0.999
 
 
-@pytest.mark.gpu_smoke
 def test_cross_validation_is_one_stack_of_separate_fits(images):
   """Each (fold, C) of the one stack scores as its own fit on the fold's
   training rows; C_ is the best mean, refit on all rows."""
@@ -257,3 +256,59 @@ def test_small_fits_of_nearby_sizes_share_one_program(monkeypatch):
                                    X[:120], y[:120], 0.5), rel=1e-6)
   np.testing.assert_allclose(second.predict_proba(X), unpadded.predict_proba(X),
                              atol=1e-4)
+
+
+@pytest.mark.parametrize("penalty, solver", [("l2", "lbfgs"),
+                                             ("l1", "lbfgs")])
+def test_a_warm_start_from_the_optimum_stays_there(images, penalty, solver):
+  """warm_start=True starts where the previous fit ended: refitting the same
+  data takes next to no iterations and keeps the optimum; a path by hand
+  (C = 0.1, then 0.3) reaches the cold fit's optimum at 0.3, in fewer
+  iterations."""
+  X, y, _, _ = images
+  X, y = X[:400], y[:400]
+  kw = {"penalty": penalty, "solver": solver}
+  cold = SoftmaxRegression(C=0.3, **kw).fit(X, y)
+  warm = SoftmaxRegression(C=0.1, warm_start=True, **kw).fit(X, y)
+  first = warm.coef_.copy()
+  warm.set_params(C=0.1).fit(X, y)  # from its own optimum
+  assert warm.n_iter_[0] <= 2, warm.n_iter_
+  np.testing.assert_allclose(warm.coef_, first, atol=2e-4)
+  warm.set_params(C=0.3).fit(X, y)  # the next strength of a path
+  assert warm.converged_ and warm.n_iter_[0] < cold.n_iter_[0]
+
+  def objective(m):  # C sum_i loss_i + the penalty
+    smooth = _objective(m.coef_, m.intercept_, X, y, 0.3)
+    if penalty == "l2":
+      return smooth
+    return smooth - 0.5 * (m.coef_**2).sum() + np.abs(m.coef_).sum()
+  assert objective(warm) == pytest.approx(objective(cold), rel=1e-5)
+
+
+def test_a_warm_started_minibatch_fit_goes_on_from_the_last(images):
+  """With sgd, a warm start is more epochs: 2 + 2 epochs end where no cold
+  2-epoch fit does, nearer the optimum; without warm_start the second fit
+  repeats the first."""
+  X, y, _, _ = images
+  kw = {"C": 1.0, "solver": "sgd", "epochs": 2, "lr": 0.5,
+        "random_state": 0}
+  cold = SoftmaxRegression(**kw).fit(X, y)
+  again = SoftmaxRegression(**kw).fit(X, y).fit(X, y)
+  np.testing.assert_array_equal(again.coef_, cold.coef_)
+  warm = SoftmaxRegression(warm_start=True, **kw).fit(X, y).fit(X, y)
+  assert not np.allclose(warm.coef_, cold.coef_)
+  optimum = SoftmaxRegression(C=1.0).fit(X, y)
+
+  def gap(m):
+    return (_objective(m.coef_, m.intercept_, X, y, 1.0)
+            - _objective(optimum.coef_, optimum.intercept_, X, y, 1.0))
+  assert 0 <= gap(warm) < gap(cold)
+
+
+def test_a_warm_start_on_other_shapes_is_refused(images):
+  X, y, _, _ = images
+  clf = SoftmaxRegression(warm_start=True).fit(X[:200], y[:200])
+  with pytest.raises(ValueError, match="warm_start=True starts from"):
+    clf.fit(X[:200, :100], y[:200])
+  with pytest.raises(ValueError, match="warm_start=True starts from"):
+    clf.fit(X[:200], np.where(y[:200] == 9, 0, y[:200]))

@@ -170,7 +170,6 @@ def test_l1_and_hidden_layers_are_refused():
     Config(optimizer="lbfgs", tol=0).validate()
 
 
-@pytest.mark.gpu_smoke
 def test_the_first_round_on_real_fashion_mnist_descends(fashion_mnist):
   """From W = 0 (ln 10) the first 10 iterations on the real data descend
   (a start compiled with constant zeros once gave NaN here)."""

@@ -77,6 +77,15 @@ class Stack:
     """a on every device (the data a stack shares)."""
     return distributed.put(a, self.layout.replicated)
 
+  def stack(self, per_config: list[model.Params]) -> model.Params:
+    """Each configuration's params (in the caller's order) as the stack
+    holds them: in its order, padded, laid out over the configurations."""
+    ordered = [per_config[j] for j in sorted(range(len(self.configs)),
+                                             key=lambda j: self.place[j])]
+    return self.layout.padded_tree(jax.tree.map(
+        lambda *leaves: np.stack([np.asarray(a, np.float32) for a in leaves]),
+        *ordered))
+
   def unstack(self, params) -> list[model.Params]:
     """Each configuration's params (NumPy), in the caller's order."""
     params = jax.device_get(jax.jit(
@@ -128,8 +137,10 @@ class Solver(Protocol):
   def check(config: Config, /) -> None:
     """Raises UserError for a configuration it cannot solve."""
 
-  def init_states(self) -> State:
-    """The stack's initial state, on the devices."""
+  def init_states(self, params: model.Params | None = None, /) -> State:
+    """The stack's initial state, on the devices; from `params` (stacked
+    as Stack.stack gives them) where given, a warm start (the closed form
+    has no use for one)."""
 
   def state_shapes(self) -> State:
     """The shapes and dtypes of init_states's state (jax.ShapeDtypeStruct

@@ -409,6 +409,16 @@ class LBFGS:
 
     return jax.vmap(one)(theta_MxP)
 
+  def _theta(self, params):
+    """The solver's flat variables [M, P] of stacked model params: the
+    inverse of _model (OWLQN: b + mean W)."""
+    def one(p):
+      if self.SPARSE:
+        p = {**p, "b": p["b"] + self.center @ p["w"]}
+      return jax.flatten_util.ravel_pytree(p)[0]
+
+    return jax.jit(jax.vmap(one), out_shardings=self.layout.configs)(params)
+
   def _solver_gradient(self, grad_MxP):
     """The gradient in the solver's variables of one in the model's: the
     transpose of _model's map (W's part minus mean x b's)."""
@@ -452,8 +462,9 @@ class LBFGS:
                             objective.rows_of(self.dataset))
     return self.x, self.y
 
-  def init_states(self):
-    args = (self.flat.zeros(), self.values, *self._on_devices())
+  def init_states(self, params=None):
+    theta = self.flat.zeros() if params is None else self._theta(params)
+    args = (theta, self.values, *self._on_devices())
     return compile_once(jax.jit(self._start,
                                 out_shardings=self.layout.configs).lower(
                                     *args))(*args)

@@ -34,14 +34,16 @@ from softmax_jax.solvers.base import START_LOSS
 from softmax_jax.solvers.base import State
 
 
-def init_state(values, *, num_features, num_classes, optimizer, hidden=(),
-               phm_n=0, schedule="constant", total_steps=1,
+def init_state(values, params=None, *, num_features, num_classes, optimizer,
+               hidden=(), phm_n=0, schedule="constant", total_steps=1,
                sparse=False) -> State:
-  """One configuration's initial params and optimizer state (vmap it to
-  stack); sparse: a penalty with an L1 part (its proximal step)."""
-  init_key, _ = jax.random.split(jax.random.key(values["seed"]))
-  params = model.init_params(init_key, num_features, num_classes,
-                             values["init_scale"], hidden, phm_n)
+  """One configuration's initial params (random, or `params`: a warm
+  start) and optimizer state (vmap it to stack); sparse: a penalty with an
+  L1 part (its proximal step)."""
+  if params is None:
+    init_key, _ = jax.random.split(jax.random.key(values["seed"]))
+    params = model.init_params(init_key, num_features, num_classes,
+                               values["init_scale"], hidden, phm_n)
   # As arrays, so that inject_hyperparams keeps them in the state.
   weight_decay = (objective.smooth_weight_decay(values) if sparse
                   else values["weight_decay"])
@@ -237,10 +239,10 @@ class Minibatch:
                       "--phm_n's layer is a sum of Kronecker products: drop "
                       "one of them")
 
-  def init_states(self):
+  def init_states(self, params=None):
     return jax.jit(jax.vmap(functools.partial(
         init_state, **self.init_kw, **self.optimizer_kw)),
-                   out_shardings=self.layout.configs)(self.values)
+                   out_shardings=self.layout.configs)(self.values, params)
 
   def state_shapes(self):
     return jax.eval_shape(self.init_states)

@@ -129,7 +129,8 @@ class ClosedForm:
                       "use --optimizer=owlqn")
     check_linear(config)
 
-  def init_states(self):
+  def init_states(self, params=None):
+    del params  # the closed form starts from nothing
     return {"params": jax.jit(self.flat.params, out_shardings=(
         self.stack.layout.configs))(self.flat.zeros())}
 
