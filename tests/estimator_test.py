@@ -51,7 +51,6 @@ def _assert_parity(ours, theirs, X, y, X_test, C, sample_weight=None):
   assert agree >= 0.999, agree
 
 
-@pytest.mark.gpu_smoke
 def test_the_optimum_of_scikit_learn_multinomial(images):
   X, y, X_test, _ = images
   ours = SoftmaxRegression(C=1 / 3).fit(X, y)
@@ -228,6 +227,7 @@ def test_a_run_of_launch_py_loads_as_an_estimator(tmp_path):
                              rtol=1e-4)
 
 
+@pytest.mark.gpu_smoke
 def test_small_fits_of_nearby_sizes_share_one_program(monkeypatch):
   """Padded to powers of two (rows of weight 0, zero columns): 100 and 120
   rows of 5 features are one compiled program, with the optimum each would

@@ -382,7 +382,6 @@ def test_calibrate_fits_a_temperature_on_the_validation_split():
                              synthetic_dataset())
 
 
-@pytest.mark.gpu_smoke
 @pytest.mark.parametrize("optimizer", ["sgd", "lbfgs"])
 @pytest.mark.parametrize("fold", [-1, 1])
 def test_a_step_follows_the_weighted_objective(optimizer, fold):
