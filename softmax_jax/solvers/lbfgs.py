@@ -351,9 +351,11 @@ class LBFGS:
     template = self.flat.template
     # For warm_start: the entries the penalty applies to, and the
     # configurations that share the data term (the same loss).
-    self.penalized = jax.flatten_util.ravel_pytree(jax.tree.map(
-        lambda p, on: jnp.full(p.shape, float(on)), template,
-        optimizers.decayed(template)))[0]
+    # (in NumPy, in ravel_pytree's order of the leaves: no eager operations)
+    self.penalized = np.concatenate([
+        np.full(math.prod(p.shape), float(on), np.float32) for p, on in zip(
+            jax.tree.leaves(template),
+            jax.tree.leaves(optimizers.decayed(template)), strict=True)])
     # (and the same rows: a cross-validation fold leaves out its own)
     loss_of = [(s.loss, s.huber_delta if s.loss == "huber" else 0.0, s.fold)
                for s in stacked]

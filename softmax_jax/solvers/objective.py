@@ -269,11 +269,20 @@ class FlatObjective:
 
   def __init__(self, stack, dataset):
     c = stack.first
-    self.template = model.init_params(
-        jax.random.key(0), dataset.num_features, dataset.num_classes, 0.0,
-        c.hidden_sizes, c.phm_n)
-    flat, self.unravel = ravel_pytree(self.template)
-    self.size = flat.size
+    unravel = []
+
+    def flat_template():  # traced only (no eager operations to compile)
+      flat, to_tree = ravel_pytree(model.init_params(
+          jax.random.key(0), dataset.num_features, dataset.num_classes, 0.0,
+          c.hidden_sizes, c.phm_n))
+      unravel.append(to_tree)
+      return flat
+
+    self.size = jax.eval_shape(flat_template).shape[0]
+    self.unravel = unravel[0]
+    # The params' shapes and dtypes (jax.ShapeDtypeStruct leaves).
+    self.template = jax.eval_shape(self.unravel, jax.ShapeDtypeStruct(
+        (self.size,), np.float32))
     self.layout, self.num_configs = stack.layout, len(stack.stacked)
     # Chunks of ~1,000 rows of Fashion-MNIST keep the pass in cache: 231
     # against 305 ms for 16 configurations at 8,192 rows.
