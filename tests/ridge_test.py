@@ -11,6 +11,7 @@ from conftest import synthetic_dataset
 from softmax_jax import runner
 from softmax_jax import train
 from softmax_jax.config import Config
+from softmax_jax.data import datasets
 from softmax_jax.errors import UserError
 from softmax_jax.solvers import ridge
 
@@ -107,9 +108,22 @@ def test_full_batch_solvers_need_no_minibatch_and_report_their_check():
   assert not tight["converged"] and tight["grad_norm"] > 1e-30
 
 
-def test_features_too_large_for_float32_are_refused_by_lbfgs():
+@pytest.mark.parametrize("optimizer, penalty", [("lbfgs", "l2"),
+                                               ("owlqn", "l1")])
+def test_features_too_large_for_float32_are_refused_by_lbfgs(optimizer,
+                                                            penalty):
   ds = synthetic_dataset(n_train=300, n_test=50, num_features=4,
                          num_classes=3)
   huge = dataclasses.replace(ds, x_train=ds.x_train.astype(np.float32) * 1e20)
   with pytest.raises(UserError, match="too large for float32 arithmetic"):
-    train.train_configs([Config(optimizer="lbfgs", weight_decay=1e-2)], huge)
+    train.train_configs([Config(optimizer=optimizer, penalty=penalty,
+                                weight_decay=1e-2)], huge)
+
+
+def test_the_variances_are_the_covariances_diagonal():
+  x = np.random.default_rng(0).normal(3.0, 2.0, (1000, 7)).astype(np.float32)
+  mean, cov = datasets.feature_covariance(x)
+  mean_too, variances = datasets.feature_covariance(x, diagonal=True)
+  np.testing.assert_array_equal(mean, mean_too)
+  np.testing.assert_allclose(variances, np.diag(cov), rtol=1e-12)
+  np.testing.assert_allclose(cov, np.cov(x.T, bias=True), rtol=1e-10)

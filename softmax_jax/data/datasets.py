@@ -426,14 +426,16 @@ def feature_mean(x) -> np.ndarray:
   return sum(c.sum(axis=0) for c in _feature_chunks(x)) / len(x)
 
 
-def feature_covariance(x) -> tuple[np.ndarray, np.ndarray]:
+def feature_covariance(x, diagonal: bool = False
+                       ) -> tuple[np.ndarray, np.ndarray]:
   """The features' mean [D] and (population) covariance [D, D], float64,
-  a chunk of rows at a time (the data are never copied whole)."""
+  a chunk of rows at a time (the data are never copied whole); diagonal:
+  only its diagonal [D], the variances (O(N D), not O(N D^2))."""
   mean = feature_mean(x)
-  cov = np.zeros((x.shape[1], x.shape[1]))
+  cov = np.zeros(x.shape[1] if diagonal else (x.shape[1], x.shape[1]))
   for c in _feature_chunks(x):
     np.subtract(c, mean, out=c)  # in place: the chunk is a copy of our own
-    cov += c.T @ c
+    cov += np.einsum("nd,nd->d", c, c) if diagonal else c.T @ c
   return mean, cov / len(x)
 
 

@@ -497,8 +497,11 @@ class LBFGS:
   def compile(self, states):
     self._on_devices()
     # The preconditioner's moments (objective.whitening_preconditioner): the
-    # features' mean and the eigendecomposition of their covariance.
-    mean, cov = data_lib.feature_covariance(self.dataset.x_train)
+    # features' mean and the eigendecomposition of their covariance. (OWLQN
+    # has none: the variances alone, for the check below, since a
+    # covariance's largest entry is on its diagonal.)
+    mean, cov = data_lib.feature_covariance(self.dataset.x_train,
+                                            diagonal=self.SPARSE)
     largest = float(np.max(np.abs(cov)))
     limit = float(np.finfo(np.float32).max) / self.dataset.num_features
     if not largest < limit:
