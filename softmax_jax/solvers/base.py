@@ -115,8 +115,9 @@ class Solver(Protocol):
   of it (the registry in solvers/__init__.py maps --optimizer names to
   solvers)."""
 
-  # Solves the full-batch objective (objective.py) from W = 0: no
-  # minibatches, no seed, one host never holds a share of the examples.
+  # Solves the full-batch objective (objective.py) from W = 0 (or from the
+  # params of a warm start): no minibatches, no seed, one host never holds
+  # a share of the examples.
   FULL_BATCH: ClassVar[bool]
   # The Config fields it does not read (a flag for them alone is refused,
   # and configurations that differ only there are one run).
