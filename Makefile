@@ -5,6 +5,8 @@
 # make test-fast  the tests without the slow multi-process ones
 # make lint  ruff (style, 80 columns, imports) and mypy (types), configured
 #            in pyproject.toml
+# make docs  the documentation site (mkdocs.yml) into runs/site, every
+#            warning an error
 # make setup the virtual environment in .venv (the pinned requirements and
 #            this package, editable) and the data set, idempotent
 
@@ -17,7 +19,7 @@ ARGS ?=
 PYTEST := $(PY) -m pytest -q -n auto --dist=loadfile --no-loadscope-reorder
 DEBIAN_DATA := /usr/share/datasets/fashion-mnist
 
-.PHONY: setup venv data run test test-fast lint clean
+.PHONY: setup venv data run test test-fast lint docs clean
 
 setup: venv data
 
@@ -47,6 +49,9 @@ test: setup
 lint: venv
 	$(PY) -m ruff check
 	$(PY) -m mypy
+
+docs: venv
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict --quiet
 
 test-fast: setup
 	$(PYTEST) -m "not slow" tests
