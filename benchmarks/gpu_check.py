@@ -99,9 +99,9 @@ class Check:
 # ---------------------------------------------------------------- the steps
 
 
-def smoke(out: Path, quick: bool, without: str) -> dict:
+def smoke(out: Path, tmp: Path, quick: bool, without: str) -> dict:
   """pytest -m gpu_smoke in a process of its own, on a few workers."""
-  env = {**os.environ, **_hiding_env(without)}
+  env = {**os.environ, **_hiding_env(without, tmp)}
   workers = min(4, os.cpu_count() or 1)
   log = out / "smoke_tests.log"
   # Only the files that hold smoke tests are collected (the others may
@@ -164,7 +164,7 @@ def sweep_step(ds, sizes, torch_device) -> dict:
   wds = [0.0] + [float(f"{v:.3g}") for v in
                  np.logspace(-6, -2, sizes["sweep_wds"] - 1)]
   epochs = sizes["sweep_epochs"]
-  configs = sweep.expand(Config(epochs=epochs, val_fraction=0.0),
+  configs = sweep.expand(Config(epochs=epochs),
                          sweep.product(
                              sweep.axis("loss", ("xent", "l2", "l1", "huber")),
                              sweep.axis("lr", lrs),
@@ -326,13 +326,14 @@ def _s(row: dict, key: str) -> str:
 # ---------------------------------------------------------------- the machine
 
 
-def _hiding_env(without: str) -> dict:
+def _hiding_env(without: str, tmp: Path) -> dict:
   """Environment for a process in which the packages named are
-  unimportable (a sitecustomize.py on PYTHONPATH)."""
+  unimportable (a sitecustomize.py on PYTHONPATH, in a folder under tmp)."""
   names = [n for n in without.split(",") if n]
   if not names:
     return {}
-  folder = Path(tempfile.mkdtemp(prefix="gpu_check_without_"))
+  folder = tmp / "without"
+  folder.mkdir(exist_ok=True)
   (folder / "sitecustomize.py").write_text(
       "import sys\n" + "".join(f"sys.modules[{n!r}] = None\n" for n in names))
   return {"PYTHONPATH": os.pathsep.join(
@@ -413,7 +414,7 @@ def main() -> None:
     return datasets.load("fashion_mnist")
 
   with tempfile.TemporaryDirectory(prefix="gpu_check_") as tmp:
-    steps = {"smoke": lambda: smoke(out, args.quick, args.without),
+    steps = {"smoke": lambda: smoke(out, Path(tmp), args.quick, args.without),
              "d2l": lambda: d2l(fashion_mnist(), sizes, torch_device),
              "sweep": lambda: sweep_step(fashion_mnist(), sizes, torch_device),
              "probe": lambda: probe(Path(tmp), sizes, torch_device),
