@@ -7,6 +7,8 @@
 #            in pyproject.toml
 # make docs  the documentation site (mkdocs.yml) into runs/site, every
 #            warning an error
+# make notebook  run the tutorial notebook (docs/tutorial.ipynb) again in
+#            place, on all the data: the outputs the site shows
 # make setup the virtual environment in .venv (the pinned requirements and
 #            this package, editable) and the data set, idempotent
 
@@ -19,7 +21,7 @@ ARGS ?=
 PYTEST := $(PY) -m pytest -q -n auto --dist=loadfile --no-loadscope-reorder
 DEBIAN_DATA := /usr/share/datasets/fashion-mnist
 
-.PHONY: setup venv data run test test-fast lint docs clean
+.PHONY: setup venv data run test test-fast lint docs notebook clean
 
 setup: venv data
 
@@ -52,6 +54,9 @@ lint: venv
 
 docs: venv
 	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict --quiet
+
+notebook: setup
+	$(PY) -m nbconvert --to notebook --execute --inplace docs/tutorial.ipynb
 
 test-fast: setup
 	$(PYTEST) -m "not slow" tests

@@ -1,6 +1,9 @@
 """MkDocs hooks (mkdocs.yml's `hooks:`): the flags reference is generated
 from the code when the site is built, so it cannot drift from the command
-line (tests/docs_test.py checks that every flag is in it)."""
+line (tests/docs_test.py checks that every flag is in it); the benchmarks'
+dated reports and the experiments' figures, which live beside the scripts
+that write them, join the site at their repository paths (a guide page
+links ../benchmarks/sparse.md)."""
 
 from __future__ import annotations
 
@@ -9,6 +12,9 @@ import sys
 
 ROOT = Path(__file__).resolve().parents[1]
 PLACEHOLDER = "<!-- flags -->"
+# Files outside docs/ that the site serves, at the same paths.
+REPOSITORY_FILES = ("benchmarks/*.md", "benchmarks/*.png",
+                    "experiments/figures/*.md", "experiments/figures/*.png")
 
 
 def flags_markdown() -> str:
@@ -29,9 +35,9 @@ def flags_markdown() -> str:
            config_lib.STATIC: "swept, a program each"}
   names = list(solvers.REGISTRY)
   lines = ["## The model, data and solver: `Config` fields", "",
-           "A comma list sweeps a field (*Sweeps* in the README) where its "
-           "role allows; *solvers* are the `--optimizer` values that read "
-           "it (a flag their solver does not read is refused).", "",
+           "A comma list sweeps a field ([Sweeps](../guide/sweeps.md)) "
+           "where its role allows; *solvers* are the `--optimizer` values "
+           "that read it (a flag their solver does not read is refused).", "",
            "| flag | default | role | solvers | what it does |",
            "|---|---|---|---|---|"]
   fields = dataclasses.fields(config_lib.Config)
@@ -64,3 +70,17 @@ def on_page_markdown(markdown: str, page, **kwargs) -> str:
   if PLACEHOLDER in markdown:
     return markdown.replace(PLACEHOLDER, flags_markdown())
   return markdown
+
+
+def on_files(files, config, **kwargs):
+  """The REPOSITORY_FILES as pages and images of the site (the reports out
+  of the navigation, reached from the pages that cite them)."""
+  del kwargs
+  from mkdocs.structure.files import File  # pylint: disable=g-import-not-at-top
+  from mkdocs.structure.files import InclusionLevel  # pylint: disable=g-import-not-at-top
+  for pattern in REPOSITORY_FILES:
+    for path in sorted(ROOT.glob(pattern)):
+      files.append(File.generated(
+          config, path.relative_to(ROOT).as_posix(), abs_src_path=str(path),
+          inclusion=InclusionLevel.NOT_IN_NAV))
+  return files

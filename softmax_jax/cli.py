@@ -32,7 +32,9 @@ flags.DEFINE_string("config", None, "Experiment file with get_config() (and "
                     "optionally get_sweep()), e.g. experiments/loss_sweep.py; "
                     "flags override its fields.")
 flags.DEFINE_string("workdir", None,
-                    "Output folder (default: a new folder under runs/).")
+                    "Output folder (default: a new folder under runs/); the "
+                    "same configuration there resumes, another is refused "
+                    "unless --overwrite.")
 flags.DEFINE_bool("overwrite", False,
                   "Replace the outputs of a run in --workdir.")
 flags.DEFINE_bool("refit", False, "After a sweep, train its best "

@@ -42,8 +42,9 @@ class Config:
   loss_input: str = _field(
       "probs", STATIC, "What l2/l1/huber compare with the one-hot labels: "
       "probs or logits.")
-  huber_delta: float = _field(0.1, VALUE,
-                              "Huber's switch from quadratic to linear.")
+  huber_delta: float = _field(
+      0.1, VALUE, "Huber's switch from quadratic to linear (with delta >= 1 "
+      "Huber on probabilities is exactly L2, since |p - y| <= 1).")
   optimizer: str = _field(
       "sgd", STATIC, "Optimizer: sgd, momentum or adam (minibatches), lbfgs "
       "(full-batch L-BFGS to --tol), owlqn (its orthant-wise form for "
@@ -109,10 +110,13 @@ class Config:
       "on the validation split (temperature scaling: softmax(logits / T)); "
       "report NLL and ECE before and after, and predict with it. Needs a "
       "validation split.")
-  seed: int = _field(0, VALUE,
-                     "Random seed for initialization and shuffling.")
+  seed: int = _field(
+      0, VALUE, "Random seed for initialization and shuffling: the same seed "
+      "gives the same run; a list (--seed=0,1,2) makes a sweep report each "
+      "configuration as mean +- std over its seeds.")
   init_scale: float = _field(
-      0.01, VALUE, "Standard deviation of the initial weights.")
+      0.01, VALUE, "Standard deviation of the initial weights: W ~ N(0, "
+      "init_scale^2), b = 0.")
   hidden: str = _field(
       "", STATIC, "Hidden ReLU layer sizes before the softmax layer, e.g. "
       "256,128 (sweep them in an experiments file).")

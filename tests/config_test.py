@@ -89,36 +89,6 @@ def test_bad_config_file(tmp_path, source, message):
     config_lib.load_experiment(path)
 
 
-def _readme_flags() -> dict[str, str]:
-  """The README's flag table: each flag's default cell."""
-  text = (ROOT / "README.md").read_text()
-  table = text[text.index("## Flags"):].split("\n\n")[1]
-  flags = {}
-  for row in table.splitlines()[2:]:
-    names, default = row.split(" | ")[:2]
-    for name in re.findall(r"`--(\w+)`", names):
-      flags[name] = default.strip()
-  return flags
-
-
-def test_the_readme_flag_table_agrees_with_the_declared_fields():
-  """Every Config field has its row, with the declared default; every row
-  is a flag of launch.py."""
-  from softmax_jax import cli  # pylint: disable=g-import-not-at-top
-  flags = _readme_flags()
-  assert set(config_lib.FIELDS) <= set(flags), set(config_lib.FIELDS) - set(
-      flags)
-  assert set(flags) <= set(cli.FLAGS), set(flags) - set(cli.FLAGS)
-  defaults = Config()
-  for name in config_lib.FIELDS:
-    cell = flags[name]
-    expected = getattr(defaults, name)
-    if re.fullmatch(r"`[^`]*`", cell):
-      assert config_lib.parse_value(name, cell.strip("`")) == expected, name
-    elif cell in ("off", "auto", "(none)", ""):
-      assert expected in (False, None, ""), name
-
-
 def test_the_sweeps_page_lists_the_sweepable_fields():
   from softmax_jax import sweep  # pylint: disable=g-import-not-at-top
   text = (ROOT / "docs" / "guide" / "sweeps.md").read_text()

@@ -58,7 +58,7 @@ def pytest_configure(config):
 _LONGEST_FIRST = ("launch_test.py", "estimator_checks_test.py",
                   "devices_test.py", "calibration_test.py", "lbfgs_test.py",
                   "faults_test.py", "runner_test.py", "estimator_test.py",
-                  "sparse_test.py",
+                  "sparse_test.py", "tutorial_test.py",
                   "train_test.py", "hosts_test.py", "sweep_test.py",
                   "checkpoint_test.py", "package_test.py")
 

@@ -4,6 +4,7 @@ warning an error."""
 
 import dataclasses
 import importlib.util
+import re
 import shutil
 import subprocess
 import sys
@@ -56,4 +57,26 @@ def test_the_site_builds_with_warnings_as_errors(tmp_path):
   api = (site / "reference" / "api" / "index.html").read_text()
   assert "SoftmaxRegressionCV" in api and "cross_entropy" in api
   assert not (site / "hooks.py").exists()
+  assert not list(site.rglob("__pycache__"))
+  # The tutorial notebook as a page, with its saved outputs (figures).
+  tutorial = (site / "tutorial" / "index.html").read_text()
+  assert "jax.grad" in tutorial and "data:image/png;base64" in tutorial
+  # The guide's pages link the benchmarks' reports and the figures, served
+  # at their repository paths.
+  assert (site / "benchmarks" / "sparse" / "index.html").exists()
+  assert (site / "experiments" / "figures" / "d2l_weights.png").exists()
+  assert 'src="../../experiments/figures/d2l_weights.png"' in (
+      site / "guide" / "d2l" / "index.html").read_text()
   shutil.rmtree(site)
+
+
+def test_the_readme_is_short_and_its_links_resolve():
+  """The README is the front page (at most 250 lines); every relative link
+  in it names a file of the repository."""
+  text = (ROOT / "README.md").read_text()
+  assert len(text.splitlines()) <= 250
+  targets = re.findall(r"\]\(([^)#\s]+)", text)
+  local = [t for t in targets if "://" not in t]
+  assert len(local) > 20, local
+  missing = [t for t in local if not (ROOT / t).exists()]
+  assert not missing, missing

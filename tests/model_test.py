@@ -94,3 +94,21 @@ def test_bfloat16_compute_rounds_the_inputs_and_sums_in_float32():
   np.testing.assert_allclose(half, rounded, rtol=1e-5, atol=1e-5)
   assert not np.allclose(half, full, rtol=1e-6, atol=1e-6)  # it did round
   np.testing.assert_allclose(half, full, rtol=0.05, atol=0.1)
+
+
+def test_the_parameter_gradients_are_x_transpose_p_minus_y():
+  """Through o = xW + b: dL/dW = x^T (P - Y) / B, dL/db = mean(P - Y), the
+  textbook's gradients of the mean cross-entropy."""
+  from softmax_jax import losses  # pylint: disable=g-import-not-at-top
+  kx, kp, ky = jax.random.split(jax.random.key(4), 3)
+  x = jax.random.uniform(kx, (32, 6))
+  params = model.init_params(kp, 6, 4, init_scale=1.0)
+  y = jax.random.randint(ky, (32,), 0, 4)
+  grads = jax.grad(lambda p: jnp.mean(
+      losses.cross_entropy(model.logits(p, x), y)))(params)
+  residual = (jax.nn.softmax(x @ params["w"] + params["b"])
+              - jax.nn.one_hot(y, 4))
+  np.testing.assert_allclose(grads["w"], x.T @ residual / 32, rtol=1e-5,
+                             atol=1e-7)
+  np.testing.assert_allclose(grads["b"], residual.mean(0), rtol=1e-5,
+                             atol=1e-7)

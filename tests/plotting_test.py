@@ -3,7 +3,10 @@ the text of axes, ticks and legends (a file that was written is not a figure
 that reads)."""
 
 import itertools
+import subprocess
+import sys
 
+import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
@@ -142,3 +145,20 @@ def test_the_reliability_diagram_paints_only_colours_its_legend_names():
   hatched = [p for p in ax.patches if p.get_hatch()]
   assert [(round(p.get_y(), 6), round(p.get_height(), 6)) for p in hatched
           if p.get_height()] == [(0.3, 0.3), (0.9, 0.05)]
+
+
+def test_drawing_leaves_the_callers_matplotlib_as_it_was(tmp_path):
+  """No backend forced on import (a notebook keeps its inline figures), no
+  rcParams changed by drawing; class names with "$" still drawn as written."""
+  code = ("import matplotlib; from softmax_jax.outputs import plotting; "
+          "print(matplotlib.get_backend())")
+  backend = subprocess.run([sys.executable, "-c", code], capture_output=True,
+                           text=True, check=True,
+                           env={"MPLBACKEND": "svg", "PATH": "/usr/bin:/bin",
+                                "PYTHONPATH": ":".join(sys.path)}).stdout
+  assert backend.strip() == "svg"
+  before = dict(matplotlib.rcParams)
+  with open(tmp_path / "c.png", "wb") as out:
+    plotting.plot_confusion(np.eye(3, dtype=int) * 5, ["$1", "b", "c"], out)
+  assert dict(matplotlib.rcParams) == before
+  assert (tmp_path / "c.png").read_bytes().startswith(b"\x89PNG")

@@ -1,28 +1,42 @@
-"""Figures of a run, drawn with matplotlib (Agg: no display needed)."""
+"""Figures of a run, drawn with matplotlib's Figure alone: no pyplot, no
+display, and nothing changed in the caller's matplotlib (its backend, its
+rcParams), so the library draws its files from inside a notebook too."""
 
 from __future__ import annotations
 
+import functools
 from typing import BinaryIO
 
 import matplotlib
+from matplotlib.figure import Figure
 import matplotlib.ticker
 import numpy as np
 
-matplotlib.use("Agg")  # before pyplot: no display needed
-import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-import-position
-
-from softmax_jax import solvers  # pylint: disable=g-import-not-at-top,wrong-import-position
-
-# Titles and labels hold the user's class names, drawn as written: "$" in a
-# name is no TeX to parse (or fail on).
-matplotlib.rcParams["text.parse_math"] = False
+from softmax_jax import solvers
 
 
+def _subplots(*args, figsize, dpi, **kwargs):
+  """pyplot.subplots without pyplot: (a Figure, its axes)."""
+  fig = Figure(figsize=figsize, dpi=dpi)
+  return fig, fig.subplots(*args, **kwargs)
+
+
+def _as_written(plot):
+  """Titles and labels hold the user's class names, drawn as written: "$"
+  in a name is no TeX to parse (or fail on)."""
+  @functools.wraps(plot)
+  def wrapper(*args, **kwargs):
+    with matplotlib.rc_context({"text.parse_math": False}):
+      return plot(*args, **kwargs)
+  return wrapper
+
+
+@_as_written
 def plot_curves(history: list[dict], out: BinaryIO, title: str = "") -> None:
   """Train loss, train accuracy and test accuracy per epoch, as d2l's
   Animator."""
   epochs = [r["epoch"] for r in history]
-  fig, ax = plt.subplots(figsize=(5, 3.5), dpi=120)
+  fig, ax = _subplots(figsize=(5, 3.5), dpi=120)
   ax.plot(epochs, [r["train_loss"] for r in history], "-", label="train loss")
   ax.plot(epochs, [r["train_accuracy"] for r in history], "m--",
           label="train acc")
@@ -37,7 +51,6 @@ def plot_curves(history: list[dict], out: BinaryIO, title: str = "") -> None:
     ax.set_title(title, fontsize=9)
   fig.subplots_adjust(left=0.12, right=0.97, bottom=0.14, top=0.9)
   fig.savefig(out, format="png")
-  plt.close(fig)
 
 
 # Swept fields that can stand on a sweep figure's x-axis, with its label.
@@ -48,11 +61,11 @@ NUMERIC_FIELDS = {"lr": "learning rate",
                   "phm_n": "PHM n"}
 
 
+@_as_written
 def plot_sweep(rows: list[dict], out: BinaryIO, swept: list[str]) -> None:
   """sweep_figure, as a PNG."""
   fig = sweep_figure(rows, swept)
   fig.savefig(out, format="png")
-  plt.close(fig)
 
 
 def sweep_x_field(rows: list[dict], swept: list[str]) -> str | None:
@@ -66,6 +79,7 @@ def sweep_x_field(rows: list[dict], swept: list[str]) -> str | None:
                                      -numeric.index(f)))
 
 
+@_as_written
 def sweep_figure(rows: list[dict], swept: list[str]):
   """Validation accuracy against the swept field (sweep_x_field), one line
   per value of the other swept fields; a solver's configuration, which does
@@ -73,7 +87,7 @@ def sweep_figure(rows: list[dict], swept: list[str]):
   horizontal line. Rows of a sweep over seeds (seeds.by_config) draw each
   mean over the seeds with an error bar of their standard deviation. With
   no numeric field swept, one point per configuration."""
-  fig, ax = plt.subplots(figsize=(5.5, 3.8), dpi=120)
+  fig, ax = _subplots(figsize=(5.5, 3.8), dpi=120)
   over_seeds = bool(rows) and "val_accuracy_mean" in rows[0]
   x_field = sweep_x_field(rows, swept)
   others = [f for f in swept if f not in ("seed", x_field)]
@@ -158,11 +172,12 @@ def _number_axis(ax, values: list[float]) -> None:
   ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
 
 
+@_as_written
 def plot_reliability(panels, out: BinaryIO) -> None:
   """Accuracy against confidence per bin, with the diagonal of perfect
   calibration; one panel per ((count, confidence, accuracy), ece, label),
   e.g. before and after temperature scaling."""
-  fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 4.5),
+  fig, axes = _subplots(1, len(panels), figsize=(4.5 * len(panels), 4.5),
                            dpi=120, squeeze=False)
   for ax, ((count_M, confidence_M, accuracy_M), ece, label) in zip(
       axes[0], panels, strict=True):
@@ -170,7 +185,6 @@ def plot_reliability(panels, out: BinaryIO) -> None:
   fig.subplots_adjust(left=0.14 / len(panels), right=0.98, bottom=0.12,
                       top=0.92, wspace=0.25)
   fig.savefig(out, format="png")
-  plt.close(fig)
 
 
 def _reliability_panel(ax, count_M, confidence_M, accuracy_M, ece: float,
@@ -205,12 +219,13 @@ def _reliability_panel(ax, count_M, confidence_M, accuracy_M, ece: float,
   ax.legend(loc="upper left", fontsize=8)
 
 
+@_as_written
 def plot_confusion(confusion_KxK, class_names, out: BinaryIO,
                    of: int | None = None) -> None:
   """Counts of true (rows) against predicted (columns) classes; `of`: the
   number of classes when these are the most confused few of them."""
   k = len(class_names)
-  fig, ax = plt.subplots(figsize=(1.5 + 0.6 * k, 1.2 + 0.55 * k), dpi=120)
+  fig, ax = _subplots(figsize=(1.5 + 0.6 * k, 1.2 + 0.55 * k), dpi=120)
   ax.imshow(confusion_KxK, cmap="Blues")
   threshold = max(max(row) for row in confusion_KxK) / 2
   for i in range(k):  # empty cells stay blank: legible, and drawn faster
@@ -228,9 +243,9 @@ def plot_confusion(confusion_KxK, class_names, out: BinaryIO,
                fontsize=10)
   fig.subplots_adjust(left=0.2, right=0.98, bottom=0.2, top=0.94)
   fig.savefig(out, format="png")
-  plt.close(fig)
 
 
+@_as_written
 def plot_predictions(x_NxD, labels_N, predicted_N, confidence_N, class_names,
                      image_shape, out: BinaryIO, rows: int = 3,
                      cols: int = 8) -> None:
@@ -242,7 +257,7 @@ def plot_predictions(x_NxD, labels_N, predicted_N, confidence_N, class_names,
   shown = (wrong + right)[:rows * cols]
   h, w = image_shape[:2]
   pad = h // 3
-  fig, ax = plt.subplots(figsize=(1.6 * cols, 1.6 * rows * (h + pad) / (w + 2)
+  fig, ax = _subplots(figsize=(1.6 * cols, 1.6 * rows * (h + pad) / (w + 2)
                                   + 0.3), dpi=100)
   ax.imshow(_mosaic([_unit_range(x_NxD[i].reshape(image_shape)) for i in shown],
                     rows, cols, pad), cmap="gray")
@@ -257,7 +272,6 @@ def plot_predictions(x_NxD, labels_N, predicted_N, confidence_N, class_names,
   ax.set_title("Test predictions (misclassified first, in red)", fontsize=9)
   fig.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=0.93)
   fig.savefig(out, format="png")
-  plt.close(fig)
 
 
 def _mosaic(images, rows, cols, pad):
@@ -282,6 +296,7 @@ def _unit_range(image):
   return (image - low) / (high - low) if high > low else np.zeros_like(image)
 
 
+@_as_written
 def plot_weights(w_DxK, class_names, image_shape, out: BinaryIO,
                  most: int = 20) -> None:
   """Each class's weights as an image: the templates of a linear classifier
@@ -298,7 +313,7 @@ def plot_weights(w_DxK, class_names, image_shape, out: BinaryIO,
     templates = [(t + 1) / 2 for t in templates]
   h, w = image_shape[:2]
   pad = h // 5
-  fig, ax = plt.subplots(figsize=(2 * cols, 2 * rows * (h + pad) / (w + 2)
+  fig, ax = _subplots(figsize=(2 * cols, 2 * rows * (h + pad) / (w + 2)
                                   + 0.4), dpi=100)
   ax.imshow(_mosaic(templates, rows, cols, pad), cmap="RdBu_r", vmin=-1, vmax=1)
   for j, name in enumerate(class_names):
@@ -311,4 +326,3 @@ def plot_weights(w_DxK, class_names, image_shape, out: BinaryIO,
                "against)", fontsize=9)
   fig.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=0.9)
   fig.savefig(out, format="png")
-  plt.close(fig)
