@@ -125,6 +125,11 @@ def saga_path(x, y, lams, tol):
   return solutions, time.perf_counter() - start
 
 
+def _command_flags() -> str:
+  """The command line's flags, but --out: how to take this report again."""
+  return "".join(f" {a}" for a in sys.argv[1:] if not a.startswith("--out"))
+
+
 def main():
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--n_train", type=int, default=10_000)
@@ -167,7 +172,7 @@ def main():
 
   lines = [f"# An L1 path beside scikit-learn's saga "
            f"({datetime.date.today()})", "",
-           f"`python benchmarks/sparse.py{' --quick' if args.quick else ''}` "
+           f"`python benchmarks/sparse.py{_command_flags()}` "
            f"on {platform.machine()}; {n:,} Fashion-MNIST images (pixels / "
            f"255), {args.strengths} strengths from 0.5 to 0.01 lambda_max "
            f"(lambda_max = {lam_max:.5g}).", "",

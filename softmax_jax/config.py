@@ -81,6 +81,9 @@ class Config:
       "W = 0 is optimal, computed from the training rows: "
       "--weight_decay=1.01,0.1,0.01 is a path from W = 0 down); needs an L1 "
       "part. Outputs give the strengths as lambda.")
+  fit_intercept: bool = _field(
+      True, RUN, "Fit the bias b (the intercept); --nofit_intercept keeps "
+      "b = 0, the model o = xW (scikit-learn's fit_intercept=False).")
   tol: float = _field(
       1e-5, VALUE, "--optimizer=lbfgs/owlqn: stop when the gradient norm of "
       "the objective (mean loss + the penalty; with an L1 part, the norm of "

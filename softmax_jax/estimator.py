@@ -167,9 +167,6 @@ class _Softmax(ClassifierMixin, BaseEstimator):
     if self.penalty not in PENALTIES:
       raise ValueError(f"penalty={self.penalty!r}; choose one of "
                        f"{', '.join(PENALTIES)}")
-    if not self.fit_intercept:
-      raise ValueError("fit_intercept=False is not supported: the model "
-                       "always has its (unpenalized) bias")
     weights = _check_sample_weight(sample_weight, X, dtype=np.float64,
                                    ensure_non_negative=True)
     if self.class_weight is not None:
@@ -194,6 +191,7 @@ class _Softmax(ClassifierMixin, BaseEstimator):
           weight_decay=weight_decay, tol=self.tol, max_iters=self.max_iter,
           lr=self.lr, batch_size=self.batch_size, epochs=self.epochs,
           schedule=self.schedule, fold=fold,
+          fit_intercept=bool(self.fit_intercept),
           seed=0 if self.random_state is None else int(self.random_state),
           eval_every=2**30).validate()
     except UserError as e:
@@ -234,7 +232,7 @@ class SoftmaxRegression(_Softmax):
   for l1 and elasticnet its orthant-wise form OWL-QN, exact to tol; exact,
   sgd, momentum, adam: a proximal step for the L1 part), loss
   (xent, l2, l1, huber), tol (the gradient norm of the objective as a
-  weighted mean), max_iter, fit_intercept (True: the model has its bias),
+  weighted mean), max_iter, fit_intercept (False: the model o = xW, b = 0),
   class_weight (None, "balanced" or {label: weight}), warm_start (True: a
   fit starts from the previous fit's coef_ and intercept_, as
   LogisticRegression's does: a path by hand, or more epochs), random_state

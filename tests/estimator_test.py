@@ -312,3 +312,39 @@ def test_a_warm_start_on_other_shapes_is_refused(images):
     clf.fit(X[:200, :100], y[:200])
   with pytest.raises(ValueError, match="warm_start=True starts from"):
     clf.fit(X[:200], np.where(y[:200] == 9, 0, y[:200]))
+
+
+def test_without_an_intercept_the_optimum_of_scikit_learn(images):
+  """fit_intercept=False: b exactly 0, and LogisticRegression(fit_intercept=
+  False)'s optimum (the model o = xW on pixels, whose mean is far from 0:
+  the preconditioner whitens their second moment instead)."""
+  X, y, X_test, _ = images
+  ours = SoftmaxRegression(C=1 / 3, fit_intercept=False).fit(X, y)
+  assert ours.converged_ and np.all(ours.intercept_ == 0)
+  theirs = _reference(X, y, 1 / 3, fit_intercept=False)
+  _assert_parity(ours, theirs, X, y, X_test, 1 / 3)
+  with_bias = SoftmaxRegression(C=1 / 3).fit(X, y)
+  assert np.any(with_bias.intercept_ != 0)
+
+
+def test_the_closed_form_without_an_intercept_is_ridge(images):
+  """Ridge on the one-hot code, b = 0: scikit-learn's Ridge(fit_intercept=
+  False) at alpha = 1 / C (ours: C sum_i ||x_i W - y_i||^2 / 2 + ||W||^2 /
+  2)."""
+  from sklearn.linear_model import Ridge  # pylint: disable=g-import-not-at-top
+  X, y, _, _ = images
+  X, y = X[:400], y[:400]
+  ours = SoftmaxRegression(C=0.1, solver="exact", loss="l2",
+                           fit_intercept=False).fit(X, y)
+  theirs = Ridge(alpha=10.0, fit_intercept=False).fit(X, np.eye(10)[y])
+  assert np.all(ours.intercept_ == 0)
+  np.testing.assert_allclose(ours.coef_, theirs.coef_, atol=1e-5)
+
+
+@pytest.mark.parametrize("solver", ["sgd", "adam"])
+def test_without_an_intercept_a_minibatch_fit_keeps_b_at_zero(images, solver):
+  X, y, _, _ = images
+  kw = {"solver": solver, "epochs": 2, "batch_size": 64, "lr": 0.01}
+  ours = SoftmaxRegression(fit_intercept=False, **kw).fit(X, y)
+  assert np.all(ours.intercept_ == 0) and np.any(ours.coef_ != 0)
+  assert np.any(SoftmaxRegression(**kw).fit(X, y).intercept_ != 0)

@@ -240,3 +240,38 @@ def test_two_classes_are_scikit_learns_binary_model(penalty, rho):
   np.testing.assert_array_equal(ours.coef_ == 0, theirs.coef_ == 0)
   np.testing.assert_allclose(ours.coef_, theirs.coef_, atol=2e-3)
   assert np.mean(ours.predict(x) == theirs.predict(x)) >= 0.998
+
+
+def test_without_an_intercept_lambda_max_is_where_the_weights_leave_zero(
+    dataset):
+  """b = 0: lambda_max from the gradient at W = 0, b = 0 (1/K - e_k), not
+  at the best bias; W = 0 above it, nonzero below."""
+  lam = objective.lambda_max(dataset, Config(penalty="l1",
+                                             fit_intercept=False))
+  assert lam != pytest.approx(
+      objective.lambda_max(dataset, Config(penalty="l1")), rel=1e-3)
+  above, below = _fit([_owlqn(1.02 * lam, fit_intercept=False),
+                       _owlqn(0.9 * lam, fit_intercept=False)], dataset)
+  assert above["nonzero"] == 0 and above["converged"]
+  assert below["nonzero"] > 0 and below["converged"]
+
+
+def test_without_an_intercept_the_optimum_of_scikit_learns_saga(digits):
+  """fit_intercept=False with an L1 penalty: b exactly 0, and the objective
+  within 1e-5 of saga's (fit_intercept=False, tol 1e-8) or below it."""
+  x, y = digits
+  c = 0.3
+  ours = SoftmaxRegression(C=c, penalty="l1", fit_intercept=False).fit(x, y)
+  theirs = LogisticRegression(C=c, l1_ratio=1.0, solver="saga", tol=1e-8,
+                              max_iter=100000, fit_intercept=False).fit(x, y)
+
+  def value(m):
+    z = x @ m.coef_.T
+    z = z - z.max(axis=1, keepdims=True)
+    log_p = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+    return -c * log_p[np.arange(len(y)), y].sum() + np.abs(m.coef_).sum()
+
+  assert ours.converged_ and np.all(ours.intercept_ == 0)
+  assert value(ours) <= value(theirs) * (1 + 1e-5), (value(ours),
+                                                      value(theirs))
+  assert np.mean(ours.predict(x) == theirs.predict(x)) >= 0.999

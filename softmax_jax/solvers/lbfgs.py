@@ -365,9 +365,11 @@ class LBFGS:
     if self.SPARSE:  # each configuration's lambda_max, reported
       self.lambda_max = np.array(objective.lambda_maxes(dataset, stacked),
                                  np.float32)
-      # The centre of the change of variables (see OWLQN).
-      self.center = jnp.asarray(data_lib.feature_mean(dataset.x_train),
-                                jnp.float32)
+      # The centre of the change of variables (see OWLQN); none without an
+      # intercept, where b = 0 and W alone moves.
+      self.center = jnp.asarray(
+          data_lib.feature_mean(dataset.x_train) if stack.first.fit_intercept
+          else np.zeros(dataset.num_features), jnp.float32)
     self.x = self.y = None  # the training set, once on the devices
     self.moments = self.moving = None
     # The compiled round of each stack size and its losses.
@@ -413,13 +415,14 @@ class LBFGS:
 
   def _theta(self, params):
     """The solver's flat variables [M, P] of stacked model params: the
-    inverse of _model (OWLQN: b + mean W)."""
+    inverse of _model (OWLQN: b + mean W); b = 0 without an intercept."""
     def one(p):
       if self.SPARSE:
         p = {**p, "b": p["b"] + self.center @ p["w"]}
       return jax.flatten_util.ravel_pytree(p)[0]
 
-    return jax.jit(jax.vmap(one), out_shardings=self.layout.configs)(params)
+    return jax.jit(lambda p: self.flat.without_intercept(jax.vmap(one)(p)),
+                   out_shardings=self.layout.configs)(params)
 
   def _solver_gradient(self, grad_MxP):
     """The gradient in the solver's variables of one in the model's: the
@@ -502,6 +505,10 @@ class LBFGS:
     # covariance's largest entry is on its diagonal.)
     mean, cov = data_lib.feature_covariance(self.dataset.x_train,
                                             diagonal=self.SPARSE)
+    if not self.stack.first.fit_intercept:  # the model on the raw features:
+      # their second moment about 0 (W alone moves; b = 0)
+      cov = cov + (mean**2 if self.SPARSE else np.outer(mean, mean))
+      mean = np.zeros_like(mean)
     largest = float(np.max(np.abs(cov)))
     limit = float(np.finfo(np.float32).max) / self.dataset.num_features
     if not largest < limit:

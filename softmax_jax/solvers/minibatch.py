@@ -36,14 +36,16 @@ from softmax_jax.solvers.base import State
 
 def init_state(values, params=None, *, num_features, num_classes, optimizer,
                hidden=(), phm_n=0, schedule="constant", total_steps=1,
-               sparse=False) -> State:
+               sparse=False, fit_intercept=True) -> State:
   """One configuration's initial params (random, or `params`: a warm
   start) and optimizer state (vmap it to stack); sparse: a penalty with an
-  L1 part (its proximal step)."""
+  L1 part (its proximal step); fit_intercept False: b = 0, kept there."""
   if params is None:
     init_key, _ = jax.random.split(jax.random.key(values["seed"]))
     params = model.init_params(init_key, num_features, num_classes,
                                values["init_scale"], hidden, phm_n)
+  if not fit_intercept:
+    params = {**params, "b": jnp.zeros_like(params["b"])}
   # As arrays, so that inject_hyperparams keeps them in the state.
   weight_decay = (objective.smooth_weight_decay(values) if sparse
                   else values["weight_decay"])
@@ -55,12 +57,15 @@ def init_state(values, params=None, *, num_features, num_classes, optimizer,
 
 
 def train_step(state: State, x, y, values, *, optimizer, schedule, total_steps,
-               blocks, loss_input, compute_dtype="float32", sparse=False):
+               blocks, loss_input, compute_dtype="float32", sparse=False,
+               fit_intercept=True):
   """One optimizer step for every configuration of the stack.
 
   x is a minibatch [B, D] shared by all configurations, or [M, B, D] (y: [B]
   or [M, B]). The gradient of the sum of the configurations' losses is each
   configuration's own gradient, since no loss depends on another's params.
+  Without an intercept the bias's gradient is 0: b stays at 0 under every
+  optimizer (Adam's moments of b stay 0, and so its steps).
   """
   shared = x.ndim == 2
   weighted = isinstance(y, tuple)  # (labels, weights, folds): rows_of
@@ -88,6 +93,8 @@ def train_step(state: State, x, y, values, *, optimizer, schedule, total_steps,
 
   (_, (loss_M, logits_MxBxK)), grads = jax.value_and_grad(
       total_loss, has_aux=True)(state["params"])
+  if not fit_intercept:
+    grads = {**grads, "b": jnp.zeros_like(grads["b"])}
   # The update reads lr and weight decay from opt_state (inject_hyperparams);
   # the values given here are placeholders.
   tx = optimizers.make_optimizer(optimizer, 0.0, 0.0, schedule, total_steps,
@@ -208,7 +215,8 @@ class Minibatch:
     steps = (len(dataset.x_train) // count) // (c.batch_size // count)
     self.optimizer_kw = {
         "optimizer": c.optimizer, "schedule": c.schedule,
-        "total_steps": c.epochs * steps, "sparse": c.penalty != "l2"}
+        "total_steps": c.epochs * steps, "sparse": c.penalty != "l2",
+        "fit_intercept": c.fit_intercept}
     self.init_kw = {"num_features": dataset.num_features,
                     "num_classes": dataset.num_classes,
                     "hidden": c.hidden_sizes, "phm_n": c.phm_n}

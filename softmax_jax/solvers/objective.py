@@ -23,7 +23,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-from typing import TYPE_CHECKING
+from typing import Any, TYPE_CHECKING
 
 import jax
 from jax.flatten_util import ravel_pytree
@@ -289,13 +289,31 @@ class FlatObjective:
     self.chunk = min(evaluation.chunk_for(len(stack.stacked),
                                           dataset.num_classes),
                      max(256, self.CHUNK_VALUES // dataset.num_features))
-    # value(theta, x, y, values) -> (objective [M], gradient [M, P], aux)
-    self.value = functools.partial(
+    self._full_batch = functools.partial(
         full_batch, unravel=self.unravel,
         blocks=loss_blocks(stack.stacked), loss_input=c.loss_input,
         chunk=self.chunk,
         squeeze=len(stack.stacked) == 1
         and dataset.num_classes >= SQUEEZE_MIN_CLASSES)
+    # Without an intercept (fit_intercept=False) b stays 0: its entries of
+    # the gradient are 0, so no solver moves them (in NumPy, in
+    # ravel_pytree's order of the leaves).
+    self.free = None if c.fit_intercept else np.concatenate([
+        np.full(math.prod(leaf.shape), float(name != "b"), np.float32)
+        for name, leaf in _named_leaves(self.template)])
+
+  def value(self, theta_MxP, x_NxD, rows_N: Rows, values, blocks=None):
+    """(objective [M], gradient [M, P], aux) at theta: full_batch, the
+    gradient in the entries the model fits (free); `blocks`: the losses of
+    theta's stack when it is not the whole stack (loss_blocks)."""
+    value, grad, aux = self._full_batch(
+        theta_MxP, x_NxD, rows_N, values,
+        **({} if blocks is None else {"blocks": blocks}))
+    return value, grad if self.free is None else grad * self.free, aux
+
+  def without_intercept(self, theta_MxP):
+    """theta with b = 0 where the model has no intercept (a warm start's)."""
+    return theta_MxP if self.free is None else theta_MxP * self.free
 
   def zeros(self):
     """Every configuration's flat parameters at W = 0, b = 0 (where
@@ -309,11 +327,18 @@ class FlatObjective:
     return jax.vmap(self.unravel)(theta_MxP)
 
 
+def _named_leaves(tree) -> list[tuple[str, Any]]:
+  """(the last key of its path, the leaf) for each leaf, in the leaves'
+  order: the output layer's bias is the one named "b" at the top."""
+  return [(path[-1].key if len(path) == 1 else "", leaf)
+          for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]]
+
+
 def objective_key(config: Config) -> tuple:
   """What lambda_max depends on: configurations with the same key share
   it (a path's strengths, its learning rates)."""
   return (config.loss, config.loss_input, config.huber_delta,
-          config.l1_share, config.fold)
+          config.l1_share, config.fold, config.fit_intercept)
 
 
 def lambda_maxes(dataset: data_lib.Dataset,
@@ -349,8 +374,9 @@ def lambda_max(dataset: data_lib.Dataset, config: Config) -> float:
   max |G| / rho, G = sum_i w_i x_i r(y_i)^T / sum_i w_i with r(k) the
   loss's gradient in the logits at b* for class k (cross-entropy:
   softmax(b*) - e_k = c - e_k, c the weighted class shares; other losses:
-  b* solved numerically over the K biases). inf for rho = 0 (l2: W = 0 at
-  no finite strength). One pass over the training rows."""
+  b* solved numerically over the K biases; without an intercept b* = 0,
+  and for cross-entropy c = 1/K). inf for rho = 0 (l2: W = 0 at no finite
+  strength). One pass over the training rows."""
   if config.l1_share == 0:
     return math.inf
   y, w, folds = rows_of(dataset)
@@ -363,7 +389,8 @@ def lambda_max(dataset: data_lib.Dataset, config: Config) -> float:
     np.add.at(sums, y[rows], x * w[rows, None])  # O(N D), not O(N D K)
   sums = sums.T
   if config.loss == "xent":
-    r = shares[None, :] - np.eye(k)
+    c = shares if config.fit_intercept else np.full(k, 1 / k)
+    r = c[None, :] - np.eye(k)
   else:
     r = _bias_gradients(config, shares)
   g = sums @ r / w.sum()
@@ -372,7 +399,8 @@ def lambda_max(dataset: data_lib.Dataset, config: Config) -> float:
 
 def _bias_gradients(config: Config, shares) -> np.ndarray:
   """r [K, K]: row k the loss's gradient in the logits o = b* for label k,
-  b* minimizing sum_k shares_k loss(b, k) (the mean loss at W = 0)."""
+  b* minimizing sum_k shares_k loss(b, k) (the mean loss at W = 0), or
+  b* = 0 without an intercept."""
   import scipy.optimize  # pylint: disable=g-import-not-at-top  (0.3 s, rare)
   k = len(shares)
   labels = jnp.arange(k)
@@ -384,11 +412,13 @@ def _bias_gradients(config: Config, shares) -> np.ndarray:
     return jnp.sum(jnp.asarray(shares, jnp.float32)
                    * loss(jnp.broadcast_to(b, (k, k)), labels))
 
-  solution = scipy.optimize.minimize(
-      lambda b: [np.asarray(v, np.float64) for v in jax.value_and_grad(
-          mean_loss)(jnp.asarray(b, jnp.float32))],
-      np.zeros(k), jac=True, method="L-BFGS-B", options={"gtol": 1e-10})
-  b = jnp.asarray(solution.x, jnp.float32)
+  b = jnp.zeros(k, jnp.float32)
+  if config.fit_intercept:
+    solution = scipy.optimize.minimize(
+        lambda b: [np.asarray(v, np.float64) for v in jax.value_and_grad(
+            mean_loss)(jnp.asarray(b, jnp.float32))],
+        np.zeros(k), jac=True, method="L-BFGS-B", options={"gtol": 1e-10})
+    b = jnp.asarray(solution.x, jnp.float32)
   return np.asarray(jax.vmap(jax.grad(lambda o, label: loss(o[None],
                                                             label[None])[0]),
                              in_axes=(None, 0))(b, labels), np.float64)

@@ -8,7 +8,8 @@ With the l2 loss on the logits, the objective
 W = (Xc^T Xc + N wd I)^-1 Xc^T Yc, Xc and Yc the centred data. With
 example weights w_i (the mean weighted, N their sum), the same with the
 weighted means and the rows of Xc and Yc scaled by sqrt(w_i). One
-eigendecomposition Xc^T Xc = V diag(lam) V^T serves every weight decay:
+eigendecomposition Xc^T Xc = V diag(lam) V^T serves every weight decay
+(without an intercept, b = 0 and X, Y are not centred):
 W(wd) = V diag(1 / (lam + N wd)) V^T Xc^T Yc (when N < D, the N x N Gram
 matrix Xc Xc^T instead: W = Xc^T U diag(1 / (mu + N wd)) U^T Yc), as in
 big_vision's few-shot evaluator. In float64 on the host, a chunk of rows at
@@ -38,9 +39,9 @@ from softmax_jax.solvers.base import Stack
 
 
 def solve_path(x_NxD, y_N, num_classes: int, weight_decays,
-               w_N=None) -> list[dict]:
+               w_N=None, fit_intercept: bool = True) -> list[dict]:
   """{"w": [D, K], "b": [K]} (float32) for each weight decay; w_N: the
-  examples' weights (None: all 1)."""
+  examples' weights (None: all 1); fit_intercept False: b = 0."""
   d = x_NxD.shape[1]
   w_N = (np.ones(len(y_N)) if w_N is None
          else np.asarray(w_N, np.float64))
@@ -53,6 +54,8 @@ def solve_path(x_NxD, y_N, num_classes: int, weight_decays,
 
   y_mean = np.bincount(y_N, weights=w_N, minlength=num_classes) / n
   x_mean = sum((s**2 * x).sum(axis=0) for x, _, s in chunks()) / n
+  if not fit_intercept:
+    y_mean, x_mean = np.zeros_like(y_mean), np.zeros_like(x_mean)
 
   def onehot(y):
     return np.eye(num_classes)[y] - y_mean
@@ -159,7 +162,7 @@ class ClosedForm:
           self.dataset.x_train, self.dataset.y_train,
           self.dataset.num_classes,
           [self.stack.stacked[i].weight_decay for i in at],
-          w * (folds != fold)), strict=True):
+          w * (folds != fold), self.stack.first.fit_intercept), strict=True):
         solved[i] = params
     params = jax.tree.map(lambda *a: distributed.put(
         np.stack(a), self.stack.layout.configs), *solved)
