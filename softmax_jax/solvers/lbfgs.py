@@ -348,14 +348,10 @@ class LBFGS:
     self.values, self.layout = stack.values, stack.layout
     self.num_rounds = max(self.rounds(s) for s in stacked)
     self.flat = objective.FlatObjective(stack, dataset)
-    template = self.flat.template
     # For warm_start: the entries the penalty applies to, and the
     # configurations that share the data term (the same loss).
-    # (in NumPy, in ravel_pytree's order of the leaves: no eager operations)
-    self.penalized = np.concatenate([
-        np.full(math.prod(p.shape), float(on), np.float32) for p, on in zip(
-            jax.tree.leaves(template),
-            jax.tree.leaves(optimizers.decayed(template)), strict=True)])
+    self.penalized = self.flat.mask(
+        jax.tree.leaves(optimizers.decayed(self.flat.template)))
     # (and the same rows: a cross-validation fold leaves out its own)
     loss_of = [(s.loss, s.huber_delta if s.loss == "huber" else 0.0, s.fold)
                for s in stacked]

@@ -23,7 +23,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-from typing import Any, TYPE_CHECKING
+from typing import TYPE_CHECKING
 
 import jax
 from jax.flatten_util import ravel_pytree
@@ -296,11 +296,9 @@ class FlatObjective:
         squeeze=len(stack.stacked) == 1
         and dataset.num_classes >= SQUEEZE_MIN_CLASSES)
     # Without an intercept (fit_intercept=False) b stays 0: its entries of
-    # the gradient are 0, so no solver moves them (in NumPy, in
-    # ravel_pytree's order of the leaves).
-    self.free = None if c.fit_intercept else np.concatenate([
-        np.full(math.prod(leaf.shape), float(name != "b"), np.float32)
-        for name, leaf in _named_leaves(self.template)])
+    # the gradient are 0, so no solver moves them.
+    self.free = None if c.fit_intercept else self.mask(
+        [name != "b" for name in _leaf_names(self.template)])
 
   def value(self, theta_MxP, x_NxD, rows_N: Rows, values, blocks=None):
     """(objective [M], gradient [M, P], aux) at theta: full_batch, the
@@ -310,6 +308,14 @@ class FlatObjective:
         theta_MxP, x_NxD, rows_N, values,
         **({} if blocks is None else {"blocks": blocks}))
     return value, grad if self.free is None else grad * self.free, aux
+
+  def mask(self, on_leaves) -> np.ndarray:
+    """[P] float32: 1 in the flat entries of the leaves that are on (a bool
+    per leaf of the params, in their order), 0 elsewhere; built in NumPy, in
+    ravel_pytree's order (no eager operations)."""
+    return np.concatenate([
+        np.full(math.prod(leaf.shape), float(on), np.float32) for leaf, on in
+        zip(jax.tree.leaves(self.template), on_leaves, strict=True)])
 
   def without_intercept(self, theta_MxP):
     """theta with b = 0 where the model has no intercept (a warm start's)."""
@@ -327,11 +333,11 @@ class FlatObjective:
     return jax.vmap(self.unravel)(theta_MxP)
 
 
-def _named_leaves(tree) -> list[tuple[str, Any]]:
-  """(the last key of its path, the leaf) for each leaf, in the leaves'
-  order: the output layer's bias is the one named "b" at the top."""
-  return [(path[-1].key if len(path) == 1 else "", leaf)
-          for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]]
+def _leaf_names(tree) -> list[str]:
+  """Each leaf's key when it is at the top of the tree ("" deeper down), in
+  the leaves' order: the output layer's bias is the "b" at the top."""
+  return [path[-1].key if len(path) == 1 else ""
+          for path, _ in jax.tree_util.tree_flatten_with_path(tree)[0]]
 
 
 def objective_key(config: Config) -> tuple:
