@@ -182,7 +182,7 @@ def plot_reliability(panels, out: BinaryIO) -> None:
   for ax, ((count_M, confidence_M, accuracy_M), ece, label) in zip(
       axes[0], panels, strict=True):
     _reliability_panel(ax, count_M, confidence_M, accuracy_M, ece, label)
-  fig.subplots_adjust(left=0.14 / len(panels), right=0.98, bottom=0.12,
+  fig.subplots_adjust(left=0.14 / len(panels), right=0.96, bottom=0.12,
                       top=0.92, wspace=0.25)
   fig.savefig(out, format="png")
 
