@@ -23,6 +23,16 @@ def images(fashion_mnist):
           ds.x_test / 255.0, ds.y_test)
 
 
+@pytest.fixture(scope="module")
+def thumbnails(images):
+  """The same images at 14 x 14 (every other pixel of each row and column):
+  for the tests whose claim is about the rows (weights, folds, the
+  intercept), a quarter of the work of each fit, theirs and scikit-
+  learn's."""
+  return tuple(x.reshape(-1, 28, 28)[:, ::2, ::2].reshape(len(x), -1)
+               if x.ndim == 2 else x for x in images)
+
+
 def _objective(coef, intercept, X, y, C, sample_weight=None):
   """scikit-learn's objective: C sum_i s_i loss_i + ||W||^2 / 2 (binary
   coef [1, D]: logistic; else multinomial), in float64."""
@@ -72,8 +82,8 @@ def test_two_classes_are_scikit_learns_binary_model_at_twice_c(images):
   assert ours.predict_proba(X_test[:5]).shape == (5, 2)
 
 
-def test_balanced_class_weights_on_an_imbalanced_subset(images):
-  X, y, X_test, _ = images
+def test_balanced_class_weights_on_an_imbalanced_subset(thumbnails):
+  X, y, X_test, _ = thumbnails
   keep = (y >= 3) | (np.arange(len(y)) % 10 == 0)  # classes 0-2 at 10 %
   ours = SoftmaxRegression(C=0.5, class_weight="balanced").fit(X[keep],
                                                               y[keep])
@@ -87,8 +97,8 @@ def test_balanced_class_weights_on_an_imbalanced_subset(images):
       X[keep][rare]).tolist().count(0)
 
 
-def test_sample_weights_as_scikit_learn_weighs_them(images):
-  X, y, X_test, _ = images
+def test_sample_weights_as_scikit_learn_weighs_them(thumbnails):
+  X, y, X_test, _ = thumbnails
   weights = np.random.default_rng(0).uniform(0, 3, len(y))
   ours = SoftmaxRegression(C=0.3).fit(X, y, sample_weight=weights)
   theirs = _reference(X, y, 0.3, sample_weight=weights)
@@ -110,10 +120,10 @@ def test_integer_weights_are_repeated_rows(images):
   assert np.mean(weighted.predict(X_test) == repeated.predict(X_test)) > 0.999
 
 
-def test_cross_validation_is_one_stack_of_separate_fits(images):
+def test_cross_validation_is_one_stack_of_separate_fits(thumbnails):
   """Each (fold, C) of the one stack scores as its own fit on the fold's
   training rows; C_ is the best mean, refit on all rows."""
-  X, y, _, _ = images
+  X, y, _, _ = thumbnails
   X, y = X[:600], y[:600]
   cs = [0.01, 0.1, 1.0]
   splitter = StratifiedKFold(3)
@@ -258,6 +268,25 @@ def test_small_fits_of_nearby_sizes_share_one_program(monkeypatch):
                              atol=1e-4)
 
 
+def test_a_sparse_fit_of_other_data_compiles_nothing(monkeypatch):
+  """OWL-QN's facts of the data (the features' mean, lambda_max) are
+  arguments of its programs: a second L1 fit of other rows of the same
+  shapes runs the first fit's programs."""
+  from sklearn.datasets import load_digits  # pylint: disable=g-import-not-at-top
+
+  from softmax_jax import compilation  # pylint: disable=g-import-not-at-top
+  X, y = load_digits(return_X_y=True)
+  X = X / 16
+  monkeypatch.setattr(compilation, "_programs", type(compilation._programs)())
+  first = SoftmaxRegression(C=0.5, penalty="l1").fit(X[:600], y[:600])
+  programs = dict(compilation._programs)
+  second = SoftmaxRegression(C=0.5, penalty="l1").fit(X[600:1200],
+                                                      y[600:1200])
+  assert compilation._programs == programs
+  assert first.converged_ and second.converged_
+  assert not np.allclose(first.coef_, second.coef_)
+
+
 @pytest.mark.parametrize("penalty, solver", [("l2", "lbfgs"),
                                              ("l1", "lbfgs")])
 def test_a_warm_start_from_the_optimum_stays_there(images, penalty, solver):
@@ -307,18 +336,19 @@ def test_a_warm_started_minibatch_fit_goes_on_from_the_last(images):
 
 def test_a_warm_start_on_other_shapes_is_refused(images):
   X, y, _, _ = images
-  clf = SoftmaxRegression(warm_start=True).fit(X[:200], y[:200])
+  X, y = X[:400], y[:400]  # (the shape of the tests above: one program)
+  clf = SoftmaxRegression(warm_start=True).fit(X, y)
   with pytest.raises(ValueError, match="warm_start=True starts from"):
-    clf.fit(X[:200, :100], y[:200])
+    clf.fit(X[:, :100], y)
   with pytest.raises(ValueError, match="warm_start=True starts from"):
-    clf.fit(X[:200], np.where(y[:200] == 9, 0, y[:200]))
+    clf.fit(X, np.where(y == 9, 0, y))
 
 
-def test_without_an_intercept_the_optimum_of_scikit_learn(images):
+def test_without_an_intercept_the_optimum_of_scikit_learn(thumbnails):
   """fit_intercept=False: b exactly 0, and LogisticRegression(fit_intercept=
   False)'s optimum (the model o = xW on pixels, whose mean is far from 0:
   the preconditioner whitens their second moment instead)."""
-  X, y, X_test, _ = images
+  X, y, X_test, _ = thumbnails
   ours = SoftmaxRegression(C=1 / 3, fit_intercept=False).fit(X, y)
   assert ours.converged_ and np.all(ours.intercept_ == 0)
   theirs = _reference(X, y, 1 / 3, fit_intercept=False)

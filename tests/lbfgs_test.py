@@ -216,15 +216,18 @@ def test_a_warm_start_knows_the_objective_where_it_lands(dataset):
             "huber_delta": jnp.ones(2), "fold": -jnp.ones(2, jnp.int32),
             "l1_share": jnp.zeros(2)}
 
+  @jax.jit  # (each function compiled once, not op by op)
   def value_and_grad(theta):
     return objective.full_batch(
         theta, dataset.x_train, objective.rows_of(dataset), values,
         unravel=unravel,
         blocks=(("xent", 0, 2),), loss_input="probs", chunk=1024)[:2]
 
-  state = lbfgs.init(jnp.zeros((2, flat.size)), value_and_grad)
+  state = jax.jit(lbfgs.init, static_argnums=1)(jnp.zeros((2, flat.size)),
+                                                value_and_grad)
   tol, max_iters = jnp.array([1e-5, 1e-12]), jnp.array([100, 100])
-  state = lbfgs.run(state, value_and_grad, tol, max_iters, 30)
+  state = jax.jit(lbfgs.run, static_argnums=(1, 4))(
+      state, value_and_grad, tol, max_iters, 30)
   assert lbfgs.grad_norm(state)[0] < 1e-5
   # Started again from W = 0: far above the strong penalty's optimum.
   state = state._replace(theta=state.theta.at[1].set(0.0),

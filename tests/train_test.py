@@ -403,6 +403,7 @@ def test_a_step_follows_the_weighted_objective(optimizer, fold):
             "fold": np.array([fold], np.int32),
             "l1_share": np.zeros(1, np.float32)}
 
+  @jax.jit  # (compiled once, not op by op)
   def value(params):
     theta = jax.flatten_util.ravel_pytree(params)[0][None]
     return objective.full_batch(

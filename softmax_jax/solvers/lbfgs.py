@@ -358,14 +358,18 @@ class LBFGS:
     self.same_loss = np.array([[a == b for b in loss_of] for a in loss_of])
     self.stack, self.stacked, self.dataset = stack, stacked, dataset
     self.shrinks = len(dataset.y_train) * self.flat.size >= self.SHRINK_MIN
-    if self.SPARSE:  # each configuration's lambda_max, reported
-      self.lambda_max = np.array(objective.lambda_maxes(dataset, stacked),
-                                 np.float32)
-      # The centre of the change of variables (see OWLQN); none without an
-      # intercept, where b = 0 and W alone moves.
-      self.center = jnp.asarray(
+    # OWLQN's facts of the data: each configuration's lambda_max, reported,
+    # and the centre of its change of variables (see OWLQN; none without an
+    # intercept, where b = 0 and W alone moves). Arguments of the compiled
+    # programs, not constants in them: a fit of other data of the same
+    # shapes runs the same programs (compilation.compile_once).
+    self.lambda_max = self.center = None
+    if self.SPARSE:
+      self.lambda_max = stack.replicate(np.asarray(
+          objective.lambda_maxes(dataset, stacked), np.float32))
+      self.center = stack.replicate(np.asarray(
           data_lib.feature_mean(dataset.x_train) if stack.first.fit_intercept
-          else np.zeros(dataset.num_features), jnp.float32)
+          else np.zeros(dataset.num_features), np.float32))
     self.x = self.y = None  # the training set, once on the devices
     self.moments = self.moving = None
     # The compiled round of each stack size and its losses.
@@ -395,45 +399,46 @@ class LBFGS:
     return ((values["weight_decay"] * values["l1_share"])[:, None]
             * self.penalized)
 
-  def _model(self, theta_MxP):
+  def _model(self, theta_MxP, center):
     """The model's flat parameters of the solver's: OWLQN solves for (W, b +
-    mean W), the model on centred features; W, and so the penalty, the
-    same."""
+    center W), the model on centred features (center: the features' mean);
+    W, and so the penalty, the same."""
     if not self.SPARSE:
       return theta_MxP
 
     def one(theta):
       p = self.flat.unravel(theta)
       return jax.flatten_util.ravel_pytree(
-          {**p, "b": p["b"] - self.center @ p["w"]})[0]
+          {**p, "b": p["b"] - center @ p["w"]})[0]
 
     return jax.vmap(one)(theta_MxP)
 
   def _theta(self, params):
     """The solver's flat variables [M, P] of stacked model params: the
     inverse of _model (OWLQN: b + mean W); b = 0 without an intercept."""
-    def one(p):
+    def one(p, center):
       if self.SPARSE:
-        p = {**p, "b": p["b"] + self.center @ p["w"]}
+        p = {**p, "b": p["b"] + center @ p["w"]}
       return jax.flatten_util.ravel_pytree(p)[0]
 
-    return jax.jit(lambda p: self.flat.without_intercept(jax.vmap(one)(p)),
-                   out_shardings=self.layout.configs)(params)
+    return jax.jit(lambda p, center: self.flat.without_intercept(
+        jax.vmap(one, in_axes=(0, None))(p, center)),
+                   out_shardings=self.layout.configs)(params, self.center)
 
-  def _solver_gradient(self, grad_MxP):
+  def _solver_gradient(self, grad_MxP, center):
     """The gradient in the solver's variables of one in the model's: the
-    transpose of _model's map (W's part minus mean x b's)."""
+    transpose of _model's map (W's part minus center x b's)."""
     if not self.SPARSE:
       return grad_MxP
 
     def one(grad):
       g = self.flat.unravel(grad)
       return jax.flatten_util.ravel_pytree(
-          {**g, "w": g["w"] - self.center[:, None] * g["b"][None, :]})[0]
+          {**g, "w": g["w"] - center[:, None] * g["b"][None, :]})[0]
 
     return jax.vmap(one)(grad_MxP)
 
-  def _value_and_grad(self, x, y, values, blocks=None):
+  def _value_and_grad(self, x, y, values, center, blocks=None):
     """The objective of the stack `values` describes (with its L1 term) and
     the gradient of its smooth part, in the solver's variables; `blocks`:
     its losses (objective.loss_blocks), when it is not the whole stack."""
@@ -442,17 +447,17 @@ class LBFGS:
     l1 = self._l1(values)
 
     def value_and_grad(theta):
-      value, grad = f(self._model(theta), x, y, values)[:2]
+      value, grad = f(self._model(theta, center), x, y, values)[:2]
       if l1 is not None:
         value = value + jnp.sum(l1 * jnp.abs(theta), axis=-1)
-      return value, self._solver_gradient(grad)
+      return value, self._solver_gradient(grad, center)
 
     return value_and_grad
 
-  def _start(self, theta, values, x, y):
-    state = init(theta, self._value_and_grad(x, y, values))
+  def _start(self, theta, values, x, y, center):
+    state = init(theta, self._value_and_grad(x, y, values, center))
     return {"solver": state._asdict(),
-            "train_accuracy": self._accuracy(state.theta, x, y)}
+            "train_accuracy": self._accuracy(state.theta, x, y, center)}
 
   def _on_devices(self):
     """The training set (features, and the rows' labels, weights and folds:
@@ -465,7 +470,7 @@ class LBFGS:
 
   def init_states(self, params=None):
     theta = self.flat.zeros() if params is None else self._theta(params)
-    args = (theta, self.values, *self._on_devices())
+    args = (theta, self.values, *self._on_devices(), self.center)
     return compile_once(jax.jit(self._start,
                                 out_shardings=self.layout.configs).lower(
                                     *args))(*args)
@@ -477,18 +482,21 @@ class LBFGS:
                                  np.float32)
     return jax.eval_shape(self._start, theta, self.values,
                           like(self.dataset.x_train),
-                          jax.tree.map(like, objective.rows_of(self.dataset)))
+                          jax.tree.map(like, objective.rows_of(self.dataset)),
+                          self.center)
 
-  def _accuracy(self, theta, x, rows):
+  def _accuracy(self, theta, x, rows, center):
     """Each configuration's training accuracy (one forward pass)."""
     return jax.vmap(functools.partial(evaluation.accuracy,
                                       chunk=self.flat.chunk),
-                    in_axes=(0, None, None))(self.params_of(theta), x,
+                    in_axes=(0, None, None))(self.params_of(theta, center), x,
                                              rows[0])
 
-  def params_of(self, theta_MxP):
-    """The model's params trees of the solver's flat variables."""
-    return self.flat.params(self._model(theta_MxP))
+  def params_of(self, theta_MxP, center=None):
+    """The model's params trees of the solver's flat variables (center: a
+    traced self.center, inside a compiled program)."""
+    return self.flat.params(self._model(
+        theta_MxP, self.center if center is None else center))
 
   def params(self, states):
     return self.params_of(states["solver"]["theta"])
@@ -530,7 +538,8 @@ class LBFGS:
     if (size, blocks) in self.runs:
       return self.runs[size, blocks]
 
-    def advance(states, picked, keep, x, y, values, moments):
+    def advance(states, picked, keep, x, y, values, moments, center,
+                lambda_max):
       states = {**states, "solver": warm_start(
           State(**states["solver"]), values["weight_decay"],
           self.penalized, self.same_loss, values["tol"],
@@ -540,7 +549,7 @@ class LBFGS:
       sub_values = jax.tree.map(lambda a: a[picked], values)
       state = run(
           State(**sub["solver"]),
-          self._value_and_grad(x, y, sub_values, blocks),
+          self._value_and_grad(x, y, sub_values, center, blocks),
           values["tol"][picked], values["max_iters"][picked],
           self.ITERATIONS_PER_ROUND,
           identity if self.SPARSE else objective.whitening_preconditioner(
@@ -548,12 +557,12 @@ class LBFGS:
               self.dataset.num_classes, self.flat.unravel),
           self._l1(sub_values))
       sub = {"solver": state._asdict(),
-             "train_accuracy": self._accuracy(state.theta, x, y)}
+             "train_accuracy": self._accuracy(state.theta, x, y, center)}
       # Padding (copies of a picked configuration) is dropped, not written.
       states = jax.tree.map(lambda a, new: a.at[keep].set(new, mode="drop"),
                             states, sub)
       state = State(**states["solver"])
-      params = self.params_of(state.theta)
+      params = self.params_of(state.theta, center)
       l1 = self._l1(values)
       record = {
           # The loss is the objective without its penalty.
@@ -567,14 +576,14 @@ class LBFGS:
           "finished": finished(state, values["tol"], values["max_iters"], l1)}
       if self.SPARSE:
         record.update(objective.sparsity(params),
-                      lambda_max=jnp.asarray(self.lambda_max))
+                      lambda_max=lambda_max)
       return states, record
 
     picked = np.zeros(size, np.int32)
     self.runs[size, blocks] = compile_once(jax.jit(advance, out_shardings=(
         self.layout.configs, self.layout.replicated)).lower(
             states, picked, picked, self.x, self.y, self.values,
-            self.moments))
+            self.moments, self.center, self.lambda_max))
     return self.runs[size, blocks]
 
   def round(self, states, r):
@@ -591,7 +600,8 @@ class LBFGS:
     # picked is sorted, so its losses stay in blocks.
     blocks = objective.loss_blocks([self.stacked[i] for i in picked])
     states, record = self._compiled(size, blocks, states)(
-        states, picked, keep, self.x, self.y, self.values, self.moments)
+        states, picked, keep, self.x, self.y, self.values, self.moments,
+        self.center, self.lambda_max)
     return states, jax.device_get(record)
 
   def finished(self, m) -> bool:
