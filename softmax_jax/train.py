@@ -63,14 +63,23 @@ EXPLOSION_FACTOR = 10.0
 
 def uniform_loss(config: Config, num_classes: int) -> float:
   """The loss of predicting every class alike (all logits 0): ln K for
-  cross-entropy; the same for every label, by symmetry. (One compiled
-  program, not a dozen eager operations: a notebook's small fit pays for
-  each.)"""
-  loss = jax.jit(functools.partial(
-      losses.LOSSES[config.loss], loss_input=config.loss_input))(
-          np.zeros((1, num_classes), np.float32), np.zeros(1, np.int32),
-          huber_delta=config.huber_delta)
-  return float(loss[0])
+  cross-entropy; the same for every label, by symmetry."""
+  return _uniform_loss(config.loss, config.loss_input,
+                       float(config.huber_delta), num_classes)
+
+
+@functools.lru_cache(maxsize=256)
+def _uniform_loss(loss: str, loss_input: str, huber_delta: float,
+                  num_classes: int) -> float:
+  """uniform_loss, computed once a process for each loss and K: one
+  compiled program, not a dozen eager operations (a notebook's small fit
+  paid for each), and not one program a configuration (a cross-
+  validation's 3 x 3 configurations compiled 9)."""
+  value = jax.jit(functools.partial(losses.LOSSES[loss],
+                                    loss_input=loss_input))(
+      np.zeros((1, num_classes), np.float32), np.zeros(1, np.int32),
+      huber_delta=huber_delta)
+  return float(value[0])
 
 
 class StopRequested(Exception):

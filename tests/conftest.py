@@ -50,17 +50,18 @@ def pytest_configure(config):
 # (--dist=loadfile): each test file in one worker, which builds its module
 # fixtures once (launch_test's 34 bad runs, runner_test's trained run,
 # devices_test's 1-device sweep). A worker that is done takes the next
-# file, in this order: the longest first (measured 2026-12-03; the
-# estimators' files 2026-12-04), so that the workers end together on short
-# files. (pytest-xdist 3.8's loadgroup, which
+# file, in this order: the longest first (each file's seconds in a
+# `make test` run, measured 2026-12-04 with a per-test timer), so that the
+# workers end together on short files. (pytest-xdist 3.8's loadgroup, which
 # could keep the gloo pairs and the 8-device runs apart, groups nothing
 # under pytest 9, whose node ids it cannot suffix.)
-_LONGEST_FIRST = ("launch_test.py", "estimator_checks_test.py",
-                  "devices_test.py", "calibration_test.py", "lbfgs_test.py",
-                  "faults_test.py", "runner_test.py", "estimator_test.py",
-                  "sparse_test.py", "tutorial_test.py",
-                  "train_test.py", "hosts_test.py", "sweep_test.py",
-                  "checkpoint_test.py", "package_test.py")
+_LONGEST_FIRST = ("estimator_checks_test.py", "devices_test.py",
+                  "faults_test.py", "hosts_test.py", "estimator_test.py",
+                  "sparse_test.py", "train_test.py", "launch_test.py",
+                  "gpu_check_test.py", "runner_test.py", "tutorial_test.py",
+                  "lbfgs_test.py", "package_test.py", "losses_test.py",
+                  "sweep_test.py", "checkpoint_test.py", "model_test.py",
+                  "npy_test.py", "evaluation_test.py")
 
 
 def pytest_collection_modifyitems(items):

@@ -15,6 +15,7 @@ divergence, checkpoints, stop requests.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any, ClassVar, Protocol
 
 import jax
@@ -88,10 +89,17 @@ class Stack:
 
   def unstack(self, params) -> list[model.Params]:
     """Each configuration's params (NumPy), in the caller's order."""
-    params = jax.device_get(jax.jit(
-        lambda p: p, out_shardings=self.layout.replicated)(params))
+    params = jax.device_get(_gathered(self.layout.replicated)(params))
     return [jax.tree.map(lambda p, s=s: np.asarray(p[s]), params)
             for s in self.place]
+
+
+@functools.lru_cache(maxsize=16)
+def _gathered(sharding):
+  """The identity, compiled to put its result whole on every device (on
+  several hosts, a gather no device_put can do): one program a sharding
+  and shape, not one a fit."""
+  return jax.jit(lambda p: p, out_shardings=sharding)
 
 
 # What a solver of the full-batch objective from W = 0 does not read.
