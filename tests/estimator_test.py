@@ -27,7 +27,7 @@ def images(fashion_mnist):
 def thumbnails(images):
   """The same images at 14 x 14 (every other pixel of each row and column):
   for the tests whose claim is about the rows (weights, folds, the
-  intercept), a quarter of the work of each fit, theirs and scikit-
+  intercept), a quarter of the work of each fit, ours and scikit-
   learn's."""
   return tuple(x.reshape(-1, 28, 28)[:, ::2, ::2].reshape(len(x), -1)
                if x.ndim == 2 else x for x in images)
@@ -268,16 +268,10 @@ def test_small_fits_of_nearby_sizes_share_one_program(monkeypatch):
                              atol=1e-4)
 
 
-def test_a_second_fit_of_the_same_shapes_compiles_nothing():
-  """A notebook's next fit, and next cross-validation, of other data of the
-  same shapes: no program compiled by XLA or read from the compilation
-  cache (a CV of 3 x 3 configurations compiled 11 small programs before,
-  0.4 s on iris)."""
+def _compilations(fit) -> list[str]:
+  """The programs XLA compiled or read from the compilation cache while
+  fit() ran (jax.monitoring's events)."""
   import jax  # pylint: disable=g-import-not-at-top
-  from sklearn.datasets import load_iris  # pylint: disable=g-import-not-at-top
-  X, y = load_iris(return_X_y=True)
-  SoftmaxRegression(C=0.5).fit(X, y)
-  SoftmaxRegressionCV(Cs=3, cv=3).fit(X, y)
   compiled = []
 
   def listener(event, duration, **kwargs):
@@ -287,28 +281,40 @@ def test_a_second_fit_of_the_same_shapes_compiles_nothing():
 
   jax.monitoring.register_event_duration_secs_listener(listener)
   try:
-    SoftmaxRegression(C=2.0).fit(X[::-1] + 0.5, y[::-1])
-    SoftmaxRegressionCV(Cs=3, cv=3).fit(X[::-1] + 0.5, y[::-1])
+    fit()
   finally:
     jax.monitoring.unregister_event_duration_listener(listener)
-  assert not compiled, compiled
+  return compiled
 
 
-def test_a_sparse_fit_of_other_data_compiles_nothing(monkeypatch):
+def test_a_second_fit_of_the_same_shapes_compiles_nothing():
+  """A notebook's next fit, and next cross-validation, of other data of the
+  same shapes: no program compiled by XLA or read from the compilation
+  cache (a CV of 3 x 3 configurations compiled 11 small programs before,
+  0.4 s on iris)."""
+  from sklearn.datasets import load_iris  # pylint: disable=g-import-not-at-top
+  X, y = load_iris(return_X_y=True)
+  SoftmaxRegression(C=0.5).fit(X, y)
+  SoftmaxRegressionCV(Cs=3, cv=3).fit(X, y)
+
+  def again():
+    SoftmaxRegression(C=2.0).fit(X[::-1] + 0.5, y[::-1])
+    SoftmaxRegressionCV(Cs=3, cv=3).fit(X[::-1] + 0.5, y[::-1])
+
+  assert not (compiled := _compilations(again)), compiled
+
+
+def test_a_sparse_fit_of_other_data_compiles_nothing():
   """OWL-QN's facts of the data (the features' mean, lambda_max) are
   arguments of its programs: a second L1 fit of other rows of the same
   shapes runs the first fit's programs."""
   from sklearn.datasets import load_digits  # pylint: disable=g-import-not-at-top
-
-  from softmax_jax import compilation  # pylint: disable=g-import-not-at-top
   X, y = load_digits(return_X_y=True)
   X = X / 16
-  monkeypatch.setattr(compilation, "_programs", type(compilation._programs)())
   first = SoftmaxRegression(C=0.5, penalty="l1").fit(X[:600], y[:600])
-  programs = dict(compilation._programs)
-  second = SoftmaxRegression(C=0.5, penalty="l1").fit(X[600:1200],
-                                                      y[600:1200])
-  assert compilation._programs == programs
+  second = SoftmaxRegression(C=0.5, penalty="l1")
+  assert not (compiled := _compilations(
+      lambda: second.fit(X[600:1200], y[600:1200]))), compiled
   assert first.converged_ and second.converged_
   assert not np.allclose(first.coef_, second.coef_)
 
