@@ -2,7 +2,8 @@
 # make test  set up on first use, then run the tests (all: what CI runs), on
 #            every core (pytest-xdist; tests/conftest.py orders the files)
 #            with one fresh compilation cache for the run
-# make test-fast  the tests without the slow multi-process ones
+# make test-fast  the quick loop: the tests without the slow ones (over ~3 s
+#            of CPU each: processes, devices, real-data and reference fits)
 # make lint  ruff (style, 80 columns, imports) and mypy (types), configured
 #            in pyproject.toml
 # make docs  the documentation site (mkdocs.yml) into runs/site, every

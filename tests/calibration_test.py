@@ -52,6 +52,7 @@ def test_recovers_the_temperature_that_generated_the_labels(true_t):
     assert fit["test_ece_after"] < fit["test_ece_before"]
 
 
+@pytest.mark.slow
 def test_the_fit_is_the_minimum_of_the_validation_nll():
   """No temperature on a fine grid does better (beyond float32 noise)."""
   params = _linear(1, scale=3.0)
@@ -67,6 +68,7 @@ def test_the_fit_is_the_minimum_of_the_validation_nll():
   assert after == pytest.approx(_nll(params, d.x_val, d.y_val, t), rel=1e-6)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seed,scale", [(0, 0.0), (1, 0.01), (2, 1.0),
                                         (3, 30.0), (4, 300.0)])
 def test_never_worse_than_t_1_always_positive_accuracy_unchanged(seed, scale):

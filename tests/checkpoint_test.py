@@ -45,6 +45,7 @@ def _assert_same_runs(a, b):
                                      sweep.axis("lr", [0.1, 0.5]),
                                      sweep.axis("optimizer", ["sgd", "adam"]))),
 ], ids=["single", "adam with a cosine schedule", "sweep of 2 groups"])
+@pytest.mark.slow
 @pytest.mark.gpu_smoke
 def test_resume_is_bit_identical(tmp_path, configs):
   ds = datasets.hold_out_validation(synthetic_dataset(), 0.25)
@@ -261,6 +262,7 @@ def test_eval_of_an_unfinished_run_says_so(tmp_path, capsys):
       capsys.readouterr().out)
 
 
+@pytest.mark.slow
 @pytest.mark.gpu_smoke
 @pytest.mark.parametrize("optimizer", ["sgd", "lbfgs", "exact"])
 def test_restoring_moves_no_training_data_to_the_devices(tmp_path, monkeypatch,

@@ -29,9 +29,10 @@ _CACHE_SETTINGS = {"JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
 
 def pytest_configure(config):
   config.addinivalue_line(
-      "markers", "slow: several processes or simulated devices (seconds to "
-      "a minute each); `make test` and CI run them, `make test-fast` skips "
-      "them")
+      "markers", "slow: over ~3 s of CPU each (measured in a `make test` "
+      "run: several processes, simulated devices, real-data fits, "
+      "scikit-learn's reference fits); `make test` and CI run them, "
+      "`make test-fast` skips them")
   config.addinivalue_line(
       "markers", "gpu_smoke: the accelerator smoke set (every solver, "
       "sweeps, checkpoints and resume, streaming, bfloat16, evaluation, "

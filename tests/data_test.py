@@ -104,6 +104,7 @@ def test_unknown_dataset_lists_choices(tmp_path):
     datasets.load("imagenet_but_typo", tmp_path)
 
 
+@pytest.mark.slow
 def test_tfds_path_with_mock_data(tmp_path, monkeypatch):
   """A TFDS data set goes through TFDS once, then comes from the cache."""
   monkeypatch.setattr(datasets, "_reachable", lambda host: True)
@@ -130,6 +131,7 @@ def test_real_fashion_mnist(fashion_mnist):
   assert features.min() >= 0 and features.max() <= 1 and features.max() > 0.9
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not datasets.DEBIAN_FASHION_MNIST_DIR.is_dir(),
                     reason="Debian's dataset-fashion-mnist is not installed")
 def test_real_arrays_equal_the_original_idx_files(fashion_mnist):

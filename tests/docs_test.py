@@ -42,6 +42,7 @@ def test_the_flags_reference_holds_every_flag_with_its_default():
   assert rows["`--dataset`"].split("|")[4].strip() == "all"
 
 
+@pytest.mark.slow
 def test_the_site_builds_with_warnings_as_errors(tmp_path):
   pytest.importorskip("mkdocs")
   site = tmp_path / "site"

@@ -3,6 +3,7 @@ SoftmaxRegressionCV (a file of their own: a worker of their own)."""
 
 import warnings
 
+import pytest
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
@@ -22,6 +23,7 @@ def _expected_failures(estimator):
   return {"check_sample_weight_equivalence_on_dense_data": FLOAT32}
 
 
+@pytest.mark.slow  # ~130 fits, ~2 minutes of CPU
 @parametrize_with_checks([SoftmaxRegression(),
                           SoftmaxRegressionCV(Cs=3, cv=3)],
                          expected_failed_checks=_expected_failures)

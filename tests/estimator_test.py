@@ -61,6 +61,7 @@ def _assert_parity(ours, theirs, X, y, X_test, C, sample_weight=None):
   assert agree >= 0.999, agree
 
 
+@pytest.mark.slow
 def test_the_optimum_of_scikit_learn_multinomial(images):
   X, y, X_test, _ = images
   ours = SoftmaxRegression(C=1 / 3).fit(X, y)
@@ -68,6 +69,7 @@ def test_the_optimum_of_scikit_learn_multinomial(images):
   _assert_parity(ours, _reference(X, y, 1 / 3), X, y, X_test, 1 / 3)
 
 
+@pytest.mark.slow
 def test_two_classes_are_scikit_learns_binary_model_at_twice_c(images):
   """The symmetric two-class softmax at C is the logistic model at 2 C."""
   X, y, X_test, y_test = images
@@ -82,6 +84,7 @@ def test_two_classes_are_scikit_learns_binary_model_at_twice_c(images):
   assert ours.predict_proba(X_test[:5]).shape == (5, 2)
 
 
+@pytest.mark.slow
 def test_balanced_class_weights_on_an_imbalanced_subset(thumbnails):
   X, y, X_test, _ = thumbnails
   keep = (y >= 3) | (np.arange(len(y)) % 10 == 0)  # classes 0-2 at 10 %
@@ -97,6 +100,7 @@ def test_balanced_class_weights_on_an_imbalanced_subset(thumbnails):
       X[keep][rare]).tolist().count(0)
 
 
+@pytest.mark.slow
 def test_sample_weights_as_scikit_learn_weighs_them(thumbnails):
   X, y, X_test, _ = thumbnails
   weights = np.random.default_rng(0).uniform(0, 3, len(y))
@@ -105,6 +109,7 @@ def test_sample_weights_as_scikit_learn_weighs_them(thumbnails):
   _assert_parity(ours, theirs, X, y, X_test, 0.3, weights)
 
 
+@pytest.mark.slow
 def test_integer_weights_are_repeated_rows(images):
   """Weights 0, 1, 2, 3 give the optimum of the rows repeated that often:
   the same objective (1e-6) and the same predictions."""
@@ -120,6 +125,7 @@ def test_integer_weights_are_repeated_rows(images):
   assert np.mean(weighted.predict(X_test) == repeated.predict(X_test)) > 0.999
 
 
+@pytest.mark.slow
 def test_cross_validation_is_one_stack_of_separate_fits(thumbnails):
   """Each (fold, C) of the one stack scores as its own fit on the fold's
   training rows; C_ is the best mean, refit on all rows."""
@@ -139,6 +145,7 @@ def test_cross_validation_is_one_stack_of_separate_fits(thumbnails):
   np.testing.assert_allclose(cv.coef_, refit.coef_, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_cross_validation_chooses_scikit_learns_c():
   """On scikit-learn's 8 x 8 digits (1,797 images): the same C or its
   neighbour on the grid, and test accuracy within 0.01."""
@@ -178,6 +185,7 @@ def test_the_closed_form_weighs_as_repeated_rows(images):
                              atol=1e-5)
 
 
+@pytest.mark.slow
 def test_cross_validation_with_a_minibatch_solver(images):
   """Folds x Cs of SGD are one stack too, each configuration's steps on
   the rows outside its fold (scored on its fold: far from chance at the
@@ -189,6 +197,7 @@ def test_cross_validation_with_a_minibatch_solver(images):
   assert cv.C_ == 1.0 and cv.score(X[600:], y[600:]) > 0.6
 
 
+@pytest.mark.slow
 def test_one_model_format_with_the_command_line(images, tmp_path):
   """An estimator saved as params.npz predicts through --mode=predict as
   itself; the model loads back as the same estimator."""
@@ -208,6 +217,7 @@ def test_one_model_format_with_the_command_line(images, tmp_path):
                              fitted.predict_proba(X_test[:20]), atol=1e-6)
 
 
+@pytest.mark.slow
 def test_a_run_of_launch_py_loads_as_an_estimator(tmp_path):
   """A run trained with --standardize and --calibrate on uint8 pixels:
   its model, folded into coef_ and intercept_, predicts as --mode=predict
@@ -237,6 +247,7 @@ def test_a_run_of_launch_py_loads_as_an_estimator(tmp_path):
                              rtol=1e-4)
 
 
+@pytest.mark.slow
 @pytest.mark.gpu_smoke
 def test_small_fits_of_nearby_sizes_share_one_program(monkeypatch):
   """Padded to powers of two (rows of weight 0, zero columns): 100 and 120
@@ -304,6 +315,7 @@ def test_a_second_fit_of_the_same_shapes_compiles_nothing():
   assert not (compiled := _compilations(again)), compiled
 
 
+@pytest.mark.slow
 def test_a_sparse_fit_of_other_data_compiles_nothing():
   """OWL-QN's facts of the data (the features' mean, lambda_max) are
   arguments of its programs: a second L1 fit of other rows of the same
@@ -319,6 +331,7 @@ def test_a_sparse_fit_of_other_data_compiles_nothing():
   assert not np.allclose(first.coef_, second.coef_)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("penalty, solver", [("l2", "lbfgs"),
                                              ("l1", "lbfgs")])
 def test_a_warm_start_from_the_optimum_stays_there(images, penalty, solver):
@@ -346,6 +359,7 @@ def test_a_warm_start_from_the_optimum_stays_there(images, penalty, solver):
   assert objective(warm) == pytest.approx(objective(cold), rel=1e-5)
 
 
+@pytest.mark.slow
 def test_a_warm_started_minibatch_fit_goes_on_from_the_last(images):
   """With sgd, a warm start is more epochs: 2 + 2 epochs end where no cold
   2-epoch fit does, nearer the optimum; without warm_start the second fit
@@ -376,6 +390,7 @@ def test_a_warm_start_on_other_shapes_is_refused(images):
     clf.fit(X, np.where(y == 9, 0, y))
 
 
+@pytest.mark.slow
 def test_without_an_intercept_the_optimum_of_scikit_learn(thumbnails):
   """fit_intercept=False: b exactly 0, and LogisticRegression(fit_intercept=
   False)'s optimum (the model o = xW on pixels, whose mean is far from 0:
@@ -401,6 +416,7 @@ def test_the_closed_form_without_an_intercept_is_ridge(images):
   np.testing.assert_allclose(ours.coef_, theirs.coef_, atol=1e-5)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("solver", ["sgd", "adam"])
 def test_without_an_intercept_a_minibatch_fit_keeps_b_at_zero(images, solver):
   X, y, _, _ = images

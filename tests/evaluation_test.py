@@ -21,6 +21,7 @@ def _problem(n=50, d=6, k=12, seed=0):
   return params, x, y
 
 
+@pytest.mark.slow
 @pytest.mark.gpu_smoke
 @pytest.mark.parametrize("chunk", [1, 7, 16, 50, 1000])
 def test_chunked_evaluation_equals_unchunked(chunk):
@@ -89,6 +90,7 @@ def test_nan_logits_are_never_correct():
   assert float(scores["accuracy"]) == 0.0
 
 
+@pytest.mark.slow
 def test_predictions_are_the_logits_argmax_at_any_temperature():
   """Logits 1e-8 apart have equal probabilities in float32 (at T = 50):
   the prediction is still the logits' argmax, as accuracy counts it."""
@@ -110,6 +112,7 @@ def test_the_chunk_fits_the_stack():
   assert evaluation.chunk_for(1024, 1000) == 256  # never below 256 rows
 
 
+@pytest.mark.slow
 @pytest.mark.gpu_smoke
 def test_many_classes_end_to_end(tmp_path, capsys):
   """500 classes: training, report, figures, eval and predict, with

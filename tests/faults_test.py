@@ -54,6 +54,7 @@ def _assert_same_outputs(a, b):
 # ------------------------------------------------------------ determinism
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("flags", [[], ["--loss=xent,huber", "--lr=0.1,0.5",
                                         "--seed=0,1"]],
                          ids=["single run", "sweep"])
@@ -148,6 +149,7 @@ def test_sigkill_while_creating_the_data_cache_then_rebuild(tmp_path):
   assert datasets.load("fashion_mnist", data_dir).x_train.shape == (60000, 784)
 
 
+@pytest.mark.slow
 def test_a_truncated_data_cache_is_rebuilt(tmp_path):
   data_dir = _prepared_fashion_mnist(tmp_path)
   cache = datasets.cache_path("fashion_mnist", data_dir)
@@ -226,6 +228,7 @@ def _tmpfs(path, options):
     subprocess.run(["umount", str(path)], check=False)
 
 
+@pytest.mark.slow
 def test_read_only_workdir_is_refused_before_training(data_dir, tmp_path):
   with _tmpfs(tmp_path / "ro", "ro,size=1m") as ro:
     r = run(f"--data_dir={data_dir}", f"--workdir={ro}")

@@ -27,6 +27,7 @@ def _train(configs, dataset):
   return train.train_configs(configs, dataset)
 
 
+@pytest.mark.slow
 @pytest.mark.gpu_smoke
 @pytest.mark.parametrize("sweep_over", [None, "lr", "seed"])
 def test_streamed_equals_resident(sweep_over):
@@ -114,6 +115,7 @@ def test_resident_without_a_budget_on_cpu():
   assert not feed_lib.streams(np.zeros((10, 4), np.float32), None)
 
 
+@pytest.mark.slow
 @pytest.mark.gpu_smoke
 def test_streamed_npy_run_end_to_end(tmp_path, capsys):
   """A memory-mapped npy: set streamed under a tiny budget: the run says so

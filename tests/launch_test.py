@@ -59,6 +59,7 @@ def test_train_end_to_end(data_dir, tmp_path):
     assert params["w"].shape == (16, 4) and params["b"].shape == (4,)
 
 
+@pytest.mark.slow
 def test_a_path_and_a_tracked_objective_end_to_end(data_dir, tmp_path):
   """An L-BFGS path writes its solutions to results.csv and summary.json; an
   SGD run with --track_objective records and reports its objective."""
@@ -81,6 +82,7 @@ def test_a_path_and_a_tracked_objective_end_to_end(data_dir, tmp_path):
   assert "iterations" not in summary
 
 
+@pytest.mark.slow
 def test_config_file_and_flags_combine(data_dir, tmp_path):
   config = tmp_path / "exp.py"
   config.write_text(
@@ -179,6 +181,7 @@ def bad_runs(data_dir, tmp_path_factory):
     return {case: (f.result(), workdirs[case]) for case, f in futures.items()}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", list(BAD_INPUTS))
 def test_bad_input_is_one_clear_line(bad_runs, case):
   assert_one_line_error(bad_runs[case][0], BAD_INPUTS[case][1])
@@ -253,6 +256,7 @@ def test_divergence_keeps_the_epochs_it_finished(bad_runs):
           and not (workdir / "summary.json").exists())
 
 
+@pytest.mark.slow
 def test_existing_run_is_not_overwritten(data_dir, tmp_path):
   workdir = tmp_path / "run"
   args = [f"--data_dir={data_dir}", f"--workdir={workdir}", "--epochs=1",

@@ -38,6 +38,7 @@ def _objective(x, y, w, b, weight_decay):
   return -log_p[np.arange(len(y)), y].mean() + 0.5 * weight_decay * (w**2).sum()
 
 
+@pytest.mark.slow
 @pytest.mark.gpu_smoke
 @pytest.mark.parametrize("index", range(len(WEIGHT_DECAYS)))
 def test_the_optimum_is_scikit_learns(dataset, path, index):
@@ -80,6 +81,7 @@ def test_the_returned_gradient_is_below_tol(dataset, path):
     assert np.linalg.norm(grad) < run.config.tol + 2e-6
 
 
+@pytest.mark.slow
 @pytest.mark.gpu_smoke
 def test_a_path_equals_each_strength_alone(dataset, path):
   for wd, run in zip(WEIGHT_DECAYS, path, strict=True):
@@ -93,6 +95,7 @@ def test_a_path_equals_each_strength_alone(dataset, path):
       assert np.linalg.norm(p - q) <= 1e-3 * np.linalg.norm(q)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("loss", ["l2", "huber"])
 def test_regression_losses_reach_a_stationary_point(dataset, loss):
   config = Config(optimizer="lbfgs", loss=loss, weight_decay=1e-3)
@@ -101,6 +104,7 @@ def test_regression_losses_reach_a_stationary_point(dataset, loss):
   assert last["test_accuracy"] > 0.8
 
 
+@pytest.mark.slow
 @pytest.mark.gpu_smoke
 def test_resume_after_a_stop_equals_an_uninterrupted_solve(dataset, tmp_path):
   """A path whose strong penalty converges within the first rounds, so that
@@ -140,6 +144,7 @@ def test_finished_strengths_stop_costing_passes(dataset):
   assert weak[-1]["evaluations"] > weak[done]["evaluations"]
 
 
+@pytest.mark.slow
 def test_each_loss_of_a_mixed_path_keeps_its_own_objective(dataset,
                                                            monkeypatch):
   """The L2 configuration (sorted first) converges in the first rounds; the
@@ -170,6 +175,7 @@ def test_l1_and_hidden_layers_are_refused():
     Config(optimizer="lbfgs", tol=0).validate()
 
 
+@pytest.mark.slow
 def test_the_first_round_on_real_fashion_mnist_descends(fashion_mnist):
   """From W = 0 (ln 10) the first 10 iterations on the real data descend
   (a start compiled with constant zeros once gave NaN here)."""
@@ -180,6 +186,7 @@ def test_the_first_round_on_real_fashion_mnist_descends(fashion_mnist):
   assert last["iterations"] == 10 and last["test_accuracy"] > 0.7
 
 
+@pytest.mark.slow
 def test_sgd_tracks_its_objective_above_the_optimum(dataset):
   """--track_objective: an SGD run's recorded objective is that of its
   params (recomputed in float64) and never below L-BFGS's optimum f*."""
@@ -201,6 +208,7 @@ def test_sgd_tracks_its_objective_above_the_optimum(dataset):
     assert tracked[-1] < tracked[0]
 
 
+@pytest.mark.slow
 def test_a_warm_start_knows_the_objective_where_it_lands(dataset):
   """lbfgs.warm_start moves a weak penalty's iterate to a strong penalty's
   converged one, its value and gradient there taken from the strong one's

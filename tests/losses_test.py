@@ -79,6 +79,7 @@ def test_cross_entropy_by_hand():
       rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_xent_gradient_is_p_minus_y_over_n():
   """The textbook derivation: d mean(-log p_y) / d o = (softmax(o) -
   onehot(y)) / N."""
@@ -109,6 +110,7 @@ def test_jit_equals_no_jit(name):
                              rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_integer_labels_agree_with_one_hot_formulations():
   logits, labels = _batch(jax.random.key(5), b=32, k=7)
   y = jax.nn.one_hot(labels, 7)
@@ -146,6 +148,7 @@ def test_regression_losses_by_hand():
                              [2 * 0.1 * (0.25 - 0.05)], rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_huber_default_differs_from_l2_and_equals_it_for_delta_one():
   logits, labels = _batch(jax.random.key(6), b=64)
   l2 = losses.squared_error(logits, labels)

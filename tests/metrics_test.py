@@ -18,6 +18,7 @@ def _probs(confidences, predicted, k=3):
   return np.array(rows, np.float32)
 
 
+@pytest.mark.slow
 def test_perfectly_calibrated_is_zero():
   # 10 predictions at confidence 0.7 with 7 right; 10 at 0.9 with 9 right.
   conf = [0.7] * 10 + [0.9] * 10
@@ -51,6 +52,7 @@ def test_confidence_one_goes_in_the_last_bin():
       pytest.approx(0.5)
 
 
+@pytest.mark.slow
 def test_bins_are_equal_width():
   probs = _probs([0.5, 0.99, 0.34, 0.2], [0, 0, 0, 0], k=20)
   count, _, _ = metrics.confidence_bins(probs, np.zeros(4, np.int32))
@@ -78,6 +80,7 @@ def test_a_class_without_examples_has_no_accuracy():
   assert np.isnan(accuracy[2])
 
 
+@pytest.mark.slow
 def test_argmax_is_argmax_with_its_ties():
   rng = np.random.default_rng(0)
   logits = jnp.asarray(rng.integers(0, 3, (2000, 7)).astype(np.float32))  # ties
@@ -86,6 +89,7 @@ def test_argmax_is_argmax_with_its_ties():
                                 jnp.argmax(logits, -1) == labels)
 
 
+@pytest.mark.slow
 def test_metrics_jit_and_vmap():
   probs = jax.nn.softmax(jax.random.normal(jax.random.key(0), (4, 50, 5)), -1)
   labels = jax.random.randint(jax.random.key(1), (50,), 0, 5)

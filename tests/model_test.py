@@ -3,6 +3,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from softmax_jax import model
 
@@ -33,6 +34,7 @@ def test_logits_are_xw_plus_b():
   assert model.logits(params, jnp.zeros((7, 3))).shape == (7, 2)
 
 
+@pytest.mark.slow
 def test_hidden_layers_shapes_and_count():
   params = model.init_params(jax.random.key(0), 784, 10, hidden=(256, 128))
   assert [layer["w"].shape for layer in params["hidden"]] == [(784, 256),
@@ -43,6 +45,7 @@ def test_hidden_layers_shapes_and_count():
   assert model.logits(params, jnp.ones((5, 784))).shape == (5, 10)
 
 
+@pytest.mark.slow
 def test_phm_count_is_n_cubed_plus_dq_over_n():
   for d, q, n in ((784, 10, 2), (784, 10, 1), (250, 10, 5), (12, 6, 3)):
     params = model.init_params(jax.random.key(0), d, q, phm_n=n)
@@ -96,6 +99,7 @@ def test_bfloat16_compute_rounds_the_inputs_and_sums_in_float32():
   np.testing.assert_allclose(half, full, rtol=0.05, atol=0.1)
 
 
+@pytest.mark.slow
 def test_the_parameter_gradients_are_x_transpose_p_minus_y():
   """Through o = xW + b: dL/dW = x^T (P - Y) / B, dL/db = mean(P - Y), the
   textbook's gradients of the mean cross-entropy."""

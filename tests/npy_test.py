@@ -62,6 +62,7 @@ def test_npy_uint8_images_are_pixels(tmp_path):
   assert isinstance(ds.x_train, np.memmap) and ds.x_train.shape == (120, 16)
 
 
+@pytest.mark.slow
 def test_npy_validation_split_and_class_names(tmp_path):
   folder, arrays = _folder(tmp_path, val=True, names=["ant", "bee", "cat"])
   ds = datasets.load(f"npy:{folder}")
@@ -207,6 +208,7 @@ def test_a_model_trained_on_feature_rows_predicts_on_npy_rows(tmp_path):
     runner.predict(workdir, [str(png)])
 
 
+@pytest.mark.slow
 def test_names_with_dollars_and_two_channel_images_lose_no_output(
     tmp_path, caplog):
   """A class name matplotlib could read as TeX ("save $$") is drawn as
@@ -239,6 +241,7 @@ def test_names_with_dollars_and_two_channel_images_lose_no_output(
       caplog.text)
 
 
+@pytest.mark.slow
 def test_predict_needs_only_the_run_and_a_changed_data_set_is_refused(
     tmp_path, monkeypatch):
   """params.npz holds all predict needs (the class names, the standardization,
@@ -312,6 +315,7 @@ def test_data_changed_in_its_values_alone_is_refused(tmp_path):
 
 
 
+@pytest.mark.slow
 def test_weights_and_balanced_classes_from_the_command_line(tmp_path):
   """w_train.npy and --class_weight=balanced give the run the objective of
   the estimator with those sample and class weights (one code path)."""

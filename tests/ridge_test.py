@@ -41,6 +41,7 @@ def test_the_path_solves_the_normal_equations(n, d):
     np.testing.assert_allclose(solved["b"], b, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow
 @pytest.mark.gpu_smoke
 def test_the_closed_form_equals_lbfgs_on_the_same_objective():
   dataset = synthetic_dataset(n_train=3000, n_test=500, num_features=64,
@@ -61,6 +62,7 @@ def test_the_closed_form_equals_lbfgs_on_the_same_objective():
       assert np.linalg.norm(p - q) <= 1e-3 * np.linalg.norm(p)
 
 
+@pytest.mark.slow
 @pytest.mark.gpu_smoke
 def test_an_exact_sweep_end_to_end(tmp_path):
   """A path through runner: every output, the best strength chosen by

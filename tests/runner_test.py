@@ -47,6 +47,7 @@ def trained(tmp_path_factory, dataset):
   return workdir, data_dir
 
 
+@pytest.mark.slow
 @pytest.mark.gpu_smoke
 def test_eval_reproduces_the_summary_and_redraws(trained):
   workdir, _ = trained
@@ -145,6 +146,7 @@ def test_without_tensorboardx_a_run_goes_on_without_curves(
   assert len(notes) == 1 and "tensorboardX is not installed" in notes[0]
 
 
+@pytest.mark.slow
 def test_eval_and_predict_errors(trained, tmp_path):
   workdir, _ = trained
   empty = tmp_path / "empty"
@@ -179,6 +181,7 @@ def test_eval_with_every_checkpoint_corrupted(trained, tmp_path):
                         "no readable checkpoint")
 
 
+@pytest.mark.slow
 def test_colour_images_end_to_end(tmp_path):
   """RGB data: trained, evaluated, drawn, and predicted from a colour PNG."""
   from PIL import Image  # pylint: disable=g-import-not-at-top
@@ -215,6 +218,7 @@ def test_predict_names_each_row(trained, dataset, tmp_path):
   assert names == [f"{one}[0]", f"{two}[0]", f"{two}[1]"]
 
 
+@pytest.mark.slow
 def test_params_npz_of_every_model_loads_without_pickle(trained, tmp_path):
   from softmax_jax import model  # pylint: disable=g-import-not-at-top
   from softmax_jax import runner  # pylint: disable=g-import-not-at-top
@@ -239,6 +243,7 @@ def test_params_npz_of_every_model_loads_without_pickle(trained, tmp_path):
     assert top[0][0] == names[int(np.argmax(logits))]
 
 
+@pytest.mark.slow
 def test_data_problems_are_found_before_the_workdir_is_claimed(trained,
                                                                tmp_path):
   _, data_dir = trained
@@ -260,6 +265,7 @@ def calibrated(tmp_path_factory, dataset):
   return workdir
 
 
+@pytest.mark.slow
 def test_calibrate_reports_its_temperature_and_keeps_it(calibrated):
   summary = json.loads((calibrated / "summary.json").read_text())
   c = summary["calibration"]
@@ -340,6 +346,7 @@ def test_a_workdir_from_before_a_new_field_is_still_the_same_run(trained,
   assert "holds this run, finished" in r.stdout
 
 
+@pytest.mark.slow
 def test_a_diverged_run_or_a_repeated_configuration_is_refused(tmp_path):
   """eval and predict on a run whose training diverged say so (they used to
   print confident scores of a NaN model); a sweep listing a value twice is

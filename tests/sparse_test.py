@@ -66,6 +66,7 @@ def test_the_pseudo_gradient_is_the_smallest_subgradient():
                                 grad)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("loss", ["xent", "l2"])
 def test_lambda_max_is_where_the_weights_leave_zero(dataset, loss):
   lam = objective.lambda_max(dataset, Config(penalty="l1", loss=loss))
@@ -81,6 +82,7 @@ def test_lambda_max_is_where_the_weights_leave_zero(dataset, loss):
   assert objective.lambda_max(dataset, Config()) == np.inf
 
 
+@pytest.mark.slow
 @pytest.mark.gpu_smoke
 def test_a_path_equals_each_strength_solved_alone(dataset):
   strengths = (3e-2, 1e-2, 3e-3)
@@ -104,6 +106,7 @@ def test_the_certificate_is_below_tol_at_convergence_and_above_it_early(
   assert 0 < done["features_used"] <= 36 and done["nonzero"] <= 36 * 5
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("penalty", ["l1", "elasticnet"])
 def test_the_optimum_of_scikit_learns_saga(digits, penalty):
   """The estimator's objective within 1e-5 of saga's at tol 1e-8, or below
@@ -129,6 +132,7 @@ def test_the_optimum_of_scikit_learns_saga(digits, penalty):
   assert np.mean(ours.predict(x) == theirs.predict(x)) >= 0.999
 
 
+@pytest.mark.slow
 def test_the_elastic_net_at_rho_0_is_the_l2_optimum(dataset):
   enet, = _fit([_owlqn(1e-2, penalty="elasticnet", l1_ratio=0.0)], dataset)
   l2, = _fit([Config(optimizer="lbfgs", weight_decay=1e-2)], dataset)
@@ -136,6 +140,7 @@ def test_the_elastic_net_at_rho_0_is_the_l2_optimum(dataset):
   assert enet["objective"] == pytest.approx(l2["objective"], rel=1e-6)
 
 
+@pytest.mark.slow
 @pytest.mark.gpu_smoke
 @pytest.mark.parametrize("optimizer", ["sgd", "adam"])
 def test_the_minibatch_proximal_step_gives_exact_zeros(dataset, optimizer):
@@ -176,6 +181,7 @@ def test_a_fold_has_its_own_lambda_max(dataset):
   assert datasets.train_weights(both) is not None
 
 
+@pytest.mark.slow
 def test_a_sparse_path_reports_its_certificates_and_sparsity(tmp_path):
   """A run of the path writes each strength's certificate, sparsity and
   lambda_max to results.csv, and the best's to summary.json and
@@ -199,6 +205,7 @@ def test_a_sparse_path_reports_its_certificates_and_sparsity(tmp_path):
   assert f"| input features used | {summary['features_used']} |" in report
 
 
+@pytest.mark.slow
 def test_a_path_in_units_of_lambda_max(tmp_path):
   """--weight_decay_unit=lambda_max: each strength a fraction of the
   training rows' lambda_max (just above 1: W = 0); the results and the
@@ -225,6 +232,7 @@ def test_a_path_in_units_of_lambda_max(tmp_path):
     Config(weight_decay_unit="relative").validate()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("penalty,rho", [("l1", 1.0), ("elasticnet", 0.5)])
 def test_two_classes_are_scikit_learns_binary_model(penalty, rho):
   """The symmetric two-class softmax at C with an L1 part is the logistic
@@ -242,6 +250,7 @@ def test_two_classes_are_scikit_learns_binary_model(penalty, rho):
   assert np.mean(ours.predict(x) == theirs.predict(x)) >= 0.998
 
 
+@pytest.mark.slow
 def test_without_an_intercept_lambda_max_is_where_the_weights_leave_zero(
     dataset):
   """b = 0: lambda_max from the gradient at W = 0, b = 0 (1/K - e_k), not
@@ -256,6 +265,7 @@ def test_without_an_intercept_lambda_max_is_where_the_weights_leave_zero(
   assert below["nonzero"] > 0 and below["converged"]
 
 
+@pytest.mark.slow
 def test_without_an_intercept_the_optimum_of_scikit_learns_saga(digits):
   """fit_intercept=False with an L1 penalty: b exactly 0, and the objective
   within 1e-5 of saga's (fit_intercept=False, tol 1e-8) or below it."""

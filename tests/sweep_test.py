@@ -132,6 +132,7 @@ def test_values_share_a_group_and_shapes_split_groups():
     assert len({configs[i].batch_size for i in g}) == 1 and len(g) == 4
 
 
+@pytest.mark.slow
 def test_tolerances_and_iteration_limits_are_values_of_one_program():
   """tol and max_iters are traced per configuration (config.VALUE): a
   sweep over them is one group, each configuration stopping at its own."""
@@ -146,6 +147,7 @@ def test_tolerances_and_iteration_limits_are_values_of_one_program():
   assert iterations[1e-2, 40] < iterations[1e-6, 40]  # converged sooner
 
 
+@pytest.mark.slow
 def test_each_group_is_traced_once(monkeypatch):
   traces = []
   original = minibatch.train_step
@@ -165,6 +167,7 @@ SWEEP = sweep.product(
     sweep.zipped(sweep.axis("lr", [0.05, 0.3]), sweep.axis("seed", [0, 3])))
 
 
+@pytest.mark.slow
 @pytest.mark.gpu_smoke
 def test_every_sweep_config_equals_its_single_run():
   ds = datasets.hold_out_validation(synthetic_dataset(), 0.25)
@@ -273,6 +276,7 @@ def test_refit_trains_the_best_again_on_all_training_data(tmp_path):
   assert again["refit"] == summary["refit"]
 
 
+@pytest.mark.slow
 def test_solver_columns_come_from_every_row_and_the_refit(tmp_path, capsys):
   """sgd first, then an L-BFGS run stopped unconverged at --max_iters: its
   solution's columns are there (empty for sgd), and in the refit's
@@ -326,6 +330,7 @@ def test_a_sweep_needs_a_validation_split(tmp_path):
     runner.run(configs, tmp_path / "run", verbose=False)
 
 
+@pytest.mark.slow
 def test_model_sweeps_make_separate_groups():
   configs = sweep.build(TINY, sweep.axis("hidden", ["", "8"]), {"phm_n": "0,2"})
   assert [(c.hidden, c.phm_n) for c in configs] == [

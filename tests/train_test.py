@@ -133,6 +133,7 @@ def test_bfloat16_compute_trains_like_float32():
                              rtol=0.1, atol=0.02)
 
 
+@pytest.mark.slow
 @pytest.mark.gpu_smoke
 @pytest.mark.parametrize("optimizer", ["sgd", "lbfgs"])
 def test_the_matmul_precision_is_compiled_into_the_programs(optimizer):
@@ -176,6 +177,7 @@ def test_a_finite_explosion_is_named_and_trains_on():
       train.EXPLODED)
 
 
+@pytest.mark.slow
 def test_a_loss_that_starts_high_and_falls_is_no_explosion():
   """l2 on the logits of many classes starts far above the 0.5 of predicting
   every class alike (K x D x init_scale^2 / 2 = 7.7 here) and falls slowly
@@ -205,6 +207,7 @@ def test_a_loss_that_starts_high_and_falls_is_no_explosion():
       fast.history[1]["warning"])
 
 
+@pytest.mark.slow
 def test_a_sweep_marks_and_counts_exploded_configurations(tmp_path, capsys):
   from conftest import write_cache  # pylint: disable=g-import-not-at-top
   from softmax_jax import runner  # pylint: disable=g-import-not-at-top
@@ -225,6 +228,7 @@ def test_a_sweep_marks_and_counts_exploded_configurations(tmp_path, capsys):
                     verbose=False)["warnings"] == []
 
 
+@pytest.mark.slow
 def test_the_largest_stable_learning_rates_never_explode(fashion_mnist):
   """On the real data: each loss at the largest learning rates that still
   train well (and above: SGD lr 3 for cross-entropy), SGD and Adam."""
@@ -250,6 +254,7 @@ def test_batch_larger_than_training_set_is_refused():
                              synthetic_dataset())
 
 
+@pytest.mark.slow
 @pytest.mark.gpu_smoke
 def test_d2l_setup_reaches_083_on_real_fashion_mnist(fashion_mnist):
   result = train.train_and_evaluate(Config(), fashion_mnist)
@@ -268,6 +273,7 @@ def _xor_dataset(n=512, seed=0):
                           class_names=("same sign", "other sign"))
 
 
+@pytest.mark.slow
 def test_hidden_layers_learn_what_a_linear_model_cannot():
   ds = _xor_dataset()
   config = Config(batch_size=32, epochs=40, optimizer="adam", lr=0.01)
@@ -283,6 +289,7 @@ def test_a_phm_size_that_does_not_fit_is_refused():
                              synthetic_dataset())
 
 
+@pytest.mark.slow
 def test_mlp_passes_086_on_real_fashion_mnist(fashion_mnist):
   config = Config(hidden="256", optimizer="adam", lr=0.001)
   assert train.train_and_evaluate(config, fashion_mnist).summary[
@@ -330,6 +337,7 @@ def test_a_scheduled_run_equals_a_plain_optax_loop(schedule):
     np.testing.assert_allclose(ours[name], params[name], rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow
 @pytest.mark.gpu_smoke
 @pytest.mark.parametrize("optimizer", ["sgd", "adam"])
 def test_a_wide_run_alone_trains_as_in_a_stack(optimizer):
@@ -352,6 +360,7 @@ def test_a_wide_run_alone_trains_as_in_a_stack(optimizer):
         stacked.history[-1][key], rel=1e-5), key
 
 
+@pytest.mark.slow
 def test_a_tie_in_validation_accuracy_goes_to_the_stronger_weight_decay(
     tmp_path):
   """As scikit-learn's LogisticRegressionCV (the smallest C among equal
@@ -382,6 +391,7 @@ def test_calibrate_fits_a_temperature_on_the_validation_split():
                              synthetic_dataset())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("optimizer", ["sgd", "lbfgs"])
 @pytest.mark.parametrize("fold", [-1, 1])
 def test_a_step_follows_the_weighted_objective(optimizer, fold):

@@ -201,6 +201,7 @@ def test_constant_features_do_not_divide_by_zero():
   assert standardized.feature_std[0] == 1.0
 
 
+@pytest.mark.slow
 def test_colour_tfds_data_set_through_mock_data(tmp_path, monkeypatch):
   monkeypatch.setattr(datasets, "_reachable", lambda host: True)
   with tfds.testing.mock_data(num_examples=20):
