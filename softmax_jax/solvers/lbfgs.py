@@ -223,8 +223,11 @@ def direction(state: State, precondition: Precondition = identity,
   y_new = jnp.take_along_axis(state.y, newest[:, None, None], axis=1)[:, 0]
   yPy = jnp.sum(y_new * precondition(y_new), axis=-1)
   rho_new = jnp.take_along_axis(state.rho, newest[:, None], axis=1)[:, 0]
-  gPg = jnp.sum(g * precondition(g), axis=-1)
   # Before any pair, a first step of length at most 1 (in P's coordinates).
+  # (P g only then: a third application of P in every other direction.)
+  gPg = jax.lax.cond(jnp.any(state.pairs == 0),
+                     lambda: jnp.sum(g * precondition(g), axis=-1),
+                     lambda: jnp.ones_like(yPy))
   gamma = jnp.where(state.pairs > 0,
                     1.0 / (rho_new * jnp.maximum(yPy, 1e-30)),
                     1.0 / jnp.maximum(jnp.sqrt(gPg), 1.0))
