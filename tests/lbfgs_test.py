@@ -254,3 +254,44 @@ def test_a_warm_start_knows_the_objective_where_it_lands(dataset):
   again = lbfgs.warm_start(moved, values["weight_decay"], penalized,
                            np.ones((2, 2), bool), tol, max_iters)
   np.testing.assert_array_equal(again.theta, moved.theta)
+
+
+@pytest.mark.slow
+def test_a_stack_takes_a_pass_only_for_its_slowest_line_searches(dataset):
+  """Every pass serves each configuration's own next trial: a stack of 4
+  strengths, whose line searches need second trials at different
+  iterations, takes as many passes as its busiest configuration's trials,
+  not one per trial of any of them (synchronized line searches took one
+  more pass each time one configuration retried)."""
+  import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
+
+  from softmax_jax import model  # pylint: disable=import-outside-toplevel
+  from softmax_jax.solvers import objective  # pylint: disable=import-outside-toplevel
+  template = model.init_params(jax.random.key(0), dataset.num_features,
+                               dataset.num_classes, init_scale=0.0)
+  flat, unravel = jax.flatten_util.ravel_pytree(template)
+  m = 4
+  values = {"weight_decay": jnp.array([1e-1, 1e-2, 1e-3, 1e-4]),
+            "huber_delta": jnp.ones(m), "fold": -jnp.ones(m, jnp.int32),
+            "l1_share": jnp.zeros(m)}
+  passes = []
+
+  def value_and_grad(theta):
+    jax.debug.callback(lambda _: passes.append(1), theta[0, 0])
+    return objective.full_batch(
+        theta, dataset.x_train, objective.rows_of(dataset), values,
+        unravel=unravel, blocks=(("xent", 0, m),), loss_input="probs",
+        chunk=1024)[:2]
+
+  state = jax.jit(lbfgs.init, static_argnums=1)(jnp.zeros((m, flat.size)),
+                                                value_and_grad)
+  del passes[:]
+  tol, max_iters = jnp.full(m, 1e-12), jnp.full(m, 40)
+  state = jax.jit(lbfgs.run, static_argnums=(1, 4))(
+      state, value_and_grad, tol, max_iters, 40)
+  jax.effects_barrier()
+  trials = np.asarray(state.evaluations) - 1  # (init's pass counted as 1)
+  assert list(np.asarray(state.iterations)) == [40] * m
+  retried = trials > 40
+  assert retried.sum() >= 2, trials  # (else any line search would do)
+  assert len(passes) == trials.max(), (len(passes), trials)
