@@ -72,9 +72,9 @@ class State(NamedTuple):
   stalled: jax.Array  # [M] bool: a line search found no decrease
   # The line search under way (see step):
   d: jax.Array  # [M, P] its direction
-  t: jax.Array  # [M] the step of its next trial
-  trials: jax.Array  # [M] int32: its trials so far
-  fresh: jax.Array  # [M] bool: a new one starts (d and t to be computed)
+  trials: jax.Array  # [M] int32: its trials so far (the next one's step:
+  #                     t = 2^-trials)
+  fresh: jax.Array  # [M] bool: a new one starts (d to be computed)
 
 
 ValueAndGrad = Callable[[jax.Array], tuple[jax.Array, jax.Array]]
@@ -95,7 +95,6 @@ def init(theta_MxP: jax.Array, value_and_grad: ValueAndGrad) -> State:
                evaluations=jnp.ones(m, jnp.int32),
                stalled=jnp.zeros(m, bool),
                d=jnp.zeros((m, p), theta_MxP.dtype),
-               t=jnp.ones(m, theta_MxP.dtype),
                trials=jnp.zeros(m, jnp.int32),
                fresh=jnp.ones(m, bool))
 
@@ -267,13 +266,13 @@ def step(state: State, value_and_grad: ValueAndGrad, tol, max_iters,
   active = ~finished(state, tol, max_iters, l1)
   fresh = state.fresh & active
   # (Computed only in passes where some line search starts: most of them.)
-  d, t, trials = jax.lax.cond(
+  d = jax.lax.cond(
       jnp.any(fresh),
-      lambda: (jnp.where(fresh[:, None],
-                         _search_direction(state, precondition, l1), state.d),
-               jnp.where(fresh, jnp.ones_like(state.t), state.t),
-               jnp.where(fresh, 0, state.trials)),
-      lambda: (state.d, state.t, state.trials))
+      lambda: jnp.where(fresh[:, None],
+                        _search_direction(state, precondition, l1), state.d),
+      lambda: state.d)
+  trials = jnp.where(fresh, 0, state.trials)
+  t = jnp.ldexp(jnp.ones_like(state.value), -trials)  # 1, 1/2, 1/4, ...
   g = pseudo_gradient(state.theta, state.grad, l1)
   slope = jnp.sum(g * d, axis=-1)
   orthant = (None if l1 is None else jnp.where(
@@ -329,7 +328,7 @@ def step(state: State, value_and_grad: ValueAndGrad, tol, max_iters,
       iterations=state.iterations + (moved | gave_up).astype(jnp.int32),
       evaluations=state.evaluations + active.astype(jnp.int32),
       stalled=state.stalled | gave_up,
-      d=d, t=jnp.where(active & ~moved, 0.5 * t, t), trials=trials,
+      d=d, trials=trials,
       fresh=jnp.where(active, moved, state.fresh))
 
 
