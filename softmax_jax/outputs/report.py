@@ -15,7 +15,6 @@ from softmax_jax import metrics
 from softmax_jax import model
 from softmax_jax import seeds
 from softmax_jax.outputs import console
-from softmax_jax.outputs import plotting
 from softmax_jax.outputs import workdir as workdir_lib
 from softmax_jax.outputs.workdir import CONFUSION
 from softmax_jax.outputs.workdir import CONFUSION_MATRIX
@@ -157,12 +156,12 @@ def write_figures(workdir: Path, analysis: Analysis, params: model.Params,
                          lambda f: np.save(f, a.confusion_KxK))
   shown = _most_confused_classes(a.confusion_KxK, FULL_TABLE_CLASSES)
   figures = {
-      RELIABILITY: lambda f: plotting.plot_reliability(
+      RELIABILITY: lambda f: workdir_lib.plotting().plot_reliability(
           [(a.bins, a.scores["ece"], "T = 1" if a.calibration else "")] + (
               [(a.calibrated_bins, a.calibration["test_ece_after"],
                 f"T = {a.calibration['temperature']:.3g}")]
               if a.calibration and a.calibrated_bins else []), f),
-      CONFUSION: lambda f: plotting.plot_confusion(
+      CONFUSION: lambda f: workdir_lib.plotting().plot_confusion(
           a.confusion_KxK[np.ix_(shown, shown)],
           [a.class_names[k] for k in shown], f,
           of=len(a.class_names)),
@@ -172,11 +171,11 @@ def write_figures(workdir: Path, analysis: Analysis, params: model.Params,
   channels = image_shape[2] if image_shape and len(image_shape) == 3 else 1
   if image_shape and channels in (1, 3):
     shape = image_shape[:2] if channels == 1 else image_shape
-    figures[PREDICTIONS] = lambda f: plotting.plot_predictions(
+    figures[PREDICTIONS] = lambda f: workdir_lib.plotting().plot_predictions(
         x_test_NxD, a.labels_N, a.predicted_N, a.confidence_N, a.class_names,
         shape, f)
     if "hidden" not in params:  # the templates of a linear classifier
-      figures[WEIGHTS] = lambda f: plotting.plot_weights(
+      figures[WEIGHTS] = lambda f: workdir_lib.plotting().plot_weights(
           np.asarray(model.output_weight(params)), a.class_names, shape, f)
   return [name for name, draw in figures.items()
           if workdir_lib.write_figure(workdir / name, draw)]
