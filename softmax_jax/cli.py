@@ -341,9 +341,12 @@ def _end(ending: SystemExit):
   nothing the OS does not (XLA's client, its compiled programs): 0.36-0.41
   s of a ~3 s warm d2l run, measured 2026-12-04. Everything the run wrote
   is closed by then (checkpoint.Checkpointer.close waits for the last
-  one). An exit with a message, not a code, ends as Python ends it."""
+  one). An exit with a message, not a code, ends as Python ends it, and so
+  does a process under a profiler or a debugger (python -m cProfile, pdb),
+  which has more to do once the command returns."""
   code = ending.code
-  if code is not None and not isinstance(code, int):
+  if ((code is not None and not isinstance(code, int))
+      or sys.getprofile() is not None or sys.gettrace() is not None):
     raise ending
   for thread in threading.enumerate():
     if thread is not threading.current_thread() and not thread.daemon:

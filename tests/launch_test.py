@@ -29,6 +29,33 @@ def data_dir(tmp_path_factory):
   return path
 
 
+def test_the_exit_still_runs_threads_handlers_and_profilers(tmp_path):
+  """cli ends the process with os._exit (no teardown), but only after what
+  the interpreter does first: a thread it waits for, the exit handlers;
+  under a profiler, it ends as Python does and the profile is written."""
+  code = (f"import atexit, sys, threading, time\n"
+          f"sys.argv = ['launch.py', '--loss=bogus']\n"
+          f"atexit.register(lambda: open({str(tmp_path / 'handler')!r}, "
+          f"'w').close())\n"
+          f"def late():\n"
+          f"  time.sleep(0.5)\n"
+          f"  open({str(tmp_path / 'thread')!r}, 'w').close()\n"
+          f"threading.Thread(target=late).start()\n"
+          f"from softmax_jax import cli\n"
+          f"cli.run()\n")
+  r = subprocess.run([sys.executable, "-c", code], capture_output=True,
+                     text=True, cwd=ROOT, timeout=120, check=False)
+  assert_one_line_error(r, "unknown --loss='bogus'")
+  assert (tmp_path / "handler").exists() and (tmp_path / "thread").exists()
+  profile = tmp_path / "launch.prof"
+  r = subprocess.run([sys.executable, "-m", "cProfile", "-o", str(profile),
+                      str(ROOT / "launch.py"), "--loss=bogus"],
+                     capture_output=True, text=True, cwd=ROOT, timeout=120,
+                     check=False)
+  assert "unknown --loss='bogus'" in r.stderr  # (cProfile exits 0 anyway)
+  assert profile.stat().st_size > 0
+
+
 def test_train_end_to_end(data_dir, tmp_path):
   workdir = tmp_path / "run"
   r = launch(f"--data_dir={data_dir}", f"--workdir={workdir}", "--epochs=3",
