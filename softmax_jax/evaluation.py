@@ -34,30 +34,39 @@ def chunk_for(num_configs: int, num_classes: int) -> int:
 
 def _chunk(x_NxD, y_N, i, c):
   """Chunk i of c rows: (x [c, D], y [c], valid [c]); y may be a pytree of
-  [N, ...] arrays (e.g. labels with their weights), each chunked alike."""
-  n = x_NxD.shape[0]
-  start = jnp.minimum(i * c, n - c)
+  [N, ...] arrays (e.g. labels with their weights), each chunked alike, and
+  x a pair (x [N, D], the same transposed [D, N]), chunked into ([c, D],
+  [D, c]) (objective.with_transpose)."""
+  start = jnp.minimum(i * c, _rows(x_NxD) - c)
   valid_c = start + jnp.arange(c) >= i * c  # not already in chunk i - 1
-  return (jax.lax.dynamic_slice_in_dim(x_NxD, start, c),
-          jax.tree.map(lambda a: jax.lax.dynamic_slice_in_dim(a, start, c),
-                       y_N), valid_c)
+
+  def cut(a, axis=0):
+    return jax.lax.dynamic_slice_in_dim(a, start, c, axis=axis)
+
+  x = ((cut(x_NxD[0]), cut(x_NxD[1], axis=1)) if isinstance(x_NxD, tuple)
+       else cut(x_NxD))
+  return x, jax.tree.map(cut, y_N), valid_c
+
+
+def _rows(x_NxD) -> int:
+  return (x_NxD[0] if isinstance(x_NxD, tuple) else x_NxD).shape[0]
 
 
 def map_chunks(fn, x_NxD, y_N, chunk: int = CHUNK):
   """fn(x [c, D], y [c], valid [c]) of each chunk of rows, stacked [S, ...]."""
-  c = min(chunk, x_NxD.shape[0])
+  c = min(chunk, _rows(x_NxD))
   return jax.lax.map(lambda i: fn(*_chunk(x_NxD, y_N, i, c)),
-                     jnp.arange(math.ceil(x_NxD.shape[0] / c)))
+                     jnp.arange(math.ceil(_rows(x_NxD) / c)))
 
 
 def sum_chunks(fn, x_NxD, y_N, chunk: int = CHUNK):
   """The sum over the chunks of rows of fn(x [c, D], y [c], valid [c]) (a
   pytree), accumulated in a loop: nothing of a chunk outlives it, also when
   fn takes a gradient (a full-batch gradient without an [N, K] array)."""
-  c = min(chunk, x_NxD.shape[0])
+  c = min(chunk, _rows(x_NxD))
   first = fn(*_chunk(x_NxD, y_N, 0, c))
   return jax.lax.fori_loop(
-      1, math.ceil(x_NxD.shape[0] / c),
+      1, math.ceil(_rows(x_NxD) / c),
       lambda i, total: jax.tree.map(jnp.add, total,
                                     fn(*_chunk(x_NxD, y_N, i, c))), first)
 

@@ -337,15 +337,17 @@ def test_a_sparse_fit_of_other_data_compiles_nothing():
 def test_a_warm_start_from_the_optimum_stays_there(images, penalty, solver):
   """warm_start=True starts where the previous fit ended: refitting the same
   data takes next to no iterations and keeps the optimum; a path by hand
-  (C = 0.1, then 0.3) reaches the cold fit's optimum at 0.3, in fewer
-  iterations."""
+  (C = 0.25, then 0.3) reaches the cold fit's optimum at 0.3, in fewer
+  iterations. (From C = 0.1, 3 x away, the iterations saved are within
+  the spread that float32 rounding gives a trajectory: 63 against 70, or
+  70 against 68 with the gradient summed in another order.)"""
   X, y, _, _ = images
   X, y = X[:400], y[:400]
   kw = {"penalty": penalty, "solver": solver}
   cold = SoftmaxRegression(C=0.3, **kw).fit(X, y)
-  warm = SoftmaxRegression(C=0.1, warm_start=True, **kw).fit(X, y)
+  warm = SoftmaxRegression(C=0.25, warm_start=True, **kw).fit(X, y)
   first = warm.coef_.copy()
-  warm.set_params(C=0.1).fit(X, y)  # from its own optimum
+  warm.set_params(C=0.25).fit(X, y)  # from its own optimum
   assert warm.n_iter_[0] <= 2, warm.n_iter_
   np.testing.assert_allclose(warm.coef_, first, atol=2e-4)
   warm.set_params(C=0.3).fit(X, y)  # the next strength of a path

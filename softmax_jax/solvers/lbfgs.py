@@ -391,6 +391,7 @@ class LBFGS:
                for s in stacked]
     self.same_loss = np.array([[a == b for b in loss_of] for a in loss_of])
     self.stack, self.stacked, self.dataset = stack, stacked, dataset
+    self.outputs = len(stacked) * dataset.num_classes  # logits a row
     self.shrinks = len(dataset.y_train) * self.flat.size >= self.SHRINK_MIN
     # OWLQN's facts of the data: each configuration's lambda_max, reported,
     # and the centre of its change of variables (see OWLQN; none without an
@@ -494,10 +495,12 @@ class LBFGS:
             "train_accuracy": self._accuracy(state.theta, x, y, center)}
 
   def _on_devices(self):
-    """The training set (features, and the rows' labels, weights and folds:
-    objective.rows_of), put on the devices on first use."""
-    if self.x is None:
-      self.x = self.stack.replicate(self.dataset.x_train)
+    """The training set (features, as objective.with_transpose gives them,
+    and the rows' labels, weights and folds: objective.rows_of), put on the
+    devices on first use."""
+    if self.x is None:  # (with its transposed copy where that pays)
+      self.x = jax.tree.map(self.stack.replicate, objective.with_transpose(
+          self.dataset.x_train, self.outputs))
       self.y = jax.tree.map(self.stack.replicate,
                             objective.rows_of(self.dataset))
     return self.x, self.y
@@ -514,8 +517,10 @@ class LBFGS:
       return jax.ShapeDtypeStruct(a.shape, a.dtype)
     theta = jax.ShapeDtypeStruct((self.flat.num_configs, self.flat.size),
                                  np.float32)
-    return jax.eval_shape(self._start, theta, self.values,
-                          like(self.dataset.x_train),
+    x = self.dataset.x_train
+    features = ((like(x), jax.ShapeDtypeStruct(x.shape[::-1], x.dtype))
+                if objective.transposes(x, self.outputs) else like(x))
+    return jax.eval_shape(self._start, theta, self.values, features,
                           jax.tree.map(like, objective.rows_of(self.dataset)),
                           self.center)
 
@@ -523,7 +528,8 @@ class LBFGS:
     """Each configuration's training accuracy (one forward pass)."""
     return jax.vmap(functools.partial(evaluation.accuracy,
                                       chunk=self.flat.chunk),
-                    in_axes=(0, None, None))(self.params_of(theta, center), x,
+                    in_axes=(0, None, None))(self.params_of(theta, center),
+                                             objective.untransposed(x),
                                              rows[0])
 
   def params_of(self, theta_MxP, center=None):

@@ -136,13 +136,69 @@ def stacked_logits(params_M, x_BxD):
   models one matmul x [B, D] @ [D, M K] (the configurations' W side by side),
   which XLA's CPU dot runs faster than M batched ones (Fashion-MNIST's
   full-batch pass in 2,048-row chunks: 56 against 88 ms for one
-  configuration, 271 against 310 ms for 16), else a vmap."""
+  configuration, 271 against 310 ms for 16), else a vmap. x may be a pair
+  (x [B, D], the same transposed [D, B]): see with_transpose."""
+  x_DxB = None
+  if isinstance(x_BxD, tuple):
+    x_BxD, x_DxB = x_BxD
   if set(params_M) != {"w", "b"}:
     return jax.vmap(model.logits, in_axes=(0, None))(params_M, x_BxD)
   m, d, k = params_M["w"].shape
   wide = jnp.transpose(params_M["w"], (1, 0, 2)).reshape(d, m * k)
-  logits = (x_BxD @ wide).reshape(-1, m, k) + params_M["b"][None]
+  product = (x_BxD @ wide if x_DxB is None
+             else _times_with_transpose(x_BxD, x_DxB, wide))
+  logits = product.reshape(-1, m, k) + params_M["b"][None]
   return jnp.transpose(logits, (1, 0, 2))
+
+
+# The full-batch gradient's matmul x^T g reads x [N, D] down its columns,
+# which XLA's CPU dot does at half the speed of a copy stored transposed
+# when g has few columns (M K: one or a few configurations): 26.6 against
+# 12.0 ms on Fashion-MNIST's 60,000 x 784 at K = 10, 2.5 against 1.5 ms a
+# 1,337-row chunk at 40 columns, alike from ~100 columns on (2026-12-04,
+# this project's 2-core EPYC). The full-batch solvers keep that copy for a
+# stack of at most TRANSPOSED_MAX_OUTPUTS logits a row, while it takes at
+# most TRANSPOSED_MAX_BYTES.
+TRANSPOSED_MAX_OUTPUTS = 64
+TRANSPOSED_MAX_BYTES = 2**30
+
+
+def transposes(x_NxD, num_outputs: int) -> bool:
+  """Whether with_transpose keeps x's transposed copy (see above)."""
+  return (num_outputs <= TRANSPOSED_MAX_OUTPUTS
+          and x_NxD.nbytes <= TRANSPOSED_MAX_BYTES)
+
+
+def with_transpose(x_NxD, num_outputs: int):
+  """x [N, D] as full_batch reads it fastest for a stack of `num_outputs`
+  logits a row (M K): the pair (x, x^T [D, N] contiguous), or x alone."""
+  if not transposes(x_NxD, num_outputs):
+    return x_NxD
+  return x_NxD, np.ascontiguousarray(np.asarray(x_NxD).T)
+
+
+def untransposed(x_NxD):
+  """x [N, D] of with_transpose's pair, or x itself."""
+  return x_NxD[0] if isinstance(x_NxD, tuple) else x_NxD
+
+
+@jax.custom_vjp
+def _times_with_transpose(x_BxD, x_DxB, w_DxJ):
+  """x @ w, its gradient in w computed as x^T @ g from the transposed copy
+  (the rows are data: no gradient for them)."""
+  del x_DxB
+  return x_BxD @ w_DxJ
+
+
+def _times_forward(x_BxD, x_DxB, w_DxJ):
+  return x_BxD @ w_DxJ, x_DxB
+
+
+def _times_backward(x_DxB, g_BxJ):
+  return None, None, x_DxB @ g_BxJ
+
+
+_times_with_transpose.defvjp(_times_forward, _times_backward)
 
 
 Rows = tuple  # (labels int32 [N], weights float32 [N], folds int32 [N])
@@ -170,7 +226,8 @@ def full_batch_value(params_M, x_NxD, rows_N: Rows, values, *, blocks,
   """Each configuration's objective over all N rows [M] (no gradient): the
   number `full_batch` minimizes, for any optimizer's params."""
   def chunk_sums(x, rows, valid):
-    per = per_example_losses(stacked_logits(params_M, data_lib.to_features(x)),
+    per = per_example_losses(stacked_logits(params_M, jax.tree.map(
+        data_lib.to_features, x)),
                              rows[0], values["huber_delta"], blocks=blocks,
                              loss_input=loss_input)
     w, _ = _kept(rows, valid, values["fold"])
@@ -190,7 +247,8 @@ def full_batch(theta_MxP, x_NxD, rows_N: Rows, values, *, unravel, blocks,
   theta_MxP are the configurations' parameters flattened (`unravel` turns
   one row back into a params tree); rows_N their labels, weights and folds
   (rows_of). Rows are taken in chunks and the gradient summed over them
-  (evaluation.sum_chunks): no [N, K] array.
+  (evaluation.sum_chunks): no [N, K] array. x_NxD may be with_transpose's
+  pair.
   """
   params_M = jax.vmap(unravel)(theta_MxP)
 
@@ -198,7 +256,8 @@ def full_batch(theta_MxP, x_NxD, rows_N: Rows, values, *, unravel, blocks,
     w, kept = _kept(rows, valid, values["fold"])
 
     def loss_sum(params_M):
-      logits = stacked_logits(params_M, data_lib.to_features(x))
+      logits = stacked_logits(params_M, jax.tree.map(data_lib.to_features,
+                                                     x))
       per = per_example_losses(logits, rows[0], values["huber_delta"],
                                blocks=blocks, loss_input=loss_input,
                                squeeze=squeeze)
