@@ -36,7 +36,7 @@ def _chunk(x_NxD, y_N, i, c):
   """Chunk i of c rows: (x [c, D], y [c], valid [c]); y may be a pytree of
   [N, ...] arrays (e.g. labels with their weights), each chunked alike, and
   x a pair (x [N, D], the same transposed [D, N]), chunked into ([c, D],
-  [D, c]) (objective.with_transpose)."""
+  [D, c]) (objective.transposes)."""
   start = jnp.minimum(i * c, _rows(x_NxD) - c)
   valid_c = start + jnp.arange(c) >= i * c  # not already in chunk i - 1
 

@@ -391,7 +391,6 @@ class LBFGS:
                for s in stacked]
     self.same_loss = np.array([[a == b for b in loss_of] for a in loss_of])
     self.stack, self.stacked, self.dataset = stack, stacked, dataset
-    self.outputs = len(stacked) * dataset.num_classes  # logits a row
     self.shrinks = len(dataset.y_train) * self.flat.size >= self.SHRINK_MIN
     # OWLQN's facts of the data: each configuration's lambda_max, reported,
     # and the centre of its change of variables (see OWLQN; none without an
@@ -495,12 +494,12 @@ class LBFGS:
             "train_accuracy": self._accuracy(state.theta, x, y, center)}
 
   def _on_devices(self):
-    """The training set (features, as objective.with_transpose gives them,
+    """The training set (features, as FlatObjective.features gives them,
     and the rows' labels, weights and folds: objective.rows_of), put on the
     devices on first use."""
     if self.x is None:  # (with its transposed copy where that pays)
-      self.x = jax.tree.map(self.stack.replicate, objective.with_transpose(
-          self.dataset.x_train, self.outputs))
+      self.x = jax.tree.map(self.stack.replicate,
+                            self.flat.features(self.dataset.x_train))
       self.y = jax.tree.map(self.stack.replicate,
                             objective.rows_of(self.dataset))
     return self.x, self.y
@@ -519,7 +518,7 @@ class LBFGS:
                                  np.float32)
     x = self.dataset.x_train
     features = ((like(x), jax.ShapeDtypeStruct(x.shape[::-1], x.dtype))
-                if objective.transposes(x, self.outputs) else like(x))
+                if self.flat.transposed else like(x))
     return jax.eval_shape(self._start, theta, self.values, features,
                           jax.tree.map(like, objective.rows_of(self.dataset)),
                           self.center)

@@ -137,7 +137,7 @@ def stacked_logits(params_M, x_BxD):
   which XLA's CPU dot runs faster than M batched ones (Fashion-MNIST's
   full-batch pass in 2,048-row chunks: 56 against 88 ms for one
   configuration, 271 against 310 ms for 16), else a vmap. x may be a pair
-  (x [B, D], the same transposed [D, B]): see with_transpose."""
+  (x [B, D], the same transposed [D, B]): see transposes."""
   x_DxB = None
   if isinstance(x_BxD, tuple):
     x_BxD, x_DxB = x_BxD
@@ -154,31 +154,29 @@ def stacked_logits(params_M, x_BxD):
 # The full-batch gradient's matmul x^T g reads x [N, D] down its columns,
 # which XLA's CPU dot does at half the speed of a copy stored transposed
 # when g has few columns (M K: one or a few configurations): 26.6 against
-# 12.0 ms on Fashion-MNIST's 60,000 x 784 at K = 10, 2.5 against 1.5 ms a
-# 1,337-row chunk at 40 columns, alike from ~100 columns on (2026-12-04,
-# this project's 2-core EPYC). The full-batch solvers keep that copy for a
-# stack of at most TRANSPOSED_MAX_OUTPUTS logits a row, while it takes at
-# most TRANSPOSED_MAX_BYTES.
+# 12.0 ms on Fashion-MNIST's 60,000 x 784 at K = 10, alike from ~100
+# columns on. That copy pays in one pass over all the rows, not in chunks
+# (whose slices of it are strided): one L-BFGS fit of those 60,000 images
+# (C = 1/3) took 40-45 ms an iteration unchunked with the copy, 55-59
+# chunked with or without it, 58-59 unchunked without it (2026-12-04,
+# this project's 2-core EPYC). So FlatObjective takes all rows at once,
+# with the copy, for a stack of at most TRANSPOSED_MAX_OUTPUTS logits a
+# row on float32 features (uint8 pixels are converted chunk by chunk, and
+# whole they were slower) while the copy takes at most
+# TRANSPOSED_MAX_BYTES.
 TRANSPOSED_MAX_OUTPUTS = 64
 TRANSPOSED_MAX_BYTES = 2**30
 
 
 def transposes(x_NxD, num_outputs: int) -> bool:
-  """Whether with_transpose keeps x's transposed copy (see above)."""
+  """Whether the full-batch pass reads x with its transposed copy (above)."""
   return (num_outputs <= TRANSPOSED_MAX_OUTPUTS
+          and x_NxD.dtype == np.float32
           and x_NxD.nbytes <= TRANSPOSED_MAX_BYTES)
 
 
-def with_transpose(x_NxD, num_outputs: int):
-  """x [N, D] as full_batch reads it fastest for a stack of `num_outputs`
-  logits a row (M K): the pair (x, x^T [D, N] contiguous), or x alone."""
-  if not transposes(x_NxD, num_outputs):
-    return x_NxD
-  return x_NxD, np.ascontiguousarray(np.asarray(x_NxD).T)
-
-
 def untransposed(x_NxD):
-  """x [N, D] of with_transpose's pair, or x itself."""
+  """x [N, D] of FlatObjective.features's pair, or x itself."""
   return x_NxD[0] if isinstance(x_NxD, tuple) else x_NxD
 
 
@@ -247,8 +245,8 @@ def full_batch(theta_MxP, x_NxD, rows_N: Rows, values, *, unravel, blocks,
   theta_MxP are the configurations' parameters flattened (`unravel` turns
   one row back into a params tree); rows_N their labels, weights and folds
   (rows_of). Rows are taken in chunks and the gradient summed over them
-  (evaluation.sum_chunks): no [N, K] array. x_NxD may be with_transpose's
-  pair.
+  (evaluation.sum_chunks): no [N, K] array. x_NxD may be
+  FlatObjective.features's pair.
   """
   params_M = jax.vmap(unravel)(theta_MxP)
 
@@ -343,11 +341,14 @@ class FlatObjective:
     self.template = jax.eval_shape(self.unravel, jax.ShapeDtypeStruct(
         (self.size,), np.float32))
     self.layout, self.num_configs = stack.layout, len(stack.stacked)
-    # Chunks of ~1,000 rows of Fashion-MNIST keep the pass in cache: 231
-    # against 305 ms for 16 configurations at 8,192 rows.
-    self.chunk = min(evaluation.chunk_for(len(stack.stacked),
-                                          dataset.num_classes),
-                     max(256, self.CHUNK_VALUES // dataset.num_features))
+    # x with its transposed copy, in one chunk (see transposes), or in
+    # chunks of ~1,000 rows of Fashion-MNIST that keep the pass in cache:
+    # 231 against 305 ms for 16 configurations at 8,192 rows.
+    self.transposed = transposes(
+        dataset.x_train, len(stack.stacked) * dataset.num_classes)
+    self.chunk = (len(dataset.x_train) if self.transposed else min(
+        evaluation.chunk_for(len(stack.stacked), dataset.num_classes),
+        max(256, self.CHUNK_VALUES // dataset.num_features)))
     self._full_batch = functools.partial(
         full_batch, unravel=self.unravel,
         blocks=loss_blocks(stack.stacked), loss_input=c.loss_input,
@@ -358,6 +359,13 @@ class FlatObjective:
     # the gradient are 0, so no solver moves them.
     self.free = None if c.fit_intercept else self.mask(
         [name != "b" for name in _leaf_names(self.template)])
+
+  def features(self, x_NxD):
+    """x as the pass reads it: with its transposed copy [D, N] (a pair),
+    where self.transposed, else alone."""
+    if not self.transposed:
+      return x_NxD
+    return x_NxD, np.ascontiguousarray(np.asarray(x_NxD).T)
 
   def value(self, theta_MxP, x_NxD, rows_N: Rows, values, blocks=None):
     """(objective [M], gradient [M, P], aux) at theta: full_batch, the
