@@ -2,6 +2,7 @@
 scikit-learn's."""
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from sklearn.linear_model import LogisticRegression
@@ -12,6 +13,7 @@ from softmax_jax.config import Config
 from softmax_jax.data import datasets
 from softmax_jax.errors import UserError
 from softmax_jax.solvers import lbfgs
+from softmax_jax.solvers import objective
 
 WEIGHT_DECAYS = (1e-1, 1e-2, 1e-3)
 
@@ -295,3 +297,33 @@ def test_a_stack_takes_a_pass_only_for_its_slowest_line_searches(dataset):
   retried = trials > 40
   assert retried.sum() >= 2, trials  # (else any line search would do)
   assert len(passes) == trials.max(), (len(passes), trials)
+
+
+def test_the_transposed_copy_gives_the_plain_gradient():
+  """A thin stack on float32 features reads x with its transposed copy
+  (objective.transposes): its logits and their gradient in W are those of
+  x alone, to float32 rounding; wide stacks, uint8 pixels and copies over
+  TRANSPOSED_MAX_BYTES keep x alone."""
+  rng = np.random.default_rng(0)
+  x = rng.normal(size=(300, 20)).astype(np.float32)
+  y = jnp.asarray(rng.integers(0, 3, 300))
+  params = {"w": jnp.asarray(rng.normal(size=(2, 20, 3)), jnp.float32),
+            "b": jnp.asarray(rng.normal(size=(2, 3)), jnp.float32)}
+
+  def loss(p, features):
+    logits = objective.stacked_logits(p, features)
+    return jnp.sum(jax.nn.logsumexp(logits, axis=-1)
+                   - jnp.take_along_axis(logits, y[None, :, None], -1)[..., 0])
+
+  pair = (jnp.asarray(x), jnp.asarray(np.ascontiguousarray(x.T)))
+  (v0, g0), (v1, g1) = (jax.jit(jax.value_and_grad(loss))(params, f)
+                        for f in (jnp.asarray(x), pair))
+  np.testing.assert_allclose(v1, v0, rtol=1e-6)
+  for name in ("w", "b"):
+    np.testing.assert_allclose(g1[name], g0[name], rtol=1e-5, atol=1e-5)
+  assert objective.transposes(x, 6)
+  assert not objective.transposes(x, objective.TRANSPOSED_MAX_OUTPUTS + 1)
+  assert not objective.transposes(x.astype(np.uint8), 6)
+  assert not objective.transposes(
+      np.lib.stride_tricks.as_strided(  # (a view: nothing allocated)
+          x, (objective.TRANSPOSED_MAX_BYTES // 80 + 1, 20), (0, 4)), 6)
