@@ -31,10 +31,14 @@ def data_dir(tmp_path_factory):
 
 def test_the_exit_still_runs_threads_handlers_and_profilers(tmp_path):
   """cli ends the process with os._exit (no teardown), but only after what
-  the interpreter does first: a thread it waits for, the exit handlers;
-  under a profiler, it ends as Python does and the profile is written."""
-  code = (f"import atexit, sys, threading, time\n"
+  the interpreter does first: a thread it waits for, an idle thread pool
+  told to end (else joining its threads would wait forever), the exit
+  handlers. Under a profiler it ends as Python does: the profile is
+  written."""
+  code = (f"import atexit, concurrent.futures, sys, threading, time\n"
           f"sys.argv = ['launch.py', '--loss=bogus']\n"
+          f"pool = concurrent.futures.ThreadPoolExecutor(2)\n"
+          f"pool.submit(print, end='').result()  # then idle, not shut down\n"
           f"atexit.register(lambda: open({str(tmp_path / 'handler')!r}, "
           f"'w').close())\n"
           f"def late():\n"
