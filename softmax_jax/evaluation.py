@@ -26,10 +26,10 @@ TOP_K = 5  # top-5 accuracy is reported when there are more classes than this
 _STACK_BUDGET = 2**24
 
 
-def chunk_for(num_configs: int, num_classes: int) -> int:
+def chunk_for(num_configs: int, num_classes: int, most: int = CHUNK) -> int:
   """Rows per chunk for a stack of configurations: [M, chunk, K] logits
-  within the budget (between 256 and CHUNK rows)."""
-  return int(min(CHUNK, max(256, _STACK_BUDGET // (num_configs * num_classes))))
+  within the budget (between 256 and `most` rows)."""
+  return int(min(most, max(256, _STACK_BUDGET // (num_configs * num_classes))))
 
 
 def _chunk(x_NxD, y_N, i, c):
@@ -37,7 +37,7 @@ def _chunk(x_NxD, y_N, i, c):
   [N, ...] arrays (e.g. labels with their weights), each chunked alike, and
   x a pair (x [N, D], the same transposed [D, N]), chunked into ([c, D],
   [D, c]) (objective.transposes)."""
-  start = jnp.minimum(i * c, _rows(x_NxD) - c)
+  start = jnp.minimum(i * c, untransposed(x_NxD).shape[0] - c)
   valid_c = start + jnp.arange(c) >= i * c  # not already in chunk i - 1
 
   def cut(a, axis=0):
@@ -48,25 +48,26 @@ def _chunk(x_NxD, y_N, i, c):
   return x, jax.tree.map(cut, y_N), valid_c
 
 
-def _rows(x_NxD) -> int:
-  return (x_NxD[0] if isinstance(x_NxD, tuple) else x_NxD).shape[0]
+def untransposed(x_NxD):
+  """x [N, D] of a pair (x, the same transposed), or x itself."""
+  return x_NxD[0] if isinstance(x_NxD, tuple) else x_NxD
 
 
 def map_chunks(fn, x_NxD, y_N, chunk: int = CHUNK):
   """fn(x [c, D], y [c], valid [c]) of each chunk of rows, stacked [S, ...]."""
-  c = min(chunk, _rows(x_NxD))
+  c = min(chunk, untransposed(x_NxD).shape[0])
   return jax.lax.map(lambda i: fn(*_chunk(x_NxD, y_N, i, c)),
-                     jnp.arange(math.ceil(_rows(x_NxD) / c)))
+                     jnp.arange(math.ceil(untransposed(x_NxD).shape[0] / c)))
 
 
 def sum_chunks(fn, x_NxD, y_N, chunk: int = CHUNK):
   """The sum over the chunks of rows of fn(x [c, D], y [c], valid [c]) (a
   pytree), accumulated in a loop: nothing of a chunk outlives it, also when
   fn takes a gradient (a full-batch gradient without an [N, K] array)."""
-  c = min(chunk, _rows(x_NxD))
+  c = min(chunk, untransposed(x_NxD).shape[0])
   first = fn(*_chunk(x_NxD, y_N, 0, c))
   return jax.lax.fori_loop(
-      1, math.ceil(_rows(x_NxD) / c),
+      1, math.ceil(untransposed(x_NxD).shape[0] / c),
       lambda i, total: jax.tree.map(jnp.add, total,
                                     fn(*_chunk(x_NxD, y_N, i, c))), first)
 

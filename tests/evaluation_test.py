@@ -110,6 +110,9 @@ def test_the_chunk_fits_the_stack():
   assert evaluation.chunk_for(1, 10) == evaluation.CHUNK
   assert evaluation.chunk_for(64, 1000) == 262  # 64 x 262 x 1000 < 2**24
   assert evaluation.chunk_for(1024, 1000) == 256  # never below 256 rows
+  # At most `most` rows (a thin stack's whole pass: objective.transposes).
+  assert evaluation.chunk_for(1, 10, most=60_000) == 60_000
+  assert evaluation.chunk_for(1, 10, most=10**7) == 2**24 // 10
 
 
 @pytest.mark.slow

@@ -8,6 +8,7 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 
 from conftest import synthetic_dataset
+from softmax_jax import evaluation
 from softmax_jax import train
 from softmax_jax.config import Config
 from softmax_jax.data import datasets
@@ -302,7 +303,8 @@ def test_a_stack_takes_a_pass_only_for_its_slowest_line_searches(dataset):
 def test_the_transposed_copy_gives_the_plain_gradient():
   """A thin stack on float32 features reads x with its transposed copy
   (objective.transposes): its logits and their gradient in W are those of
-  x alone, to float32 rounding; wide stacks, uint8 pixels and copies over
+  x alone, to float32 rounding, in one chunk or in several (a pass beyond
+  the logits' budget); wide stacks, uint8 pixels and copies over
   TRANSPOSED_MAX_BYTES keep x alone."""
   rng = np.random.default_rng(0)
   x = rng.normal(size=(300, 20)).astype(np.float32)
@@ -310,17 +312,24 @@ def test_the_transposed_copy_gives_the_plain_gradient():
   params = {"w": jnp.asarray(rng.normal(size=(2, 20, 3)), jnp.float32),
             "b": jnp.asarray(rng.normal(size=(2, 3)), jnp.float32)}
 
-  def loss(p, features):
+  def loss(p, features, labels, valid):
     logits = objective.stacked_logits(p, features)
-    return jnp.sum(jax.nn.logsumexp(logits, axis=-1)
-                   - jnp.take_along_axis(logits, y[None, :, None], -1)[..., 0])
+    return jnp.sum(valid * (
+        jax.nn.logsumexp(logits, axis=-1)
+        - jnp.take_along_axis(logits, labels[None, :, None], -1)[..., 0]))
+
+  def pass_(p, features, chunk):
+    return evaluation.sum_chunks(
+        lambda xc, yc, valid: jax.value_and_grad(loss)(p, xc, yc, valid),
+        features, y, chunk)
 
   pair = (jnp.asarray(x), jnp.asarray(np.ascontiguousarray(x.T)))
-  (v0, g0), (v1, g1) = (jax.jit(jax.value_and_grad(loss))(params, f)
-                        for f in (jnp.asarray(x), pair))
-  np.testing.assert_allclose(v1, v0, rtol=1e-6)
-  for name in ("w", "b"):
-    np.testing.assert_allclose(g1[name], g0[name], rtol=1e-5, atol=1e-5)
+  v0, g0 = jax.jit(pass_, static_argnums=2)(params, jnp.asarray(x), 300)
+  for chunk in (300, 128):
+    v1, g1 = jax.jit(pass_, static_argnums=2)(params, pair, chunk)
+    np.testing.assert_allclose(v1, v0, rtol=1e-5)
+    for name in ("w", "b"):
+      np.testing.assert_allclose(g1[name], g0[name], rtol=1e-5, atol=1e-5)
   assert objective.transposes(x, 6)
   assert not objective.transposes(x, objective.TRANSPOSED_MAX_OUTPUTS + 1)
   assert not objective.transposes(x.astype(np.uint8), 6)

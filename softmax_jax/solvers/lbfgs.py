@@ -498,8 +498,7 @@ class LBFGS:
     and the rows' labels, weights and folds: objective.rows_of), put on the
     devices on first use."""
     if self.x is None:  # (with its transposed copy where that pays)
-      self.x = jax.tree.map(self.stack.replicate,
-                            self.flat.features(self.dataset.x_train))
+      self.x = self.flat.features(self.stack.replicate(self.dataset.x_train))
       self.y = jax.tree.map(self.stack.replicate,
                             objective.rows_of(self.dataset))
     return self.x, self.y
@@ -528,7 +527,7 @@ class LBFGS:
     return jax.vmap(functools.partial(evaluation.accuracy,
                                       chunk=self.flat.chunk),
                     in_axes=(0, None, None))(self.params_of(theta, center),
-                                             objective.untransposed(x),
+                                             evaluation.untransposed(x),
                                              rows[0])
 
   def params_of(self, theta_MxP, center=None):

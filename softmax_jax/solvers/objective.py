@@ -159,11 +159,11 @@ def stacked_logits(params_M, x_BxD):
 # (whose slices of it are strided): one L-BFGS fit of those 60,000 images
 # (C = 1/3) took 40-45 ms an iteration unchunked with the copy, 55-59
 # chunked with or without it, 58-59 unchunked without it (2026-12-04,
-# this project's 2-core EPYC). So FlatObjective takes all rows at once,
-# with the copy, for a stack of at most TRANSPOSED_MAX_OUTPUTS logits a
-# row on float32 features (uint8 pixels are converted chunk by chunk, and
-# whole they were slower) while the copy takes at most
-# TRANSPOSED_MAX_BYTES.
+# this project's 2-core EPYC). So FlatObjective takes all rows at once
+# (up to the logits budget of evaluation.chunk_for), with the copy, for a
+# stack of at most TRANSPOSED_MAX_OUTPUTS logits a row on float32 features
+# (uint8 pixels are converted chunk by chunk, and whole they were slower)
+# while the copy takes at most TRANSPOSED_MAX_BYTES.
 TRANSPOSED_MAX_OUTPUTS = 64
 TRANSPOSED_MAX_BYTES = 2**30
 
@@ -173,11 +173,6 @@ def transposes(x_NxD, num_outputs: int) -> bool:
   return (num_outputs <= TRANSPOSED_MAX_OUTPUTS
           and x_NxD.dtype == np.float32
           and x_NxD.nbytes <= TRANSPOSED_MAX_BYTES)
-
-
-def untransposed(x_NxD):
-  """x [N, D] of FlatObjective.features's pair, or x itself."""
-  return x_NxD[0] if isinstance(x_NxD, tuple) else x_NxD
 
 
 @jax.custom_vjp
@@ -341,14 +336,17 @@ class FlatObjective:
     self.template = jax.eval_shape(self.unravel, jax.ShapeDtypeStruct(
         (self.size,), np.float32))
     self.layout, self.num_configs = stack.layout, len(stack.stacked)
-    # x with its transposed copy, in one chunk (see transposes), or in
-    # chunks of ~1,000 rows of Fashion-MNIST that keep the pass in cache:
-    # 231 against 305 ms for 16 configurations at 8,192 rows.
-    self.transposed = transposes(
-        dataset.x_train, len(stack.stacked) * dataset.num_classes)
-    self.chunk = (len(dataset.x_train) if self.transposed else min(
-        evaluation.chunk_for(len(stack.stacked), dataset.num_classes),
-        max(256, self.CHUNK_VALUES // dataset.num_features)))
+    # x with its transposed copy, all rows at once within the logits'
+    # budget (see transposes), or in chunks of ~1,000 rows of Fashion-MNIST
+    # that keep the pass in cache: 231 against 305 ms for 16 configurations
+    # at 8,192 rows.
+    m, k = len(stack.stacked), dataset.num_classes
+    self.transposed = transposes(dataset.x_train, m * k)
+    self.chunk = (
+        evaluation.chunk_for(m, k, most=len(dataset.x_train))
+        if self.transposed else
+        min(evaluation.chunk_for(m, k),
+            max(256, self.CHUNK_VALUES // dataset.num_features)))
     self._full_batch = functools.partial(
         full_batch, unravel=self.unravel,
         blocks=loss_blocks(stack.stacked), loss_input=c.loss_input,
@@ -361,11 +359,13 @@ class FlatObjective:
         [name != "b" for name in _leaf_names(self.template)])
 
   def features(self, x_NxD):
-    """x as the pass reads it: with its transposed copy [D, N] (a pair),
-    where self.transposed, else alone."""
+    """x, on the devices, as the pass reads it: with its transposed copy
+    [D, N] (a pair), transposed there (no copy of it on the host), where
+    self.transposed, else alone."""
     if not self.transposed:
       return x_NxD
-    return x_NxD, np.ascontiguousarray(np.asarray(x_NxD).T)
+    return x_NxD, jax.jit(jnp.transpose,
+                          out_shardings=self.layout.replicated)(x_NxD)
 
   def value(self, theta_MxP, x_NxD, rows_N: Rows, values, blocks=None):
     """(objective [M], gradient [M, P], aux) at theta: full_batch, the
