@@ -52,6 +52,11 @@ flags.DEFINE_enum("mode", "train", ["train", "eval", "predict", "prepare_data"],
                   "checkpoint, recompute the test metrics and redraw the "
                   "figures; predict: classify --images with --workdir's "
                   "model; prepare_data: only prepare and cache the data set.")
+flags.DEFINE_bool("figures", True, "Draw the run's figures (learning curves "
+                  "or the sweep's plot, reliability, confusion, predictions, "
+                  "weights) as PNGs in the workdir, shown in report.md; "
+                  "--nofigures skips them, and matplotlib (~0.6 s of a small "
+                  "run); --mode=eval draws them later.")
 flags.DEFINE_list("images", None,
                   "--mode=predict: image files (PNG, JPEG, ...; converted to "
                   "the model's channels and size) or .npy arrays.")
@@ -140,6 +145,9 @@ def _refuse_flags_without_effect():
       if given(name):
         raise UserError(f"--{name} has no effect with --mode={mode}: it uses "
                         "the run's own configuration, recorded in --workdir")
+  if given("figures") and mode in ("predict", "prepare_data"):
+    raise UserError(f"--figures has no effect with --mode={mode}, which "
+                    "draws none; drop it")
   if mode == "prepare_data":
     for name in (*config_lib.FIELDS, *_TRAINING_FLAGS, "workdir"):
       if given(name) and name not in (*config_lib.DATA_FIELDS, "config"):
@@ -224,6 +232,7 @@ def main(argv):
   every = FLAGS.checkpoint_every
   runner.run(configs, FLAGS.workdir, overwrite=FLAGS.overwrite,
              refit=FLAGS.refit, mesh=FLAGS.mesh, shard_data=FLAGS.shard_data,
+             figures=FLAGS.figures,
              **({} if every is None else {"checkpoint_every": every}))
 
 
@@ -260,7 +269,7 @@ def _use_trained_model():
                     "training run")
   from softmax_jax import runner  # pylint: disable=g-import-not-at-top
   if FLAGS.mode == "eval":
-    runner.evaluate(FLAGS.workdir)
+    runner.evaluate(FLAGS.workdir, figures=FLAGS.figures)
     return
   if not FLAGS.images:
     raise UserError("--mode=predict needs --images=a.png,b.png or "

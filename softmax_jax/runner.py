@@ -49,7 +49,8 @@ def run(configs: list[config_lib.Config] | config_lib.Config,
         workdir: str | Path | None = None, *, overwrite: bool = False,
         checkpoint_every: float = checkpoint.EVERY_SECONDS,
         refit: bool = False, verbose: bool = True,
-        mesh: str = "auto", shard_data: bool = True) -> dict:
+        mesh: str = "auto", shard_data: bool = True,
+        figures: bool = True) -> dict:
   """Trains the config(s), writes the outputs and returns the summary.
 
   A checkpoint is written at most every `checkpoint_every` seconds (0: after
@@ -60,9 +61,11 @@ def run(configs: list[config_lib.Config] | config_lib.Config,
   mesh: the devices as "CONFIGSxDATA" (see distributed.make_layout), or auto.
   shard_data: in a multi-host run that splits minibatches across hosts, each
   host holds only its share of the training examples (train.train_configs).
+  figures: draw the figures (PNGs in the workdir, shown in report.md); False
+  skips them and matplotlib (~0.6 s of a small run).
   """
   configs = _validated(configs)
-  options = _Options(checkpoint_every, mesh, shard_data)
+  options = _Options(checkpoint_every, mesh, shard_data, figures)
   shape = distributed.parse_mesh(mesh)
   for batch_size in {c.batch_size for c in configs}:  # refused before loading
     distributed.make_layout(1, batch_size, shape)
@@ -99,6 +102,7 @@ class _Options:
   checkpoint_every: float
   mesh: str  # "auto" or "CONFIGSxDATA"
   shard_data: bool  # each host holds only its share of the examples
+  figures: bool = True  # draw the figures
 
 
 def _train(configs, workdir, overwrite, options, stop_requested,
@@ -181,12 +185,13 @@ def _train(configs, workdir, overwrite, options, stop_requested,
         _metrics_record(i, r, configs, swept)
         for i, run_ in enumerate(result.runs) for r in run_.history])
   if single and result.runs[0].status == results.DIVERGED:
-    if writer:
+    if writer and options.figures:
       workdir_lib.save_curves(workdir, result.runs[0].history,
                               _title(configs[0]))
     raise results.diverged_error(result.runs[0])
   return _write_outputs(configs, dataset, result, workdir if writer else None,
-                        talk, final=True), workdir, configs
+                        talk, final=True,
+                        figures=options.figures), workdir, configs
 
 
 def _refit(configs, summary, workdir, options, verbose) -> dict:
@@ -206,7 +211,7 @@ def _refit(configs, summary, workdir, options, verbose) -> dict:
           f"{where}", flush=True)
   refit = run(best_config, where, checkpoint_every=options.checkpoint_every,
               verbose=verbose, mesh=options.mesh,
-              shard_data=options.shard_data)
+              shard_data=options.shard_data, figures=options.figures)
   if summary is None:  # a process other than 0, on a finished sweep
     return refit
   summary["refit"] = {
@@ -230,8 +235,10 @@ def _refit(configs, summary, workdir, options, verbose) -> dict:
   return summary
 
 
-def evaluate(workdir: str | Path, verbose: bool = True) -> dict:
-  """Reloads a run's checkpoint, recomputes its test metrics, redraws figures.
+def evaluate(workdir: str | Path, verbose: bool = True,
+             figures: bool = True) -> dict:
+  """Reloads a run's checkpoint, recomputes its test metrics, redraws figures
+  (unless not `figures`).
 
   report.md keeps the facts of the training run (its times, date, devices)
   from its summary.json; only what is recomputed here changes.
@@ -240,7 +247,7 @@ def evaluate(workdir: str | Path, verbose: bool = True) -> dict:
     configs, dataset, result, scored = _restore(workdir)
     recorded = workdir_lib.read_summary(workdir)
     summary = _write_outputs(configs, dataset, result, Path(workdir), verbose,
-                             final=False, trained=recorded)
+                             final=False, trained=recorded, figures=figures)
   if verbose and not recorded:  # (summary.json is written when it ends)
     print(f"note: the run in {workdir} has not finished: these are the scores "
           "of its latest checkpoint; run its training command again to finish "
@@ -424,10 +431,11 @@ _evaluate = jax.jit(evaluation.evaluate)
 
 
 def _write_outputs(configs, dataset, result, workdir, verbose, final,
-                   trained=None) -> dict:
+                   trained=None, figures=True) -> dict:
   """Concludes the run (outcome.conclude) and shows it: its summary,
-  figures and report; `final` also writes params and summary.json, before
-  any figure. workdir None: a process that writes nothing."""
+  figures (where `figures`) and report; `final` also writes params and
+  summary.json, before any figure. workdir None: a process that writes
+  nothing."""
   started = time.perf_counter()
   try:
     outcome = outcome_lib.conclude(configs, dataset, result, final=final,
@@ -447,23 +455,27 @@ def _write_outputs(configs, dataset, result, workdir, verbose, final,
         dataset, calibrated["temperature"] if calibrated else None))
     workdir_lib.write_summary(workdir, summary)
   ranking = _ranking(outcome)
+  drawn = []
   if outcome.single:
-    figures = ([workdir_lib.CURVES] if workdir_lib.save_curves(
-        workdir, best.history, _title(best.config)) else [])
+    if figures and workdir_lib.save_curves(workdir, best.history,
+                                           _title(best.config)):
+      drawn.append(workdir_lib.CURVES)
   else:
     workdir_lib.write_results(workdir, outcome.rows, outcome.swept)
     if outcome.aggregated:
       workdir_lib.write_results_by_config(
           workdir, outcome.aggregated,
           seeds.columns(outcome.aggregated, outcome.swept))
-    figures = ([workdir_lib.SWEEP_PLOT] if workdir_lib.save_sweep_plot(
-        workdir, outcome.aggregated or outcome.rows, outcome.swept) else [])
-  figures += report.write_figures(workdir, outcome.analysis, best.params,
+    if figures and workdir_lib.save_sweep_plot(
+        workdir, outcome.aggregated or outcome.rows, outcome.swept):
+      drawn.append(workdir_lib.SWEEP_PLOT)
+  if figures:
+    drawn += report.write_figures(workdir, outcome.analysis, best.params,
                                   dataset.x_test, dataset.image_shape)
   title = (_title(best.config) if outcome.single else
            f"Sweep of {len(configs)} configurations; the best: "
            f"{_title(best.config)}")
-  report.write_markdown(workdir, title, summary, figures, ranking=ranking)
+  report.write_markdown(workdir, title, summary, drawn, ranking=ranking)
   if final:
     # Evaluation of the final model, figures and report (not in report.md).
     summary["report_seconds"] = time.perf_counter() - started

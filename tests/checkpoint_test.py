@@ -114,12 +114,13 @@ def test_unreadable_checkpoints_are_kept_and_refused(tmp_path):
   data_dir = tmp_path / "data"
   write_cache(data_dir, ds)
   config = dataclasses.replace(TINY, data_dir=str(data_dir))
-  runner.run(config, workdir, verbose=False)
+  runner.run(config, workdir, verbose=False, figures=False)
   _corrupt(workdir / "checkpoints")
   (workdir / "summary.json").unlink()  # as if killed before the end
   with pytest.raises(UserError, match="no readable checkpoint"):
-    runner.run(config, workdir, verbose=False)
-  summary = runner.run(config, workdir, overwrite=True, verbose=False)
+    runner.run(config, workdir, verbose=False, figures=False)
+  summary = runner.run(config, workdir, overwrite=True, verbose=False,
+                       figures=False)
   assert summary["epochs_run"] == TINY.epochs
 
 
@@ -253,7 +254,7 @@ def test_eval_of_an_unfinished_run_says_so(tmp_path, capsys):
   write_cache(data_dir, synthetic_dataset())
   config = dataclasses.replace(TINY, data_dir=str(data_dir))
   workdir = tmp_path / "run"
-  runner.run(config, workdir, verbose=False)
+  runner.run(config, workdir, verbose=False, figures=False)
   runner.evaluate(workdir)
   assert "has not finished" not in capsys.readouterr().out
   (workdir / "summary.json").unlink()  # as if stopped before the end
@@ -305,7 +306,7 @@ def test_eval_after_a_stop_between_evaluations(tmp_path, capsys,
                            sweep.axis("lr", [0.1, 0.3]))
     with pytest.raises(Interrupted, match="stopped after epoch 1"):
       runner.run(configs, tmp_path / f"every{every}", verbose=False,
-                 checkpoint_every=0)
+                 checkpoint_every=0, figures=False)
     runs[every] = train.train_configs(
         configs, datasets.hold_out_validation(datasets.load(
             "fashion_mnist", tmp_path / "data"), 1 / 6),

@@ -32,9 +32,11 @@ def data_dir(tmp_path_factory):
 
 
 def launch(*args, devices=1, check=True, **popen_kw):
+  """launch.py on `devices` simulated devices, drawing no figures (what
+  these tests compare is in results.csv, summary.json and params.npz)."""
   env = {**os.environ,
          "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}
-  command = [sys.executable, str(ROOT / "launch.py"), *args]
+  command = [sys.executable, str(ROOT / "launch.py"), "--nofigures", *args]
   if not check:
     return subprocess.Popen(command, env=env, cwd=ROOT, text=True, **popen_kw)
   r = subprocess.run(command, env=env, cwd=ROOT, capture_output=True,

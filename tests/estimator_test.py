@@ -235,7 +235,8 @@ def test_a_run_of_launch_py_loads_as_an_estimator(tmp_path):
   from softmax_jax.config import Config  # pylint: disable=g-import-not-at-top
   runner.run(Config(dataset=f"npy:{folder}", optimizer="lbfgs",
                     weight_decay=1e-3, standardize=True, calibrate=True,
-                    val_fraction=0.2), tmp_path / "run", verbose=False)
+                    val_fraction=0.2), tmp_path / "run", verbose=False,
+             figures=False)
   loaded = SoftmaxRegression.load(tmp_path / "run")
   np.save(tmp_path / "rows.npy", x[300:])
   ranked = runner.predict(tmp_path / "run", [str(tmp_path / "rows.npy")],

@@ -60,7 +60,8 @@ def _assert_same_outputs(a, b):
                          ids=["single run", "sweep"])
 def test_same_command_and_seed_give_bit_identical_results(data_dir, tmp_path,
                                                           flags):
-  args = [f"--data_dir={data_dir}", "--epochs=3", "--batch_size=32", *flags]
+  args = [f"--data_dir={data_dir}", "--epochs=3", "--batch_size=32",
+          "--nofigures", *flags]
   for name in ("a", "b"):
     r = run(*args, f"--workdir={tmp_path / name}")
     assert r.returncode == 0, r.stderr
@@ -85,7 +86,7 @@ def _kill_when(args, predicate):
 @pytest.mark.slow
 def test_sigkill_during_training_then_resume(data_dir, tmp_path):
   args = [f"--data_dir={data_dir}", "--epochs=40", "--batch_size=32",
-          "--checkpoint_every=0"]
+          "--checkpoint_every=0", "--nofigures"]
   assert run(*args, f"--workdir={tmp_path / 'whole'}").returncode == 0
   killed = _kill_when([*args, f"--workdir={tmp_path / 'run'}"],
                       lambda line: line.startswith("epoch  12"))

@@ -128,10 +128,11 @@ def test_streamed_npy_run_end_to_end(tmp_path, capsys):
             getattr(dataset, f"x_{split}").astype(np.float32) / 255)
     np.save(folder / f"y_{split}.npy", getattr(dataset, f"y_{split}"))
   config = config_lib.Config(dataset=f"npy:{folder}", batch_size=64, epochs=2)
-  resident = runner.run(config, tmp_path / "resident", verbose=False)
+  resident = runner.run(config, tmp_path / "resident", verbose=False,
+                        figures=False)
   streamed = runner.run(
       dataclasses.replace(config, device_memory_gb=TINY_BUDGET_GB * 4),
-      tmp_path / "streamed")
+      tmp_path / "streamed", figures=False)
   assert "minibatches stream from host memory" in capsys.readouterr().out
   assert streamed["streamed"] and not resident["streamed"]
   for key in ("test_accuracy", "test_nll", "train_loss"):

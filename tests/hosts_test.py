@@ -2,6 +2,7 @@
 stop request on one of them, and a coordinator that never comes. Each
 process runs under its supervisor, as a user starts it."""
 
+import concurrent.futures
 import json
 import os
 from pathlib import Path
@@ -36,10 +37,12 @@ def data_dir(tmp_path_factory):
 
 
 def start(data_dir, workdir, *args, port=None, ids=(0, 1), only=None):
-  """The run's processes `ids`, each with args and its own `only[id]`."""
+  """The run's processes `ids`, each with args and its own `only[id]`
+  (drawing no figures: these tests are about the processes)."""
   port = port or free_port()
   return [subprocess.Popen(
-      [sys.executable, str(ROOT / "launch.py"), f"--data_dir={data_dir}",
+      [sys.executable, str(ROOT / "launch.py"), "--nofigures",
+       f"--data_dir={data_dir}",
        f"--workdir={workdir}", f"--coordinator_address=127.0.0.1:{port}",
        "--num_processes=2", f"--process_id={i}", *args,
        *(only or {}).get(i, ())],
@@ -94,8 +97,8 @@ def test_a_lost_process_stops_the_other_and_both_resume_bit_identical(
   assert summaries[0]["test_accuracy"] == summaries[1]["test_accuracy"]
   # One process restores what two wrote.
   r = subprocess.run([sys.executable, str(ROOT / "launch.py"), "--mode=eval",
-                      f"--workdir={workdir}"], cwd=ROOT, capture_output=True,
-                     text=True, timeout=300, check=False)
+                      "--nofigures", f"--workdir={workdir}"], cwd=ROOT,
+                     capture_output=True, text=True, timeout=300, check=False)
   assert r.returncode == 0 and ": the same" in r.stdout, r.stderr
 
 
@@ -130,27 +133,53 @@ def test_an_error_on_one_process_is_shown_by_the_other(data_dir, tmp_path):
   assert "Check failure" not in results[0].stdout + results[0].stderr
 
 
-def test_a_host_that_comes_late_to_the_first_collective_is_waited_for(
-    data_dir, tmp_path):
+def _late_host(data_dir, workdir):
   """Process 1 paused for 40 s (as a slow host, e.g. validating a large data
-  set) right after it joined: process 0 waits for it, where a collective on
-  its own gives up after gloo's 30 s, and the run completes."""
-  workdir = tmp_path / "run"
+  set) right after it joined, then let go; the run's results."""
   procs = start(data_dir, workdir, "--batch_size=32", "--epochs=2",
                 "--heartbeat_timeout=120")  # a paused process sends none
-  log = workdir / "logs" / "process_1.log"
-  deadline = time.monotonic() + 120
-  while not (log.exists() and "joined the run" in log.read_text()):
-    assert time.monotonic() < deadline and procs[1].poll() is None
-    time.sleep(0.01)
-  # The trainer, under process 1's supervisor.
-  (trainer,) = map(int, Path(f"/proc/{procs[1].pid}/task/{procs[1].pid}/"
-                             "children").read_text().split())
-  os.kill(trainer, signal.SIGSTOP)
-  time.sleep(40)
-  assert procs[0].poll() is None  # waiting
-  os.kill(trainer, signal.SIGCONT)
-  results = run_all(procs)
+  try:
+    log = workdir / "logs" / "process_1.log"
+    deadline = time.monotonic() + 120
+    while not (log.exists() and "joined the run" in log.read_text()):
+      assert time.monotonic() < deadline and procs[1].poll() is None
+      time.sleep(0.01)
+    # The trainer, under process 1's supervisor.
+    (trainer,) = map(int, Path(f"/proc/{procs[1].pid}/task/{procs[1].pid}/"
+                               "children").read_text().split())
+    os.kill(trainer, signal.SIGSTOP)
+    time.sleep(40)
+    waiting = procs[0].poll() is None
+    os.kill(trainer, signal.SIGCONT)
+    return waiting, run_all(procs)
+  finally:
+    for p in procs:
+      if p.poll() is None:
+        p.kill()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def late_host(request, data_dir, tmp_path_factory):
+  """_late_host, started with the module when its test is to run: its 40 s
+  pause passes while the other tests run."""
+  late = test_a_host_that_comes_late_to_the_first_collective_is_waited_for
+  if not any(getattr(item, "function", None) is late
+             for item in request.session.items):
+    yield None
+    return
+  with concurrent.futures.ThreadPoolExecutor(1) as pool:
+    workdir = tmp_path_factory.mktemp("late") / "run"
+    yield workdir, pool.submit(_late_host, data_dir, workdir)
+
+
+def test_a_host_that_comes_late_to_the_first_collective_is_waited_for(
+    late_host):
+  """Process 1 paused for 40 s right after it joined: process 0 waits for
+  it, where a collective on its own gives up after gloo's 30 s, and the run
+  completes."""
+  workdir, future = late_host
+  waiting, results = future.result(timeout=600)
+  assert waiting  # process 0, 40 s after process 1 stopped
   assert [r.returncode for r in results] == [0, 0], results
   assert (workdir / "params.npz").exists()
 

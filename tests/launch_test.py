@@ -92,18 +92,22 @@ def test_train_end_to_end(data_dir, tmp_path):
 
 @pytest.mark.slow
 def test_a_path_and_a_tracked_objective_end_to_end(data_dir, tmp_path):
-  """An L-BFGS path writes its solutions to results.csv and summary.json; an
-  SGD run with --track_objective records and reports its objective."""
+  """An L-BFGS path writes its solutions to results.csv and summary.json
+  (with --nofigures, no figure); an SGD run with --track_objective records
+  and reports its objective."""
   r = launch(f"--data_dir={data_dir}", f"--workdir={tmp_path / 'path'}",
-             "--optimizer=lbfgs", "--weight_decay=0.01,0.001")
+             "--optimizer=lbfgs", "--weight_decay=0.01,0.001", "--nofigures")
   assert r.returncode == 0, r.stderr
+  assert not list((tmp_path / "path").glob("*.png"))
+  report = (tmp_path / "path" / "report.md").read_text()
+  assert "| test accuracy |" in report and "![" not in report
   header = (tmp_path / "path" / "results.csv").read_text().splitlines()[0]
   assert "objective,grad_norm,iterations,evaluations,converged" in header
   summary = json.loads((tmp_path / "path" / "summary.json").read_text())
   assert summary["best"]["config"]["optimizer"] == "lbfgs"
   r = launch(f"--data_dir={data_dir}", f"--workdir={tmp_path / 'sgd'}",
              "--epochs=2", "--batch_size=32", "--weight_decay=0.001",
-             "--track_objective")
+             "--track_objective", "--nofigures")
   assert r.returncode == 0, r.stderr
   assert "ms/epoch" in r.stdout
   records = [json.loads(line) for line in
@@ -122,7 +126,7 @@ def test_config_file_and_flags_combine(data_dir, tmp_path):
       "  return Config(loss='huber', optimizer='adam', lr=0.05, epochs=5)\n")
   workdir = tmp_path / "run"
   r = launch(f"--config={config}", "--epochs=2", "--batch_size=64",
-             f"--data_dir={data_dir}", f"--workdir={workdir}")
+             f"--data_dir={data_dir}", f"--workdir={workdir}", "--nofigures")
   assert r.returncode == 0, r.stderr
   c = json.loads((workdir / "summary.json").read_text())["config"]
   assert (c["loss"], c["optimizer"], c["lr"], c["epochs"], c["batch_size"]) == (
@@ -250,6 +254,9 @@ FLAGS_WITHOUT_EFFECT = {
     "mesh in predict": (["--mode=predict", "--workdir=w", "--mesh=1x1",
                          "--images=a.png"],
                         "--mesh has no effect with --mode=predict"),
+    "figures in predict": (["--mode=predict", "--workdir=w", "--nofigures",
+                            "--images=a.png"],
+                           "--figures has no effect with --mode=predict"),
     "l1 ratio without the elastic net": (["--penalty=l1", "--l1_ratio=0.3"],
                                          "--l1_ratio has no effect without "
                                          "--penalty=elasticnet"),
@@ -291,7 +298,7 @@ def test_divergence_keeps_the_epochs_it_finished(bad_runs):
 def test_existing_run_is_not_overwritten(data_dir, tmp_path):
   workdir = tmp_path / "run"
   args = [f"--data_dir={data_dir}", f"--workdir={workdir}", "--epochs=1",
-          "--batch_size=64"]
+          "--batch_size=64", "--nofigures"]
   assert launch(*args).returncode == 0
   before = (workdir / "summary.json").read_text()
   again = launch(*args)  # the same command: finished, nothing to redo

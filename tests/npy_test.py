@@ -50,7 +50,8 @@ def test_npy_is_memory_mapped_in_each_feature_dtype(tmp_path, dtype):
   assert ds.pixels is None and ds.num_classes == 3
   np.testing.assert_array_equal(ds.x_test, arrays["x_test"])
   summary = runner.run(Config(dataset=f"npy:{folder}", batch_size=20, epochs=4,
-                              lr=0.5), tmp_path / "run", verbose=False)
+                              lr=0.5), tmp_path / "run", verbose=False,
+                       figures=False)
   assert summary["test_accuracy"] > 0.9
 
 
@@ -86,7 +87,8 @@ def test_the_refit_also_trains_on_the_datas_own_validation_split(tmp_path):
   folder, arrays = _folder(tmp_path, val=True)
   config = Config(dataset=f"npy:{folder}", batch_size=20, epochs=2)
   summary = runner.run([config, Config(**{**config.__dict__, "lr": 0.5})],
-                       tmp_path / "sweep", refit=True, verbose=False)
+                       tmp_path / "sweep", refit=True, verbose=False,
+                       figures=False)
   refit = json.loads(
       (tmp_path / "sweep" / "refit" / "summary.json").read_text())
   assert summary["num_train"] == 120 and refit["num_train"] == 160
@@ -253,7 +255,7 @@ def test_predict_needs_only_the_run_and_a_changed_data_set_is_refused(
   config = Config(dataset="npy:data", epochs=2, batch_size=20, lr=0.5,
                   standardize=True, calibrate=True)
   workdir = tmp_path / "run"
-  runner.run(config, workdir, verbose=False)
+  runner.run(config, workdir, verbose=False, figures=False)
   recorded = json.loads((workdir / "configs.json").read_text())[0]
   assert recorded["dataset"] == f"npy:{folder}"
   rows = tmp_path / "rows.npy"
@@ -273,7 +275,8 @@ def test_predict_needs_only_the_run_and_a_changed_data_set_is_refused(
                      r'\["cat", "dog"\]\)'):
     runner.evaluate(workdir, verbose=False)
   with pytest.raises(UserError, match="not the one the run"):
-    runner.run(config, workdir, verbose=False, checkpoint_every=0)
+    runner.run(config, workdir, verbose=False, checkpoint_every=0,
+               figures=False)
   assert runner.predict(workdir, [str(rows)]) == before
 
 
@@ -285,17 +288,18 @@ def test_data_changed_in_its_values_alone_is_refused(tmp_path):
   folder, arrays = _folder(tmp_path, val=True)
   config = Config(dataset=f"npy:{folder}", epochs=3, batch_size=20, lr=0.5)
   finished, stopped = tmp_path / "finished", tmp_path / "stopped"
-  runner.run(config, finished, verbose=False)
+  runner.run(config, finished, verbose=False, figures=False)
   asked = contextlib.contextmanager(lambda: (yield lambda: True))
   with pytest.MonkeyPatch.context() as m:  # Ctrl-C at once: after epoch 1
     m.setattr(runner, "_stop_requests", asked)
     with pytest.raises(Interrupted, match="stopped after epoch 1"):
-      runner.run(config, stopped, verbose=False, checkpoint_every=0)
+      runner.run(config, stopped, verbose=False, checkpoint_every=0,
+                 figures=False)
   summary = json.loads((finished / "summary.json").read_text())
 
   for name in ("x_test", "y_train"):  # the same command again: accepted
     np.save(folder / f"{name}.npy", arrays[name].copy())
-  assert runner.run(config, finished, verbose=False) == summary
+  assert runner.run(config, finished, verbose=False, figures=False) == summary
   for name, changed in (("y_train", arrays["y_train"][::-1]),
                         ("x_test", arrays["x_test"] + 1)):
     np.save(folder / f"{name}.npy", changed)
@@ -303,9 +307,9 @@ def test_data_changed_in_its_values_alone_is_refused(tmp_path):
     message = (rf"not the one the run in .* was started on \(other values in "
                rf"{what[name]} \(the same shape, other data\)\)")
     with pytest.raises(UserError, match=message):  # finished
-      runner.run(config, finished, verbose=False)
+      runner.run(config, finished, verbose=False, figures=False)
     with pytest.raises(UserError, match=message):  # resumed
-      runner.run(config, stopped, verbose=False)
+      runner.run(config, stopped, verbose=False, figures=False)
     with pytest.raises(UserError, match=message):
       runner.evaluate(finished, verbose=False)
     np.save(folder / f"{name}.npy", arrays[name])  # back as it was
@@ -326,7 +330,7 @@ def test_weights_and_balanced_classes_from_the_command_line(tmp_path):
   folder, arrays = _folder(tmp_path, y_train=y, w_train=w)
   summary = runner.run(Config(dataset=f"npy:{folder}", optimizer="lbfgs",
                               weight_decay=0.01, class_weight="balanced"),
-                       tmp_path / "run", verbose=False)
+                       tmp_path / "run", verbose=False, figures=False)
   assert summary["converged"]
   total = (w * (120 / (3 * np.bincount(y)))[y]).sum()  # C = 1 / (wd S)
   fitted = SoftmaxRegression(C=1 / (0.01 * total), class_weight="balanced",

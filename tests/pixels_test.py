@@ -32,7 +32,7 @@ def _save(path, x_train, y_train, x_test, y_test):
 def _train(tmp_path, name, dataset, **config):
   workdir = tmp_path / name
   runner.run(Config(**{**TINY.__dict__, "dataset": dataset, **config}),
-             workdir, verbose=False)
+             workdir, verbose=False, figures=False)
   with np.load(workdir / "params.npz") as f:
     params = {k: f[k] for k in f.files}
   return workdir, params, json.loads((workdir / "summary.json").read_text())

@@ -74,7 +74,7 @@ def test_an_exact_sweep_end_to_end(tmp_path):
            x_test=dataset.x_test, y_test=dataset.y_test)
   configs = [Config(dataset=f"npz:{path}", optimizer="exact", weight_decay=wd,
                     **RIDGE) for wd in WEIGHT_DECAYS]
-  summary = runner.run(configs, tmp_path / "run", verbose=False)
+  summary = runner.run(configs, tmp_path / "run", verbose=False, figures=False)
   assert summary["converged"] and summary["iterations"] == 0
   assert summary["test_accuracy"] > 0.9
   header = (tmp_path / "run" / "results.csv").read_text().splitlines()[0]

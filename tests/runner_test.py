@@ -228,7 +228,8 @@ def test_params_npz_of_every_model_loads_without_pickle(trained, tmp_path):
                               ("", 2, {"a", "s", "b"})):
     workdir = tmp_path / f"run{phm_n}"
     runner.run(Config(data_dir=str(data_dir), hidden=hidden, phm_n=phm_n,
-                      epochs=1, batch_size=32), workdir, verbose=False)
+                      epochs=1, batch_size=32), workdir, verbose=False,
+               figures=False)
     with np.load(workdir / "params.npz", allow_pickle=False) as f:
       assert set(f.files) == keys | {"class_names", "pixels", "image_shape"}
       params = {k: f[k] for k in keys}
@@ -318,7 +319,7 @@ def test_a_calibrated_sweep_has_a_temperature_per_configuration(tmp_path,
   base = config_lib.Config(data_dir=str(tmp_path / "data"), epochs=2,
                            batch_size=32, calibrate=True)
   configs = sweep.expand(base, sweep.axis("lr", [0.05, 0.5]))
-  summary = runner.run(configs, tmp_path / "run", verbose=False)
+  summary = runner.run(configs, tmp_path / "run", verbose=False, figures=False)
   rows = list(csv.DictReader((tmp_path / "run" / "results.csv").open()))
   temperatures = [float(r["temperature"]) for r in rows]
   assert all(t > 0 for t in temperatures) and len(set(temperatures)) == 2
@@ -363,7 +364,8 @@ def test_a_diverged_run_or_a_repeated_configuration_is_refused(tmp_path):
                   lr=1e4, epochs=3, batch_size=20)
   workdir = tmp_path / "run"
   with pytest.raises(UserError, match="diverged"):
-    runner.run(config, workdir, verbose=False, checkpoint_every=0)
+    runner.run(config, workdir, verbose=False, checkpoint_every=0,
+               figures=False)
   rows = tmp_path / "rows.npy"
   np.save(rows, ds.x_test[:2])
   for call in (lambda: runner.evaluate(workdir, verbose=False),
@@ -374,13 +376,13 @@ def test_a_diverged_run_or_a_repeated_configuration_is_refused(tmp_path):
   sweep = [Config(**{**config.__dict__, "lr": lr}) for lr in (1e4, 1e5)]
   with pytest.raises(UserError, match=r"all 2 configurations diverged.*; "
                      r"each one's status and last scores are in .*results.csv"):
-    runner.run(sweep, tmp_path / "all", verbose=False)
+    runner.run(sweep, tmp_path / "all", verbose=False, figures=False)
   with open(tmp_path / "all" / "results.csv") as f:
     assert [r["status"] for r in csv.DictReader(f)] == ["diverged"] * 2
   with pytest.raises(UserError, match="configurations 0 and 1 of the sweep "
                      "are the same"):
     runner.run([Config(**{**config.__dict__, "lr": 0.1})] * 2,
-               tmp_path / "twice", verbose=False)
+               tmp_path / "twice", verbose=False, figures=False)
   assert not (tmp_path / "twice").exists()
 
 
@@ -405,7 +407,8 @@ def test_the_library_and_the_command_line_give_one_summary(tmp_path):
   write_cache(tmp_path / "data", synthetic_dataset(noise=60.0))
   config = Config(data_dir=str(tmp_path / "data"), epochs=2, batch_size=32,
                   val_fraction=0.25, calibrate=True)
-  command_line = runner.run(config, tmp_path / "run", verbose=False)
+  command_line = runner.run(config, tmp_path / "run", verbose=False,
+                            figures=False)
   dataset = datasets.hold_out_validation(datasets.load("fashion_mnist",
                                                        tmp_path / "data"), 0.25)
   library = train.train_and_evaluate(config, dataset).summary

@@ -135,7 +135,7 @@ def test_a_solver_in_a_seeds_sweep_runs_once_without_a_spread(tmp_path,
                                    "seed": "0,1,2"})
   assert [(c.optimizer, c.seed) for c in configs] == [
       ("sgd", 0), ("sgd", 1), ("sgd", 2), ("lbfgs", 0)]
-  summary = runner.run(configs, tmp_path / "run")
+  summary = runner.run(configs, tmp_path / "run", figures=False)
   assert "--optimizer=lbfgs reads no seed: each of its configurations runs " \
       "once, without a spread over seeds" in capsys.readouterr().out
   by_config = {r["optimizer"]: r for r in csv.DictReader(
@@ -149,7 +149,7 @@ def test_a_solver_in_a_seeds_sweep_runs_once_without_a_spread(tmp_path,
   with pytest.raises(UserError, match="configurations 0 and 1 of the sweep "
                      "are the same --optimizer=lbfgs run: it reads none of "
                      "lr, batch_size, epochs, schedule, compute_dtype, seed"):
-    runner.run(repeated, tmp_path / "repeated", verbose=False)
+    runner.run(repeated, tmp_path / "repeated", verbose=False, figures=False)
 
 
 def ranking_lines(out: str) -> list[str]:
@@ -169,6 +169,6 @@ def test_the_same_configurations_without_seeds_behave_as_before(tmp_path):
   write_cache(tmp_path / "data", synthetic_dataset())
   base = Config(data_dir=str(tmp_path / "data"), epochs=1, batch_size=32)
   configs = [dataclasses.replace(base, lr=lr) for lr in (0.01, 0.5)]
-  summary = runner.run(configs, tmp_path / "run", verbose=False)
+  summary = runner.run(configs, tmp_path / "run", verbose=False, figures=False)
   assert "num_seeds" not in summary["best"]
   assert not (tmp_path / "run" / "results_by_config.csv").exists()

@@ -216,7 +216,8 @@ def test_a_path_in_units_of_lambda_max(tmp_path):
                 penalty="elasticnet", l1_ratio=0.7, val_fraction=0.2,
                 weight_decay_unit="lambda_max")
   configs = sweep.expand(base, sweep.axis("weight_decay", [1.01, 0.05]))
-  runner.run(configs, tmp_path / "run", refit=True, verbose=False)
+  runner.run(configs, tmp_path / "run", refit=True, verbose=False,
+             figures=False)
   rows = workdir_lib.read_results(tmp_path / "run")
   lam = float(rows[0]["lambda_max"])
   recorded = workdir_lib.read_configs(tmp_path / "run")

@@ -261,7 +261,8 @@ def test_sweep_outputs_and_honest_selection(tmp_path):
 def test_refit_trains_the_best_again_on_all_training_data(tmp_path):
   base = _write_cache(tmp_path / "data", garbage_test_labels=False)
   configs = sweep.expand(base, sweep.axis("lr", [0.01, 0.5]))
-  summary = runner.run(configs, tmp_path / "run", refit=True, verbose=False)
+  summary = runner.run(configs, tmp_path / "run", refit=True, verbose=False,
+                       figures=False)
   refit_dir = tmp_path / "run" / "refit"
   refit = workdir_lib.read_summary(refit_dir)
   best = configs[summary["best"]["config_id"]]
@@ -272,7 +273,8 @@ def test_refit_trains_the_best_again_on_all_training_data(tmp_path):
   assert summary["refit"]["workdir"] == str(refit_dir)
   assert workdir_lib.read_summary(tmp_path / "run")["refit"] == summary["refit"]
   # The same command again finds both finished and trains nothing.
-  again = runner.run(configs, tmp_path / "run", refit=True, verbose=False)
+  again = runner.run(configs, tmp_path / "run", refit=True, verbose=False,
+                     figures=False)
   assert again["refit"] == summary["refit"]
 
 
@@ -284,7 +286,7 @@ def test_solver_columns_come_from_every_row_and_the_refit(tmp_path, capsys):
   base = dataclasses.replace(_write_cache(tmp_path / "data", False),
                              lr=1e-6, max_iters=2)  # sgd learns nothing
   configs = sweep.expand(base, sweep.axis("optimizer", ["sgd", "lbfgs"]))
-  summary = runner.run(configs, tmp_path / "run", refit=True)
+  summary = runner.run(configs, tmp_path / "run", refit=True, figures=False)
   rows = workdir_lib.read_results(tmp_path / "run")
   assert list(rows[0])[list(rows[0]).index("final_train_loss"):] == [
       "final_train_loss", *lbfgs.LBFGS.SOLUTION_KEYS, "epochs_run",
@@ -309,25 +311,27 @@ def test_a_stop_in_the_sweeps_last_epoch_comes_before_the_refit(
   asked = contextlib.contextmanager(lambda: (yield lambda: True))
   monkeypatch.setattr(runner, "_stop_requests", asked)  # Ctrl-C at once
   with pytest.raises(Interrupted, match="stopped before the refit"):
-    runner.run(configs, tmp_path / "run", refit=True, verbose=False)
+    runner.run(configs, tmp_path / "run", refit=True, verbose=False,
+               figures=False)
   assert workdir_lib.read_summary(tmp_path / "run") is not None
   assert not (tmp_path / "run" / "refit").exists()
   monkeypatch.undo()
-  summary = runner.run(configs, tmp_path / "run", refit=True, verbose=False)
+  summary = runner.run(configs, tmp_path / "run", refit=True, verbose=False,
+                       figures=False)
   assert summary["refit"]["num_train"] == (summary["num_train"]
                                            + summary["num_val"])
 
 
 def test_refit_needs_a_sweep(tmp_path):
   with pytest.raises(UserError, match="--refit retrains a sweep's best"):
-    runner.run(TINY, tmp_path / "run", refit=True, verbose=False)
+    runner.run(TINY, tmp_path / "run", refit=True, verbose=False, figures=False)
 
 
 def test_a_sweep_needs_a_validation_split(tmp_path):
   configs = sweep.expand(dataclasses.replace(TINY, val_fraction=0.0),
                          sweep.axis("lr", [0.1, 0.2]))
   with pytest.raises(UserError, match="--val_fraction > 0"):
-    runner.run(configs, tmp_path / "run", verbose=False)
+    runner.run(configs, tmp_path / "run", verbose=False, figures=False)
 
 
 @pytest.mark.slow

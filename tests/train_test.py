@@ -370,7 +370,7 @@ def test_a_tie_in_validation_accuracy_goes_to_the_stronger_weight_decay(
   write_cache(tmp_path / "data", synthetic_dataset())
   base = dataclasses.replace(TINY, data_dir=str(tmp_path / "data"))
   configs = sweep.expand(base, sweep.axis("weight_decay", [0.0, 1e-9, 1e-8]))
-  summary = runner.run(configs, tmp_path / "run", verbose=False)
+  summary = runner.run(configs, tmp_path / "run", verbose=False, figures=False)
   rows = list(csv.DictReader((tmp_path / "run" / "results.csv").open()))
   assert len({r["val_accuracy"] for r in rows}) == 1  # the tie this tests
   assert summary["best"]["config_id"] == 2
