@@ -316,6 +316,52 @@ def test_a_second_fit_of_the_same_shapes_compiles_nothing():
   assert not (compiled := _compilations(again)), compiled
 
 
+def _traces(fit) -> list[str]:
+  """The functions JAX traced while fit() ran."""
+  import jax  # pylint: disable=g-import-not-at-top
+  traced = []
+
+  def listener(event, duration, **kwargs):
+    del duration
+    if event.endswith("jaxpr_trace_duration"):
+      traced.append(kwargs.get("fun_name"))
+
+  jax.monitoring.register_event_duration_secs_listener(listener)
+  try:
+    fit()
+  finally:
+    jax.monitoring.unregister_event_duration_listener(listener)
+  return traced
+
+
+def test_a_fit_of_the_same_signature_traces_nothing_and_finds_its_optimum(
+    monkeypatch):
+  """compilation.family: a fit of other data at another C, of the same
+  shapes, runs the first fit's L-BFGS programs without tracing them, and
+  finds the optimum a fresh solver finds, bit for bit (whose own lowering
+  is the same program: compile_once hits); a compiled-in field
+  (fit_intercept) has programs of its own."""
+  from sklearn.datasets import load_iris  # pylint: disable=g-import-not-at-top
+
+  from softmax_jax import compilation  # pylint: disable=g-import-not-at-top
+  X, y = load_iris(return_X_y=True)
+  SoftmaxRegression(C=0.5).fit(X, y)
+  again = SoftmaxRegression(C=2.0)
+  traced = _traces(lambda: again.fit(X[::-1] + 0.5, y[::-1]))
+  assert not {"advance", "_start"} & set(traced), traced
+  monkeypatch.setattr(compilation, "_families", type(compilation._families)())
+  fresh, compiled = SoftmaxRegression(C=2.0), []
+  traced = _traces(lambda: compiled.extend(_compilations(
+      lambda: fresh.fit(X[::-1] + 0.5, y[::-1]))))
+  assert {"advance", "_start"} <= set(traced), traced
+  assert not compiled, compiled
+  np.testing.assert_array_equal(again.coef_, fresh.coef_)
+  np.testing.assert_array_equal(again.intercept_, fresh.intercept_)
+  assert again.n_iter_ == fresh.n_iter_
+  assert "advance" in _traces(lambda: SoftmaxRegression(
+      C=2.0, fit_intercept=False).fit(X, y))
+
+
 @pytest.mark.slow
 def test_a_sparse_fit_of_other_data_compiles_nothing():
   """OWL-QN's facts of the data (the features' mean, lambda_max) are

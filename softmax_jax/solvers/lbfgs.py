@@ -29,6 +29,7 @@ Fashion-MNIST against ~12 ms per model for one shared value-and-gradient pass.
 from __future__ import annotations
 
 from collections.abc import Callable
+import dataclasses
 import functools
 import math
 from typing import ClassVar, NamedTuple
@@ -38,6 +39,7 @@ import jax.flatten_util  # pylint: disable=unused-import
 import jax.numpy as jnp
 import numpy as np
 
+from softmax_jax import compilation
 from softmax_jax import evaluation
 from softmax_jax.compilation import compile_once
 from softmax_jax.config import Config
@@ -47,6 +49,7 @@ from softmax_jax.hosts import distributed
 from softmax_jax.solvers import objective
 from softmax_jax.solvers import optimizers
 from softmax_jax.solvers.base import check_linear
+from softmax_jax.solvers.base import config_values
 from softmax_jax.solvers.base import FULL_BATCH_UNREAD
 from softmax_jax.solvers.base import Stack
 
@@ -405,9 +408,30 @@ class LBFGS:
           data_lib.feature_mean(dataset.x_train) if stack.first.fit_intercept
           else np.zeros(dataset.num_features), np.float32))
     self.x = self.y = None  # the training set, once on the devices
-    self.moments = self.moving = None
-    # The compiled round of each stack size and its losses.
-    self.runs: dict[tuple[int, tuple], Callable] = {}
+    self.moments = None
+    # The compiled programs: the start, the moving test, and the round of
+    # each stack size and its losses; shared with every later solver of
+    # the same signature.
+    self.programs = compilation.family(self._signature())
+
+  def _signature(self) -> tuple:
+    """What this solver's programs are a function of (compilation.family):
+    its class, each configuration's fields but the numeric values (traced:
+    stack.values), the constants derived from them, the data's shapes and
+    dtypes, the devices' layout and how the pass reads the features."""
+    numeric = set(config_values(self.stacked))
+    x = self.dataset.x_train
+    return (type(self).__qualname__, self.ITERATIONS_PER_ROUND,
+            self.SHRINK_MIN,
+            tuple(tuple((f.name, getattr(c, f.name))
+                        for f in dataclasses.fields(c)
+                        if f.name not in numeric) for c in self.stacked),
+            self.same_loss.tobytes(), self.penalized.tobytes(),
+            tuple(x.shape), str(x.dtype), self.dataset.num_classes,
+            tuple((a.shape, str(a.dtype))
+                  for a in objective.rows_of(self.dataset)),
+            self.layout.mesh, self.flat.transposed, self.flat.chunk,
+            self.flat.size)
 
   @classmethod
   def rounds(cls, config: Config) -> int:
@@ -506,9 +530,10 @@ class LBFGS:
   def init_states(self, params=None):
     theta = self.flat.zeros() if params is None else self._theta(params)
     args = (theta, self.values, *self._on_devices(), self.center)
-    return compile_once(jax.jit(self._start,
-                                out_shardings=self.layout.configs).lower(
-                                    *args))(*args)
+    if "start" not in self.programs:
+      self.programs["start"] = compile_once(jax.jit(
+          self._start, out_shardings=self.layout.configs).lower(*args))
+    return self.programs["start"](*args)
 
   def state_shapes(self):
     def like(a):
@@ -562,9 +587,11 @@ class LBFGS:
     self.moments = tuple(
         distributed.put(a.astype(np.float32), self.layout.replicated)
         for a in (mean, eigvecs, np.maximum(eigvals, 0)))
-    self.moving = compile_once(jax.jit(lambda st, v: ~finished(
-        State(**st["solver"]), v["tol"], v["max_iters"], self._l1(v))).lower(
-            states, self.values))
+    if "moving" not in self.programs:
+      self.programs["moving"] = compile_once(jax.jit(
+          lambda st, v: ~finished(State(**st["solver"]), v["tol"],
+                                  v["max_iters"], self._l1(v))).lower(
+                                      states, self.values))
     self._compiled(len(self.stacked), objective.loss_blocks(self.stacked),
                    states)
 
@@ -573,8 +600,8 @@ class LBFGS:
     the whole stack and put back into it; its record describes them all.
     `blocks`: the losses of the picked stack (each configuration keeps its
     own loss whichever others are still moving)."""
-    if (size, blocks) in self.runs:
-      return self.runs[size, blocks]
+    if ("round", size, blocks) in self.programs:
+      return self.programs["round", size, blocks]
 
     def advance(states, picked, keep, x, y, values, moments, center,
                 lambda_max):
@@ -618,16 +645,18 @@ class LBFGS:
       return states, record
 
     picked = np.zeros(size, np.int32)
-    self.runs[size, blocks] = compile_once(jax.jit(advance, out_shardings=(
-        self.layout.configs, self.layout.replicated)).lower(
+    self.programs["round", size, blocks] = compile_once(jax.jit(
+        advance, out_shardings=(self.layout.configs,
+                                self.layout.replicated)).lower(
             states, picked, picked, self.x, self.y, self.values,
             self.moments, self.center, self.lambda_max))
-    return self.runs[size, blocks]
+    return self.programs["round", size, blocks]
 
   def round(self, states, r):
     del r
     m = len(self.stacked)
-    moving = (np.flatnonzero(jax.device_get(self.moving(states, self.values)))
+    moving = (np.flatnonzero(jax.device_get(self.programs["moving"](
+        states, self.values)))
               if self.shrinks else np.arange(m))
     if not len(moving):  # (all finished: a round that changes nothing)
       moving = np.arange(m)
