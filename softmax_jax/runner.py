@@ -102,7 +102,7 @@ class _Options:
   checkpoint_every: float
   mesh: str  # "auto" or "CONFIGSxDATA"
   shard_data: bool  # each host holds only its share of the examples
-  figures: bool = True  # draw the figures
+  figures: bool  # draw the figures
 
 
 def _train(configs, workdir, overwrite, options, stop_requested,

@@ -280,23 +280,32 @@ def test_small_fits_of_nearby_sizes_share_one_program(monkeypatch):
                              atol=1e-4)
 
 
-def _compilations(fit) -> list[str]:
-  """The programs XLA compiled or read from the compilation cache while
-  fit() ran (jax.monitoring's events)."""
+def _events(fit) -> list[tuple[str, str | None]]:
+  """jax.monitoring's duration events while fit() ran: (event, function)."""
   import jax  # pylint: disable=g-import-not-at-top
-  compiled = []
+  events = []
 
   def listener(event, duration, **kwargs):
-    del duration, kwargs
-    if event.endswith(("backend_compile_duration", "cache_retrieval_time_sec")):
-      compiled.append(event)
+    del duration
+    events.append((event, kwargs.get("fun_name")))
 
   jax.monitoring.register_event_duration_secs_listener(listener)
   try:
     fit()
   finally:
     jax.monitoring.unregister_event_duration_listener(listener)
-  return compiled
+  return events
+
+
+def _compilations(events) -> list[str]:
+  """The programs XLA compiled or read from the compilation cache."""
+  return [e for e, _ in events if e.endswith(
+      ("backend_compile_duration", "cache_retrieval_time_sec"))]
+
+
+def _traces(events) -> list[str | None]:
+  """The functions JAX traced."""
+  return [f for e, f in events if e.endswith("jaxpr_trace_duration")]
 
 
 def test_a_second_fit_of_the_same_shapes_compiles_nothing():
@@ -313,25 +322,7 @@ def test_a_second_fit_of_the_same_shapes_compiles_nothing():
     SoftmaxRegression(C=2.0).fit(X[::-1] + 0.5, y[::-1])
     SoftmaxRegressionCV(Cs=3, cv=3).fit(X[::-1] + 0.5, y[::-1])
 
-  assert not (compiled := _compilations(again)), compiled
-
-
-def _traces(fit) -> list[str]:
-  """The functions JAX traced while fit() ran."""
-  import jax  # pylint: disable=g-import-not-at-top
-  traced = []
-
-  def listener(event, duration, **kwargs):
-    del duration
-    if event.endswith("jaxpr_trace_duration"):
-      traced.append(kwargs.get("fun_name"))
-
-  jax.monitoring.register_event_duration_secs_listener(listener)
-  try:
-    fit()
-  finally:
-    jax.monitoring.unregister_event_duration_listener(listener)
-  return traced
+  assert not (compiled := _compilations(_events(again))), compiled
 
 
 def test_a_fit_of_the_same_signature_traces_nothing_and_finds_its_optimum(
@@ -347,19 +338,18 @@ def test_a_fit_of_the_same_signature_traces_nothing_and_finds_its_optimum(
   X, y = load_iris(return_X_y=True)
   SoftmaxRegression(C=0.5).fit(X, y)
   again = SoftmaxRegression(C=2.0)
-  traced = _traces(lambda: again.fit(X[::-1] + 0.5, y[::-1]))
+  traced = _traces(_events(lambda: again.fit(X[::-1] + 0.5, y[::-1])))
   assert not {"advance", "_start"} & set(traced), traced
   monkeypatch.setattr(compilation, "_families", type(compilation._families)())
-  fresh, compiled = SoftmaxRegression(C=2.0), []
-  traced = _traces(lambda: compiled.extend(_compilations(
-      lambda: fresh.fit(X[::-1] + 0.5, y[::-1]))))
-  assert {"advance", "_start"} <= set(traced), traced
-  assert not compiled, compiled
+  fresh = SoftmaxRegression(C=2.0)
+  events = _events(lambda: fresh.fit(X[::-1] + 0.5, y[::-1]))
+  assert {"advance", "_start"} <= set(traced := _traces(events)), traced
+  assert not (compiled := _compilations(events)), compiled
   np.testing.assert_array_equal(again.coef_, fresh.coef_)
   np.testing.assert_array_equal(again.intercept_, fresh.intercept_)
   assert again.n_iter_ == fresh.n_iter_
-  assert "advance" in _traces(lambda: SoftmaxRegression(
-      C=2.0, fit_intercept=False).fit(X, y))
+  assert "advance" in _traces(_events(lambda: SoftmaxRegression(
+      C=2.0, fit_intercept=False).fit(X, y)))
 
 
 @pytest.mark.slow
@@ -372,8 +362,8 @@ def test_a_sparse_fit_of_other_data_compiles_nothing():
   X = X / 16
   first = SoftmaxRegression(C=0.5, penalty="l1").fit(X[:600], y[:600])
   second = SoftmaxRegression(C=0.5, penalty="l1")
-  assert not (compiled := _compilations(
-      lambda: second.fit(X[600:1200], y[600:1200]))), compiled
+  assert not (compiled := _compilations(_events(
+      lambda: second.fit(X[600:1200], y[600:1200])))), compiled
   assert first.converged_ and second.converged_
   assert not np.allclose(first.coef_, second.coef_)
 
