@@ -121,8 +121,12 @@ def _use_compilation_cache():
                          os.path.expanduser("~/.cache/softmax_jax/xla"))
   if cache:  # "" turns the cache off
     jax.config.update("jax_compilation_cache_dir", cache)
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
-    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    # Every program however small, unless JAX's own environment variables
+    # say otherwise (the tests keep only those over 0.2 s: see conftest.py).
+    for name in ("jax_persistent_cache_min_compile_time_secs",
+                 "jax_persistent_cache_min_entry_size_bytes"):
+      if name.upper() not in os.environ:
+        jax.config.update(name, 0)
 
 
 # Flags that only some modes read; elsewhere they would be silently ignored.

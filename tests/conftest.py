@@ -19,12 +19,18 @@ from softmax_jax.data import datasets  # noqa: E402  needs sys.path above  # pyl
 # Where this test run keeps its compiled programs: launch.py reads the first
 # (cli._use_compilation_cache), JAX itself the second.
 _CACHE_DIRS = ("SOFTMAX_JAX_COMPILATION_CACHE", "JAX_COMPILATION_CACHE_DIR")
-# Every program is kept. A size limit turns on JAX's file lock (the filelock
-# package): without it, a process may read an entry that another is still
-# writing, and warn on stderr that it is not readable.
-_CACHE_SETTINGS = {"JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
-                   "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0",
-                   "JAX_COMPILATION_CACHE_MAX_SIZE": str(64 << 30)}
+# The programs that take over 0.2 s to compile are kept (L-BFGS's rounds,
+# the epochs, the evaluations: 0.3-2 s each), not the thousands of single
+# operations a test runs eagerly (~30 ms each). A size limit turns on JAX's
+# file lock (the filelock package): without it, a process may read an
+# entry that another is still writing, and warn on stderr that it is not
+# readable. But each write under that limit then lists the whole cache and
+# reads every entry's access time (jax._src.lru_cache._evict_if_needed):
+# with every eager operation kept (min. 0 s), the writes grew with the
+# cache and `make test` took 596 s instead of 541 s (2026-12-05).
+_CACHE_SETTINGS = {"JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": 0.2,
+                   "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": 0,
+                   "JAX_COMPILATION_CACHE_MAX_SIZE": 64 << 30}
 
 
 def pytest_configure(config):
@@ -43,8 +49,8 @@ def pytest_configure(config):
   import jax  # pylint: disable=g-import-not-at-top
   jax.config.update("jax_compilation_cache_dir",
                     os.environ["JAX_COMPILATION_CACHE_DIR"])
-  for name in _CACHE_SETTINGS:  # this process imported JAX before they were
-    jax.config.update(name.lower(), int(os.environ[name]))
+  for name, value in _CACHE_SETTINGS.items():  # this process imported JAX
+    jax.config.update(name.lower(), type(value)(os.environ[name]))  # first
 
 
 # `make test` runs the tests in one pytest-xdist worker per core
@@ -81,7 +87,8 @@ def _fresh_compilation_cache(config):
   tests in them and every process they start compile a program once, and
   nothing compiled by another run or version is read."""
   path = tempfile.mkdtemp(prefix="softmax_jax_test_xla_")
-  os.environ.update({name: path for name in _CACHE_DIRS}, **_CACHE_SETTINGS)
+  os.environ.update({name: path for name in _CACHE_DIRS},
+                    **{name: str(v) for name, v in _CACHE_SETTINGS.items()})
   config.add_cleanup(lambda: shutil.rmtree(path, ignore_errors=True))
 
 
