@@ -262,7 +262,7 @@ def test_a_run_of_launch_py_loads_as_an_estimator(tmp_path):
 def test_small_fits_of_nearby_sizes_share_one_program(monkeypatch):
   """Padded to powers of two (rows of weight 0, zero columns): 100 and 120
   rows of 5 features are one compiled program, with the optimum each would
-  have unpadded; 300 rows are another program."""
+  have unpadded; 750 rows are another program."""
   from sklearn.datasets import load_iris  # pylint: disable=g-import-not-at-top
 
   from softmax_jax import compilation  # pylint: disable=g-import-not-at-top
@@ -277,7 +277,7 @@ def test_small_fits_of_nearby_sizes_share_one_program(monkeypatch):
   second = SoftmaxRegression(C=0.5).fit(X[:120], y[:120])
   assert len(compilation._programs) == programs
   assert first.coef_.shape == second.coef_.shape == (3, 5)
-  SoftmaxRegression(C=0.5).fit(np.tile(X, (2, 1)), np.tile(y, 2))
+  SoftmaxRegression(C=0.5).fit(np.tile(X, (5, 1)), np.tile(y, 5))
   assert len(compilation._programs) > programs
   monkeypatch.setattr(estimator, "PAD_BELOW", 0)
   unpadded = SoftmaxRegression(C=0.5).fit(X[:120], y[:120])
@@ -345,6 +345,9 @@ def test_a_fit_of_the_same_signature_traces_nothing_and_finds_its_optimum(
 
   from softmax_jax import compilation  # pylint: disable=g-import-not-at-top
   X, y = load_iris(return_X_y=True)
+  for cache in ("_programs", "_families"):  # (not what earlier tests left)
+    monkeypatch.setattr(compilation, cache,
+                        type(getattr(compilation, cache))())
   SoftmaxRegression(C=0.5).fit(X, y)
   again = SoftmaxRegression(C=2.0)
   traced = _traces(_events(lambda: again.fit(X[::-1] + 0.5, y[::-1])))
