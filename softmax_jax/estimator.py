@@ -52,12 +52,14 @@ PENALTIES = ("l2", "l1", "elasticnet")
 # Small fits are compile-bound (~3 s to compile, ~0.3 s to solve on 150 x 4):
 # below this many rows x features, the full-batch solvers see the arrays
 # padded to the next power of two in rows (weight 0), at least 512, and in
-# features (zero columns, whose weights stay 0), at least 32, so that fits
-# of nearby shapes (the folds of a grid search, subsets in a notebook, all
-# the tiny data sets of scikit-learn's estimator checks) share one compiled
-# program. The objective, and so the optimum, is the same. (The lower
-# bounds cost nothing measurable in a solve; in scikit-learn's checks they
-# cut the compiled L-BFGS programs from 23 to 6: 46 s to 19 s, 2026-12-05.)
+# features (zero columns, whose weights stay 0), at least 8, so that fits
+# of nearby shapes (the folds of a grid search, subsets in a notebook, the
+# tiny data sets of scikit-learn's estimator checks) share one compiled
+# program. The objective, and so the optimum, is the same. (512 rows cost
+# nothing measurable in a solve, and cut the checks' compiled L-BFGS
+# programs from 23 to 10, 46 s to 28 s; at least 16 or 32 features would
+# cut them to 6, but made iris's first fit 0.3 s slower to compile, 1.6 s
+# to 1.9 s: 2026-12-05.)
 PAD_BELOW = 2**20
 FULL_BATCH = ("lbfgs", "exact")
 
@@ -377,7 +379,7 @@ def _dataset(X, y, weights, classes, solver) -> datasets.Dataset:
   w = np.asarray(weights, np.float32)
   n, d = x.shape
   if solver in FULL_BATCH and n * d < PAD_BELOW:
-    rows, features = _power_of_two(n, 512), _power_of_two(d, 32)
+    rows, features = _power_of_two(n, 512), _power_of_two(d, 8)
     x = np.pad(x, ((0, rows - n), (0, features - d)))
     y, w = np.pad(y, (0, rows - n)), np.pad(w, (0, rows - n))
   return datasets.Dataset(
