@@ -1,10 +1,14 @@
 """Evaluation metrics: accuracy, NLL, calibration (ECE, reliability), confusion.
 
 All take probabilities or logits [N, K] and integer labels [N] and work on
-NumPy or JAX arrays alike (jnp inside, so they can be jitted and vmapped).
+NumPy or JAX arrays alike. Each is jitted where it is defined (its integer
+options static), as losses' are: one compiled program when called eagerly,
+inlined in a jitted caller; they vmap.
 """
 
 from __future__ import annotations
+
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -12,6 +16,7 @@ import jax.numpy as jnp
 NUM_BINS = 15  # equal-width confidence bins for ECE and the reliability diagram
 
 
+@functools.partial(jax.jit, static_argnames="num_bins")
 def calibration_sums(probs_NxK, labels_N, valid_N=None,
                      num_bins: int = NUM_BINS):
   """Per bin of top-1 confidence: example count, sum of confidences and of
@@ -20,6 +25,7 @@ def calibration_sums(probs_NxK, labels_N, valid_N=None,
                      argmax_is(probs_NxK, labels_N), valid_N, num_bins)
 
 
+@functools.partial(jax.jit, static_argnames="num_bins")
 def binned_sums(confidence_N, correct_N, valid_N=None,
                 num_bins: int = NUM_BINS):
   """Per bin of top-1 confidence: example count, sum of confidences and of
@@ -42,18 +48,21 @@ def binned_sums(confidence_N, correct_N, valid_N=None,
   return sums(jnp.ones_like(confidence_N)), sums(confidence_N), sums(correct_N)
 
 
+@jax.jit
 def bins_from_sums(count_M, confidence_sum_M, correct_sum_M):
   """(count, mean confidence, accuracy) per bin; empty bins have 0 and 0."""
   safe = jnp.maximum(count_M, 1)
   return count_M, confidence_sum_M / safe, correct_sum_M / safe
 
 
+@jax.jit
 def ece_from_sums(count_M, confidence_sum_M, correct_sum_M):
   """ECE = sum_b |correct_b - confidence_b| / N, from calibration_sums."""
   return (jnp.sum(jnp.abs(correct_sum_M - confidence_sum_M))
           / jnp.maximum(jnp.sum(count_M), 1))
 
 
+@functools.partial(jax.jit, static_argnames="num_bins")
 def confidence_bins(probs_NxK, labels_N, num_bins: int = NUM_BINS):
   """Per bin of top-1 confidence: example count, mean confidence, accuracy
   (see calibration_sums for the bins). Empty bins have count 0 and mean
@@ -61,11 +70,13 @@ def confidence_bins(probs_NxK, labels_N, num_bins: int = NUM_BINS):
   return bins_from_sums(*calibration_sums(probs_NxK, labels_N, None, num_bins))
 
 
+@functools.partial(jax.jit, static_argnames="num_bins")
 def expected_calibration_error(probs_NxK, labels_N, num_bins: int = NUM_BINS):
   """ECE = sum_b (n_b / N) |accuracy_b - confidence_b| over equal-width bins."""
   return ece_from_sums(*calibration_sums(probs_NxK, labels_N, None, num_bins))
 
 
+@jax.jit
 def argmax_is(logits_NxK, labels_N):
   """argmax(logits) == label, ties to the first index as argmax, without
   argmax: XLA's argmax on a CPU (a variadic reduction) cost 0.15-0.4 s of a
@@ -78,6 +89,7 @@ def argmax_is(logits_NxK, labels_N):
       earlier_NxK & (logits_NxK >= top_N[:, None]), axis=-1)
 
 
+@functools.partial(jax.jit, static_argnames="k")
 def top_k_correct(logits_NxK, labels_N, k: int):
   """Whether the label is among the k highest logits, ranked as argmax and
   argsort rank them (a tie goes to the lower index, so k = 1 is argmax_is):
@@ -91,6 +103,7 @@ def top_k_correct(logits_NxK, labels_N, k: int):
   return jnp.sum(ahead_NxK, axis=-1) < k
 
 
+@functools.partial(jax.jit, static_argnames="num_classes")
 def confusion_matrix(predictions_N, labels_N, num_classes: int):
   """C[i, j] = number of examples of true class i predicted as class j
   (counted by cell: no [N, K] one-hot array)."""
@@ -100,6 +113,7 @@ def confusion_matrix(predictions_N, labels_N, num_classes: int):
                                  num_classes, num_classes)
 
 
+@jax.jit
 def per_class_accuracy(confusion_KxK):
   """Recall of each true class: the diagonal over the row sums; NaN for a
   class with no examples, whose accuracy is undefined (not 0)."""

@@ -282,7 +282,7 @@ def predict(workdir: str | Path, image_paths: list[str], top: int = 3
     x_NxD = (x_NxD - facts["feature_mean"]) / facts["feature_std"]
   logits = np.asarray(jax.jit(model.logits)(params, x_NxD)) / (
       facts.get("temperature") or 1.0)
-  probs = np.asarray(jax.jit(losses.softmax)(logits))
+  probs = np.asarray(losses.softmax(logits))
   ranked = []
   for name, row, p in zip(names, logits, probs, strict=True):
     best = np.argsort(-row, kind="stable")[:top]  # ties: the lower class

@@ -46,7 +46,7 @@ class Analysis:
 
   def summary(self) -> dict:
     """The metrics that go into summary.json and the terminal."""
-    per_class = np.asarray(_per_class_accuracy(self.confusion_KxK))
+    per_class = np.asarray(metrics.per_class_accuracy(self.confusion_KxK))
     present = ~np.isnan(per_class)  # a class without test examples: undefined
     names = self.class_names
     weakest = sorted(np.flatnonzero(present), key=lambda k: (per_class[k], k))
@@ -100,7 +100,7 @@ def analyze(params: model.Params, x_NxD, y_N, class_names,
   return Analysis(
       calibration=calibration, calibrated_bins=calibrated_bins,
       predicted_N=predicted, confidence_N=confidence, labels_N=y_N,
-      confusion_KxK=np.asarray(_confusion_matrix(
+      confusion_KxK=np.asarray(metrics.confusion_matrix(
           predicted, y_N, len(class_names))).astype(np.int64),
       bins=_bins(confidence, predicted == y_N),
       class_names=tuple(class_names),
@@ -116,12 +116,10 @@ def _bins(confidence_N, correct_N) -> tuple[np.ndarray, np.ndarray,
 
 # Each one compiled program (or one read of the compilation cache), not an
 # eager operation at a time: a run's analysis took 0.54 s on a tiny data set
-# that way, most of it compiling single operations.
+# that way, most of it compiling single operations. (metrics' functions are
+# jitted where they are defined.)
 _binned = jax.jit(lambda confidence_N, correct_N: metrics.bins_from_sums(
     *metrics.binned_sums(confidence_N, correct_N)))
-_confusion_matrix = jax.jit(metrics.confusion_matrix,
-                            static_argnames="num_classes")
-_per_class_accuracy = jax.jit(metrics.per_class_accuracy)
 _predict = jax.jit(evaluation.predict, static_argnames="chunk")
 
 
