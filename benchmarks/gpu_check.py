@@ -63,7 +63,7 @@ FULL = {"epochs": 10, "sweep_lrs": 16, "sweep_wds": 16, "sweep_epochs": 2,
         "probe_epochs": 2, "path_rows": 60_000, "strengths": 8}
 QUICK = {"epochs": 1, "sweep_lrs": 4, "sweep_wds": 2, "sweep_epochs": 1,
          "torch_sweep_models": 2, "probe": (10_000, 64, 50),
-         "probe_epochs": 1, "path_rows": 2_000, "strengths": 3}
+         "probe_epochs": 1, "path_rows": 1_000, "strengths": 3}
 BATCH, LR, PROBE_BATCH = 256, 0.1, 1024
 TOL, MAX_ITERS = 1e-5, 1000
 
