@@ -58,17 +58,18 @@ def pytest_configure(config):
 # fixtures once (launch_test's 34 bad runs, runner_test's trained run,
 # devices_test's 1-device sweep). A worker that is done takes the next
 # file, in this order: the longest first (each file's seconds in a
-# `make test` run, measured 2026-12-04 with a per-test timer), so that the
+# `make test` run, measured 2026-12-05 with a per-test timer), so that the
 # workers end together on short files. (pytest-xdist 3.8's loadgroup, which
 # could keep the gloo pairs and the 8-device runs apart, groups nothing
 # under pytest 9, whose node ids it cannot suffix.)
-_LONGEST_FIRST = ("estimator_checks_test.py", "devices_test.py",
-                  "faults_test.py", "hosts_test.py", "estimator_test.py",
-                  "sparse_test.py", "train_test.py", "launch_test.py",
-                  "gpu_check_test.py", "runner_test.py", "tutorial_test.py",
-                  "lbfgs_test.py", "package_test.py", "losses_test.py",
-                  "sweep_test.py", "checkpoint_test.py", "model_test.py",
-                  "npy_test.py", "evaluation_test.py")
+_LONGEST_FIRST = ("faults_test.py", "devices_test.py", "estimator_test.py",
+                  "train_test.py", "hosts_test.py", "sparse_test.py",
+                  "lbfgs_test.py", "runner_test.py", "launch_test.py",
+                  "tutorial_test.py", "gpu_check_test.py",
+                  "checkpoint_test.py", "estimator_checks_test.py",
+                  "package_test.py", "sweep_test.py", "npy_test.py",
+                  "losses_test.py", "evaluation_test.py",
+                  "calibration_test.py", "model_test.py")
 
 
 def pytest_collection_modifyitems(items):
