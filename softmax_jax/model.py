@@ -6,9 +6,15 @@ Params are a plain dict. The output layer, the softmax regression, is
 {"a": [n, n, n], "s": [n, D/n, K/n], "b": [K]} with W = sum_i kron(a_i, s_i):
 n^3 + DK/n weights instead of DK. Hidden ReLU layers, if any, come first as
 {"hidden": [{"w", "b"}, ...]}; the softmax layer stays the network's last.
+
+init_params, logits and phm_weight are jitted where they are defined, as
+losses' functions are (one compiled program when called eagerly, inlined
+in a jitted caller).
 """
 
 from __future__ import annotations
+
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -16,6 +22,8 @@ import jax.numpy as jnp
 Params = dict  # see the module docstring
 
 
+@functools.partial(jax.jit, static_argnames=("num_features", "num_classes",
+                                             "hidden", "phm_n"))
 def init_params(key: jax.Array, num_features: int, num_classes: int,
                 init_scale: float = 0.01, hidden: tuple[int, ...] = (),
                 phm_n: int = 0) -> Params:
@@ -76,6 +84,7 @@ def input_width(params: Params) -> int:
   return params["w"].shape[0]
 
 
+@jax.jit
 def phm_weight(a_NxNxN: jax.Array, s_NxPxQ: jax.Array) -> jax.Array:
   """W = sum_i kron(a_i, s_i), shape [n P, n Q]."""
   n, p, q = s_NxPxQ.shape
@@ -98,6 +107,7 @@ COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 MATMUL_PRECISIONS = ("highest", "high", "default")
 
 
+@functools.partial(jax.jit, static_argnames="compute_dtype")
 def logits(params: Params, x_BxD: jax.Array,
            compute_dtype: str = "float32") -> jax.Array:
   """o = h W + b, shape [B, K], h = x or the last hidden layer's output."""
