@@ -21,6 +21,7 @@ from typing import Protocol
 
 import jax
 import jax.numpy as jnp
+from jax.typing import ArrayLike
 
 LOSS_INPUTS = ("probs", "logits")
 # Regression losses compare values in [0, 1]: with delta >= 1 Huber on
@@ -122,7 +123,7 @@ def huber(logits_BxK, labels_B, *, huber_delta=DEFAULT_HUBER_DELTA,
 
 class Loss(Protocol):
 
-  def __call__(self, logits_BxK: jax.Array, labels_B: jax.Array, *,
+  def __call__(self, logits_BxK: ArrayLike, labels_B: ArrayLike, *,
                huber_delta: float | jax.Array = ..., loss_input: str = ...
                ) -> jax.Array:
     ...

@@ -280,7 +280,7 @@ def predict(workdir: str | Path, image_paths: list[str], top: int = 3
       facts.get("pixels"))
   if facts.get("feature_mean") is not None:  # trained with --standardize
     x_NxD = (x_NxD - facts["feature_mean"]) / facts["feature_std"]
-  logits = np.asarray(jax.jit(model.logits)(params, x_NxD)) / (
+  logits = np.asarray(model.logits(params, x_NxD)) / (
       facts.get("temperature") or 1.0)
   probs = np.asarray(losses.softmax(logits))
   ranked = []
