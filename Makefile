@@ -1,7 +1,8 @@
 # make run   set up on first use, then train: python launch.py --loss=xent $(ARGS)
 # make test  set up on first use, then run the tests (all: what CI runs), on
 #            every core (pytest-xdist; tests/conftest.py orders the files)
-#            with one fresh compilation cache for the run
+#            with one fresh compilation cache for the run, compiling
+#            quickly (LLVM -O0: tests/conftest.py)
 # make test-fast  the quick loop: the tests without the slow ones (over ~3 s
 #            of CPU each: processes, devices, real-data and reference fits)
 # make lint  ruff (style, 80 columns, imports) and mypy (types), configured

@@ -4,6 +4,7 @@ results."""
 import csv
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -21,6 +22,7 @@ pytestmark = pytest.mark.slow  # fresh processes on 1 and 8 devices, and gloo
 
 SWEEP_FLAGS = ["--loss=xent,l2,huber", "--lr=0.05,0.2,0.5", "--batch_size=32",
                "--epochs=3"]
+FLAGS = {"sweep": SWEEP_FLAGS, "single": ["--batch_size=32", "--epochs=3"]}
 COMPARED = ("val_accuracy", "test_accuracy", "test_nll", "final_train_loss")
 
 
@@ -31,11 +33,18 @@ def data_dir(tmp_path_factory):
   return path
 
 
+def xla_flags(devices):
+  """The test run's XLA_FLAGS (conftest.QUICK_COMPILE), on `devices`
+  simulated devices."""
+  return (f"{os.environ.get('XLA_FLAGS', '')} "
+          f"--xla_force_host_platform_device_count={devices}")
+
+
 def launch(*args, devices=1, check=True, **popen_kw):
   """launch.py on `devices` simulated devices, drawing no figures (what
   these tests compare is in results.csv, summary.json and params.npz)."""
   env = {**os.environ,
-         "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}
+         "XLA_FLAGS": xla_flags(devices)}
   command = [sys.executable, str(ROOT / "launch.py"), "--nofigures", *args]
   if not check:
     return subprocess.Popen(command, env=env, cwd=ROOT, text=True, **popen_kw)
@@ -61,32 +70,41 @@ def assert_same_results(a, b):
 
 
 @pytest.fixture(scope="module")
-def one_device(data_dir, tmp_path_factory):
-  workdir = tmp_path_factory.mktemp("one") / "run"
-  r = launch(f"--data_dir={data_dir}", f"--workdir={workdir}", *SWEEP_FLAGS)
-  assert "; 1 cpu device\n" in r.stdout
-  return workdir
+def trained(data_dir, tmp_path_factory):
+  """trained(run, devices): the workdir and output of the sweep or the
+  single run (FLAGS) on 1 or 8 devices, each trained once in this module
+  for the tests that compare or evaluate them."""
+  done = {}
+
+  def get(run, devices):
+    if (run, devices) not in done:
+      workdir = tmp_path_factory.mktemp(f"{run}{devices}") / "run"
+      r = launch(f"--data_dir={data_dir}", f"--workdir={workdir}",
+                 *FLAGS[run], devices=devices)
+      done[run, devices] = workdir, r.stdout
+    return done[run, devices]
+  return get
 
 
-def test_sweep_on_8_devices_equals_1_device(data_dir, one_device, tmp_path):
-  workdir = tmp_path / "run"
-  r = launch(f"--data_dir={data_dir}", f"--workdir={workdir}", *SWEEP_FLAGS,
-             devices=8)
-  assert "8 cpu devices" in r.stdout
-  assert "device mesh (configurations x data): 8x1\n" in r.stdout
+def test_sweep_on_8_devices_equals_1_device(trained):
+  workdir, stdout = trained("sweep", 8)
+  assert "8 cpu devices" in stdout
+  assert "device mesh (configurations x data): 8x1\n" in stdout
+  one_device, stdout = trained("sweep", 1)
+  assert "; 1 cpu device\n" in stdout
   assert_same_results(results(workdir), results(one_device))
   # 9 configurations on 8 devices: padded to 16, the padding dropped.
   assert len(results(workdir)) == 9
 
 
-def test_a_2d_mesh_equals_1_device(data_dir, one_device, tmp_path):
+def test_a_2d_mesh_equals_1_device(data_dir, trained, tmp_path):
   """9 configurations on 2 rows of 4 devices: each row takes 5 (padded to
   10), and each minibatch is split over 4 devices; the same results."""
   workdir = tmp_path / "run"
   r = launch(f"--data_dir={data_dir}", f"--workdir={workdir}", *SWEEP_FLAGS,
              "--mesh=2x4", devices=8)
   assert "device mesh (configurations x data): 2x4\n" in r.stdout
-  assert_same_results(results(workdir), results(one_device))
+  assert_same_results(results(workdir), results(trained("sweep", 1)[0]))
 
 
 def test_a_small_sweep_splits_minibatches_too(data_dir, tmp_path):
@@ -112,21 +130,17 @@ def test_a_mesh_that_does_not_fit_is_refused(data_dir, tmp_path):
                "--batch_size=36", f"--mesh={mesh}"]
     r = subprocess.run(command, cwd=ROOT, capture_output=True, text=True,
                        timeout=300, check=False, env={
-                           **os.environ, "XLA_FLAGS":
-                           "--xla_force_host_platform_device_count=8"})
+                           **os.environ, "XLA_FLAGS": xla_flags(8)})
     assert_one_line_error(r, expected)
     assert not (tmp_path / mesh / "configs.json").exists()
 
 
-def test_data_parallel_single_run_on_8_devices(data_dir, tmp_path):
-  summaries = []
-  for devices in (1, 8):
-    workdir = tmp_path / f"run{devices}"
-    r = launch(f"--data_dir={data_dir}", f"--workdir={workdir}",
-               "--batch_size=32", "--epochs=3", devices=devices)
-    summaries.append(json.loads((workdir / "summary.json").read_text()))
+def test_data_parallel_single_run_on_8_devices(trained):
+  summaries = [json.loads((trained("single", devices)[0] / "summary.json"
+                           ).read_text()) for devices in (1, 8)]
   assert summaries[1]["num_devices"] == 8
-  assert "device mesh (configurations x data): 1x8\n" in r.stdout
+  assert ("device mesh (configurations x data): 1x8\n"
+          in trained("single", 8)[1])
   for key in ("test_accuracy", "test_nll", "train_loss"):
     assert summaries[0][key] == pytest.approx(summaries[1][key], rel=1e-4)
 
@@ -143,7 +157,7 @@ def _two_processes(data_dir, workdirs, *args):
   return [p.returncode for p in procs], outputs
 
 
-def test_two_processes_equal_one_and_only_process_0_writes(data_dir, one_device,
+def test_two_processes_equal_one_and_only_process_0_writes(data_dir, trained,
                                                             tmp_path):
   workdir = tmp_path / "run"
   codes, outputs = _two_processes(data_dir, [workdir] * 2, *SWEEP_FLAGS)
@@ -151,7 +165,7 @@ def test_two_processes_equal_one_and_only_process_0_writes(data_dir, one_device,
   assert "2 cpu devices on 2 hosts" in outputs[0][0]
   assert "val acc" in outputs[0][0] and "val acc" not in outputs[1][0]
   assert "[Gloo]" not in outputs[0][0] + outputs[1][0]  # in the logs
-  assert_same_results(results(workdir), results(one_device))
+  assert_same_results(results(workdir), results(trained("sweep", 1)[0]))
   # Each process logs the runtime's own output in the workdir.
   assert sorted(p.name for p in (workdir / "logs").iterdir()) == [
       "process_0.log", "process_1.log"]
@@ -227,7 +241,7 @@ def _train(tmp_path, devices, checkpoint_dir, stop_after, out):
   script = tmp_path / "train_on_devices.py"
   script.write_text(_TRAIN.format(root=str(ROOT), tests=str(ROOT / "tests")))
   env = {**os.environ,
-         "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}
+         "XLA_FLAGS": xla_flags(devices)}
   r = subprocess.run([sys.executable, str(script), str(checkpoint_dir),
                       str(stop_after), str(out)], env=env, capture_output=True,
                      text=True, timeout=300, check=False)
@@ -235,17 +249,26 @@ def _train(tmp_path, devices, checkpoint_dir, stop_after, out):
   return r.stdout
 
 
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+  """The params of _TRAIN's sweep and single run on 1 device, not stopped."""
+  tmp_path = tmp_path_factory.mktemp("whole")
+  _train(tmp_path, 1, tmp_path / "whole", 0, tmp_path / "whole.npz")
+  return tmp_path / "whole.npz"
+
+
 @pytest.mark.parametrize("before,after", [(1, 8), (8, 1)])
-def test_checkpoints_resume_on_another_device_count(tmp_path, before, after):
+def test_checkpoints_resume_on_another_device_count(uninterrupted, tmp_path,
+                                                    before, after):
   """Stopped after epoch 2 on `before` devices, resumed on `after`: the same
-  params as an uninterrupted run, for a sweep (9 configurations: padded to
-  16 on 8 devices) and a single run (data parallel on 8)."""
-  _train(tmp_path, before, tmp_path / "whole", 0, tmp_path / "whole.npz")
+  params as an uninterrupted run (on 1 device: 8 give the same, as the
+  tests above show), for a sweep (9 configurations: padded to 16 on 8
+  devices) and a single run (data parallel on 8)."""
   _train(tmp_path, before, tmp_path / "ckpt", 2, tmp_path / "unused.npz")
   out = _train(tmp_path, after, tmp_path / "ckpt", 0, tmp_path / "resumed.npz")
   assert "sweep first epoch trained: 3" in out  # resumed, not retrained
   assert "single first epoch trained: 3" in out
-  with np.load(tmp_path / "whole.npz") as whole, \
+  with np.load(uninterrupted) as whole, \
        np.load(tmp_path / "resumed.npz") as resumed:
     assert (sorted(whole.files) == sorted(resumed.files)
             and len(whole.files) == 20)
@@ -255,10 +278,9 @@ def test_checkpoints_resume_on_another_device_count(tmp_path, before, after):
 
 
 @pytest.mark.parametrize("before,after", [(1, 8), (8, 1)])
-def test_eval_on_another_device_count(data_dir, tmp_path, before, after):
-  for args in (SWEEP_FLAGS, ["--batch_size=32", "--epochs=2"]):
-    workdir = tmp_path / f"run{len(args)}"
-    launch(f"--data_dir={data_dir}", f"--workdir={workdir}", *args,
-           devices=before)
+def test_eval_on_another_device_count(trained, tmp_path, before, after):
+  for run in FLAGS:
+    workdir = tmp_path / run  # (a copy: eval rewrites the run's outputs)
+    shutil.copytree(trained(run, before)[0], workdir)
     r = launch("--mode=eval", f"--workdir={workdir}", devices=after)
     assert ": the same" in r.stdout, r.stdout

@@ -133,6 +133,10 @@ def _prepared_fashion_mnist(tmp_path):
 
 @pytest.mark.slow
 def test_sigkill_while_creating_the_data_cache_then_rebuild(tmp_path):
+  """A run killed while it writes the cache leaves none or a whole one; a
+  truncated one (as a full disk, or a copy cut short, leaves it) is found
+  out and rebuilt, beside the killed run's temporary file. (One rebuild
+  for both: each reads all of Fashion-MNIST through TensorFlow, ~9 s.)"""
   data_dir = _prepared_fashion_mnist(tmp_path)
   cache = datasets.cache_path("fashion_mnist", data_dir)
   proc = subprocess.Popen([*LAUNCH, "--mode=prepare_data",
@@ -145,19 +149,8 @@ def test_sigkill_while_creating_the_data_cache_then_rebuild(tmp_path):
   proc.kill()
   proc.wait()
   assert not cache.exists() or datasets._read_cache(cache, "fashion_mnist")  # pylint: disable=protected-access
-  r = run("--mode=prepare_data", f"--data_dir={data_dir}")
-  assert r.returncode == 0, r.stderr
-  assert datasets.load("fashion_mnist", data_dir).x_train.shape == (60000, 784)
-
-
-@pytest.mark.slow
-def test_a_truncated_data_cache_is_rebuilt(tmp_path):
-  data_dir = _prepared_fashion_mnist(tmp_path)
-  cache = datasets.cache_path("fashion_mnist", data_dir)
-  cache.parent.mkdir(parents=True)
-  shutil.copy(
-      datasets.cache_path("fashion_mnist", datasets.default_data_dir()), cache)
-  cache.write_bytes(cache.read_bytes()[:1_000_000])
+  whole = datasets.cache_path("fashion_mnist", datasets.default_data_dir())
+  cache.write_bytes(whole.read_bytes()[:1_000_000])
   r = run("--mode=prepare_data", f"--data_dir={data_dir}")
   assert r.returncode == 0, r.stderr
   assert "note: caching fashion_mnist" in r.stderr

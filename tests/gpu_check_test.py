@@ -9,6 +9,7 @@ import sys
 
 import pytest
 
+from conftest import optimized_xla_flags
 from conftest import ROOT
 from softmax_jax.data import datasets
 
@@ -45,7 +46,8 @@ def test_quick_check_without_tfds_writes_every_step(tmp_path, fashion_mnist):
        "--steps=d2l,sweep,probe,path",
        "--without=tensorflow_datasets,tensorboardX"],
       cwd=ROOT, capture_output=True, text=True, timeout=600, check=False,
-      env={**os.environ, "TFDS_DATA_DIR": str(data)})
+      env={**os.environ, "TFDS_DATA_DIR": str(data),
+           "XLA_FLAGS": optimized_xla_flags()})  # (as a user runs it)
   assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
   report = json.loads((out / "gpu_check.json").read_text())
   steps = report["steps"]

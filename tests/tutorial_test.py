@@ -8,6 +8,7 @@ import re
 
 import pytest
 
+from conftest import optimized_xla_flags
 from conftest import ROOT
 
 nbformat = pytest.importorskip("nbformat")
@@ -20,7 +21,8 @@ def test_the_tutorial_notebook_runs(tmp_path):
   client = nbclient.NotebookClient(
       notebook, timeout=600, kernel_name="python3",
       resources={"metadata": {"path": str(tmp_path)}})
-  env = {**os.environ, "TUTORIAL_ROWS": "5000", "PYTHONPATH": str(ROOT)}
+  env = {**os.environ, "TUTORIAL_ROWS": "5000", "PYTHONPATH": str(ROOT),
+         "XLA_FLAGS": optimized_xla_flags()}  # (it trains for real)
   env.pop("MPLBACKEND", None)  # the kernel's own: inline figures
   client.execute(env=env)  # a failing cell raises CellExecutionError
   text = "\n".join(output.get("text", "")
