@@ -84,7 +84,7 @@ def pytest_configure(config):
 # `make test` runs the tests in one pytest-xdist worker per core
 # (--dist=loadfile): each test file in one worker, which builds its module
 # fixtures once (launch_test's 34 bad runs, runner_test's trained run,
-# devices_test's 1-device sweep). A worker that is done takes the next
+# devices_test's trained runs). A worker that is done takes the next
 # file, in this order: the longest first (each file's seconds in a
 # `make test` run, measured 2026-12-05 with a per-test timer), so that the
 # workers end together on short files. (pytest-xdist 3.8's loadgroup, which

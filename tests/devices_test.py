@@ -33,18 +33,18 @@ def data_dir(tmp_path_factory):
   return path
 
 
-def xla_flags(devices):
-  """The test run's XLA_FLAGS (conftest.QUICK_COMPILE), on `devices`
-  simulated devices."""
-  return (f"{os.environ.get('XLA_FLAGS', '')} "
-          f"--xla_force_host_platform_device_count={devices}")
+def device_env(devices):
+  """This process's environment, with the test run's XLA_FLAGS
+  (conftest.QUICK_COMPILE) on `devices` simulated devices."""
+  return {**os.environ, "XLA_FLAGS": (
+      f"{os.environ.get('XLA_FLAGS', '')} "
+      f"--xla_force_host_platform_device_count={devices}")}
 
 
 def launch(*args, devices=1, check=True, **popen_kw):
   """launch.py on `devices` simulated devices, drawing no figures (what
   these tests compare is in results.csv, summary.json and params.npz)."""
-  env = {**os.environ,
-         "XLA_FLAGS": xla_flags(devices)}
+  env = device_env(devices)
   command = [sys.executable, str(ROOT / "launch.py"), "--nofigures", *args]
   if not check:
     return subprocess.Popen(command, env=env, cwd=ROOT, text=True, **popen_kw)
@@ -129,8 +129,7 @@ def test_a_mesh_that_does_not_fit_is_refused(data_dir, tmp_path):
                f"--data_dir={data_dir}", f"--workdir={tmp_path / mesh}",
                "--batch_size=36", f"--mesh={mesh}"]
     r = subprocess.run(command, cwd=ROOT, capture_output=True, text=True,
-                       timeout=300, check=False, env={
-                           **os.environ, "XLA_FLAGS": xla_flags(8)})
+                       timeout=300, check=False, env=device_env(8))
     assert_one_line_error(r, expected)
     assert not (tmp_path / mesh / "configs.json").exists()
 
@@ -240,8 +239,7 @@ _TRAIN = textwrap.dedent("""
 def _train(tmp_path, devices, checkpoint_dir, stop_after, out):
   script = tmp_path / "train_on_devices.py"
   script.write_text(_TRAIN.format(root=str(ROOT), tests=str(ROOT / "tests")))
-  env = {**os.environ,
-         "XLA_FLAGS": xla_flags(devices)}
+  env = device_env(devices)
   r = subprocess.run([sys.executable, str(script), str(checkpoint_dir),
                       str(stop_after), str(out)], env=env, capture_output=True,
                      text=True, timeout=300, check=False)
