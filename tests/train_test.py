@@ -155,6 +155,39 @@ def test_the_matmul_precision_is_compiled_into_the_programs(optimizer):
   assert not any("operand_precision" in text for text in texts["default"])
 
 
+@pytest.mark.parametrize("optimizer,dot_bound", [("lbfgs", True),
+                                                  ("owlqn", True),
+                                                  ("sgd", False)])
+def test_only_the_full_batch_programs_compile_as_dot_bound(
+    monkeypatch, optimizer, dot_bound):
+  """L-BFGS's (and OWL-QN's) programs are compiled with
+  compilation.DOT_BOUND_OPTIONS, an epoch of minibatches without them: an
+  option XLA does not know fails the first and not the second."""
+  monkeypatch.setattr(compilation, "_programs",
+                      type(compilation._programs)())  # pylint: disable=protected-access
+  monkeypatch.setattr(compilation, "_families",
+                      type(compilation._families)())  # pylint: disable=protected-access
+  monkeypatch.setattr(compilation, "DOT_BOUND_OPTIONS",
+                      {"xla_not_an_option": True})
+  c = dataclasses.replace(TINY, optimizer=optimizer, epochs=2)
+  if dot_bound:
+    with pytest.raises(Exception, match="No such compile option"):
+      train.train_configs([c], synthetic_dataset())
+  else:
+    train.train_configs([c], synthetic_dataset())
+
+
+def test_a_dot_bound_program_is_its_own_and_computes_the_same():
+  lowered = jax.jit(lambda x: jnp.tanh(x) @ x.T + jnp.exp(-x).sum()).lower(
+      jnp.ones((40, 30)))
+  plain = compilation.compile_once(lowered)
+  dot_bound = compilation.compile_once(lowered, dot_bound=True)
+  assert dot_bound is not plain
+  assert compilation.compile_once(lowered, dot_bound=True) is dot_bound
+  x = jnp.asarray(np.random.default_rng(0).normal(size=(40, 30)), jnp.float32)
+  np.testing.assert_allclose(dot_bound(x), plain(x), rtol=1e-6)
+
+
 def test_uniform_loss_is_ln_k_for_cross_entropy():
   assert train.uniform_loss(Config(), 10) == pytest.approx(np.log(10))
   # l2 on probabilities: ((1 - 1/K)^2 + (K - 1) / K^2) / 2 = (1 - 1/K) / 2

@@ -532,7 +532,8 @@ class LBFGS:
     args = (theta, self.values, *self._on_devices(), self.center)
     if "start" not in self.programs:
       self.programs["start"] = compile_once(jax.jit(
-          self._start, out_shardings=self.layout.configs).lower(*args))
+          self._start, out_shardings=self.layout.configs).lower(*args),
+                                            dot_bound=True)
     return self.programs["start"](*args)
 
   def state_shapes(self):
@@ -649,7 +650,7 @@ class LBFGS:
         advance, out_shardings=(self.layout.configs,
                                 self.layout.replicated)).lower(
             states, picked, picked, self.x, self.y, self.values,
-            self.moments, self.center, self.lambda_max))
+            self.moments, self.center, self.lambda_max), dot_bound=True)
     return self.programs["round", size, blocks]
 
   def round(self, states, r):
