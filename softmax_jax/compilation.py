@@ -21,7 +21,7 @@ dot_bound: a program whose run time is in its matmuls (L-BFGS's rounds:
 one pass over the data each) compiles on a CPU without XLA's fusion
 emitters (xla_cpu_use_fusion_emitters=False, for it alone): its
 elementwise kernels then take XLA's older emitter, and it compiles in
-~40 % less time at the same speed (see compile_once).
+13-40 % less time at the same speed (see compile_once).
 """
 
 from __future__ import annotations
