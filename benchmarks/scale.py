@@ -1,7 +1,7 @@
 """Epoch time and peak memory at scale, softmax_jax beside PyTorch, in one run.
 
   .venv/bin/pip install -r requirements-bench.txt
-  .venv/bin/python benchmarks/scale.py            # ~15 minutes on 2 cores
+  .venv/bin/python benchmarks/scale.py            # ~8 minutes on 2 cores
   .venv/bin/python benchmarks/scale.py --quick    # the smaller points only
 
 Each point is a generated linear-probe set (Gaussian clusters, one per
