@@ -77,7 +77,9 @@ def conclude(configs: list[config_lib.Config], dataset: datasets.Dataset,
                   if configs[0].calibrate else None)
   rows = [] if single else [_result_row(i, r, swept, calibrations)
                             for i, r in enumerate(result.runs)]
-  best_index, aggregated, chosen = _choose(result, rows, swept)
+  best_index, aggregated, chosen = _choose(
+      result, rows, swept, None if dataset.x_val is None else len(
+          dataset.x_val))
   best = result.runs[best_index]
   last = best.history[-1]
   scores = ({k[len("test_"):]: v for k, v in last.items()
@@ -154,21 +156,23 @@ def _sweep_summary(result, rows, swept, best_index, chosen,
   }
 
 
-def best_index(result: results.SweepResult) -> int:
-  """The only run, or the sweep's best (see conclude); NoUsableModel if
-  there is none."""
+def best_index(result: results.SweepResult, num_val: int | None) -> int:
+  """The only run, or the sweep's best (see conclude; num_val: the
+  validation rows); NoUsableModel if there is none."""
   configs = [r.config for r in result.runs]
   swept = [] if len(configs) == 1 else sweep.swept_fields(configs)
   rows = [] if not swept else [_result_row(i, r, swept)
                                for i, r in enumerate(result.runs)]
-  return _choose(result, rows, swept)[0]
+  return _choose(result, rows, swept, num_val)[0]
 
 
-def _choose(result: results.SweepResult, rows: list[dict], swept: list[str]):
+def _choose(result: results.SweepResult, rows: list[dict], swept: list[str],
+            num_val: int | None):
   """(the best run's index, the configurations aggregated over seeds, the
   best of them): the only run; a sweep's best by final validation accuracy;
   with several seeds, the first finished run of the configuration with the
-  best mean validation accuracy (seeds.py), the aggregates otherwise None.
+  best mean validation accuracy (seeds.py; num_val: the validation rows),
+  the aggregates otherwise None.
   NoUsableModel if the choice has no usable model (a diverged run; an
   exploded one trains on, with a warning)."""
   if not rows:
@@ -178,7 +182,7 @@ def _choose(result: results.SweepResult, rows: list[dict], swept: list[str]):
     return 0, None, None
   aggregated = chosen = None
   if seeds.swept(swept):
-    aggregated = seeds.by_config(rows, swept)  # in configuration order
+    aggregated = seeds.by_config(rows, swept, num_val)  # (configs' order)
     chosen = min(aggregated, key=seeds.rank_key)
     best = chosen["config_id"]
   else:

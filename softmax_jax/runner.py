@@ -303,7 +303,9 @@ def _trained_model(workdir) -> tuple[model.Params, dict]:
     if params is not None:
       return params, facts
   _, dataset, result, _ = _restore(workdir)
-  return result.runs[outcome_lib.best_index(result)].params, _model_facts(
+  best = outcome_lib.best_index(
+      result, None if dataset.x_val is None else len(dataset.x_val))
+  return result.runs[best].params, _model_facts(
       dataset, calibrated_temperature(workdir))
 
 

@@ -27,12 +27,19 @@ def swept(fields: list[str]) -> bool:
   return "seed" in fields
 
 
-def by_config(rows: list[dict], fields: list[str]) -> list[dict]:
+def by_config(rows: list[dict], fields: list[str],
+              num_val: int | None = None) -> list[dict]:
   """One row per configuration (in first-seen order) from results.csv's
   rows (one per run): the swept fields but the seed, num_seeds,
   num_diverged, <metric>_mean and <metric>_std, the runs' config_ids and
   seeds, and config_id, the configuration's first finished run (its
-  representative: figures, params and a refit use it)."""
+  representative: figures, params and a refit use it).
+
+  num_val, the validation rows: each seed's float32 validation accuracy
+  is read as the count of correct rows it rounds (exact below 2^23 rows),
+  so that configurations with the same total of correct rows have the
+  same mean, to the last bit, and the tie rule decides between them (the
+  mean of the rounded accuracies differs in the 8th digit)."""
   config_fields = [f for f in fields if f != "seed"]
   groups: dict[tuple, list[dict]] = {}
   for r in rows:
@@ -55,6 +62,11 @@ def by_config(rows: list[dict], fields: list[str]) -> list[dict]:
                 if r.get(m) is not None and math.isfinite(r[m])]
       row[f"{m}_mean"] = statistics.fmean(values) if values else None
       row[f"{m}_std"] = statistics.stdev(values) if len(values) > 1 else None
+      if m == "val_accuracy" and values and num_val and num_val < 2**23:
+        counts = [round(v * num_val) for v in values]
+        row[f"{m}_mean"] = sum(counts) / (len(counts) * num_val)
+        row[f"{m}_std"] = (statistics.stdev([c / num_val for c in counts])
+                           if len(counts) > 1 else None)
     out.append(row)
   return out
 
