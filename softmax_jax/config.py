@@ -143,8 +143,9 @@ class Config:
       "and 0 trains on it too).")
   class_weight: str = _field(
       "none", RUN, "Weights of the training examples by class: none, or "
-      "balanced (n / (K n_k), scikit-learn's), multiplying the data's own "
-      "per-example weights (w_train).")
+      "balanced (n / (K n_k), scikit-learn's, n and n_k counted in the "
+      "data's own per-example weights w_train where it has them), "
+      "multiplying those weights.")
   fold: int = _field(
       -1, VALUE, "Cross-validation: the fold of the data's folds left out "
       "of training (-1: none; SoftmaxRegressionCV sets it, and its folds x "

@@ -107,14 +107,17 @@ class _Softmax(ClassifierMixin, BaseEstimator):
     check_is_fitted(self)
     w, b = self._softmax_params()
     Path(path).mkdir(parents=True, exist_ok=True)
+    numeric = self.classes_.dtype.kind in "biuf"  # (else text: the names)
     workdir_lib.save_params(
         Path(path), {"b": b.astype(np.float32), "w": w.astype(np.float32)},
-        {"class_names": [str(c) for c in self.classes_]})
+        {"class_names": [str(c) for c in self.classes_],
+         "classes": self.classes_ if numeric else None})
 
   @classmethod
   def load(cls, path):
     """The model in a folder's params.npz (a run's workdir, or save's), as
-    a fitted estimator whose classes are the class names, taking the inputs
+    a fitted estimator whose classes are the class names (an estimator's
+    numeric or boolean labels as they were), taking the inputs
     as the run's data held them (uint8 pixels 0-255 as they are: the
     scaling, --standardize and a --calibrate temperature are folded into
     coef_ and intercept_)."""
@@ -138,7 +141,8 @@ class _Softmax(ClassifierMixin, BaseEstimator):
     w = w * (scale / std)[:, None]
     t = facts.get("temperature") or 1.0
     model = cls()
-    model.classes_ = np.array(facts["class_names"])
+    model.classes_ = (facts["classes"] if "classes" in facts
+                      else np.array(facts["class_names"]))
     model.n_features_in_ = len(w)
     model._set_model(w / t, b / t)  # pylint: disable=protected-access
     return model
@@ -159,9 +163,10 @@ class _Softmax(ClassifierMixin, BaseEstimator):
       self.coef_, self.intercept_ = w_DxK.T, b_K
 
   def _validated(self, X, y, sample_weight):
-    """X, the labels as class indices, and the examples' weights (sample
-    times class weights), checked as scikit-learn checks them; sets
-    classes_ and n_features_in_ (feature_names_in_ for a DataFrame)."""
+    """X, the labels as class indices, the examples' weights (sample times
+    class weights) and their sample weights alone (1 where none), checked
+    as scikit-learn checks them; sets classes_ and n_features_in_
+    (feature_names_in_ for a DataFrame)."""
     X, y = validate_data(self, X, y, dtype=[np.float64, np.float32])
     check_classification_targets(y)
     self.classes_, y = np.unique(y, return_inverse=True)
@@ -172,17 +177,20 @@ class _Softmax(ClassifierMixin, BaseEstimator):
     if self.penalty not in PENALTIES:
       raise ValueError(f"penalty={self.penalty!r}; choose one of "
                        f"{', '.join(PENALTIES)}")
-    weights = _check_sample_weight(sample_weight, X, dtype=np.float64,
-                                   ensure_non_negative=True)
+    weights = sample_weight = _check_sample_weight(
+        sample_weight, X, dtype=np.float64, ensure_non_negative=True)
     if self.class_weight is not None:
+      # "balanced" counts the classes in the sample weights, as
+      # scikit-learn's does.
       per_class = compute_class_weight(self.class_weight,
                                        classes=self.classes_,
-                                       y=self.classes_[y])
+                                       y=self.classes_[y],
+                                       sample_weight=weights)
       weights = weights * per_class[y]
     if not weights.sum() > 0:
       raise ValueError("the sample weights sum to 0: at least one example "
                        "must weigh something")
-    return X, y.astype(np.int32), weights
+    return X, y.astype(np.int32), weights, sample_weight
 
   def _config(self, weight_decay: float, fold: int = -1) -> Config:
     try:
@@ -196,6 +204,8 @@ class _Softmax(ClassifierMixin, BaseEstimator):
           weight_decay=weight_decay, tol=self.tol, max_iters=self.max_iter,
           lr=self.lr, batch_size=self.batch_size, epochs=self.epochs,
           schedule=self.schedule, fold=fold,
+          # (the minibatch solvers' objective, recorded at the end)
+          track_objective=self.solver not in FULL_BATCH,
           fit_intercept=bool(self.fit_intercept),
           seed=0 if self.random_state is None else int(self.random_state),
           eval_every=2**30).validate()
@@ -213,13 +223,21 @@ class _Softmax(ClassifierMixin, BaseEstimator):
     return run.history[-1]
 
   def _report(self, records: list[dict]) -> None:
-    """converged_ (every fit of records reached tol), the objective and
+    """converged_ (every fit of records reached tol: False for the
+    minibatch solvers, which have no such test), the objective and
     gradient norm of the last, or a ConvergenceWarning."""
     last = records[-1]
-    self.converged_ = all(bool(r.get("converged", True)) for r in records)
+    certified = all("converged" in r for r in records)
+    self.converged_ = certified and all(bool(r["converged"]) for r in records)
     self.objective_ = float(last.get("objective", np.nan))
     self.grad_norm_ = float(last.get("grad_norm", np.nan))
-    if not self.converged_:
+    if not certified:
+      warnings.warn(
+          f"solver={self.solver!r} ran epochs={self.epochs} with no test "
+          "of convergence: its model is not certified to be the optimum "
+          "(objective_ is its objective); solver='lbfgs' solves to tol",
+          ConvergenceWarning, stacklevel=3)
+    elif not self.converged_:
       warnings.warn(
           f"{self.solver} stopped at max_iter={self.max_iter} with the "
           f"gradient norm above tol={self.tol}: not at the optimum; raise "
@@ -270,7 +288,7 @@ class SoftmaxRegression(_Softmax):
     classes), with optional per-example weights [N]; returns self."""
     previous = (self.classes_, self._softmax_params()) if (
         self.warm_start and hasattr(self, "coef_")) else None
-    X, y, weights = self._validated(X, y, sample_weight)
+    X, y, weights, _ = self._validated(X, y, sample_weight)
     _check_c(self.C)
     if previous is not None:
       classes, (w, _) = previous
@@ -298,7 +316,10 @@ class SoftmaxRegressionCV(_Softmax):
   Cs: a number of strengths (np.logspace(-4, 4, Cs)) or a list; cv: a
   number of stratified folds, or a splitter whose test folds partition the
   rows (KFold, StratifiedKFold, GroupKFold); scoring: accuracy or
-  neg_log_loss. Learned: C_, Cs_, scores_ [folds, Cs], and the model.
+  neg_log_loss, each fold's rows weighted by their sample weights; refit
+  False: as scikit-learn's, the model the mean of each fold's model at its
+  own best C, and C_ the mean of those Cs. Learned: C_, Cs_, scores_
+  [folds, Cs], and the model.
   """
 
   def __init__(self, Cs=10, *, cv=5, scoring="accuracy", refit=True,
@@ -326,7 +347,13 @@ class SoftmaxRegressionCV(_Softmax):
 
   def fit(self, X, y, sample_weight=None, groups=None):
     """Scores every (fold, C), keeps the best C (C_), and refits there."""
-    X, y, weights = self._validated(X, y, sample_weight)
+    X, y, weights, sample_weight = self._validated(X, y, sample_weight)
+    if isinstance(self.class_weight, dict):  # (LogisticRegressionCV's check)
+      unknown = set(self.class_weight) - set(self.classes_.tolist())
+      if unknown:
+        raise ValueError(f"class_weight has labels that are not in y: "
+                         f"{sorted(unknown, key=str)}; its keys must be "
+                         "class labels")
     if self.scoring not in SCORINGS:
       raise ValueError(f"scoring={self.scoring!r}; choose one of "
                        f"{', '.join(SCORINGS)}")
@@ -344,19 +371,24 @@ class SoftmaxRegressionCV(_Softmax):
     padded[:len(folds)] = folds
     runs = _fit_stack(configs, dataclasses.replace(dataset, folds=padded),
                       self.n_features_in_)
+    # Each fold's rows weigh in its score by their sample weights, as
+    # scikit-learn's scorer takes them (not the class weights).
     self.scores_ = np.array(
         [_score(self.scoring, run.params, X[folds == i // num_cs],
-                y[folds == i // num_cs], len(self.classes_))
+                y[folds == i // num_cs], sample_weight[folds == i // num_cs],
+                len(self.classes_))
          for i, run in enumerate(runs)]).reshape(num_folds, num_cs)
     self.n_iter_ = np.array([int(r.history[-1].get("iterations", 0))
                              for r in runs]).reshape(num_folds, num_cs)
-    best = int(np.argmax(self.scores_.mean(axis=0)))
-    self.C_ = float(self.Cs_[best])
     records = [r.history[-1] for r in runs]
-    if self.refit:
+    if self.refit:  # the best mean score's C, fit on all the data
+      self.C_ = float(self.Cs_[int(np.argmax(self.scores_.mean(axis=0)))])
       records.append(self._fit_c(self.C_, dataset, weights.sum()))
-    else:  # scikit-learn's: the folds' models at C_, averaged
-      chosen = [runs[f * num_cs + best].params for f in range(num_folds)]
+    else:  # scikit-learn's: each fold's model at its own best C, averaged;
+      # C_ the mean of those Cs
+      best = np.argmax(self.scores_, axis=1)
+      chosen = [runs[f * num_cs + best[f]].params for f in range(num_folds)]
+      self.C_ = float(np.mean(self.Cs_[best]))
       self._set_model(np.mean([p["w"] for p in chosen], axis=0),
                       np.mean([p["b"] for p in chosen], axis=0))
     self._report(records)
@@ -408,9 +440,12 @@ def _fit_stack(configs: list[Config], dataset: datasets.Dataset,
     result = train.train_configs(configs, dataset, init_params=init_params)
   except UserError as e:
     raise ValueError(str(e)) from None
-  diverged = [r for r in result.runs if r.status == results.DIVERGED]
-  if diverged:
-    raise ValueError(str(results.diverged_error(diverged[0])))
+  for run in result.runs:  # (a model of a loss gone far up is no model)
+    if run.status == results.DIVERGED:
+      raise ValueError(str(results.diverged_error(run)).replace("--lr", "lr"))
+    if run.status == results.EXPLODED:
+      warning = next(r["warning"] for r in run.history if "warning" in r)
+      raise ValueError(warning.replace("--lr", "lr"))
   return [dataclasses.replace(r, params={**r.params,
                                          "w": r.params["w"][:num_features]})
           for r in result.runs]
@@ -433,12 +468,16 @@ def _folds(splitter, X, y, groups) -> np.ndarray:
   return folds
 
 
-def _score(scoring: str, params, X, y, num_classes: int) -> float:
-  """A fold's score of a model: accuracy or negative log-loss."""
+def _score(scoring: str, params, X, y, sample_weight,
+           num_classes: int) -> float:
+  """A fold's score of a model, its rows weighted: accuracy or negative
+  log-loss."""
   logits = X @ params["w"] + params["b"]
   if scoring == "accuracy":
-    return float(accuracy_score(y, np.argmax(logits, axis=1)))
+    return float(accuracy_score(y, np.argmax(logits, axis=1),
+                                sample_weight=sample_weight))
   return -float(log_loss(y, special.softmax(logits, axis=1),
+                         sample_weight=sample_weight,
                          labels=np.arange(num_classes)))
 
 

@@ -156,3 +156,22 @@ def test_unknown_tfds_version_is_one_line(tmp_path):
   with pytest.raises(DataError, match=r"--dataset='mnist:9.9.9'") as e:
     datasets.load("mnist:9.9.9", tmp_path)
   assert "\n" not in str(e.value)
+
+
+def test_balanced_class_weights_count_the_rows_weights_as_scikit_learn():
+  """--class_weight=balanced: n / (K n_k) with n and n_k the sums of the
+  rows' weights (scikit-learn's compute_class_weight with sample_weight),
+  n / (K count_k) without them, 0 for a class that weighs nothing."""
+  from sklearn.utils.class_weight import compute_class_weight  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(0)
+  y = rng.integers(0, 3, 200)
+  w = rng.uniform(0.1, 3, 200) * np.where(y == 1, 5.0, 1.0)
+  theirs = compute_class_weight("balanced", classes=np.arange(3), y=y,
+                                sample_weight=w)
+  np.testing.assert_allclose(datasets.balanced_class_weights(y, 3, w),
+                             theirs, rtol=1e-12)
+  assert not np.allclose(theirs, datasets.balanced_class_weights(y, 3))
+  np.testing.assert_allclose(
+      datasets.balanced_class_weights(y, 3),
+      compute_class_weight("balanced", classes=np.arange(3), y=y))
+  assert datasets.balanced_class_weights(y, 4, w)[3] == 0

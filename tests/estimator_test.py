@@ -475,3 +475,110 @@ def test_without_an_intercept_a_minibatch_fit_keeps_b_at_zero(images, solver):
   ours = SoftmaxRegression(fit_intercept=False, **kw).fit(X, y)
   assert np.all(ours.intercept_ == 0) and np.any(ours.coef_ != 0)
   assert np.any(SoftmaxRegression(**kw).fit(X, y).intercept_ != 0)
+
+
+def _blobs(n=120, seed=0):
+  """Three overlapping classes in 4 standardized features: small, well
+  conditioned fits, ours and scikit-learn's."""
+  from sklearn.datasets import make_classification  # pylint: disable=g-import-not-at-top
+  X, y = make_classification(n_samples=n, n_features=4, n_informative=4,
+                             n_redundant=0, n_classes=3,
+                             n_clusters_per_class=1, class_sep=0.8,
+                             random_state=seed)
+  return (X - X.mean(0)) / X.std(0), y
+
+
+def test_balanced_class_weights_count_the_sample_weights():
+  """class_weight="balanced" with sample weights: scikit-learn's n / (K n_k)
+  of the weighted class sums (its optimum to 1e-5), not of the counts."""
+  X, y = _blobs(150)
+  keep = np.r_[np.flatnonzero(y == 0), np.flatnonzero(y == 1)[:20],
+               np.flatnonzero(y == 2)[:35]]
+  X, y = X[keep], y[keep]
+  w = np.random.default_rng(1).uniform(0.2, 3.0, len(y)) * np.where(
+      y == 1, 4.0, 1.0)
+  ours = SoftmaxRegression(C=0.5, class_weight="balanced", tol=1e-7).fit(
+      X, y, sample_weight=w)
+  theirs = LogisticRegression(C=0.5, class_weight="balanced", tol=1e-10,
+                              max_iter=10000).fit(X, y, sample_weight=w)
+  np.testing.assert_allclose(ours.coef_, theirs.coef_, atol=1e-4)
+  np.testing.assert_allclose(ours.predict_proba(X), theirs.predict_proba(X),
+                             atol=1e-5)
+
+
+def test_cross_validation_scores_weigh_the_rows():
+  """A fold's score weighs its rows by their sample weights (scikit-learn's
+  scorer does): rows of weight 0 change neither the scores nor C_."""
+  from sklearn.model_selection import PredefinedSplit  # pylint: disable=g-import-not-at-top
+  X, y = _blobs(90, seed=2)
+  rng = np.random.default_rng(2)
+  folds = np.arange(len(y)) % 3
+  noise = rng.normal(size=(60, 4))
+  X_all, y_all = np.r_[X, noise], np.r_[y, rng.integers(0, 3, 60)]
+  w_all = np.r_[np.ones(len(y)), np.zeros(60)]
+  cs = [0.01, 0.1, 1.0, 10.0]
+  for scoring in ("accuracy", "neg_log_loss"):
+    alone = SoftmaxRegressionCV(Cs=cs, cv=PredefinedSplit(folds),
+                                scoring=scoring, tol=1e-7).fit(X, y)
+    padded = SoftmaxRegressionCV(
+        Cs=cs, cv=PredefinedSplit(np.r_[folds, np.arange(60) % 3]),
+        scoring=scoring, tol=1e-7).fit(X_all, y_all, sample_weight=w_all)
+    np.testing.assert_allclose(padded.scores_, alone.scores_, atol=1e-4)
+    assert padded.C_ == alone.C_
+
+
+def test_without_refit_the_folds_best_models_averaged_as_scikit_learn():
+  """refit=False: each fold's model at its own best C, averaged, and C_
+  the mean of those Cs (LogisticRegressionCV's), here where the folds
+  disagree on the best C."""
+  X, y = _blobs(120, seed=3)
+  cs = [0.01, 0.1, 1.0, 10.0]
+  splitter = StratifiedKFold(4, shuffle=True, random_state=0)
+  ours = SoftmaxRegressionCV(Cs=cs, cv=splitter, tol=1e-7,
+                             refit=False).fit(X, y)
+  theirs = LogisticRegressionCV(Cs=cs, cv=splitter, tol=1e-10,
+                                max_iter=10000, refit=False,
+                                l1_ratios=(0.0,), scoring="accuracy",
+                                use_legacy_attributes=False).fit(X, y)
+  assert len(set(np.argmax(ours.scores_, axis=1))) > 1  # (the case at hand)
+  assert float(np.ravel(theirs.C_)[0]) == pytest.approx(ours.C_)
+  np.testing.assert_allclose(ours.coef_, theirs.coef_, atol=1e-4)
+  np.testing.assert_allclose(ours.intercept_, theirs.intercept_, atol=1e-4)
+
+
+def test_cross_validation_refuses_class_weights_of_unknown_labels():
+  X, y = _blobs(60)
+  with pytest.raises(ValueError, match="not in y"):
+    SoftmaxRegressionCV(Cs=2, cv=2,
+                        class_weight={0: 1, 1: 1, 2: 2, 7: 5}).fit(X, y)
+
+
+def test_a_minibatch_fit_is_not_called_converged_and_an_explosion_fails():
+  """sgd has no test of convergence: converged_ False, a
+  ConvergenceWarning, its objective recorded; a loss that explodes (or
+  turns non-finite) is a ValueError, not a model."""
+  from sklearn.exceptions import ConvergenceWarning  # pylint: disable=g-import-not-at-top
+  X, y = _blobs(300)
+  with pytest.warns(ConvergenceWarning, match="not certified"):
+    fitted = SoftmaxRegression(solver="sgd", lr=0.1, epochs=3,
+                               batch_size=50).fit(X, y)
+  exact = SoftmaxRegression(tol=1e-7).fit(X, y)
+  assert not fitted.converged_
+  # (between the optimum and the objective at W = 0: log 3 + 0)
+  assert exact.objective_ < fitted.objective_ < np.log(3)
+  with pytest.raises(ValueError, match=r"exploded|diverged"):
+    SoftmaxRegression(solver="sgd", lr=1000.0, epochs=5,
+                      batch_size=50).fit(X, y)
+
+
+@pytest.mark.parametrize("labels", [np.array([-5, 3, 100]),
+                                    np.array([1.0, 2.0, 3.0]),
+                                    np.array(["cat", "dog", "emu"])])
+def test_saved_and_loaded_labels_keep_their_type(labels, tmp_path):
+  X, y = _blobs(90)
+  fitted = SoftmaxRegression().fit(X, labels[y])
+  fitted.save(tmp_path / "model")
+  loaded = SoftmaxRegression.load(tmp_path / "model")
+  assert loaded.classes_.dtype == fitted.classes_.dtype
+  assert list(loaded.predict(X)) == list(fitted.predict(X))
+  assert loaded.score(X, labels[y]) == fitted.score(X, labels[y])

@@ -332,7 +332,9 @@ def test_weights_and_balanced_classes_from_the_command_line(tmp_path):
                               weight_decay=0.01, class_weight="balanced"),
                        tmp_path / "run", verbose=False, figures=False)
   assert summary["converged"]
-  total = (w * (120 / (3 * np.bincount(y)))[y]).sum()  # C = 1 / (wd S)
+  # scikit-learn's balanced weights of w's class sums, W / (K W_k): S = W
+  per_class = w.sum() / (3 * np.bincount(y, weights=w))
+  total = (w * per_class[y]).sum()  # C = 1 / (wd S)
   fitted = SoftmaxRegression(C=1 / (0.01 * total), class_weight="balanced",
                              tol=1e-6).fit(arrays["x_train"], y,
                                            sample_weight=w)

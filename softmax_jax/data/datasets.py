@@ -104,21 +104,27 @@ def train_weights(dataset: Dataset) -> np.ndarray:
   return np.asarray(dataset.w_train, np.float32)
 
 
-def balanced_class_weights(y_N: np.ndarray, num_classes: int) -> np.ndarray:
-  """scikit-learn's "balanced" class weights, n / (K count_k) [K] (0 for a
-  class without examples, which then weighs nothing)."""
-  counts = np.bincount(y_N, minlength=num_classes).astype(np.float64)
-  with np.errstate(divide="ignore"):
-    return np.where(counts > 0, len(y_N) / (num_classes * counts), 0.0)
+def balanced_class_weights(y_N: np.ndarray, num_classes: int,
+                           w_N: np.ndarray | None = None) -> np.ndarray:
+  """scikit-learn's "balanced" class weights, n / (K count_k) [K], with the
+  rows' weights w_N counted as scikit-learn counts them (n their sum,
+  count_k the sum over class k); 0 for a class of no weight, which then
+  weighs nothing."""
+  w = np.ones(len(y_N)) if w_N is None else np.asarray(w_N, np.float64)
+  counts = np.bincount(y_N, weights=w, minlength=num_classes)
+  with np.errstate(divide="ignore", invalid="ignore"):
+    return np.where(counts > 0, w.sum() / (num_classes * counts), 0.0)
 
 
 def with_class_weight(dataset: Dataset, class_weight: str) -> Dataset:
   """The data with each training row's weight multiplied by its class's
-  ("balanced": balanced_class_weights of the training labels; "none":
-  unchanged), as scikit-learn's class_weight multiplies sample weights."""
+  ("balanced": balanced_class_weights of the training labels and weights;
+  "none": unchanged), as scikit-learn's class_weight multiplies sample
+  weights."""
   if class_weight == "none":
     return dataset
-  per_class = balanced_class_weights(dataset.y_train, dataset.num_classes)
+  per_class = balanced_class_weights(dataset.y_train, dataset.num_classes,
+                                     dataset.w_train)
   w_val = None
   if dataset.y_val is not None:  # (a refit trains on these rows too)
     w_val = (per_class[dataset.y_val] if dataset.w_val is None

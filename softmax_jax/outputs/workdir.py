@@ -283,8 +283,10 @@ def write_summary(workdir: Path, summary: dict) -> None:
 
 
 # What params.npz holds beside the parameters: all --mode=predict needs.
-MODEL_FACTS = ("class_names", "feature_mean", "feature_std", "pixels",
-               "image_shape", "temperature")
+# (classes: an estimator's labels where they are numbers or booleans, as
+# its classes_ held them; class_names are always their text.)
+MODEL_FACTS = ("class_names", "classes", "feature_mean", "feature_std",
+               "pixels", "image_shape", "temperature")
 
 
 def save_params(workdir: Path, params: dict, facts: dict) -> None:
