@@ -141,6 +141,9 @@ def _refuse_flags_without_effect():
     return FLAGS[name].present
 
   mode = FLAGS.mode
+  if given("workdir") and not FLAGS.workdir.strip():
+    raise UserError("--workdir is empty (an unset shell variable?); give a "
+                    "folder, or drop the flag for a new one under runs/")
   if given("images") and mode != "predict":
     raise UserError("--images is for --mode=predict; drop it or add "
                     "--mode=predict")

@@ -13,6 +13,8 @@ import math
 from pathlib import Path
 from typing import Any, cast
 
+import numpy as np
+
 from softmax_jax.errors import UserError
 
 # Each field's role, declared beside it (the `role` of its metadata):
@@ -185,7 +187,8 @@ class Config:
     _check_positive("huber_delta", self.huber_delta)
     _check_positive("init_scale", self.init_scale, allow_zero=True)
     _check_positive("weight_decay", self.weight_decay, allow_zero=True)
-    _check_positive("device_memory_gb", self.device_memory_gb, allow_zero=True)
+    _check_positive("device_memory_gb", self.device_memory_gb, allow_zero=True,
+                    float32=False)
     _check_positive("tol", self.tol)
     if self.max_iters < 1:
       raise UserError(f"--max_iters must be at least 1, got {self.max_iters}")
@@ -233,11 +236,21 @@ def _check_choice(flag, value, choices):
                     f"{', '.join(choices)}")
 
 
-def _check_positive(flag, value, allow_zero=False):
+def _check_positive(flag, value, allow_zero=False, float32=True):
+  """A finite number > 0 (or >= 0); float32: one that training, in
+  float32, holds as such (neither beyond its range nor rounded to 0)."""
   ok = math.isfinite(value) and (value >= 0 if allow_zero else value > 0)
   if not ok:
     bound = "a finite number >= 0" if allow_zero else "a finite number > 0"
     raise UserError(f"--{flag} must be {bound}, got {value}")
+  if float32:
+    with np.errstate(over="ignore"):  # (inf: said below, in one line)
+      held = float(np.float32(value))
+    if not math.isfinite(held) or (value > 0 and held == 0):
+      tiny = float(np.finfo(np.float32).smallest_subnormal)
+      raise UserError(f"--{flag}={value:g} is beyond float32's range "
+                      f"({tiny:.2g} to {float(np.finfo(np.float32).max):.3g})"
+                      ", in which training computes; give a number in it")
 
 
 PENALTIES = ("l2", "l1", "elasticnet")

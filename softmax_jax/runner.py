@@ -334,8 +334,9 @@ def _validated(configs) -> list[config_lib.Config]:
   for i, c in enumerate(configs):
     if c in first:  # (it would train twice and be reported as one)
       raise UserError(f"configurations {first[c]} and {i} of the sweep are "
-                      "the same: a swept flag lists a value twice (e.g. "
-                      "--lr=0.1,0.1); give each value once")
+                      "the same: a swept flag or the --config file's "
+                      "sweep lists a value twice (e.g. --lr=0.1,0.1); give "
+                      "each value once")
     trained = solvers.trained_as(c)
     if trained in first:  # (the same solution twice, as if seeds agreed)
       raise UserError(

@@ -123,7 +123,11 @@ def build(base: Config, file_sweep: list[dict], flag_texts: dict[str, str]
   flagged = set(single) | {k for e in flag_sweep for k in e}
   stripped = [{k: v for k, v in e.items() if k not in flagged}
               for e in file_sweep]
-  file_sweep = [e for i, e in enumerate(stripped) if e not in stripped[:i]]
+  # Entries a flag made alike are one; entries alike in the file stay two,
+  # refused as a flag's repeated value is.
+  file_sweep = [e for i, e in enumerate(stripped)
+                if not any(e == stripped[j] and file_sweep[i] != file_sweep[j]
+                           for j in range(i))]
   return expand(base, product(file_sweep or [{}], flag_sweep or [{}]))
 
 

@@ -57,6 +57,11 @@ def test_bad_override_text(overrides, message):
     ({"batch_size": 0}, "--batch_size must be at least 1"),
     ({"epochs": 0}, "--epochs must be at least 1"),
     ({"seed": -1}, "--seed must be in"),
+    # (float32's range, in which training computes)
+    ({"weight_decay": 1e39}, "--weight_decay=1e+39 is beyond float32's"),
+    ({"init_scale": 1e39}, "--init_scale=1e+39 is beyond float32's"),
+    ({"huber_delta": 1e-50}, "--huber_delta=1e-50 is beyond float32's"),
+    ({"tol": 1e-46}, "--tol=1e-46 is beyond float32's"),
 ])
 def test_validation_names_the_flag(changes, message):
   with pytest.raises(UserError, match=re.escape(message)):

@@ -62,3 +62,33 @@ def test_rows_of_the_wrong_shape_or_none_at_all_are_refused(tmp_path):
   np.save(path, np.zeros((0, 8), np.float32))
   with pytest.raises(UserError, match="holds no rows"):
     images.load([str(path)], (8,), pixels=None)
+
+
+@pytest.mark.parametrize("dtype", [np.int64, np.int32, bool, np.float64])
+def test_pixels_0_and_1_are_taken_as_given_as_training_takes_them(tmp_path,
+                                                                  dtype):
+  """Whole 0/1 images (binary: integers, booleans) are pixels in [0, 1] in
+  training (datasets.interpret_pixels), so prediction reads them as given,
+  not as 0-255 divided by 255; uint8 is 0-255 always, and whole numbers
+  above 1 are too."""
+  binary = np.array([[[0, 1], [1, 0]]])
+  path = tmp_path / "image.npy"
+  np.save(path, binary.astype(dtype))
+  rows, _ = images.load([str(path)], (2, 2), pixels="0-1")
+  np.testing.assert_array_equal(rows, binary.reshape(1, 4))
+  np.save(path, binary.astype(np.uint8))
+  rows, _ = images.load([str(path)], (2, 2), pixels="0-1")
+  np.testing.assert_allclose(rows, binary.reshape(1, 4) / 255)
+  np.save(path, (binary * 200).astype(dtype if dtype is not bool else int))
+  rows, _ = images.load([str(path)], (2, 2), pixels="0-255")
+  np.testing.assert_allclose(rows, binary.reshape(1, 4) * 200 / 255,
+                             rtol=1e-6)
+
+
+def test_complex_arrays_and_folders_are_refused(tmp_path):
+  path = tmp_path / "rows.npy"
+  np.save(path, np.array([[1 + 2j, 0, 1]]))
+  with pytest.raises(UserError, match="complex numbers"):
+    images.load([str(path)], (3,), pixels=None)
+  with pytest.raises(UserError, match="a folder; give the files in it"):
+    images.load([str(tmp_path)], (3,), pixels=None)

@@ -194,6 +194,12 @@ BAD_INPUTS = {
     "a smooth solver with an l1 penalty": (["--optimizer=lbfgs",
                                             "--penalty=l1"],
                                            "use --optimizer=owlqn"),
+    "a weight decay beyond float32": (["--weight_decay=1e39"],
+                                      "--weight_decay=1e+39 is beyond "
+                                      "float32's range"),
+    "a validation share of no rows": (["--lr=0.1,0.2",
+                                       "--val_fraction=0.000001"],
+                                      "holds out none of the"),
     "calibration without validation": (["--calibrate"],
                                        "--calibrate fits the temperature on "
                                        "a validation split"),
@@ -274,6 +280,7 @@ FLAGS_WITHOUT_EFFECT = {
          "--loss_input=logits", "--tol=1e-6"],
         "--tol has no effect with --optimizer=exact/sgd; it is for "
         "--optimizer=lbfgs/owlqn: drop it"),
+    "an empty workdir": (["--workdir="], "--workdir is empty"),
 }
 
 

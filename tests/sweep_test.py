@@ -360,6 +360,20 @@ def test_a_flag_list_replaces_the_file_axis_of_its_field():
       ("xent", 0.1), ("xent", 1.0), ("l2", 0.1), ("l2", 1.0)]
 
 
+def test_a_files_repeated_value_stays_to_be_refused():
+  """Entries of the file's sweep that a flag made alike are one; entries
+  alike in the file itself stay two (the runner refuses them, as it does a
+  flag's repeated value), not silently one."""
+  repeated = sweep.axis("lr", [0.1, 0.1])
+  assert [c.lr for c in sweep.build(Config(), repeated, {})] == [0.1, 0.1]
+  alike = sweep.product(sweep.axis("loss", ["xent"]),
+                        sweep.axis("lr", [0.1, 1.0]))
+  assert [c.lr for c in sweep.build(Config(), alike, {"lr": "0.3"})] == [0.3]
+  with pytest.raises(UserError, match="configurations 0 and 1 of the sweep "
+                     "are the same"):
+    runner._validated(sweep.build(Config(), repeated, {}))  # pylint: disable=protected-access
+
+
 def test_experiment_file_values_get_their_field_types(tmp_path):
   path = tmp_path / "exp.py"
   path.write_text("from softmax_jax.config import Config\n"

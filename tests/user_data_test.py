@@ -2,6 +2,7 @@
 standardization."""
 
 import dataclasses
+import zipfile
 
 import numpy as np
 import pytest
@@ -105,6 +106,11 @@ def test_label_out_of_range_names_the_range(tmp_path):
 def test_unreadable_npz(tmp_path):
   path = tmp_path / "broken.npz"
   path.write_bytes(b"not a zip")
+  with pytest.raises(DataError, match=r"is not an .npz file \(a zip archive "
+                     r"of arrays, as np.savez writes\); give one$"):
+    datasets.load(f"npz:{path}")  # (np.load's guess: "pickled data")
+  with zipfile.ZipFile(path, "w") as f:  # a zip, but cut short
+    f.writestr("x_train.npy", b"\x93NUMPY\x01\x00")
   with pytest.raises(DataError, match=r"is not a readable .npz file"):
     datasets.load(f"npz:{path}")
   with pytest.raises(DataError, match="no such file"):
@@ -239,6 +245,9 @@ def test_npz_class_names_as_bytes_or_a_scalar_and_its_own_validation(
     datasets.load(_npz(tmp_path, **arrays, class_names=np.array("a,b,c")))
   with pytest.raises(DataError, match="has x_val but not its pair"):
     datasets.load(_npz(tmp_path, **arrays, x_val=arrays["x_test"]))
+  with pytest.raises(DataError, match="class name 1 is blank"):  # (as npy:)
+    datasets.load(_npz(tmp_path, **arrays,
+                       class_names=np.array(["a", " ", "c"])))
 
 
 def test_pixels_yes_names_the_value_outside_the_unit_interval(tmp_path):

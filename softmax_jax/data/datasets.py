@@ -453,7 +453,9 @@ def hold_out_validation(dataset: Dataset, fraction: float) -> Dataset:
   """
   num_val = round(fraction * len(dataset.x_train))
   if num_val == 0:
-    return dataset
+    raise DataError(f"--val_fraction={fraction:g} holds out none of the "
+                    f"{len(dataset.x_train)} training examples; give at "
+                    f"least {1 / len(dataset.x_train):.2g} (one example)")
   if num_val >= len(dataset.x_train):
     raise DataError(f"--val_fraction={fraction} leaves no training examples")
   order = np.random.default_rng(0).permutation(len(dataset.x_train))

@@ -21,9 +21,10 @@ def load(paths: list[str], image_shape: tuple[int, ...], pixels: str | None
   trained on rows of D features without an image shape has image_shape
   (D,), and takes .npy arrays of one row [D] or of rows [N, D].
 
-  For a model trained on pixels (`pixels` not None), image files and arrays
-  of whole numbers 0-255 are scaled to [0, 1], floats in [0, 1] taken as
-  they are: the training data's transform (datasets.to_features). A model
+  For a model trained on pixels (`pixels` not None), image files, uint8
+  arrays and arrays of whole numbers 0-255 (above 1) are scaled to [0, 1],
+  values in [0, 1] (floats, whole 0 and 1) taken as they are: the training
+  data's reading (datasets.interpret_pixels, datasets.to_features). A model
   trained on other features takes .npy arrays of such features, as they
   are, and no image files. The rows of an array are named PATH[i].
   """
@@ -31,7 +32,9 @@ def load(paths: list[str], image_shape: tuple[int, ...], pixels: str | None
   for given in paths:
     path = Path(given)
     if not path.is_file():
-      raise UserError(f"--images: {path}: no such file")
+      raise UserError(f"--images: {path}: " + (
+          "a folder; give the files in it (e.g. --images=DIR/*.png)"
+          if path.is_dir() else "no such file"))
     if path.suffix.lower() == ".npy":
       array = _from_npy(path, image_shape, pixels)
       if not len(array):
@@ -92,6 +95,9 @@ def _from_npy(path: Path, image_shape, pixels) -> np.ndarray:
                     f"{' or '.join(shapes)}")
   if not (user_data.is_numeric(array.dtype) or array.dtype == bool):
     raise UserError(f"--images: {path} holds {array.dtype}, not numbers")
+  if np.iscomplexobj(array):
+    raise UserError(f"--images: {path} holds complex numbers; give real "
+                    "ones")
   array = user_data.numeric(array)
   if not np.all(np.isfinite(array)):
     raise UserError(f"--images: {path} holds values that are not finite")
@@ -100,8 +106,10 @@ def _from_npy(path: Path, image_shape, pixels) -> np.ndarray:
                     "features must be float32 numbers")
   if pixels is None:
     return array.astype(np.float32)
-  if np.issubdtype(array.dtype, np.floating) and array.min() >= 0 and (
-      array.max() <= 1):
+  # Values in [0, 1] (floats, or whole numbers 0 and 1 of any type but
+  # uint8) are pixels in [0, 1], taken as given, as training takes them
+  # (datasets.interpret_pixels).
+  if array.dtype != np.uint8 and array.min() >= 0 and array.max() <= 1:
     return array.astype(np.float32)
   if array.min() < 0 or array.max() > 255 or np.any(array != np.round(array)):
     raise UserError(f"--images: {path} holds values that are not pixels; give "

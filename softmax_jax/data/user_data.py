@@ -94,6 +94,10 @@ def load_npy(folder: str | Path) -> dict:
 def load_npz(path: str | Path) -> dict:
   """The arrays of a data set in an .npz file, checked."""
   path = _existing(path)
+  if path.is_file() and not zipfile.is_zipfile(path):  # (np.load's own
+    # guess would call it pickled data)
+    raise DataError(f"{path} is not an .npz file (a zip archive of arrays, "
+                    "as np.savez writes); give one")
   try:
     with np.load(path, allow_pickle=False) as f:
       arrays = {k: f[k] for k in f.files}
@@ -310,7 +314,7 @@ def _check_class_names(path, names: list[str]) -> None:
   every table keyed by name)."""
   seen: dict[str, int] = {}
   for i, name in enumerate(names):
-    if not name:
+    if not name.strip():
       raise DataError(f"{path}: class name {i} is blank; give every class "
                       "a name")
     if name in seen:
