@@ -89,9 +89,11 @@ class Config:
   tol: float = _field(
       1e-5, VALUE, "--optimizer=lbfgs/owlqn: stop when the gradient norm of "
       "the objective (mean loss + the penalty; with an L1 part, the norm of "
-      "its smallest subgradient: the KKT violation, a certificate of "
-      "optimality) is below this (near float32's resolution of a mean over "
-      "10^4-10^6 examples).")
+      "its smallest subgradient: the KKT violation, in the model's W and "
+      "b) is below this (near float32's resolution of a mean over "
+      "10^4-10^6 examples): a certificate of optimality where the "
+      "objective is convex (xent, and any loss on logits), of a stationary "
+      "point for l2 and huber on probabilities.")
   max_iters: int = _field(1000, VALUE,
                           "--optimizer=lbfgs/owlqn: iterations at most.")
   batch_size: int = _field(
@@ -260,6 +262,17 @@ FIELDS = tuple(f.name for f in dataclasses.fields(Config))
 HELP = {f.name: f.metadata["help"] for f in dataclasses.fields(Config)}
 DATA_FIELDS = tuple(f.name for f in dataclasses.fields(Config)
                     if f.metadata["data"])
+
+
+def check_run_wide(configs: list[Config]) -> None:
+  """Refuses configurations that differ in a field of role RUN (one value
+  for the whole run: the data's reading, the validation split, the model's
+  intercept, ...), which no stack of them could train as each says."""
+  differ = [f for f in fields_of(RUN)
+            if len({getattr(c, f) for c in configs}) > 1]
+  if differ:
+    raise UserError(f"{', '.join(differ)} cannot be swept: one value for "
+                    "the whole run")
 
 
 def fields_of(role: str) -> tuple[str, ...]:

@@ -104,13 +104,21 @@ def evaluate(params: model.Params, x_NxD, y_N, chunk: int = CHUNK,
   return scores
 
 
-def accuracy(params: model.Params, x_NxD, y_N, chunk: int = CHUNK):
-  """The share of rows whose top-1 class is their label (a forward pass)."""
-  correct = sum_chunks(
-      lambda x, y, valid: jnp.sum(valid * metrics.argmax_is(
-          model.logits(params, data_lib.to_features(x)), y)),
-      x_NxD, y_N, chunk)
-  return correct / x_NxD.shape[0]
+def accuracy(params: model.Params, x_NxD, y_N, counted_N=None,
+             chunk: int = CHUNK):
+  """The share of rows whose top-1 class is their label (a forward pass);
+  of the rows counted_N (bool [N]) says, where given."""
+  if counted_N is None:
+    counted_N = jnp.ones(untransposed(x_NxD).shape[0], bool)
+
+  def sums(x, rows, valid):
+    y, counted = rows
+    counted = valid & counted
+    return jnp.stack([jnp.sum(counted * metrics.argmax_is(
+        model.logits(params, data_lib.to_features(x)), y)), jnp.sum(counted)])
+
+  correct, count = sum_chunks(sums, x_NxD, (y_N, counted_N), chunk)
+  return correct / count
 
 
 def predict(params: model.Params, x_NxD, chunk: int = CHUNK,

@@ -359,10 +359,7 @@ def _recorded(c: config_lib.Config) -> dict:
 
 def _load(configs) -> datasets.Dataset:
   """The data set, with the validation split a run or sweep uses."""
-  run_wide = config_lib.fields_of(config_lib.RUN)
-  if len({tuple(getattr(c, f) for f in run_wide) for c in configs}) > 1:
-    raise UserError(f"{', '.join(run_wide)} cannot be swept: one value for "
-                    "the whole run")
+  config_lib.check_run_wide(configs)  # (before the data is read)
   c = configs[0]
   fraction = c.val_fraction
   if len(configs) > 1:

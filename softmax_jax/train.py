@@ -26,6 +26,7 @@ from typing import cast
 import jax
 import numpy as np
 
+from softmax_jax import config as config_lib
 from softmax_jax import evaluation
 from softmax_jax import losses
 from softmax_jax import model
@@ -116,7 +117,10 @@ def train_configs(configs: list[Config], dataset: data_lib.Dataset,
   examples (else all of them; the same minibatches either way).
   init_params: each configuration's params to start from (a warm start;
   the model's shapes), instead of its seed's (or, full-batch, of W = 0).
+  Strengths in units of lambda_max (weight_decay_unit) are made absolute
+  on this data first (objective.in_absolute_units), as a run makes them.
   """
+  configs, _ = objective.in_absolute_units(configs, dataset)
   check(configs, dataset)
   # One precision for the run (a Config field of role RUN).
   with jax.default_matmul_precision(configs[0].matmul_precision):
@@ -161,7 +165,8 @@ def check(configs: list[Config], dataset: data_lib.Dataset) -> None:
   """Refuses, before anything is trained or written, what the data rules out:
   labels outside [0, K), batches larger than the training set, PHM sizes
   that do not divide the output layer, calibration without a validation
-  split."""
+  split, configurations that differ in a run-wide field."""
+  config_lib.check_run_wide(configs)
   _check_labels(dataset)
   for c in configs:
     _check_fold(c, dataset)

@@ -181,6 +181,8 @@ BAD_INPUTS = {
                                  "give --val_fraction > 0"),
     "missing npz": (["--dataset=npz:/nowhere/data.npz"],
                     "/nowhere/data.npz: no such file"),
+    "a data dir for own files": (["--dataset=npz:{good_npz}"],
+                                 "is for TFDS data sets"),
     "test csv without csv data": (["--test_csv=test.csv"],
                                   "--test_csv=test.csv is for "
                                   "--dataset=csv:PATH"),
@@ -212,11 +214,17 @@ def bad_runs(data_dir, tmp_path_factory):
   workdirs = {case: tmp_path_factory.mktemp("w") / "run" for case in BAD_INPUTS}
   empty_experiment = tmp_path_factory.mktemp("exp") / "empty.py"
   empty_experiment.write_text("LEARNING_RATES = [0.1, 1.0]\n")
+  good_npz = tmp_path_factory.mktemp("npz") / "good.npz"
+  rng = np.random.default_rng(0)
+  np.savez(good_npz, x_train=rng.normal(size=(40, 3)),
+           y_train=np.arange(40) % 2, x_test=rng.normal(size=(10, 3)),
+           y_test=np.arange(10) % 2)
   with concurrent.futures.ThreadPoolExecutor(4) as pool:
     futures = {
         case: pool.submit(launch, f"--data_dir={data_dir}", "--epochs=2",
                           f"--workdir={workdirs[case]}",
-                          *(a.format(empty_experiment=empty_experiment)
+                          *(a.format(empty_experiment=empty_experiment,
+                                     good_npz=good_npz)
                             for a in args))
         for case, (args, _) in BAD_INPUTS.items()}
     return {case: (f.result(), workdirs[case]) for case, f in futures.items()}

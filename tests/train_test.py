@@ -464,3 +464,68 @@ def test_a_step_follows_the_weighted_objective(optimizer, fold):
     assert run.history[-1]["train_loss"] == pytest.approx(loss, rel=1e-5)
     assert float(value(run.params)[0][0]) == pytest.approx(
         run.history[-1]["objective"], rel=1e-5)
+
+
+def test_train_accuracy_counts_the_rows_each_configuration_trains_on():
+  """The full-batch solvers' train_accuracy is over the rows each trains
+  on: not the fold it leaves out (here with scrambled labels), not rows of
+  weight 0 (sgd's: the next test)."""
+  ds = synthetic_dataset(n_train=300, num_features=9, num_classes=3, seed=4,
+                         noise=60.0)
+  rng = np.random.default_rng(4)
+  folds = (np.arange(300) % 3).astype(np.int32)
+  w = np.where(np.arange(300) % 7 == 0, 0.0, rng.uniform(0.5, 2, 300))
+  y = np.where(folds == 1, (ds.y_train + 1) % 3, ds.y_train).astype(np.int32)
+  ds = dataclasses.replace(ds, y_train=y, folds=folds,
+                           w_train=w.astype(np.float32))
+  trained_on = (folds != 1) & (w > 0)
+  for config in (Config(optimizer="lbfgs", weight_decay=0.01, fold=1),
+                 Config(optimizer="exact", weight_decay=0.01, fold=1,
+                        loss="l2", loss_input="logits")):
+    run = train.train_configs([config], ds).runs[0]
+    x = datasets.to_features(ds.x_train)
+    right = np.argmax(x @ run.params["w"] + run.params["b"], 1) == y
+    assert run.history[-1]["train_accuracy"] == pytest.approx(
+        right[trained_on].mean(), abs=1e-6), config.optimizer
+    assert abs(right[trained_on].mean() - right.mean()) > 0.05
+
+
+def test_sgds_train_accuracy_counts_the_rows_it_trains_on():
+  """One full-batch step from W0: its training accuracy is W0's on the
+  rows outside the left-out fold and of weight > 0."""
+  ds = synthetic_dataset(n_train=240, num_features=9, num_classes=3, seed=5)
+  folds = (np.arange(240) % 3).astype(np.int32)
+  w = np.where(np.arange(240) % 5 == 0, 0.0, 1.0).astype(np.float32)
+  y = np.where(folds == 0, (ds.y_train + 1) % 3, ds.y_train).astype(np.int32)
+  ds = dataclasses.replace(ds, y_train=y, folds=folds, w_train=w)
+  rng = np.random.default_rng(0)
+  w0 = {"w": rng.normal(0, 0.1, (9, 3)).astype(np.float32),
+        "b": np.zeros(3, np.float32)}
+  run = train.train_configs([Config(optimizer="sgd", fold=0, lr=1e-9,
+                                    batch_size=240, epochs=1)], ds,
+                            init_params=[w0]).runs[0]
+  right = np.argmax(datasets.to_features(ds.x_train) @ w0["w"], 1) == y
+  trained_on = (folds != 0) & (w > 0)
+  assert run.history[-1]["train_accuracy"] == pytest.approx(
+      right[trained_on].mean(), abs=1e-6)
+  assert abs(right[trained_on].mean() - right.mean()) > 0.05
+
+
+def test_train_configs_reads_lambda_max_units_and_refuses_mixed_runs():
+  """The library's entry point as a run: strengths in units of lambda_max
+  made absolute on the data, and configurations that differ in a run-wide
+  field (fit_intercept) refused, not trained as the first one says."""
+  ds = synthetic_dataset(n_train=200, num_features=9, num_classes=3, seed=6)
+  config = Config(optimizer="owlqn", penalty="l1", weight_decay=0.3,
+                  weight_decay_unit="lambda_max", tol=1e-6)
+  lam = objective.lambda_max(ds, config)
+  run = train.train_configs([config], ds).runs[0]
+  absolute = train.train_configs([dataclasses.replace(
+      config, weight_decay=0.3 * lam, weight_decay_unit="absolute")],
+                                 ds).runs[0]
+  np.testing.assert_allclose(run.params["w"], absolute.params["w"], atol=1e-6)
+  assert np.count_nonzero(run.params["w"])  # (0.3 lambda_max: not W = 0)
+  with pytest.raises(UserError, match=r"^fit_intercept cannot be swept"):
+    train.train_configs([Config(optimizer="lbfgs", weight_decay=0.01),
+                         Config(optimizer="lbfgs", weight_decay=0.02,
+                                fit_intercept=False)], ds)

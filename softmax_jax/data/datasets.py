@@ -361,12 +361,15 @@ def _load_arrays(name, data_dir, test_csv) -> Dataset:
   if test_csv and not name.startswith("csv:"):
     raise DataError(f"--test_csv={test_csv} is for --dataset=csv:PATH, not "
                     f"--dataset={name}")
-  if name.startswith("npy:"):
-    return Dataset(name=name, **user_data.load_npy(name[4:]))
-  if name.startswith("npz:"):
-    return Dataset(name=name, **user_data.load_npz(name[4:]))
-  if name.startswith("csv:"):
-    return Dataset(name=name, **user_data.load_csv(name[4:], test_csv))
+  loaders = {"npy:": lambda: user_data.load_npy(name[4:]),
+             "npz:": lambda: user_data.load_npz(name[4:]),
+             "csv:": lambda: user_data.load_csv(name[4:], test_csv)}
+  if name[:4] in loaders:
+    own = Dataset(name=name, **loaders[name[:4]]())
+    if data_dir:  # (after the data's own errors, which say more)
+      raise DataError(f"--data_dir={data_dir} is for TFDS data sets; "
+                      f"--dataset={name} reads its own files: drop it")
+    return own
   data_dir = Path(data_dir) if data_dir else default_data_dir()
   path = cache_path(name, data_dir)
   dataset = _read_cache(path, name)

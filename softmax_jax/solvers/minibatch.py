@@ -102,10 +102,15 @@ def train_step(state: State, x, y, values, *, optimizer, schedule, total_steps,
   updates, opt_state = objective.over_stack(tx.update, squeeze)(
       grads, state["opt_state"], state["params"])
   params = optax.apply_updates(state["params"], updates)
-  correct_M = jnp.sum(objective.over_stack(metrics.argmax_is, squeeze, in_axes=(
-      0, None if y.ndim == 1 else 0))(logits_MxBxK, y), axis=-1)
-  return {"params": params, "opt_state": opt_state}, {"loss": loss_M,
-                                                       "correct": correct_M}
+  right_MxB = objective.over_stack(metrics.argmax_is, squeeze, in_axes=(
+      0, None if y.ndim == 1 else 0))(logits_MxBxK, y)
+  # The training accuracy counts the rows each configuration trains on (of
+  # weight > 0, not in the fold it leaves out).
+  counted_MxB = (w_MxB > 0 if weighted
+                 else jnp.ones(right_MxB.shape, bool))
+  return {"params": params, "opt_state": opt_state}, {
+      "loss": loss_M, "correct": jnp.sum(right_MxB & counted_MxB, axis=-1),
+      "counted": jnp.sum(counted_MxB, axis=-1)}
 
 
 def epoch_order(seeds, epoch: int, num_examples: int, batch_size: int,
@@ -161,12 +166,10 @@ def train_epoch(state: State, x, y, batches, values, *,
 
   steps = (x, y) if batches is None else batches
   state, m = jax.lax.scan(body, state, steps)
-  shape = (jax.tree.leaves(y)[0] if batches is None
-           else batches).shape  # [S, (M,) B]
-  num_examples = shape[0] * shape[-1]
   return state, {
       "train_loss": jnp.mean(m["loss"], axis=0),
-      "train_accuracy": jnp.sum(m["correct"], axis=0) / num_examples,
+      "train_accuracy": (jnp.sum(m["correct"], axis=0)
+                         / jnp.sum(m["counted"], axis=0)),
       "first_loss": m["loss"][0],  # before this call's first update
   }
 

@@ -246,7 +246,7 @@ def full_batch(theta_MxP, x_NxD, rows_N: Rows, values, *, unravel, blocks,
   params_M = jax.vmap(unravel)(theta_MxP)
 
   def chunk_sums(x, rows, valid):
-    w, kept = _kept(rows, valid, values["fold"])
+    w, _ = _kept(rows, valid, values["fold"])
 
     def loss_sum(params_M):
       logits = stacked_logits(params_M, jax.tree.map(data_lib.to_features,
@@ -259,10 +259,12 @@ def full_batch(theta_MxP, x_NxD, rows_N: Rows, values, *, unravel, blocks,
 
     (_, (sums, logits)), grads = jax.value_and_grad(loss_sum, has_aux=True)(
         params_M)
-    correct = jnp.sum(kept * over_stack(metrics.argmax_is, squeeze, in_axes=(
-        0, None))(logits, rows[0]), axis=-1)
+    counted = w > 0  # (the rows it trains on: kept, and of some weight)
+    correct = jnp.sum(counted * over_stack(
+        metrics.argmax_is, squeeze, in_axes=(0, None))(logits, rows[0]),
+                      axis=-1)
     return {"loss": sums, "grad": grads, "correct": correct,
-            "weight": jnp.sum(w, axis=-1), "count": jnp.sum(kept, axis=-1)}
+            "weight": jnp.sum(w, axis=-1), "count": jnp.sum(counted, axis=-1)}
 
   total = evaluation.sum_chunks(chunk_sums, x_NxD, rows_N, chunk)
   weight_M = total["weight"]
@@ -449,7 +451,11 @@ def lambda_max(dataset: data_lib.Dataset, config: Config) -> float:
   softmax(b*) - e_k = c - e_k, c the weighted class shares; other losses:
   b* solved numerically over the K biases; without an intercept b* = 0,
   and for cross-entropy c = 1/K). inf for rho = 0 (l2: W = 0 at no finite
-  strength). One pass over the training rows."""
+  strength). One pass over the training rows. (Optimal where the objective
+  is convex: cross-entropy, and any loss on logits. l2 and huber on
+  probabilities are not convex in W: there W = 0 is a stationary point
+  from lambda_max on, a lower objective may lie elsewhere, and b* is
+  solved to scipy's tolerance.)"""
   if config.l1_share == 0:
     return math.inf
   y, w, folds = rows_of(dataset)
