@@ -281,8 +281,8 @@ def _use_trained_model():
   if not FLAGS.images:
     raise UserError("--mode=predict needs --images=a.png,b.png or "
                     "--images=file.npy")
-  predictions = runner.predict(FLAGS.workdir, FLAGS.images)
-  temperature = runner.calibrated_temperature(FLAGS.workdir)
+  predictions, temperature = runner.predict_calibrated(FLAGS.workdir,
+                                                       FLAGS.images)
   if temperature is not None:
     print(f"probabilities calibrated by temperature scaling: T = "
           f"{temperature:.4g}, fit on the validation split (--calibrate)")

@@ -285,6 +285,24 @@ def test_calibrate_reports_its_temperature_and_keeps_it(calibrated):
   assert again["calibration"] == pytest.approx(c, rel=1e-5)
 
 
+def test_predict_on_an_unfinished_calibrated_run_calibrates(calibrated,
+                                                           dataset, tmp_path):
+  """A --calibrate run without params.npz and summary.json (stopped before
+  its end): predict restores the checkpoint's model and fits its
+  temperature as the finished run did, not T = 1 unsaid."""
+  from softmax_jax import runner  # pylint: disable=g-import-not-at-top
+  unfinished = tmp_path / "unfinished"
+  shutil.copytree(calibrated, unfinished)
+  t = json.loads((unfinished / "summary.json").read_text())[
+      "calibration"]["temperature"]
+  (unfinished / "summary.json").unlink()
+  (unfinished / "params.npz").unlink()
+  npy = tmp_path / "two.npy"
+  np.save(npy, dataset.x_test[:2].reshape(2, 4, 4))
+  _, temperature = runner.predict_calibrated(unfinished, [str(npy)])
+  assert temperature == pytest.approx(t, rel=1e-4)
+
+
 def test_predict_uses_the_temperature(calibrated, dataset, tmp_path):
   npy = tmp_path / "two.npy"
   images = dataset.x_test[:2].reshape(2, 4, 4)
@@ -418,3 +436,11 @@ def test_the_library_and_the_command_line_give_one_summary(tmp_path):
       k: v for k, v in command_line.items()
       if k not in timing | {"report_seconds"}}
   assert library["calibration"]["temperature"] > 0
+
+
+def test_the_title_names_the_settings_the_solver_reads():
+  from softmax_jax import runner  # pylint: disable=g-import-not-at-top
+  from softmax_jax.config import Config  # pylint: disable=g-import-not-at-top
+  full = runner._title(Config(optimizer="lbfgs", weight_decay=0.01))  # pylint: disable=protected-access
+  assert "weight decay 0.01" in full and "lr" not in full
+  assert "lr 0.1, batch 256" in runner._title(Config())  # pylint: disable=protected-access
