@@ -192,8 +192,9 @@ class Config:
     _check_positive("device_memory_gb", self.device_memory_gb, allow_zero=True,
                     float32=False)
     _check_positive("tol", self.tol)
-    if self.max_iters < 1:
-      raise UserError(f"--max_iters must be at least 1, got {self.max_iters}")
+    if not 1 <= self.max_iters < 2**31:  # (an int32 of the stack's)
+      raise UserError(f"--max_iters must be in [1, 2^31), got "
+                      f"{self.max_iters}")
     solvers.get(self.optimizer).check(self)
     if self.batch_size < 1:
       raise UserError(f"--batch_size must be at least 1, got {self.batch_size}")

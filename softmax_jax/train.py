@@ -120,6 +120,7 @@ def train_configs(configs: list[Config], dataset: data_lib.Dataset,
   Strengths in units of lambda_max (weight_decay_unit) are made absolute
   on this data first (objective.in_absolute_units), as a run makes them.
   """
+  config_lib.check_run_wide(configs)  # (one unit of strength, among them)
   configs, _ = objective.in_absolute_units(configs, dataset)
   check(configs, dataset)
   # One precision for the run (a Config field of role RUN).

@@ -57,6 +57,7 @@ def test_bad_override_text(overrides, message):
     ({"batch_size": 0}, "--batch_size must be at least 1"),
     ({"epochs": 0}, "--epochs must be at least 1"),
     ({"seed": -1}, "--seed must be in"),
+    ({"max_iters": 2**31}, "--max_iters must be in [1, 2^31)"),
     # (float32's range, in which training computes)
     ({"weight_decay": 1e39}, "--weight_decay=1e+39 is beyond float32's"),
     ({"init_scale": 1e39}, "--init_scale=1e+39 is beyond float32's"),

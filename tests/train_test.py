@@ -525,7 +525,24 @@ def test_train_configs_reads_lambda_max_units_and_refuses_mixed_runs():
                                  ds).runs[0]
   np.testing.assert_allclose(run.params["w"], absolute.params["w"], atol=1e-6)
   assert np.count_nonzero(run.params["w"])  # (0.3 lambda_max: not W = 0)
+  with pytest.raises(UserError, match=r"^weight_decay_unit cannot be swept"):
+    train.train_configs([config, dataclasses.replace(
+        config, weight_decay=0.01, weight_decay_unit="absolute")], ds)
   with pytest.raises(UserError, match=r"^fit_intercept cannot be swept"):
     train.train_configs([Config(optimizer="lbfgs", weight_decay=0.01),
                          Config(optimizer="lbfgs", weight_decay=0.02,
                                 fit_intercept=False)], ds)
+
+
+def test_only_strengths_in_lambda_max_units_are_rescaled():
+  """objective.in_absolute_units multiplies the weight decay of the
+  configurations in units of lambda_max, and leaves absolute ones alone
+  (an l2 one's lambda_max is inf)."""
+  ds = synthetic_dataset(n_train=120, num_features=9, num_classes=3, seed=7)
+  absolute = Config(weight_decay=0.01)
+  relative = Config(penalty="l1", weight_decay=0.5,
+                    weight_decay_unit="lambda_max")
+  (a, r), maxes = objective.in_absolute_units([absolute, relative], ds)
+  assert a == absolute and maxes[0] == float("inf")
+  assert r.weight_decay == pytest.approx(0.5 * maxes[1])
+  assert r.weight_decay_unit == "absolute"

@@ -438,6 +438,7 @@ def in_absolute_units(configs: list[Config], dataset: data_lib.Dataset
   maxes = lambda_maxes(dataset, configs)
   return [dataclasses.replace(c, weight_decay=c.weight_decay * m,
                               weight_decay_unit="absolute")
+          if c.weight_decay_unit == "lambda_max" else c
           for c, m in zip(configs, maxes, strict=True)], maxes
 
 
