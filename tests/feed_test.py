@@ -29,15 +29,22 @@ def _train(configs, dataset):
 
 @pytest.mark.slow
 @pytest.mark.gpu_smoke
-@pytest.mark.parametrize("sweep_over", [None, "lr", "seed"])
+@pytest.mark.parametrize("sweep_over", [None, "lr", "seed", "weights"])
 def test_streamed_equals_resident(sweep_over):
   """A single run; a sweep sharing one seed ([S, B] minibatches); a sweep
-  with one seed per configuration ([S, M, B]): 46 steps an epoch, not a
-  multiple of the chunk, so two chunk lengths are compiled."""
+  with one seed per configuration ([S, M, B]); rows with weights, some 0
+  (labels, weights and folds streamed together; the training accuracy
+  counts other rows in each step): 46 steps an epoch, not a multiple of
+  the chunk, so two chunk lengths are compiled."""
   dataset = _dataset()
+  if sweep_over == "weights":
+    w = np.random.default_rng(0).uniform(0, 2, len(dataset.y_train))
+    dataset = dataclasses.replace(dataset, w_train=np.where(
+        np.arange(len(w)) % 7 == 0, 0, w).astype(np.float32))
   base = config_lib.Config(batch_size=64, epochs=2, lr=0.5)
   overrides = {None: [{}], "lr": [{"lr": 0.5}, {"lr": 0.05}],
-               "seed": [{"seed": 0}, {"seed": 1}, {"seed": 2}]}[sweep_over]
+               "seed": [{"seed": 0}, {"seed": 1}, {"seed": 2}],
+               "weights": [{"seed": 0}, {"seed": 1}]}[sweep_over]
   resident = [dataclasses.replace(base, **o) for o in overrides]
   streamed = [dataclasses.replace(c, device_memory_gb=TINY_BUDGET_GB)
               for c in resident]

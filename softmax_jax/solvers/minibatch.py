@@ -170,6 +170,9 @@ def train_epoch(state: State, x, y, batches, values, *,
       "train_loss": jnp.mean(m["loss"], axis=0),
       "train_accuracy": (jnp.sum(m["correct"], axis=0)
                          / jnp.sum(m["counted"], axis=0)),
+      # (whose sums over a streamed epoch's calls give its accuracy)
+      "correct": jnp.sum(m["correct"], axis=0),
+      "counted": jnp.sum(m["counted"], axis=0),
       "first_loss": m["loss"][0],  # before this call's first update
   }
 
@@ -293,14 +296,21 @@ class Minibatch:
   def round(self, states, epoch):
     parts = []  # (steps, means over them) of each call
     for x, y, idx in self.feed.chunks(self.batches_of(epoch)):
-      steps = len(y if idx is None else idx)
+      # (y: the labels, or with weights and folds a tuple of them)
+      steps = len(jax.tree.leaves(y)[0] if idx is None else idx)
       states, part = self.epoch_fns[steps](states, x, y, idx, self.values)
       parts.append((steps, part))
     parts = jax.device_get(parts)
     first = parts[0][1]["first_loss"]
     record = _mean_over_steps([(steps, {k: v for k, v in part.items()
-                                        if k != "first_loss"})
+                                        if k not in ("first_loss", "correct",
+                                                     "counted")})
                                for steps, part in parts])
+    if len(parts) > 1:  # (streamed: the rows counted differ from step to
+      # step where rows have weights, so the calls' shares do not average)
+      record["train_accuracy"] = np.float32(
+          sum(part["correct"] for _, part in parts)) / np.float32(
+              sum(part["counted"] for _, part in parts))
     if self.sparsity is not None:
       record.update(jax.device_get(self.sparsity(states["params"])))
     # The loss at initialization, where the explosion rule measures from.
