@@ -252,8 +252,9 @@ class SoftmaxRegression(_Softmax):
   Parameters: C (the inverse strength of the penalty, scikit-learn's),
   penalty ("l2", "l1" or "elasticnet": C sum_i s_i loss_i + rho ||W||_1 +
   (1 - rho) / 2 ||W||^2, rho = l1_ratio, 0.5 when None), solver (lbfgs:
-  for l1 and elasticnet its orthant-wise form OWL-QN, exact to tol; exact,
-  sgd, momentum, adam: a proximal step for the L1 part), loss
+  for l1 and elasticnet its orthant-wise form OWL-QN, exact to tol; exact:
+  ridge on the one-hot code in closed form, loss="l2" with the l2 penalty
+  only; sgd, momentum, adam: a proximal step for the L1 part), loss
   (xent, l2, l1, huber), tol (the gradient norm of the objective as a
   weighted mean), max_iter, fit_intercept (False: the model o = xW, b = 0),
   class_weight (None, "balanced" or {label: weight}), warm_start (True: a
