@@ -179,14 +179,15 @@ class _Softmax(ClassifierMixin, BaseEstimator):
                        f"{', '.join(PENALTIES)}")
     weights = sample_weight = _check_sample_weight(
         sample_weight, X, dtype=np.float64, ensure_non_negative=True)
-    if self.class_weight is not None:
-      # "balanced" counts the classes in the sample weights, as
-      # scikit-learn's does.
-      per_class = compute_class_weight(self.class_weight,
-                                       classes=self.classes_,
-                                       y=self.classes_[y],
-                                       sample_weight=weights)
-      weights = weights * per_class[y]
+    if isinstance(self.class_weight, str) and self.class_weight == "balanced":
+      # The classes counted in the sample weights, as scikit-learn (1.7 on)
+      # counts them; a class of no weight weighs nothing (the command
+      # line's --class_weight=balanced, the same function).
+      weights = weights * datasets.balanced_class_weights(
+          y, len(self.classes_), weights)[y]
+    elif self.class_weight is not None:
+      weights = weights * compute_class_weight(
+          self.class_weight, classes=self.classes_, y=self.classes_[y])[y]
     if not weights.sum() > 0:
       raise ValueError("the sample weights sum to 0: at least one example "
                        "must weigh something")
@@ -371,14 +372,21 @@ class SoftmaxRegressionCV(_Softmax):
     padded = np.zeros(len(dataset.y_train), np.int32)  # (rows of weight 0)
     padded[:len(folds)] = folds
     runs = _fit_stack(configs, dataclasses.replace(dataset, folds=padded),
-                      self.n_features_in_)
+                      self.n_features_in_, failed_ok=True)
     # Each fold's rows weigh in its score by their sample weights, as
     # scikit-learn's scorer takes them (not the class weights).
     self.scores_ = np.array(
         [_score(self.scoring, run.params, X[folds == i // num_cs],
                 y[folds == i // num_cs], sample_weight[folds == i // num_cs],
-                len(self.classes_))
+                len(self.classes_)) if run.status == results.OK
+         else -np.inf  # (a loss gone far up: no model to choose)
          for i, run in enumerate(runs)]).reshape(num_folds, num_cs)
+    failed = sorted({float(self.Cs_[i % num_cs])
+                     for i, r in enumerate(runs) if r.status != results.OK})
+    if failed:
+      warnings.warn(f"the fits at C = {failed} exploded or diverged in some "
+                    "fold (scored -inf); try a smaller lr",
+                    ConvergenceWarning, stacklevel=2)
     self.n_iter_ = np.array([int(r.history[-1].get("iterations", 0))
                              for r in runs]).reshape(num_folds, num_cs)
     records = [r.history[-1] for r in runs]
@@ -388,7 +396,9 @@ class SoftmaxRegressionCV(_Softmax):
     else:  # scikit-learn's: each fold's model at its own best C, averaged;
       # C_ the mean of those Cs
       best = np.argmax(self.scores_, axis=1)
-      chosen = [runs[f * num_cs + best[f]].params for f in range(num_folds)]
+      picked = [runs[f * num_cs + best[f]] for f in range(num_folds)]
+      _refuse_failed(picked)
+      chosen = [r.params for r in picked]
       self.C_ = float(np.mean(self.Cs_[best]))
       self._set_model(np.mean([p["w"] for p in chosen], axis=0),
                       np.mean([p["b"] for p in chosen], axis=0))
@@ -425,7 +435,8 @@ def _power_of_two(n: int, lowest: int) -> int:
 
 
 def _fit_stack(configs: list[Config], dataset: datasets.Dataset,
-               num_features: int, init=None) -> list[results.RunResult]:
+               num_features: int, init=None,
+               failed_ok: bool = False) -> list[results.RunResult]:
   """The trained runs of configs (one compiled stack where they differ only
   in values), their weights for the first num_features features (the rest
   padding), or a ValueError in scikit-learn's manner; each starts from the
@@ -441,15 +452,22 @@ def _fit_stack(configs: list[Config], dataset: datasets.Dataset,
     result = train.train_configs(configs, dataset, init_params=init_params)
   except UserError as e:
     raise ValueError(str(e)) from None
-  for run in result.runs:  # (a model of a loss gone far up is no model)
+  if not failed_ok:
+    _refuse_failed(result.runs)
+  return [dataclasses.replace(r, params={**r.params,
+                                         "w": r.params["w"][:num_features]})
+          for r in result.runs]
+
+
+def _refuse_failed(runs: list[results.RunResult]) -> None:
+  """A ValueError for the first run whose loss diverged or exploded: a
+  model of a loss gone far up is no model to return."""
+  for run in runs:
     if run.status == results.DIVERGED:
       raise ValueError(str(results.diverged_error(run)).replace("--lr", "lr"))
     if run.status == results.EXPLODED:
       warning = next(r["warning"] for r in run.history if "warning" in r)
       raise ValueError(warning.replace("--lr", "lr"))
-  return [dataclasses.replace(r, params={**r.params,
-                                         "w": r.params["w"][:num_features]})
-          for r in result.runs]
 
 
 def _folds(splitter, X, y, groups) -> np.ndarray:

@@ -104,20 +104,22 @@ def evaluate(params: model.Params, x_NxD, y_N, chunk: int = CHUNK,
   return scores
 
 
-def accuracy(params: model.Params, x_NxD, y_N, counted_N=None,
-             chunk: int = CHUNK):
+def accuracy(params: model.Params, x_NxD, y_N, weights_N=None, folds_N=None,
+             fold=-1, chunk: int = CHUNK):
   """The share of rows whose top-1 class is their label (a forward pass);
-  of the rows counted_N (bool [N]) says, where given."""
-  if counted_N is None:
-    counted_N = jnp.ones(untransposed(x_NxD).shape[0], bool)
+  with the rows' weights and folds, of those a configuration leaving out
+  `fold` trains on (weight > 0, another fold), chunk by chunk."""
+  n = untransposed(x_NxD).shape[0]
+  if weights_N is None:
+    weights_N, folds_N = jnp.ones(n), jnp.zeros(n, jnp.int32)
 
   def sums(x, rows, valid):
-    y, counted = rows
-    counted = valid & counted
+    y, w, f = rows
+    counted = valid & (w > 0) & (f != fold)
     return jnp.stack([jnp.sum(counted * metrics.argmax_is(
         model.logits(params, data_lib.to_features(x)), y)), jnp.sum(counted)])
 
-  correct, count = sum_chunks(sums, x_NxD, (y_N, counted_N), chunk)
+  correct, count = sum_chunks(sums, x_NxD, (y_N, weights_N, folds_N), chunk)
   return correct / count
 
 

@@ -111,6 +111,10 @@ def _train(configs, workdir, overwrite, options, stop_requested,
   """run() without the refit: (summary, workdir, the configs with their
   strengths absolute); the workdir's lock goes into `held`."""
   named = workdir is not None
+  c = configs[0]
+  if c.data_dir and c.dataset.startswith(datasets.OWN_FILES):
+    raise UserError(f"--data_dir={c.data_dir} is for TFDS data sets; "
+                    f"--dataset={c.dataset} reads its own files: drop it")
   dataset = _load(configs)
   configs, maxes = objective.in_absolute_units(configs, dataset)
   train.check(configs, dataset)

@@ -582,3 +582,33 @@ def test_saved_and_loaded_labels_keep_their_type(labels, tmp_path):
   assert loaded.classes_.dtype == fitted.classes_.dtype
   assert list(loaded.predict(X)) == list(fitted.predict(X))
   assert loaded.score(X, labels[y]) == fitted.score(X, labels[y])
+
+
+def test_a_cross_validation_survives_the_strengths_whose_fits_explode():
+  """SGD at C = 1e-4 (weight decay ~ 1 / (1e-4 n)) explodes: that (fold, C)
+  is scored -inf with a warning, never chosen, and the rest of the grid
+  is fit and chosen from, as before."""
+  from sklearn.exceptions import ConvergenceWarning  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(0)
+  X = rng.normal(size=(300, 5))
+  y = np.argmax(X @ rng.normal(size=(5, 3)), 1)
+  with pytest.warns(ConvergenceWarning, match="exploded or diverged"):
+    cv = SoftmaxRegressionCV(solver="sgd", cv=3).fit(X, y)
+  assert np.isneginf(cv.scores_[:, 0]).all()
+  assert np.isfinite(cv.scores_[:, -1]).all() and cv.C_ > 1e-4
+  assert cv.score(X, y) > 0.8
+
+
+def test_balanced_weights_of_a_class_of_no_weight_are_zero():
+  """A class whose rows all weigh 0 weighs nothing (the command line's
+  rule too), not inf times 0 = NaN."""
+  X, y = _blobs(90)
+  sw = np.where(y == 2, 0.0, 1.0)
+  ours = SoftmaxRegression(class_weight="balanced").fit(X, y,
+                                                        sample_weight=sw)
+  # n / (K n_k) of the weighted counts, 0 for class 2
+  weights = {k: sw.sum() / (3 * sw[y == k].sum()) for k in (0, 1)}
+  alone = SoftmaxRegression(class_weight={**weights, 2: 0.0}).fit(
+      X, y, sample_weight=sw)
+  assert np.isfinite(ours.coef_).all()
+  np.testing.assert_allclose(ours.coef_, alone.coef_, atol=1e-5)

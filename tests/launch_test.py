@@ -179,10 +179,10 @@ BAD_INPUTS = {
                          "--dataset cannot be swept"),
     "sweep without validation": (["--lr=0.1,0.2", "--val_fraction=0"],
                                  "give --val_fraction > 0"),
-    "missing npz": (["--dataset=npz:/nowhere/data.npz"],
+    "missing npz": (["--dataset=npz:/nowhere/data.npz", "--data_dir="],
                     "/nowhere/data.npz: no such file"),
     "a data dir for own files": (["--dataset=npz:{good_npz}"],
-                                 "is for TFDS data sets"),
+                                 "is for TFDS data sets; --dataset=npz:"),
     "test csv without csv data": (["--test_csv=test.csv"],
                                   "--test_csv=test.csv is for "
                                   "--dataset=csv:PATH"),

@@ -349,6 +349,10 @@ def check_name(name: str) -> None:
                     "npy:DIR, npz:PATH or csv:PATH")
 
 
+# The prefixes of data sets read from the user's files (not TFDS's).
+OWN_FILES = ("npy:", "npz:", "csv:")
+
+
 def load(name: str, data_dir: str | os.PathLike | None = None,
          test_csv: str = "", pixels: str = "auto") -> Dataset:
   """Returns the data set, preparing and caching a TFDS one on first use;
@@ -364,12 +368,8 @@ def _load_arrays(name, data_dir, test_csv) -> Dataset:
   loaders = {"npy:": lambda: user_data.load_npy(name[4:]),
              "npz:": lambda: user_data.load_npz(name[4:]),
              "csv:": lambda: user_data.load_csv(name[4:], test_csv)}
-  if name[:4] in loaders:
-    own = Dataset(name=name, **loaders[name[:4]]())
-    if data_dir:  # (after the data's own errors, which say more)
-      raise DataError(f"--data_dir={data_dir} is for TFDS data sets; "
-                      f"--dataset={name} reads its own files: drop it")
-    return own
+  if name.startswith(OWN_FILES):
+    return Dataset(name=name, **loaders[name[:4]]())
   data_dir = Path(data_dir) if data_dir else default_data_dir()
   path = cache_path(name, data_dir)
   dataset = _read_cache(path, name)

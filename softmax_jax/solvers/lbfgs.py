@@ -579,12 +579,12 @@ class LBFGS:
     """Each configuration's training accuracy (one forward pass) on the rows
     it trains on: of weight > 0, not in the fold it leaves out."""
     labels, weights, folds = rows
-    counted_MxN = (weights > 0)[None] & (folds[None] != fold_M[:, None])
     return jax.vmap(functools.partial(evaluation.accuracy,
                                       chunk=self.flat.chunk),
-                    in_axes=(0, None, None, 0))(
+                    in_axes=(0, None, None, None, None, 0))(
                         self.params_of(theta, center),
-                        evaluation.untransposed(x), labels, counted_MxN)
+                        evaluation.untransposed(x), labels, weights, folds,
+                        fold_M)
 
   def params_of(self, theta_MxP, center=None):
     """The model's params trees of the solver's flat variables (center: a
