@@ -124,7 +124,8 @@ def test_an_error_on_one_process_is_shown_by_the_other(data_dir, tmp_path):
   heartbeat timeout quoting it, instead of waiting out JAX's shutdown."""
   started = time.monotonic()
   results = run_all(start(data_dir, tmp_path / "run", *FLAGS,
-                          only={1: [f"--dataset=npz:{tmp_path / 'none.npz'}"]}))
+                          only={1: [f"--dataset=npz:{tmp_path / 'none.npz'}",
+                                   "--data_dir="]}))
   assert time.monotonic() - started < HEARTBEAT + 30
   assert_one_line_error(results[1], "none.npz: no such file", code=2)
   said = results[1].stderr.strip()
