@@ -440,7 +440,9 @@ def _fit_stack(configs: list[Config], dataset: datasets.Dataset,
   """The trained runs of configs (one compiled stack where they differ only
   in values), their weights for the first num_features features (the rest
   padding), or a ValueError in scikit-learn's manner; each starts from the
-  softmax params `init` (w [num_features, K], b [K]) where given."""
+  softmax params `init` (w [num_features, K], b [K]) where given. A run
+  whose loss exploded or diverged is a ValueError, or with failed_ok
+  returned as it is (its status says)."""
   init_params = None
   if init is not None:
     w, b = init
