@@ -60,13 +60,13 @@ def by_config(rows: list[dict], fields: list[str],
     for m in metrics:
       values = [r[m] for r in ok
                 if r.get(m) is not None and math.isfinite(r[m])]
-      row[f"{m}_mean"] = statistics.fmean(values) if values else None
-      row[f"{m}_std"] = statistics.stdev(values) if len(values) > 1 else None
       if m == "val_accuracy" and values and num_val and num_val < 2**23:
         counts = [round(v * num_val) for v in values]
+        values = [c / num_val for c in counts]
         row[f"{m}_mean"] = sum(counts) / (len(counts) * num_val)
-        row[f"{m}_std"] = (statistics.stdev([c / num_val for c in counts])
-                           if len(counts) > 1 else None)
+      else:
+        row[f"{m}_mean"] = statistics.fmean(values) if values else None
+      row[f"{m}_std"] = statistics.stdev(values) if len(values) > 1 else None
     out.append(row)
   return out
 

@@ -365,11 +365,12 @@ def _load_arrays(name, data_dir, test_csv) -> Dataset:
   if test_csv and not name.startswith("csv:"):
     raise DataError(f"--test_csv={test_csv} is for --dataset=csv:PATH, not "
                     f"--dataset={name}")
-  loaders = {"npy:": lambda: user_data.load_npy(name[4:]),
-             "npz:": lambda: user_data.load_npz(name[4:]),
-             "csv:": lambda: user_data.load_csv(name[4:], test_csv)}
-  if name.startswith(OWN_FILES):
-    return Dataset(name=name, **loaders[name[:4]]())
+  if name.startswith("npy:"):
+    return Dataset(name=name, **user_data.load_npy(name[4:]))
+  if name.startswith("npz:"):
+    return Dataset(name=name, **user_data.load_npz(name[4:]))
+  if name.startswith("csv:"):
+    return Dataset(name=name, **user_data.load_csv(name[4:], test_csv))
   data_dir = Path(data_dir) if data_dir else default_data_dir()
   path = cache_path(name, data_dir)
   dataset = _read_cache(path, name)
