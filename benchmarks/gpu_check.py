@@ -4,17 +4,18 @@ it finds (a GPU, a TPU, or this CPU), beside PyTorch on the same device.
   .venv/bin/python benchmarks/gpu_check.py --out=DIR            # a GPU: ~6 min
   .venv/bin/python benchmarks/gpu_check.py --out=DIR --quick    # CPU: < 3 min
 
-Steps, each recorded as it finishes (DIR/gpu_check.json and
+Steps, in this order, each recorded as it finishes (DIR/gpu_check.json and
 DIR/gpu_check.md are rewritten after every step, so a crash or a timeout
 loses nothing measured before it; a step that fails is recorded with its
-error and the next one runs):
-  1. smoke: `pytest -m gpu_smoke` (the accelerator smoke set: every solver,
-     sweeps, checkpoints and resume, streaming, bfloat16, evaluation,
-     predict), its log in DIR/smoke_tests.log.
-  2. d2l: the d2l run (SGD, lr 0.1, batch 256, 10 epochs) on the real
+error and the next one runs; with --budget_s, a step still running at the
+budget's end is stopped and recorded so, and the steps after it skipped):
+  1. d2l: the d2l run (SGD, lr 0.1, batch 256, 10 epochs) on the real
      Fashion-MNIST, twice (determinism: the same weights, bit for bit?),
      once more with --matmul_precision=default (TF32 on an NVIDIA GPU:
      what it does to accuracy and speed), beside PyTorch's in-memory loop.
+  2. smoke: `pytest -m gpu_smoke` (the accelerator smoke set: every solver,
+     sweeps, checkpoints and resume, streaming, bfloat16, evaluation,
+     predict), its log in DIR/smoke_tests.log.
   3. sweep: 1,024 configurations (4 losses x 16 learning rates x 16 weight
      decays) in one compiled program, model-epochs per second, beside the
      PyTorch loop training one model after another.
@@ -24,6 +25,8 @@ error and the next one runs):
      torch.optim.LBFGS warm-started along the same strengths; the objectives
      compared per strength; and the path again at
      --matmul_precision=default.
+  6. launch: `launch.py --loss=xent` as a user runs it, in a process of its
+     own: its exit code, wall time and last lines.
 
 Data: the real Fashion-MNIST from the softmax_jax cache (TFDS_DATA_DIR), so
 no TensorFlow is needed. For a machine without it, `--write_data=DIR`
@@ -43,6 +46,7 @@ import os
 from pathlib import Path
 import platform
 import re
+import signal
 import subprocess
 import sys
 import tempfile
@@ -68,22 +72,38 @@ BATCH, LR, PROBE_BATCH = 256, 0.1, 1024
 TOL, MAX_ITERS = 1e-5, 1000
 
 
+class OutOfTime(Exception):
+  """Raised in a step still running when the check's budget ends."""
+
+
 @dataclasses.dataclass
 class Check:
   """The report, written after every step."""
   out: Path
   facts: dict
+  deadline: float = float("inf")  # time.monotonic() at the budget's end
   steps: dict = dataclasses.field(default_factory=dict)
+
+  def left(self) -> float:
+    return self.deadline - time.monotonic()
 
   def run(self, name: str, step) -> None:
     print(f"== {name}", flush=True)
+    if self.left() < 5:
+      self.steps[name] = {"ok": False, "error": "skipped: out of --budget_s"}
+      return self.write()
     start = time.perf_counter()
+    if self.left() != float("inf"):  # stops Python code, e.g. PyTorch's
+      signal.signal(signal.SIGALRM, _out_of_time)  # loops, between ops
+      signal.alarm(max(1, int(self.left())))
     try:
       self.steps[name] = {"ok": True, **step()}
     except Exception as e:  # pylint: disable=broad-except  (recorded, next)
       traceback.print_exc()
       self.steps[name] = {"ok": False,
                           "error": f"{type(e).__name__}: {e}"[:500]}
+    finally:
+      signal.alarm(0)
     self.steps[name]["step_seconds"] = time.perf_counter() - start
     self.write()
 
@@ -99,29 +119,46 @@ class Check:
 # ---------------------------------------------------------------- the steps
 
 
-def smoke(out: Path, tmp: Path, quick: bool, without: str) -> dict:
-  """pytest -m gpu_smoke in a process of its own, on a few workers."""
+def _out_of_time(signum, frame) -> None:
+  del signum, frame
+  raise OutOfTime("stopped at the end of --budget_s")
+
+
+def smoke(out: Path, tmp: Path, quick: bool, without: str,
+          seconds: float) -> dict:
+  """pytest -m gpu_smoke in a process of its own, on a few workers, for at
+  most `seconds`."""
   # (The tests compile as a user's run does, not quickly: conftest.py.)
   env = {**os.environ, **_hiding_env(without, tmp),
          "SOFTMAX_JAX_TEST_XLA_FLAGS": ""}
-  workers = min(4, os.cpu_count() or 1)
+  workers = min(8, os.cpu_count() or 1)
   log = out / "smoke_tests.log"
   # Only the files that hold smoke tests are collected (the others may
   # import what such a machine lacks, TensorFlow Datasets).
   files = sorted(str(f.relative_to(ROOT)) for f in (ROOT / "tests").glob(
       "*_test.py") if "@pytest.mark.gpu_smoke" in f.read_text())
-  command = [sys.executable, "-m", "pytest", "-q", "-m", "gpu_smoke",
+  command = [sys.executable, "-m", "pytest", "-v", "-rfE", "-m", "gpu_smoke",
              "-p", "no:cacheprovider", "-n", str(workers), *files]
   if quick:
     command += ["-x"]
+  code: int | str
   with log.open("w") as f:
-    code = subprocess.run(command, cwd=ROOT, env=env, stdout=f,
-                          stderr=subprocess.STDOUT, check=False,
-                          timeout=600).returncode
-  tail = log.read_text().strip().splitlines()[-1:]
+    try:
+      code = subprocess.run(command, cwd=ROOT, env=env, stdout=f,
+                            stderr=subprocess.STDOUT, check=False,
+                            timeout=max(1, min(600, seconds - 5))).returncode
+    except subprocess.TimeoutExpired:
+      code = "timed out"
+  text = log.read_text()
+  tail = text.strip().splitlines()[-1:]
   counts = {k: int(v) for v, k in re.findall(
       r"(\d+) (passed|failed|skipped|error|errors)", tail[0] if tail else "")}
-  return {"exit_code": code, **counts, "summary": tail[0] if tail else ""}
+  if code == "timed out":  # no summary: the tests that finished, one a line
+    counts = {k.lower(): len(re.findall(rf"\] {k} tests/", text))
+              for k in ("PASSED", "FAILED", "SKIPPED", "ERROR")}
+  failed = re.findall(r"^(?:FAILED|ERROR) (tests/\S+)", text, re.MULTILINE)
+  return {"exit_code": code, **counts, "summary": tail[0] if tail else "",
+          "failed_tests": failed}
 
 
 def d2l(ds, sizes, torch_device) -> dict:
@@ -255,6 +292,22 @@ def path(ds, sizes, torch_device) -> dict:
   return row
 
 
+def launch(tmp: Path, quick: bool, without: str, seconds: float) -> dict:
+  """`launch.py --loss=xent` in a process of its own, as a user runs it."""
+  env = {**os.environ, **_hiding_env(without, tmp)}
+  command = [sys.executable, "launch.py", "--loss=xent",
+             f"--workdir={tmp / 'launch'}"] + (["--epochs=1"] if quick else [])
+  start = time.perf_counter()
+  r = subprocess.run(command, cwd=ROOT, env=env, capture_output=True,
+                     text=True, check=False,
+                     timeout=max(1, min(600, seconds - 5)))
+  wall = time.perf_counter() - start
+  accuracy = re.findall(r"test[ _]accuracy[ =:]+([0-9.]+)", r.stdout)
+  return {"exit_code": r.returncode, "wall_s": wall,
+          "test_accuracy": float(accuracy[-1]) if accuracy else None,
+          "last_lines": (r.stdout + r.stderr).strip().splitlines()[-6:]}
+
+
 # ----------------------------------------------------------------- the report
 
 
@@ -318,6 +371,11 @@ def markdown(facts: dict, steps: dict) -> str:
           + f"converged: {row['ours_converged']}; at matmul_precision="
           f"default: {row['default_precision_s']:.2f} s, converged: "
           f"{row['default_precision_converged']} |")
+    elif name == "launch":
+      lines.append(
+          f"| `launch.py --loss=xent`, whole process | {row['wall_s']:.1f} s"
+          f", test {row['test_accuracy']} | | | exit 0 | exit "
+          f"{row['exit_code']} |")
   return "\n".join(lines) + "\n"
 
 
@@ -347,11 +405,13 @@ def _facts(quick: bool) -> tuple[dict, str | None]:
   import jax  # pylint: disable=g-import-not-at-top
   import jaxlib  # pylint: disable=g-import-not-at-top
   device = jax.devices()[0]
+  try:  # the CUDA or TPU runtime (an attribute JAX may move)
+    runtime = device.client.platform_version.split("\n")[0]
+  except Exception:  # pylint: disable=broad-except
+    runtime = "?"
   facts = {"device": f"{device.device_kind} ({jax.default_backend()})",
            "devices": jax.device_count(), "jax": jax.__version__,
-           "jaxlib": jaxlib.__version__,
-           "platform_version": device.client.platform_version.split(
-               "\n")[0],  # the CUDA or TPU runtime
+           "jaxlib": jaxlib.__version__, "platform_version": runtime,
            "python": platform.python_version(),
            "sizes": "quick" if quick else "full",
            "epochs": (QUICK if quick else FULL)["epochs"],
@@ -390,8 +450,11 @@ def main() -> None:
   parser.add_argument("--out", help="folder for the report (made if absent)")
   parser.add_argument("--quick", action="store_true",
                       help="small sizes (a CPU check of the script)")
-  parser.add_argument("--steps", default="smoke,d2l,sweep,probe,path",
+  parser.add_argument("--steps", default="d2l,smoke,sweep,probe,path,launch",
                       help="which steps, in order")
+  parser.add_argument("--budget_s", type=float, default=0,
+                      help="stop after this many seconds (0: no limit), "
+                      "the report written; for a machine lent by the minute")
   parser.add_argument("--without", default="",
                       help="packages to make unimportable, comma-separated")
   parser.add_argument("--write_data", metavar="DIR",
@@ -407,7 +470,8 @@ def main() -> None:
   out.mkdir(parents=True, exist_ok=True)
   sizes = QUICK if args.quick else FULL
   facts, torch_device = _facts(args.quick)
-  check = Check(out, facts)
+  check = Check(out, facts, deadline=time.monotonic() + (
+      args.budget_s or float("inf")))
   print(json.dumps(facts), flush=True)
   from softmax_jax.data import datasets  # pylint: disable=g-import-not-at-top
 
@@ -416,11 +480,14 @@ def main() -> None:
     return datasets.load("fashion_mnist")
 
   with tempfile.TemporaryDirectory(prefix="gpu_check_") as tmp:
-    steps = {"smoke": lambda: smoke(out, Path(tmp), args.quick, args.without),
-             "d2l": lambda: d2l(fashion_mnist(), sizes, torch_device),
+    steps = {"d2l": lambda: d2l(fashion_mnist(), sizes, torch_device),
+             "smoke": lambda: smoke(out, Path(tmp), args.quick, args.without,
+                                    check.left()),
              "sweep": lambda: sweep_step(fashion_mnist(), sizes, torch_device),
              "probe": lambda: probe(Path(tmp), sizes, torch_device),
-             "path": lambda: path(fashion_mnist(), sizes, torch_device)}
+             "path": lambda: path(fashion_mnist(), sizes, torch_device),
+             "launch": lambda: launch(Path(tmp), args.quick, args.without,
+                                      check.left())}
     chosen = args.steps.split(",")
     unknown = [name for name in chosen if name not in steps]
     if unknown:

@@ -3,6 +3,7 @@ test use."""
 
 import csv
 import dataclasses
+import re
 
 import jax
 import jax.flatten_util
@@ -148,11 +149,25 @@ def test_the_matmul_precision_is_compiled_into_the_programs(optimizer):
     train.train_configs([c], ds)
     texts[precision] = [p.as_text() for p in
                         compilation._programs.values()]  # pylint: disable=protected-access
-  dots = [line for text in texts["highest"] for line in text.splitlines()
-          if " dot(" in line]
-  assert dots and all("operand_precision={highest,highest}" in line
-                      for line in dots)
-  assert not any("operand_precision" in text for text in texts["default"])
+  highest = _dot_precisions(texts["highest"])
+  assert highest and set(highest) == {"highest,highest"}, highest
+  assert set(_dot_precisions(texts["default"])) == {"default"}
+
+
+def _dot_precisions(texts: list[str]) -> list[str]:
+  """The operand precision of each matrix product in compiled HLO texts:
+  XLA's dot instructions (a CPU; fused ones on a GPU), where "default"
+  leaves it out, and a GPU's cuBLAS calls, whose backend config names it."""
+  found = []
+  for line in (line for text in texts for line in text.splitlines()):
+    if " dot(" in line:
+      m = re.search(r"operand_precision=\{([a-z]+,[a-z]+)\}", line)
+      found.append(m.group(1) if m else "default")
+    elif "__cublas$gemm" in line or "__cublas$lt" in line:
+      m = re.search(r'"operand_precision":\["([A-Z]+)","([A-Z]+)"\]', line)
+      found.append(",".join(m.groups()).lower().replace(
+          "default,default", "default") if m else "default")
+  return found
 
 
 @pytest.mark.parametrize("optimizer,dot_bound", [("lbfgs", True),
