@@ -21,11 +21,14 @@ budget's end is stopped and recorded so, and the steps after it skipped):
      PyTorch loop training one model after another.
   4. probe: an epoch at 200,000 x 512 features x 1,000 classes (generated
      npy: data, batch 1,024), beside PyTorch.
-  5. path: an 8-strength L-BFGS path (tol 1e-5) on Fashion-MNIST, beside
+  5. objective: one full-batch value and gradient of the path's stack, in
+     a CPU's chunks of rows and all at once, of uint8 pixels and float32
+     features: where an L-BFGS iteration's time goes.
+  6. path: an 8-strength L-BFGS path (tol 1e-5) on Fashion-MNIST, beside
      torch.optim.LBFGS warm-started along the same strengths; the objectives
      compared per strength; and the path again at
      --matmul_precision=default.
-  6. launch: `launch.py --loss=xent` as a user runs it, in a process of its
+  7. launch: `launch.py --loss=xent` as a user runs it, in a process of its
      own: its exit code, wall time and last lines.
 
 Data: the real Fashion-MNIST from the softmax_jax cache (TFDS_DATA_DIR), so
@@ -255,6 +258,58 @@ def probe(tmp: Path, sizes, torch_device) -> dict:
   return row
 
 
+def objective_pass(ds, sizes) -> dict:
+  """Where an L-BFGS iteration's time goes: one value and gradient of the
+  path's stack (its strengths, on its rows) as objective.full_batch
+  computes it, in a CPU's chunks of rows (1,337 of 784 pixels) and all at
+  once, of uint8 pixels and of float32 features (median of 20 calls)."""
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.flatten_util  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+
+  from softmax_jax import model  # pylint: disable=g-import-not-at-top
+  from softmax_jax.config import Config  # pylint: disable=g-import-not-at-top
+  from softmax_jax.data import datasets  # pylint: disable=g-import-not-at-top
+  from softmax_jax.solvers import base  # pylint: disable=g-import-not-at-top
+  from softmax_jax.solvers import objective  # pylint: disable=g-import-not-at-top
+  rows = sizes["path_rows"]
+  ds = dataclasses.replace(ds, x_train=ds.x_train[:rows],
+                           y_train=ds.y_train[:rows])
+  configs = [Config(optimizer="lbfgs", weight_decay=float(wd)) for wd in
+             np.logspace(-4, -2, sizes["strengths"])]
+  flat, unravel = jax.flatten_util.ravel_pytree(model.init_params(
+      jax.random.key(0), ds.num_features, ds.num_classes, 0.0, (), 0))
+  theta = jnp.asarray(np.random.default_rng(0).normal(
+      0, 0.01, (len(configs), flat.size)), jnp.float32)
+  values = jax.tree.map(jnp.asarray, base.config_values(configs))
+  rows_n = jax.tree.map(jnp.asarray, objective.rows_of(ds))
+  pixels = jnp.asarray(ds.x_train)
+  features = jnp.asarray(datasets.to_features(ds.x_train))
+  row: dict = {"rows": rows, "configs": len(configs),
+               "gflop": 4 * rows * ds.num_features * ds.num_classes
+                        * len(configs) / 1e9}
+  for name, x, chunk, precision in (
+      ("uint8_chunks", pixels, 1337, "highest"),
+      ("uint8_all", pixels, rows, "highest"),
+      ("float32_chunks", features, 1337, "highest"),
+      ("float32_all", features, rows, "highest"),
+      ("float32_all_default", features, rows, "default")):
+    fn = jax.jit(functools.partial(
+        objective.full_batch, unravel=unravel,
+        blocks=objective.loss_blocks(configs),
+        loss_input=configs[0].loss_input, chunk=chunk))
+    with jax.default_matmul_precision(precision):
+      compiled = fn.lower(theta, x, rows_n, values).compile()
+    jax.block_until_ready(compiled(theta, x, rows_n, values))
+    times = []
+    for _ in range(20):
+      start = time.perf_counter()
+      jax.block_until_ready(compiled(theta, x, rows_n, values))
+      times.append(time.perf_counter() - start)
+    row[f"{name}_ms"] = 1e3 * float(np.median(times))
+  return row
+
+
 def path(ds, sizes, torch_device) -> dict:
   from softmax_jax import train  # pylint: disable=g-import-not-at-top
   from softmax_jax.config import Config  # pylint: disable=g-import-not-at-top
@@ -371,6 +426,12 @@ def markdown(facts: dict, steps: dict) -> str:
           + f"converged: {row['ours_converged']}; at matmul_precision="
           f"default: {row['default_precision_s']:.2f} s, converged: "
           f"{row['default_precision_converged']} |")
+    elif name == "objective":
+      lines.append(
+          f"| one L-BFGS pass of {row['configs']} configurations x "
+          f"{row['rows']:,} rows ({row['gflop']:.1f} GFLOP) | "
+          + ", ".join(f"{k[:-3]} {v:.2f} ms" for k, v in row.items()
+                      if k.endswith("_ms")) + " | | | | |")
     elif name == "launch":
       lines.append(
           f"| `launch.py --loss=xent`, whole process | {row['wall_s']:.1f} s"
@@ -450,7 +511,8 @@ def main() -> None:
   parser.add_argument("--out", help="folder for the report (made if absent)")
   parser.add_argument("--quick", action="store_true",
                       help="small sizes (a CPU check of the script)")
-  parser.add_argument("--steps", default="d2l,smoke,sweep,probe,path,launch",
+  parser.add_argument("--steps",
+                      default="d2l,smoke,sweep,probe,objective,path,launch",
                       help="which steps, in order")
   parser.add_argument("--budget_s", type=float, default=0,
                       help="stop after this many seconds (0: no limit), "
@@ -485,6 +547,7 @@ def main() -> None:
                                     check.left()),
              "sweep": lambda: sweep_step(fashion_mnist(), sizes, torch_device),
              "probe": lambda: probe(Path(tmp), sizes, torch_device),
+             "objective": lambda: objective_pass(fashion_mnist(), sizes),
              "path": lambda: path(fashion_mnist(), sizes, torch_device),
              "launch": lambda: launch(Path(tmp), args.quick, args.without,
                                       check.left())}

@@ -41,9 +41,14 @@ def binned_sums(confidence_N, correct_N, valid_N=None,
               else valid_N.astype(jnp.float32))
   bin_N = jnp.clip(jnp.ceil(confidence_N * num_bins).astype(jnp.int32) - 1,
                    0, num_bins - 1)
+  # A masked sum, not segment_sum: that is a scatter-add, whose float sums
+  # a GPU adds in no fixed order (atomics): two evaluations of the same
+  # model on an H100 gave ECEs one rounding apart (2026-12-05).
+  in_bin_NxM = bin_N[:, None] == jnp.arange(num_bins)
 
   def sums(v):
-    return jax.ops.segment_sum(v * weight_N, bin_N, num_bins)
+    return jnp.sum(jnp.where(in_bin_NxM, (v * weight_N)[:, None], 0.0),
+                   axis=0)
 
   return sums(jnp.ones_like(confidence_N)), sums(confidence_N), sums(correct_N)
 

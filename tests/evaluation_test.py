@@ -37,13 +37,16 @@ def test_chunked_evaluation_equals_unchunked(chunk):
       "top5_accuracy": np.mean([(logits[i] > logits[i, y[i]]).sum() < 5
                                 for i in range(len(y))]),
   }
-  scores = jax.jit(evaluation.evaluate, static_argnames="chunk")(
-      params, x, y, chunk=chunk)
+  # (float32 products: a GPU's default is TF32, ~1e-3 off; a run computes
+  # at --matmul_precision's highest)
+  with jax.default_matmul_precision("highest"):
+    scores = jax.jit(evaluation.evaluate, static_argnames="chunk")(
+        params, x, y, chunk=chunk)
+    classes, confidence, valid = jax.device_get(
+        evaluation.predict(params, x, chunk=chunk))
   assert set(scores) == set(expected)
   for name, value in expected.items():
     assert float(scores[name]) == pytest.approx(value, rel=1e-5, abs=1e-6), name
-  classes, confidence, valid = jax.device_get(
-      evaluation.predict(params, x, chunk=chunk))
   np.testing.assert_array_equal(evaluation.rows(classes, valid),
                                 logits.argmax(-1))
   np.testing.assert_allclose(evaluation.rows(confidence, valid),

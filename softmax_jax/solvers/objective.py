@@ -342,11 +342,16 @@ class FlatObjective:
     # budget (see transposes), or in chunks of ~1,000 rows of Fashion-MNIST
     # that keep the pass in cache: 231 against 305 ms for 16 configurations
     # at 8,192 rows.
+    # On an accelerator, all rows at once within the logits' budget, and no
+    # copy: the cache sizes above are a CPU's, a GPU's matmul reads x
+    # transposed at full speed, and each chunk of a loop costs launches
+    # and a round trip to the host for the loop's condition.
     m, k = len(stack.stacked), dataset.num_classes
-    self.transposed = transposes(dataset.x_train, m * k)
+    on_cpu = jax.default_backend() == "cpu"
+    self.transposed = on_cpu and transposes(dataset.x_train, m * k)
     self.chunk = (
         evaluation.chunk_for(m, k, most=len(dataset.x_train))
-        if self.transposed else
+        if self.transposed or not on_cpu else
         min(evaluation.chunk_for(m, k),
             max(256, self.CHUNK_VALUES // dataset.num_features)))
     self._full_batch = functools.partial(
