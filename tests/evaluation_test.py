@@ -26,7 +26,10 @@ def _problem(n=50, d=6, k=12, seed=0):
 @pytest.mark.parametrize("chunk", [1, 7, 16, 50, 1000])
 def test_chunked_evaluation_equals_unchunked(chunk):
   params, x, y = _problem()
-  logits = np.asarray(x @ params["w"] + params["b"], np.float64)
+  # (in float64 on the host: x @ params["w"] would be a JAX product, on a
+  # GPU at its default TF32, ~1e-3 off)
+  logits = (x.astype(np.float64) @ np.asarray(params["w"], np.float64)
+            + np.asarray(params["b"], np.float64))
   probs = np.asarray(losses.softmax(jnp.asarray(logits, jnp.float32)))
   expected = {
       "accuracy": np.mean(logits.argmax(-1) == y),
