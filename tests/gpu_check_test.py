@@ -43,7 +43,7 @@ def test_quick_check_without_tfds_writes_every_step(tmp_path, fashion_mnist):
   out = tmp_path / "out"
   r = subprocess.run(
       [sys.executable, "benchmarks/gpu_check.py", f"--out={out}", "--quick",
-       "--steps=d2l,sweep,probe,path",
+       "--steps=d2l,sweep,probe,objective,path,launch",
        "--without=tensorflow_datasets,tensorboardX"],
       cwd=ROOT, capture_output=True, text=True, timeout=600, check=False,
       env={**os.environ, "TFDS_DATA_DIR": str(data),
@@ -51,7 +51,8 @@ def test_quick_check_without_tfds_writes_every_step(tmp_path, fashion_mnist):
   assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
   report = json.loads((out / "gpu_check.json").read_text())
   steps = report["steps"]
-  assert list(steps) == ["d2l", "sweep", "probe", "path"]
+  assert list(steps) == ["d2l", "sweep", "probe", "objective", "path",
+                         "launch"]
   assert all(s["ok"] for s in steps.values()), steps
   assert report["facts"]["device"].endswith("(cpu)")
   # Real training on the real data: the quick d2l run (1 epoch) learns,
@@ -64,6 +65,24 @@ def test_quick_check_without_tfds_writes_every_step(tmp_path, fashion_mnist):
   assert path["ours_converged"] and path["default_precision_converged"]
   if "torch_objectives" in path:  # (CI has no torch)
     assert path["objective_difference"] < 1e-5
+  timings = [v for k, v in steps["objective"].items() if k.endswith("_ms")]
+  assert len(timings) == 5 and all(t > 0 for t in timings)
+  launch = steps["launch"]  # (a user's whole process, without TFDS either)
+  assert launch["exit_code"] == 0 and launch["test_accuracy"] > 0.75, launch
   table = (out / "gpu_check.md").read_text()
-  for row in ("| d2l run", "| sweep of 32", "| probe epoch", "| L-BFGS path"):
+  for row in ("| d2l run", "| sweep of 32", "| probe epoch", "| L-BFGS path",
+              "| one L-BFGS pass", "| `launch.py --loss=xent`"):
     assert row in table, table
+
+
+def test_a_budget_skips_the_steps_past_it_and_still_reports(tmp_path):
+  out = tmp_path / "out"
+  r = subprocess.run(
+      [sys.executable, "benchmarks/gpu_check.py", f"--out={out}", "--quick",
+       "--steps=d2l,path", "--budget_s=1"], cwd=ROOT, capture_output=True,
+      text=True, timeout=300, check=False)
+  assert r.returncode == 0, r.stderr[-3000:]
+  steps = json.loads((out / "gpu_check.json").read_text())["steps"]
+  assert steps == {name: {"ok": False, "error": "skipped: out of --budget_s"}
+                   for name in ("d2l", "path")}
+  assert "| d2l | failed |" in (out / "gpu_check.md").read_text()
