@@ -268,7 +268,8 @@ def objective_pass(ds, sizes) -> dict:
   """Where an L-BFGS iteration's time goes: one value and gradient of the
   path's stack (its strengths, on its rows) as objective.full_batch
   computes it, in a CPU's chunks of rows (1,337 of 784 pixels) and all at
-  once, of uint8 pixels and of float32 features (median of 20 calls)."""
+  once, of uint8 pixels and of float32 features (median of 20 calls); a
+  round of 10 iterations and a direction alone, at each precision."""
   import jax  # pylint: disable=g-import-not-at-top
   import jax.flatten_util  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
@@ -277,6 +278,7 @@ def objective_pass(ds, sizes) -> dict:
   from softmax_jax.config import Config  # pylint: disable=g-import-not-at-top
   from softmax_jax.data import datasets  # pylint: disable=g-import-not-at-top
   from softmax_jax.solvers import base  # pylint: disable=g-import-not-at-top
+  from softmax_jax.solvers import lbfgs  # pylint: disable=g-import-not-at-top
   from softmax_jax.solvers import objective  # pylint: disable=g-import-not-at-top
   rows = sizes["path_rows"]
   ds = dataclasses.replace(ds, x_train=ds.x_train[:rows],
@@ -294,26 +296,68 @@ def objective_pass(ds, sizes) -> dict:
   row: dict = {"rows": rows, "configs": len(configs),
                "gflop": 4 * rows * ds.num_features * ds.num_classes
                         * len(configs) / 1e9}
+
+  def pass_of(chunk):
+    return functools.partial(
+        objective.full_batch, unravel=unravel,
+        blocks=objective.loss_blocks(configs),
+        loss_input=configs[0].loss_input, chunk=chunk)
+
   for name, x, chunk, precision in (
       ("uint8_chunks", pixels, 1337, "highest"),
       ("uint8_all", pixels, rows, "highest"),
       ("float32_chunks", features, 1337, "highest"),
       ("float32_all", features, rows, "highest"),
       ("float32_all_default", features, rows, "default")):
-    fn = jax.jit(functools.partial(
-        objective.full_batch, unravel=unravel,
-        blocks=objective.loss_blocks(configs),
-        loss_input=configs[0].loss_input, chunk=chunk))
-    with jax.default_matmul_precision(precision):
-      compiled = fn.lower(theta, x, rows_n, values).compile()
-    jax.block_until_ready(compiled(theta, x, rows_n, values))
-    times = []
-    for _ in range(20):
-      start = time.perf_counter()
-      jax.block_until_ready(compiled(theta, x, rows_n, values))
-      times.append(time.perf_counter() - start)
-    row[f"{name}_ms"] = 1e3 * float(np.median(times))
+    row[f"{name}_ms"] = _median_ms(jax.jit(pass_of(chunk)), precision, theta,
+                                   x, rows_n, values)
+  # An L-BFGS round (10 iterations) and a direction alone, as the solver
+  # computes them (preconditioned, the memory full), at each precision.
+  mean, cov = datasets.feature_covariance(ds.x_train)
+  eigvals, eigvecs = np.linalg.eigh(cov)
+  moments = tuple(jnp.asarray(a, jnp.float32)
+                  for a in (mean, eigvecs, np.maximum(eigvals, 0)))
+  m = len(configs)
+  never = jnp.full(m, 1e-30), jnp.full(m, 2**30, jnp.int32)
+
+  def solver(moments, values):
+    precondition = objective.whitening_preconditioner(
+        *moments, values["weight_decay"], ds.num_classes, unravel)
+
+    def value_and_grad(theta):
+      return pass_of(rows)(theta, pixels, rows_n, values)[:2]
+    return value_and_grad, precondition
+
+  def round_of(state, moments, values):
+    value_and_grad, precondition = solver(moments, values)
+    return lbfgs.run(state, value_and_grad, *never, 10, precondition)
+
+  def direction_of(state, moments, values):
+    return lbfgs.direction(state, solver(moments, values)[1])
+
+  state = jax.jit(lambda theta, moments, values: round_of(lbfgs.init(
+      theta, solver(moments, values)[0]), moments, values))(
+          theta, moments, values)  # (its memory full)
+  for precision in ("highest", "default"):
+    row[f"round_{precision}_ms"] = _median_ms(
+        jax.jit(round_of), precision, state, moments, values, repeats=5)
+    row[f"direction_{precision}_ms"] = _median_ms(
+        jax.jit(direction_of), precision, state, moments, values)
   return row
+
+
+def _median_ms(fn, precision: str, *args, repeats: int = 20) -> float:
+  """The median time of a call of fn, compiled at that matmul precision."""
+  import jax  # pylint: disable=g-import-not-at-top
+  with jax.default_matmul_precision(precision):
+    compiled = fn.lower(*args).compile()
+  jax.block_until_ready(compiled(*args))
+  times = []
+  for _ in range(repeats):
+    start = time.perf_counter()
+    jax.block_until_ready(compiled(*args))
+    times.append(time.perf_counter() - start)
+  return 1e3 * float(np.median(times))
 
 
 def path(ds, sizes, torch_device) -> dict:

@@ -66,7 +66,7 @@ def test_quick_check_without_tfds_writes_every_step(tmp_path, fashion_mnist):
   if "torch_objectives" in path:  # (CI has no torch)
     assert path["objective_difference"] < 1e-5
   timings = [v for k, v in steps["objective"].items() if k.endswith("_ms")]
-  assert len(timings) == 5 and all(t > 0 for t in timings)
+  assert len(timings) == 9 and all(t > 0 for t in timings)
   launch = steps["launch"]  # (a user's whole process, without TFDS either)
   assert launch["exit_code"] == 0 and launch["test_accuracy"] > 0.75, launch
   table = (out / "gpu_check.md").read_text()
