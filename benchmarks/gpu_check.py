@@ -53,6 +53,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import traceback
 
@@ -75,16 +76,26 @@ BATCH, LR, PROBE_BATCH = 256, 0.1, 1024
 TOL, MAX_ITERS = 1e-5, 1000
 
 
+STARTED = time.monotonic()  # --budget_s counts from here, as a lease does
+
+
 class OutOfTime(Exception):
   """Raised in a step still running when the check's budget ends."""
 
 
 @dataclasses.dataclass
 class Check:
-  """The report, written after every step."""
+  """The report, written after every step.
+
+  With a deadline, a step still running at it is stopped at its next
+  Python operation (SIGALRM), recorded so, and the steps after it skipped;
+  one inside a single native call (a compilation, a device computation)
+  that outlasts the deadline by `grace` seconds is recorded so and the
+  process ends (exit 124), its report written."""
   out: Path
   facts: dict
   deadline: float = float("inf")  # time.monotonic() at the budget's end
+  grace: float = 30.0
   steps: dict = dataclasses.field(default_factory=dict)
 
   def left(self) -> float:
@@ -96,19 +107,36 @@ class Check:
       self.steps[name] = {"ok": False, "error": "skipped: out of --budget_s"}
       return self.write()
     start = time.perf_counter()
-    if self.left() != float("inf"):  # stops Python code, e.g. PyTorch's
-      signal.signal(signal.SIGALRM, _out_of_time)  # loops, between ops
+    watchdog = None
+    if self.left() != float("inf"):
+      signal.signal(signal.SIGALRM, _out_of_time)
       signal.alarm(max(1, int(self.left())))
+      watchdog = threading.Timer(self.left() + self.grace, self._give_up,
+                                 (name, start))
+      watchdog.daemon = True
+      watchdog.start()
     try:
-      self.steps[name] = {"ok": True, **step()}
+      try:
+        row = {"ok": True, **step()}
+      finally:  # (before the handler below: no alarm can interrupt it)
+        signal.alarm(0)
+        if watchdog:
+          watchdog.cancel()
     except Exception as e:  # pylint: disable=broad-except  (recorded, next)
       traceback.print_exc()
-      self.steps[name] = {"ok": False,
-                          "error": f"{type(e).__name__}: {e}"[:500]}
-    finally:
-      signal.alarm(0)
-    self.steps[name]["step_seconds"] = time.perf_counter() - start
+      row = {"ok": False, "error": f"{type(e).__name__}: {e}"[:500]}
+    self.steps[name] = {**row, "step_seconds": time.perf_counter() - start}
     self.write()
+
+  def _give_up(self, name: str, start: float) -> None:
+    self.steps[name] = {
+        "ok": False, "step_seconds": time.perf_counter() - start,
+        "error": f"stopped: still in one native call {self.grace:g} s "
+                 "after the end of --budget_s"}
+    self.write()
+    print(f"gpu_check: {name} outlasted --budget_s; report in {self.out}",
+          file=sys.stderr, flush=True)
+    os._exit(124)  # pylint: disable=protected-access  (from a thread)
 
   def write(self) -> None:
     data = {"facts": self.facts, "steps": self.steps}
@@ -134,6 +162,7 @@ def smoke(out: Path, tmp: Path, quick: bool, without: str,
   # (The tests compile as a user's run does, not quickly: conftest.py.)
   env = {**os.environ, **_hiding_env(without, tmp),
          "SOFTMAX_JAX_TEST_XLA_FLAGS": ""}
+  # (The set is compile-bound: the H100's machine has 16 cores.)
   workers = min(8, os.cpu_count() or 1)
   log = out / "smoke_tests.log"
   # Only the files that hold smoke tests are collected (the others may
@@ -144,14 +173,9 @@ def smoke(out: Path, tmp: Path, quick: bool, without: str,
              "-p", "no:cacheprovider", "-n", str(workers), *files]
   if quick:
     command += ["-x"]
-  code: int | str
   with log.open("w") as f:
-    try:
-      code = subprocess.run(command, cwd=ROOT, env=env, stdout=f,
-                            stderr=subprocess.STDOUT, check=False,
-                            timeout=max(1, min(600, seconds - 5))).returncode
-    except subprocess.TimeoutExpired:
-      code = "timed out"
+    code, _ = _run_group(command, seconds, env=env, stdout=f,
+                         stderr=subprocess.STDOUT)
   text = log.read_text()
   tail = text.strip().splitlines()[-1:]
   counts = {k: int(v) for v, k in re.findall(
@@ -159,7 +183,9 @@ def smoke(out: Path, tmp: Path, quick: bool, without: str,
   if code == "timed out":  # no summary: the tests that finished, one a line
     counts = {k.lower(): len(re.findall(rf"\] {k} tests/", text))
               for k in ("PASSED", "FAILED", "SKIPPED", "ERROR")}
-  failed = re.findall(r"^(?:FAILED|ERROR) (tests/\S+)", text, re.MULTILINE)
+  failed = sorted(set(re.findall(r"^(?:FAILED|ERROR) (tests/\S+)", text,
+                                 re.MULTILINE)
+                      + re.findall(r"\] (?:FAILED|ERROR) (tests/\S+)", text)))
   return {"exit_code": code, **counts, "summary": tail[0] if tail else "",
           "failed_tests": failed}
 
@@ -303,10 +329,11 @@ def objective_pass(ds, sizes) -> dict:
         blocks=objective.loss_blocks(configs),
         loss_input=configs[0].loss_input, chunk=chunk)
 
+  cpu_chunk = objective.FlatObjective.CHUNK_VALUES // ds.num_features
   for name, x, chunk, precision in (
-      ("uint8_chunks", pixels, 1337, "highest"),
+      ("uint8_chunks", pixels, cpu_chunk, "highest"),
       ("uint8_all", pixels, rows, "highest"),
-      ("float32_chunks", features, 1337, "highest"),
+      ("float32_chunks", features, cpu_chunk, "highest"),
       ("float32_all", features, rows, "highest"),
       ("float32_all_default", features, rows, "default")):
     row[f"{name}_ms"] = _median_ms(jax.jit(pass_of(chunk)), precision, theta,
@@ -403,14 +430,31 @@ def launch(tmp: Path, quick: bool, without: str, seconds: float) -> dict:
   command = [sys.executable, "launch.py", "--loss=xent",
              f"--workdir={tmp / 'launch'}"] + (["--epochs=1"] if quick else [])
   start = time.perf_counter()
-  r = subprocess.run(command, cwd=ROOT, env=env, capture_output=True,
-                     text=True, check=False,
-                     timeout=max(1, min(600, seconds - 5)))
+  code, output = _run_group(command, seconds, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
   wall = time.perf_counter() - start
-  accuracy = re.findall(r"test[ _]accuracy[ =:]+([0-9.]+)", r.stdout)
-  return {"exit_code": r.returncode, "wall_s": wall,
+  accuracy = re.findall(r"test[ _]accuracy[ =:]+([0-9.]+)", output)
+  return {"exit_code": code, "wall_s": wall,
           "test_accuracy": float(accuracy[-1]) if accuracy else None,
-          "last_lines": (r.stdout + r.stderr).strip().splitlines()[-6:]}
+          "last_lines": output.strip().splitlines()[-6:]}
+
+
+def _run_group(command: list[str], seconds: float, **kw) -> tuple:
+  """(exit code or "timed out", its output if piped): the command in a
+  process group of its own, all of it (pytest's workers too) killed if it
+  runs past `seconds` - 5 (at most 600 s)."""
+  with subprocess.Popen(command, cwd=ROOT, text=True,
+                        start_new_session=True, **kw) as process:
+    try:
+      output, _ = process.communicate(timeout=max(1, min(600, seconds - 5)))
+      return process.returncode, output or ""
+    except subprocess.TimeoutExpired:
+      os.killpg(process.pid, signal.SIGKILL)
+      output, _ = process.communicate()
+      return "timed out", output or ""
+    except BaseException:  # (OutOfTime, Ctrl-C: none of it left running)
+      os.killpg(process.pid, signal.SIGKILL)
+      raise
 
 
 # ----------------------------------------------------------------- the report
@@ -582,8 +626,8 @@ def main() -> None:
   out.mkdir(parents=True, exist_ok=True)
   sizes = QUICK if args.quick else FULL
   facts, torch_device = _facts(args.quick)
-  check = Check(out, facts, deadline=time.monotonic() + (
-      args.budget_s or float("inf")))
+  check = Check(out, facts, deadline=STARTED + (args.budget_s
+                                                or float("inf")))
   print(json.dumps(facts), flush=True)
   from softmax_jax.data import datasets  # pylint: disable=g-import-not-at-top
 

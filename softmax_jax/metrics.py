@@ -41,16 +41,24 @@ def binned_sums(confidence_N, correct_N, valid_N=None,
               else valid_N.astype(jnp.float32))
   bin_N = jnp.clip(jnp.ceil(confidence_N * num_bins).astype(jnp.int32) - 1,
                    0, num_bins - 1)
-  # A masked sum, not segment_sum: that is a scatter-add, whose float sums
-  # a GPU adds in no fixed order (atomics): two evaluations of the same
-  # model on an H100 gave ECEs one rounding apart (2026-12-05).
-  in_bin_NxM = bin_N[:, None] == jnp.arange(num_bins)
+  values = (weight_N, confidence_N * weight_N, correct_N * weight_N)
+  if jax.default_backend() == "cpu":  # (a CPU adds a scatter's updates in
+    return tuple(jax.ops.segment_sum(  # order: the fastest, smallest way)
+        v, bin_N, num_bins) for v in values)
+  return tuple(sums_in_fixed_order(jnp.stack(values), bin_N, num_bins))
 
-  def sums(v):
-    return jnp.sum(jnp.where(in_bin_NxM, (v * weight_N)[:, None], 0.0),
-                   axis=0)
 
-  return sums(jnp.ones_like(confidence_N)), sums(confidence_N), sums(correct_N)
+def sums_in_fixed_order(values_VxN, bin_N, num_bins: int):
+  """The sums of values [V, N] in each of num_bins bins [V, num_bins], in
+  an order fixed by the program: a masked sum a bin at a time. (A
+  scatter-add, segment_sum, is added on a GPU in no fixed order, by
+  atomics: two evaluations of the same model on an H100 gave ECEs one
+  rounding apart, 2026-12-05. A bin at a time, since a mask of every bin at
+  once is [N, num_bins] per configuration: for a stack of 1,024 two-class
+  models, 1.75 GB of temporaries against 0.38 GB.)"""
+  return jax.lax.map(
+      lambda b: jnp.sum(jnp.where(bin_N == b, values_VxN, 0.0), axis=-1),
+      jnp.arange(num_bins)).T
 
 
 @jax.jit

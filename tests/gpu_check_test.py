@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -86,3 +87,41 @@ def test_a_budget_skips_the_steps_past_it_and_still_reports(tmp_path):
   assert steps == {name: {"ok": False, "error": "skipped: out of --budget_s"}
                    for name in ("d2l", "path")}
   assert "| d2l | failed |" in (out / "gpu_check.md").read_text()
+
+
+_STEP_PAST_THE_BUDGET = """
+import signal, sys, time
+from pathlib import Path
+from benchmarks import gpu_check
+check = gpu_check.Check(Path(sys.argv[1]), {}, deadline=time.monotonic() + 6,
+                        grace=1)
+def python_step():  # stopped at its next Python operation
+  time.sleep(60)
+def native_step():  # as a native call: SIGALRM held off
+  signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})
+  time.sleep(60)
+check.run(sys.argv[2], {"python": python_step, "native": native_step}[
+    sys.argv[2]])
+check.run("next", lambda: {})
+"""
+
+
+@pytest.mark.parametrize("kind", ["python", "native"])
+def test_a_step_past_the_budget_is_stopped_and_recorded(tmp_path, kind):
+  """A step running at the budget's end is stopped (Python code at once,
+  a native call `grace` seconds later, ending the process), recorded, and
+  the steps after it skipped; the report is written either way."""
+  start = time.monotonic()
+  r = subprocess.run([sys.executable, "-c", _STEP_PAST_THE_BUDGET,
+                      str(tmp_path), kind], cwd=ROOT, capture_output=True,
+                     text=True, timeout=120, check=False)
+  assert time.monotonic() - start < 30, "not stopped at the budget"
+  steps = json.loads((tmp_path / "gpu_check.json").read_text())["steps"]
+  if kind == "python":
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert steps[kind]["error"].startswith("OutOfTime"), steps
+    assert steps["next"]["error"] == "skipped: out of --budget_s"
+  else:
+    assert r.returncode == 124, r.stderr[-2000:]
+    assert "still in one native call" in steps[kind]["error"], steps
+    assert "next" not in steps

@@ -101,21 +101,24 @@ def test_metrics_jit_and_vmap():
 
 
 def test_calibration_sums_add_in_a_fixed_order():
-  """No scatter-add in the compiled sums: a GPU adds its floats in no fixed
-  order (atomics), so the same model's ECE could differ between two
-  evaluations in its last digit. Equal to the per-bin sums by hand."""
+  """Off a CPU, the bins are summed without a scatter-add, which a GPU adds
+  in no fixed order (atomics: the same model's ECE could differ between two
+  evaluations in its last digit); both ways equal the sums by hand."""
   rng = np.random.default_rng(0)
   confidence, correct = rng.uniform(0, 1, 500), rng.uniform(0, 1, 500) < 0.6
   valid = rng.uniform(0, 1, 500) < 0.9
-  text = jax.jit(metrics.binned_sums).lower(
-      confidence, correct, valid).compile().as_text()
-  assert "scatter" not in text
-  count, conf_sum, correct_sum = metrics.binned_sums(confidence, correct,
-                                                     valid)
   bins = np.clip(np.ceil(confidence * metrics.NUM_BINS) - 1, 0,
-                 metrics.NUM_BINS - 1)
-  for b in range(metrics.NUM_BINS):
-    here = valid & (bins == b)
-    assert count[b] == here.sum()
-    np.testing.assert_allclose(conf_sum[b], confidence[here].sum(), rtol=1e-5)
-    assert correct_sum[b] == correct[here].sum()
+                 metrics.NUM_BINS - 1).astype(np.int32)
+  values = np.stack([valid, confidence * valid, correct * valid]
+                    ).astype(np.float32)
+  ordered = jax.jit(metrics.sums_in_fixed_order, static_argnums=2)
+  assert "scatter" not in ordered.lower(
+      values, bins, metrics.NUM_BINS).compile().as_text()
+  for sums in (ordered(values, bins, metrics.NUM_BINS),
+               np.stack(metrics.binned_sums(confidence, correct, valid))):
+    for b in range(metrics.NUM_BINS):
+      here = valid & (bins == b)
+      assert sums[0, b] == here.sum()
+      np.testing.assert_allclose(sums[1, b], confidence[here].sum(),
+                                 rtol=1e-5)
+      assert sums[2, b] == correct[here].sum()

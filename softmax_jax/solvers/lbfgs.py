@@ -196,11 +196,12 @@ def warm_start(state: State, weight_M, penalized_P, same_loss_MxM, tol,
 # JAX's default: 3 digits for the curvature pairs) and, vmapped over the
 # stack, a batched product of vectors. On an H100 (2026-12-05, with dots)
 # an iteration of an 8-strength path on 60,000 Fashion-MNIST images cost
-# 30 ms at --matmul_precision=highest and 6 ms at default, its full-batch
-# pass 1.6 and 1.1 ms: most of an iteration went to what the precision
-# changes besides the pass, the 20 products here and the preconditioner's.
-# (The effect of this change on a GPU is not measured yet; on this
-# project's CPU an iteration costs the same, 42-46 ms.)
+# an estimated 30 ms at --matmul_precision=highest and 6 ms at default
+# (the path's time over its iterations), a full-batch pass 1.8 and 1.1
+# ms: most of an iteration went to what the precision changes besides the
+# pass, these 20 products or the preconditioner's. (The effect of this
+# change on a GPU is not measured yet; on this project's CPU an iteration
+# costs the same, 42-46 ms.)
 
 
 def _backward(g, s, y, rho, pairs):
