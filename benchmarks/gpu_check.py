@@ -1,7 +1,7 @@
 """One command that checks and measures softmax_jax on whatever JAX backend
 it finds (a GPU, a TPU, or this CPU), beside PyTorch on the same device.
 
-  .venv/bin/python benchmarks/gpu_check.py --out=DIR            # a GPU: ~6 min
+  .venv/bin/python benchmarks/gpu_check.py --out=DIR            # a GPU: ~4 min
   .venv/bin/python benchmarks/gpu_check.py --out=DIR --quick    # CPU: < 3 min
 
 Steps, in this order, each recorded as it finishes (DIR/gpu_check.json and
@@ -23,7 +23,8 @@ budget's end is stopped and recorded so, and the steps after it skipped):
      npy: data, batch 1,024), beside PyTorch.
   5. objective: one full-batch value and gradient of the path's stack, in
      a CPU's chunks of rows and all at once, of uint8 pixels and float32
-     features: where an L-BFGS iteration's time goes.
+     features, and an L-BFGS round of 10 iterations and a direction alone
+     at each precision: where an L-BFGS iteration's time goes.
   6. path: an 8-strength L-BFGS path (tol 1e-5) on Fashion-MNIST, beside
      torch.optim.LBFGS warm-started along the same strengths; the objectives
      compared per strength; and the path again at
@@ -347,29 +348,30 @@ def objective_pass(ds, sizes) -> dict:
   m = len(configs)
   never = jnp.full(m, 1e-30), jnp.full(m, 2**30, jnp.int32)
 
-  def solver(moments, values):
+  def solver(x, moments, values):  # (the data as arguments, not constants)
     precondition = objective.whitening_preconditioner(
         *moments, values["weight_decay"], ds.num_classes, unravel)
 
     def value_and_grad(theta):
-      return pass_of(rows)(theta, pixels, rows_n, values)[:2]
+      return pass_of(rows)(theta, x, rows_n, values)[:2]
     return value_and_grad, precondition
 
-  def round_of(state, moments, values):
-    value_and_grad, precondition = solver(moments, values)
+  def round_of(state, x, moments, values):
+    value_and_grad, precondition = solver(x, moments, values)
     return lbfgs.run(state, value_and_grad, *never, 10, precondition)
 
-  def direction_of(state, moments, values):
-    return lbfgs.direction(state, solver(moments, values)[1])
+  def direction_of(state, x, moments, values):
+    return lbfgs.direction(state, solver(x, moments, values)[1])
 
-  state = jax.jit(lambda theta, moments, values: round_of(lbfgs.init(
-      theta, solver(moments, values)[0]), moments, values))(
-          theta, moments, values)  # (its memory full)
+  state = jax.jit(lambda theta, x, moments, values: round_of(lbfgs.init(
+      theta, solver(x, moments, values)[0]), x, moments, values))(
+          theta, pixels, moments, values)  # (its memory full)
   for precision in ("highest", "default"):
     row[f"round_{precision}_ms"] = _median_ms(
-        jax.jit(round_of), precision, state, moments, values, repeats=5)
+        jax.jit(round_of), precision, state, pixels, moments, values,
+        repeats=5)
     row[f"direction_{precision}_ms"] = _median_ms(
-        jax.jit(direction_of), precision, state, moments, values)
+        jax.jit(direction_of), precision, state, pixels, moments, values)
   return row
 
 
