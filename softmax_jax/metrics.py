@@ -13,6 +13,8 @@ import functools
 import jax
 import jax.numpy as jnp
 
+from softmax_jax import compilation
+
 NUM_BINS = 15  # equal-width confidence bins for ECE and the reliability diagram
 
 
@@ -42,7 +44,7 @@ def binned_sums(confidence_N, correct_N, valid_N=None,
   bin_N = jnp.clip(jnp.ceil(confidence_N * num_bins).astype(jnp.int32) - 1,
                    0, num_bins - 1)
   values = (weight_N, confidence_N * weight_N, correct_N * weight_N)
-  if jax.default_backend() == "cpu":  # (a CPU adds a scatter's updates in
+  if compilation.on_cpu():  # (a CPU adds a scatter's updates in
     return tuple(jax.ops.segment_sum(  # order: the fastest, smallest way)
         v, bin_N, num_bins) for v in values)
   return tuple(sums_in_fixed_order(jnp.stack(values), bin_N, num_bins))

@@ -26,6 +26,7 @@ from typing import cast
 import jax
 import numpy as np
 
+from softmax_jax import compilation
 from softmax_jax import config as config_lib
 from softmax_jax import evaluation
 from softmax_jax import losses
@@ -280,9 +281,13 @@ def _train_group(configs: list[Config], dataset: data_lib.Dataset, on_epoch,
   distributed.sync("compiled")
 
   for epoch in range(first_epoch, last_round + 1):
-    start = time.perf_counter()
+    start, compiled = time.perf_counter(), compilation.seconds_compiling()
     states, m = family.round(states, epoch)
-    train_seconds += time.perf_counter() - start
+    # (A program the round compiles on first use, e.g. L-BFGS's for a
+    # smaller stack, counts as compilation, not training.)
+    compiling = compilation.seconds_compiling() - compiled
+    train_seconds += time.perf_counter() - start - compiling
+    compile_seconds += compiling
     finished = family.finished(m)
     last = epoch == last_round or finished
     # Evaluated every eval_every rounds, in the last, and where a loss turns

@@ -1,6 +1,8 @@
 """Full-batch L-BFGS: the optimum of the penalized objective, as
 scikit-learn's."""
 
+import time
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -8,6 +10,7 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 
 from conftest import synthetic_dataset
+from softmax_jax import compilation
 from softmax_jax import evaluation
 from softmax_jax import train
 from softmax_jax.config import Config
@@ -145,6 +148,70 @@ def test_finished_strengths_stop_costing_passes(dataset):
   assert {h["evaluations"] for h in strong[done:]} == {
       strong[done]["evaluations"]}
   assert weak[-1]["evaluations"] > weak[done]["evaluations"]
+
+
+def _fresh_programs(monkeypatch):
+  """Compile afresh, as a new process would (the caches restored after)."""
+  for name in ("_programs", "_families"):
+    monkeypatch.setattr(compilation, name,
+                        type(getattr(compilation, name))())
+
+
+def _round_sizes() -> set[int]:
+  return {key[1] for programs in compilation._families.values()  # pylint: disable=protected-access
+          for key in programs if isinstance(key, tuple) and key[0] == "round"}
+
+
+_SHRINKING = [Config(optimizer="lbfgs", weight_decay=1.0, max_iters=60),
+              Config(optimizer="lbfgs", weight_decay=1e-4, max_iters=60,
+                     tol=1e-12)]  # (the first finishes long before)
+
+
+@pytest.mark.slow
+def test_a_program_compiled_in_the_rounds_counts_as_compilation(
+    dataset, monkeypatch):
+  """A stack that shrinks compiles the round of its smaller size on first
+  use, in the rounds: that time is compilation, not training. (Such a
+  compilation is made 3 s longer here than the whole training takes.)"""
+  monkeypatch.setattr(lbfgs.LBFGS, "SHRINK_MIN", 0)
+  _fresh_programs(monkeypatch)
+  in_rounds, slept = [], []
+  round_, compile_ = lbfgs.LBFGS.round, jax.stages.Lowered.compile
+
+  def timed_round(self, states, r):
+    in_rounds.append(r)
+    try:
+      return round_(self, states, r)
+    finally:
+      in_rounds.pop()
+
+  def slow_compile(self, *args, **kwargs):
+    if in_rounds and not slept:
+      slept.append(time.sleep(3))
+    return compile_(self, *args, **kwargs)
+
+  monkeypatch.setattr(lbfgs.LBFGS, "round", timed_round)
+  monkeypatch.setattr(jax.stages.Lowered, "compile", slow_compile)
+  result = train.train_configs(_SHRINKING, dataset)
+  assert slept and _round_sizes() == {1, 2}
+  assert result.compile_seconds >= 3 and result.train_seconds < 3
+
+
+def test_off_a_cpu_the_whole_stack_goes_on(dataset, monkeypatch):
+  """On an accelerator, where a program compiles in seconds, a stack never
+  shrinks: one round program for the whole path, the same solutions."""
+  monkeypatch.setattr(lbfgs.LBFGS, "SHRINK_MIN", 0)
+  _fresh_programs(monkeypatch)
+  shrinking = train.train_configs(_SHRINKING, dataset).runs
+  assert _round_sizes() == {1, 2}
+  _fresh_programs(monkeypatch)
+  monkeypatch.setattr(compilation, "on_cpu", lambda: False)
+  whole = train.train_configs(_SHRINKING, dataset).runs
+  assert _round_sizes() == {2}
+  for a, b in zip(shrinking, whole, strict=True):
+    assert b.history[-1]["iterations"] == a.history[-1]["iterations"]
+    assert b.history[-1]["objective"] == pytest.approx(
+        a.history[-1]["objective"], rel=1e-6)
 
 
 @pytest.mark.slow

@@ -5,6 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from softmax_jax import compilation
 from softmax_jax import metrics
 
 
@@ -100,7 +101,7 @@ def test_metrics_jit_and_vmap():
         float(metrics.expected_calibration_error(probs[m], labels)), rel=1e-5)
 
 
-def test_calibration_sums_add_in_a_fixed_order():
+def test_calibration_sums_add_in_a_fixed_order(monkeypatch):
   """Off a CPU, the bins are summed without a scatter-add, which a GPU adds
   in no fixed order (atomics: the same model's ECE could differ between two
   evaluations in its last digit); both ways equal the sums by hand."""
@@ -114,6 +115,10 @@ def test_calibration_sums_add_in_a_fixed_order():
   ordered = jax.jit(metrics.sums_in_fixed_order, static_argnums=2)
   assert "scatter" not in ordered.lower(
       values, bins, metrics.NUM_BINS).compile().as_text()
+  monkeypatch.setattr(compilation, "on_cpu", lambda: False)  # (traced anew)
+  assert "scatter" not in jax.jit(metrics.binned_sums.__wrapped__).lower(
+      confidence, correct, valid).compile().as_text()
+  monkeypatch.undo()
   for sums in (ordered(values, bins, metrics.NUM_BINS),
                np.stack(metrics.binned_sums(confidence, correct, valid))):
     for b in range(metrics.NUM_BINS):

@@ -194,14 +194,9 @@ def warm_start(state: State, weight_M, penalized_P, same_loss_MxM, tol,
 # The recursion's inner products are sums of products, not jnp.dot: a dot
 # is a matrix product, computed at the matmul precision (on a GPU, TF32 at
 # JAX's default: 3 digits for the curvature pairs) and, vmapped over the
-# stack, a batched product of vectors. On an H100 (2026-12-05, with dots)
-# an iteration of an 8-strength path on 60,000 Fashion-MNIST images cost
-# an estimated 30 ms at --matmul_precision=highest and 6 ms at default
-# (the path's time over its iterations), a full-batch pass 1.8 and 1.1
-# ms: most of an iteration went to what the precision changes besides the
-# pass, these 20 products or the preconditioner's. (The effect of this
-# change on a GPU is not measured yet; on this project's CPU an iteration
-# costs the same, 42-46 ms.)
+# stack, a batched product of vectors for cuBLAS. (On this project's CPU
+# an iteration costs the same either way, 42-46 ms; on a GPU the effect
+# is not measured yet.)
 
 
 def _backward(g, s, y, rho, pairs):
@@ -393,7 +388,12 @@ class LBFGS:
   more than a few hundred passes of a configuration over small data
   (rows x parameters below SHRINK_MIN, ~5 ms a pass): there the whole
   stack goes on to the end (a CV fit of 3 x 3 configurations on 30 rows
-  took 7.7 s with four sizes compiled, 2.4 s with one)."""
+  took 7.7 s with four sizes compiled, 2.4 s with one). On an accelerator
+  the whole stack always goes on: a program compiles there in seconds
+  (an 8-strength path's programs took 9.9 s on an H100) while a pass of
+  all 8 configurations over 60,000 images took 1.8 ms, so that fewer
+  configurations could save at most ~2 ms a pass (not measured there
+  alone)."""
 
   FULL_BATCH: ClassVar[bool] = True
   UNREAD: ClassVar[tuple[str, ...]] = FULL_BATCH_UNREAD
@@ -419,7 +419,8 @@ class LBFGS:
                for s in stacked]
     self.same_loss = np.array([[a == b for b in loss_of] for a in loss_of])
     self.stack, self.stacked, self.dataset = stack, stacked, dataset
-    self.shrinks = len(dataset.y_train) * self.flat.size >= self.SHRINK_MIN
+    self.shrinks = compilation.on_cpu() and (
+        len(dataset.y_train) * self.flat.size >= self.SHRINK_MIN)
     # OWLQN's facts of the data: each configuration's lambda_max, reported,
     # and the centre of its change of variables (see OWLQN; none without an
     # intercept, where b = 0 and W alone moves). Arguments of the compiled

@@ -30,6 +30,7 @@ from jax.flatten_util import ravel_pytree
 import jax.numpy as jnp
 import numpy as np
 
+from softmax_jax import compilation
 from softmax_jax import evaluation
 from softmax_jax import losses
 from softmax_jax import metrics
@@ -352,7 +353,7 @@ class FlatObjective:
     # took 1.76 ms at once against 3.61 ms in 1,337-row chunks, 2026-12-05;
     # without the copy: its effect there is not measured).
     m, k = len(stack.stacked), dataset.num_classes
-    on_cpu = jax.default_backend() == "cpu"
+    on_cpu = compilation.on_cpu()
     self.transposed = on_cpu and transposes(dataset.x_train, m * k)
     all_rows = evaluation.chunk_for(m, k, most=len(dataset.x_train))
     if self.transposed:
