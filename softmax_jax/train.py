@@ -121,9 +121,8 @@ def train_configs(configs: list[Config], dataset: data_lib.Dataset,
   Strengths in units of lambda_max (weight_decay_unit) are made absolute
   on this data first (objective.in_absolute_units), as a run makes them.
   """
-  config_lib.check_run_wide(configs)  # (one unit of strength, among them)
+  check(configs, dataset)  # (one unit of strength among them, run-wide)
   configs, _ = objective.in_absolute_units(configs, dataset)
-  check(configs, dataset)
   # One precision for the run (a Config field of role RUN).
   with jax.default_matmul_precision(configs[0].matmul_precision):
     runs: list[RunResult | None] = [None] * len(configs)

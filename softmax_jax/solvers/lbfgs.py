@@ -514,13 +514,7 @@ class LBFGS:
     transpose of _model's map (W's part minus center x b's)."""
     if not self.SPARSE:
       return grad_MxP
-
-    def one(grad):
-      g = self.flat.unravel(grad)
-      return jax.flatten_util.ravel_pytree(
-          {**g, "w": g["w"] - center[:, None] * g["b"][None, :]})[0]
-
-    return jax.vmap(one)(grad_MxP)
+    return self._w_plus_center_b(grad_MxP, -center)
 
   def _to_model(self, center) -> ToModel:
     """The model's gradient of the solver's (OWLQN: the inverse of
@@ -528,13 +522,17 @@ class LBFGS:
     certificate; None for L-BFGS, whose variables are the model's."""
     if not self.SPARSE:
       return None
+    return functools.partial(self._w_plus_center_b, center=center)
 
+  def _w_plus_center_b(self, grad_MxP, center):
+    """Flat gradients [M, P] with center x b's part added to W's (the two
+    gradient maps above, one the other's inverse with -center)."""
     def one(grad):
       g = self.flat.unravel(grad)
       return jax.flatten_util.ravel_pytree(
           {**g, "w": g["w"] + center[:, None] * g["b"][None, :]})[0]
 
-    return jax.vmap(one)
+    return jax.vmap(one)(grad_MxP)
 
   def _value_and_grad(self, x, y, values, center, blocks=None):
     """The objective of the stack `values` describes (with its L1 term) and
