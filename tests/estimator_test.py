@@ -150,8 +150,42 @@ def test_cross_validation_is_one_stack_of_separate_fits(thumbnails):
       assert cv.scores_[f, j] == pytest.approx(alone.score(X[test], y[test]),
                                                abs=2 / len(test))
   assert cs[int(np.argmax(cv.scores_.mean(axis=0)))] == cv.C_
+  # The refit (from the folds' mean model) is the optimum at C_, to tol.
   refit = SoftmaxRegression(C=cv.C_).fit(X, y)
-  np.testing.assert_allclose(cv.coef_, refit.coef_, atol=1e-4)
+  assert cv.converged_ and cv.grad_norm_ < cv.tol
+  assert _objective(cv.coef_, cv.intercept_, X, y, cv.C_) == pytest.approx(
+      _objective(refit.coef_, refit.intercept_, X, y, cv.C_), rel=1e-6)
+  np.testing.assert_allclose(cv.coef_, refit.coef_, atol=1e-3)
+
+
+def test_fold_fits_stop_at_fold_max_iter_and_the_refit_is_exact(thumbnails):
+  """Each (fold, C) fit takes at most fold_max_iter iterations (its score's
+  budget; fold_converged_ says which reached tol) while the refit, the
+  model returned, solves to tol without a warning; without a refit the
+  model is the folds' own, and a warning names the budget. None: every
+  fold fit to its optimum."""
+  import warnings  # pylint: disable=g-import-not-at-top
+
+  from sklearn.exceptions import ConvergenceWarning  # pylint: disable=g-import-not-at-top
+  X, y, _, _ = thumbnails
+  X, y = X[:600], y[:600]
+  cs = [0.01, 100.0]
+  with warnings.catch_warnings():
+    warnings.simplefilter("error", ConvergenceWarning)
+    cv = SoftmaxRegressionCV(Cs=cs, cv=3, fold_max_iter=5).fit(X, y)
+  assert (cv.n_iter_ <= 5).all() and not cv.fold_converged_[:, 1].any()
+  assert cv.converged_ and cv.grad_norm_ < cv.tol
+  alone = SoftmaxRegression(C=cv.C_).fit(X, y)
+  assert _objective(cv.coef_, cv.intercept_, X, y, cv.C_) == pytest.approx(
+      _objective(alone.coef_, alone.intercept_, X, y, cv.C_), rel=1e-6)
+  with pytest.warns(ConvergenceWarning, match="fold_max_iter=5"):
+    SoftmaxRegressionCV(Cs=[100.0], cv=3, fold_max_iter=5,
+                        refit=False).fit(X, y)
+  exact = SoftmaxRegressionCV(Cs=cs, cv=3, fold_max_iter=None).fit(X, y)
+  assert exact.fold_converged_.all() and (exact.n_iter_[:, 1] > 5).all()
+  for bad in (0, 2.5, True, "100"):
+    with pytest.raises(ValueError, match="fold_max_iter"):
+      SoftmaxRegressionCV(Cs=cs, cv=3, fold_max_iter=bad).fit(X, y)
 
 
 @pytest.mark.slow

@@ -173,7 +173,7 @@ def test_a_program_compiled_in_the_rounds_counts_as_compilation(
   """A stack that shrinks compiles the round of its smaller size on first
   use, in the rounds: that time is compilation, not training. (Such a
   compilation is made 3 s longer here than the whole training takes.)"""
-  monkeypatch.setattr(lbfgs.LBFGS, "SHRINK_MIN", 0)
+  monkeypatch.setattr(lbfgs.LBFGS, "SHRINK_FLOPS", 0)
   _fresh_programs(monkeypatch)
   in_rounds, slept = [], []
   round_, compile_ = lbfgs.LBFGS.round, jax.stages.Lowered.compile
@@ -197,10 +197,35 @@ def test_a_program_compiled_in_the_rounds_counts_as_compilation(
   assert result.compile_seconds >= 3 and result.train_seconds < 3
 
 
+def test_a_stack_shrinks_where_the_passes_it_saves_pay(dataset, monkeypatch):
+  """When the strong configuration finishes, the weak one has `left` of
+  its 60 iterations to go: a stack of one pays for its compilation where
+  `left` passes of one configuration are worth SHRINK_FLOPS, not where
+  they are worth a little less; the same solution either way."""
+  one_pass = (4.0 * len(dataset.y_train) * (dataset.num_features + 1)
+              * dataset.num_classes)
+  _fresh_programs(monkeypatch)
+  monkeypatch.setattr(lbfgs.LBFGS, "SHRINK_FLOPS", np.inf)
+  whole = train.train_configs(_SHRINKING, dataset).runs
+  assert _round_sizes() == {2}
+  done = next(i for i, r in enumerate(whole[0].history) if r["finished"])
+  left = 60 - whole[1].history[done]["iterations"]
+  assert left > 0
+  for flops, sizes in ((left * one_pass * 1.01, {2}),
+                       (left * one_pass, {1, 2})):
+    _fresh_programs(monkeypatch)
+    monkeypatch.setattr(lbfgs.LBFGS, "SHRINK_FLOPS", flops)
+    runs = train.train_configs(_SHRINKING, dataset).runs
+    assert _round_sizes() == sizes
+    assert runs[1].history[-1]["iterations"] == 60
+    assert runs[1].history[-1]["objective"] == pytest.approx(
+        whole[1].history[-1]["objective"], rel=1e-6)
+
+
 def test_off_a_cpu_the_whole_stack_goes_on(dataset, monkeypatch):
   """On an accelerator, where a program compiles in seconds, a stack never
   shrinks: one round program for the whole path, the same solutions."""
-  monkeypatch.setattr(lbfgs.LBFGS, "SHRINK_MIN", 0)
+  monkeypatch.setattr(lbfgs.LBFGS, "SHRINK_FLOPS", 0)
   _fresh_programs(monkeypatch)
   shrinking = train.train_configs(_SHRINKING, dataset).runs
   assert _round_sizes() == {1, 2}
@@ -222,7 +247,7 @@ def test_each_loss_of_a_mixed_path_keeps_its_own_objective(dataset,
   the smaller stack (shrinking, which this small data would not do by
   itself), and it may run more iterations than the other's max_iters
   allows."""
-  monkeypatch.setattr(lbfgs.LBFGS, "SHRINK_MIN", 0)
+  monkeypatch.setattr(lbfgs.LBFGS, "SHRINK_FLOPS", 0)
   xent = Config(optimizer="lbfgs", loss="xent", weight_decay=1e-3,
                 max_iters=60)
   l2 = Config(optimizer="lbfgs", loss="l2", weight_decay=1.0, max_iters=10)

@@ -381,18 +381,24 @@ class LBFGS:
   ITERATIONS_PER_ROUND more iterations (run), until all have converged
   (gradient norm below --tol) or run --max_iters.
 
-  Only the configurations still moving are computed: each round runs on
-  the smallest stack (a power of two) that holds them, so a path whose
-  strong penalties converge early spends its passes on the weak ones. Each
-  stack size is a program of its own to compile (1.3-1.6 s on 2 cores),
-  more than a few hundred passes of a configuration over small data
-  (rows x parameters below SHRINK_MIN, ~5 ms a pass): there the whole
-  stack goes on to the end (a CV fit of 3 x 3 configurations on 30 rows
-  took 7.7 s with four sizes compiled, 2.4 s with one). On an accelerator
-  the whole stack always goes on: a program compiles there in seconds
-  (an 8-strength path's programs took 9.9 s on an H100) while a pass of
-  all 8 configurations over 60,000 images took 1.8 ms, so that fewer
-  configurations could save at most ~2 ms a pass (not measured there
+  Only the configurations still moving are computed: a round runs on the
+  smallest stack (a power of two) that holds them, so a path whose strong
+  penalties converge early spends its passes on the weak ones, where that
+  pays. Each stack size is a program of its own to compile (1.1-1.6 s on 2
+  cores), so a stack shrinks only where the passes it saves are worth more
+  than that: 4 N P (size now - size then) x the iterations the moving
+  configurations may still take (their max_iters left) at least
+  SHRINK_FLOPS. A
+  cross-validation of 50 configurations capped at 100 iterations compiled
+  two smaller sizes in its last two rounds, 2.2 s to save under 0.3 s
+  (2026-12-05, 10,000 Fashion-MNIST images); small data (a CV fit of 3 x 3
+  configurations on 30 rows took 7.7 s with four sizes compiled, 2.4 s
+  with one) never shrinks. The rule reads only the state and the size in
+  use, so a run's programs do not depend on the machine's speed. On an
+  accelerator the whole stack always goes on: a program compiles there in
+  seconds (an 8-strength path's programs took 9.9 s on an H100) while a
+  pass of all 8 configurations over 60,000 images took 1.8 ms, so that
+  fewer configurations could save at most ~2 ms a pass (not measured there
   alone)."""
 
   FULL_BATCH: ClassVar[bool] = True
@@ -401,7 +407,10 @@ class LBFGS:
       "objective", "grad_norm", "iterations", "evaluations", "converged")
   ITERATIONS_PER_ROUND = 10
   SPARSE = False  # OWLQN: the objective's L1 part, solved orthant-wise
-  SHRINK_MIN = 2**25  # rows x parameters per configuration of a pass
+  # The work of a pass saved by a smaller stack that pays for compiling it
+  # (~1.3 s of this project's 2-core CPU at the ~150 GFLOP/s of a wide
+  # stack's matmuls).
+  SHRINK_FLOPS = 2e11
 
   def __init__(self, stack: Stack, dataset: data_lib.Dataset,
                shard_data: bool):
@@ -419,8 +428,11 @@ class LBFGS:
                for s in stacked]
     self.same_loss = np.array([[a == b for b in loss_of] for a in loss_of])
     self.stack, self.stacked, self.dataset = stack, stacked, dataset
-    self.shrinks = compilation.on_cpu() and (
-        len(dataset.y_train) * self.flat.size >= self.SHRINK_MIN)
+    self.shrinks = compilation.on_cpu()
+    # The floating-point work of one configuration's pass (forward and
+    # gradient matmuls), and the stack size whose round runs now.
+    self.pass_flops = 4.0 * len(dataset.y_train) * self.flat.size
+    self.size = len(stacked)
     # OWLQN's facts of the data: each configuration's lambda_max, reported,
     # and the centre of its change of variables (see OWLQN; none without an
     # intercept, where b = 0 and W alone moves). Arguments of the compiled
@@ -448,7 +460,6 @@ class LBFGS:
     numeric = set(config_values(self.stacked))
     x = self.dataset.x_train
     return (type(self).__qualname__, self.ITERATIONS_PER_ROUND,
-            self.SHRINK_MIN,
             tuple(tuple((f.name, getattr(c, f.name))
                         for f in dataclasses.fields(c)
                         if f.name not in numeric) for c in self.stacked),
@@ -505,9 +516,12 @@ class LBFGS:
         p = {**p, "b": p["b"] + center @ p["w"]}
       return jax.flatten_util.ravel_pytree(p)[0]
 
-    return jax.jit(lambda p, center: self.flat.without_intercept(
-        jax.vmap(one, in_axes=(0, None))(p, center)),
-                   out_shardings=self.layout.configs)(params, self.center)
+    if "theta" not in self.programs:  # (a warm start: compiled once)
+      self.programs["theta"] = compile_once(jax.jit(
+          lambda p, center: self.flat.without_intercept(
+              jax.vmap(one, in_axes=(0, None))(p, center)),
+          out_shardings=self.layout.configs).lower(params, self.center))
+    return self.programs["theta"](params, self.center)
 
   def _solver_gradient(self, grad_MxP, center):
     """The gradient in the solver's variables of one in the model's: the
@@ -702,12 +716,19 @@ class LBFGS:
   def round(self, states, r):
     del r
     m = len(self.stacked)
-    moving = (np.flatnonzero(jax.device_get(self.programs["moving"](
-        states, self.values, self.center)))
-              if self.shrinks else np.arange(m))
-    if not len(moving):  # (all finished: a round that changes nothing)
-      moving = np.arange(m)
-    size = self.layout.padded(min(m, 1 << (len(moving) - 1).bit_length()))
+    moving = np.arange(m)
+    if self.shrinks:
+      going, iterations = jax.device_get((self.programs["moving"](
+          states, self.values, self.center), states["solver"]["iterations"]))
+      if going.any():  # (all finished: a round that changes nothing)
+        moving = np.flatnonzero(going)
+        smaller = self.layout.padded(1 << (len(moving) - 1).bit_length())
+        left = max(self.stacked[i].max_iters - iterations[i] for i in moving)
+        if smaller < self.size and (self.pass_flops * (self.size - smaller)
+                                    * left >= self.SHRINK_FLOPS):
+          self.size = smaller
+    size = self.size
+    moving = moving[:size]  # (all finished: the first size of them)
     picked = np.concatenate([moving,
                              np.repeat(moving[-1:], size - len(moving))])
     keep = np.where(np.arange(size) < len(moving), picked, m)  # m: dropped
