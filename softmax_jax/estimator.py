@@ -382,14 +382,20 @@ class SoftmaxRegressionCV(_Softmax):
       _check_c(c)
     folds = _folds(check_cv(self.cv, y, classifier=True), X, y, groups)
     num_folds, num_cs = int(folds.max()) + 1, len(self.Cs_)
-    dataset = _dataset(X, y, weights, self.classes_, self.solver)
+    # The rows in order of their folds, so that a full-batch fold fit's pass
+    # is over its own rows (objective.fold_groups); scored below in X's
+    # order. (The minibatch solvers' batches are drawn from X's.)
+    order = (np.argsort(folds, kind="stable") if self.solver in FULL_BATCH
+             else np.arange(len(y)))
+    dataset = _dataset(X[order], y[order], weights[order], self.classes_,
+                       self.solver)
     budget = self._fold_budget()
     # Each fold's strengths for its own training rows' weight.
     configs = [self._config(1.0 / (c * weights[folds != f].sum()), fold=f,
                             max_iter=budget)
                for f in range(num_folds) for c in self.Cs_]
     padded = np.zeros(len(dataset.y_train), np.int32)  # (rows of weight 0)
-    padded[:len(folds)] = folds
+    padded[:len(folds)] = folds[order]
     runs = _fit_stack(configs, dataclasses.replace(dataset, folds=padded),
                       self.n_features_in_, failed_ok=True)
     # Each fold's rows weigh in its score by their sample weights, as

@@ -53,9 +53,18 @@ def untransposed(x_NxD):
   return x_NxD[0] if isinstance(x_NxD, tuple) else x_NxD
 
 
+def even_chunk(n: int, chunk: int) -> int:
+  """The rows of each chunk when n rows are taken at most `chunk` at a
+  time: as many chunks as that takes, of as equal sizes as can be, so that
+  the last one repeats as few rows as can be (10,000 rows at most 1,337 at
+  a time: 8 chunks of 1,250, where 8 of 1,337 computed 696 rows twice, 7 %
+  of a pass)."""
+  return math.ceil(n / math.ceil(n / chunk))
+
+
 def map_chunks(fn, x_NxD, y_N, chunk: int = CHUNK):
   """fn(x [c, D], y [c], valid [c]) of each chunk of rows, stacked [S, ...]."""
-  c = min(chunk, untransposed(x_NxD).shape[0])
+  c = even_chunk(untransposed(x_NxD).shape[0], chunk)
   return jax.lax.map(lambda i: fn(*_chunk(x_NxD, y_N, i, c)),
                      jnp.arange(math.ceil(untransposed(x_NxD).shape[0] / c)))
 
@@ -64,7 +73,7 @@ def sum_chunks(fn, x_NxD, y_N, chunk: int = CHUNK):
   """The sum over the chunks of rows of fn(x [c, D], y [c], valid [c]) (a
   pytree), accumulated in a loop: nothing of a chunk outlives it, also when
   fn takes a gradient (a full-batch gradient without an [N, K] array)."""
-  c = min(chunk, untransposed(x_NxD).shape[0])
+  c = even_chunk(untransposed(x_NxD).shape[0], chunk)
   first = fn(*_chunk(x_NxD, y_N, 0, c))
   return jax.lax.fori_loop(
       1, math.ceil(untransposed(x_NxD).shape[0] / c),

@@ -1,6 +1,7 @@
 """Evaluation in chunks, top-5 accuracy, and many classes end to end."""
 
 import json
+import math
 
 import jax
 import jax.numpy as jnp
@@ -54,6 +55,19 @@ def test_chunked_evaluation_equals_unchunked(chunk):
                                 logits.argmax(-1))
   np.testing.assert_allclose(evaluation.rows(confidence, valid),
                              probs.max(-1), rtol=1e-6)
+
+
+def test_chunks_are_as_many_as_needed_and_of_even_sizes():
+  """evaluation.even_chunk: the fewest chunks of at most `chunk` rows, of
+  sizes that leave the last one repeating fewer rows than there are
+  chunks."""
+  assert evaluation.even_chunk(10_000, 1_337) == 1_250
+  for n in range(1, 300):
+    for chunk in (1, 7, 64, 256):
+      c = evaluation.even_chunk(n, chunk)
+      assert c <= min(n, chunk)
+      assert math.ceil(n / c) == math.ceil(n / chunk)
+      assert math.ceil(n / c) * c - n < math.ceil(n / c)
 
 
 def test_few_classes_have_no_top5():

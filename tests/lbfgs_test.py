@@ -428,3 +428,47 @@ def test_the_transposed_copy_gives_the_plain_gradient():
   assert not objective.transposes(
       np.lib.stride_tricks.as_strided(  # (a view: nothing allocated)
           x, (objective.TRANSPOSED_MAX_BYTES // 80 + 1, 20), (0, 4)), 6)
+
+
+def test_a_pass_split_by_folds_is_the_whole_pass(dataset):
+  """objective.fold_groups: a cross-validation stack whose rows come sorted
+  by fold (of unequal sizes, then rows of weight 0) computes each
+  configuration's logits only on the rows it trains on; the objective,
+  gradient and training accuracy are the whole pass's, to rounding."""
+  from softmax_jax import model  # pylint: disable=import-outside-toplevel
+  n = len(dataset.y_train)
+  folds = np.repeat(np.arange(3, dtype=np.int32), [1000, 900, n - 1900])
+  weights = np.ones(n, np.float32)
+  weights[-50:] = 0  # (an estimator's padding: no one computes it)
+  rows = (dataset.y_train, weights, folds)
+  config_folds = [0, 0, 1, 1, 2, 2]
+  blocks = (("xent", 0, 6),)
+  groups = objective.fold_groups(config_folds, folds, weights, blocks)
+  assert [(a, b, k) for a, b, k in groups] == [
+      (0, 1000, (2, 3, 4, 5)), (1000, 1900, (0, 1, 4, 5)),
+      (1900, n - 50, (0, 1, 2, 3))]
+  template = model.init_params(jax.random.key(0), dataset.num_features,
+                               dataset.num_classes, init_scale=0.0)
+  flat, unravel = jax.flatten_util.ravel_pytree(template)
+  theta = jax.random.normal(jax.random.key(1), (6, flat.size)) * 0.01
+  values = {"weight_decay": jnp.array([1e-3, 1e-1] * 3),
+            "huber_delta": jnp.ones(6),
+            "fold": jnp.array(config_folds, jnp.int32),
+            "l1_share": jnp.zeros(6)}
+
+  def pass_(split):
+    return jax.jit(lambda t: objective.full_batch(
+        t, dataset.x_train, rows, values, unravel=unravel, blocks=blocks,
+        loss_input="probs", chunk=256, groups=split))(theta)
+
+  (v1, g1, aux1), (v2, g2, aux2) = pass_(groups), pass_(None)
+  np.testing.assert_allclose(v1, v2, rtol=1e-5)
+  np.testing.assert_allclose(g1, g2, rtol=1e-4, atol=1e-7)
+  np.testing.assert_array_equal(aux1["train_accuracy"],
+                                aux2["train_accuracy"])
+  # Rows not sorted by fold, folds too unequal, or nothing saved: no split.
+  assert objective.fold_groups(config_folds, np.arange(n) % 3, weights,
+                               blocks) is None
+  assert objective.fold_groups(config_folds, np.repeat(
+      np.arange(3), [2500, 250, n - 2750]), weights, blocks) is None
+  assert objective.fold_groups([-1] * 6, folds, weights, blocks) is None

@@ -468,7 +468,7 @@ class LBFGS:
             tuple((a.shape, str(a.dtype))
                   for a in objective.rows_of(self.dataset)),
             self.layout.mesh, self.flat.transposed, self.flat.chunk,
-            self.flat.size)
+            self.flat.size, self.flat.groups)
 
   @classmethod
   def rounds(cls, config: Config) -> int:
@@ -565,7 +565,8 @@ class LBFGS:
     return value_and_grad
 
   def _start(self, theta, values, x, y, center):
-    state = init(theta, self._value_and_grad(x, y, values, center))
+    state = init(theta, self._value_and_grad(
+        x, y, values, center, objective.loss_blocks(self.stacked)))
     return {"solver": state._asdict(),
             "train_accuracy": self._accuracy(state.theta, x, y, center,
                                              values["fold"])}
@@ -673,7 +674,10 @@ class LBFGS:
       sub_values = jax.tree.map(lambda a: a[picked], values)
       state = run(
           State(**sub["solver"]),
-          self._value_and_grad(x, y, sub_values, center, blocks),
+          # (The whole stack, in its order: its pass split by folds.)
+          self._value_and_grad(x, y, sub_values, center,
+                               None if size == len(self.stacked)
+                               else blocks),
           values["tol"][picked], values["max_iters"][picked],
           self.ITERATIONS_PER_ROUND,
           identity if self.SPARSE else objective.whitening_preconditioner(
@@ -728,10 +732,13 @@ class LBFGS:
                                     * left >= self.SHRINK_FLOPS):
           self.size = smaller
     size = self.size
-    moving = moving[:size]  # (all finished: the first size of them)
-    picked = np.concatenate([moving,
-                             np.repeat(moving[-1:], size - len(moving))])
-    keep = np.where(np.arange(size) < len(moving), picked, m)  # m: dropped
+    if size == m:  # the whole stack, as it is (finished ones stay put)
+      picked = keep = np.arange(m)
+    else:
+      moving = moving[:size]  # (all finished: the first size of them)
+      picked = np.concatenate([moving,
+                               np.repeat(moving[-1:], size - len(moving))])
+      keep = np.where(np.arange(size) < len(moving), picked, m)  # m: dropped
     # picked is sorted, so its losses stay in blocks.
     blocks = objective.loss_blocks([self.stacked[i] for i in picked])
     states, record = self._compiled(size, blocks, states)(
