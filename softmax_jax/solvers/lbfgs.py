@@ -40,7 +40,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from softmax_jax import compilation
-from softmax_jax import evaluation
 from softmax_jax.compilation import compile_once
 from softmax_jax.config import Config
 from softmax_jax.data import datasets as data_lib
@@ -73,6 +72,11 @@ class State(NamedTuple):
   iterations: jax.Array  # [M] int32: iterations taken
   evaluations: jax.Array  # [M] int32: objective evaluations (passes) taken
   stalled: jax.Array  # [M] bool: a line search found no decrease
+  # What value_and_grad gives beside f and g at theta, kept as value is (0
+  # where it gives nothing): the linear model's training accuracy, so that
+  # a round's record needs no pass of its own (a forward pass of the whole
+  # stack: ~0.05 s a round of a 50-configuration cross-validation).
+  aux: jax.Array  # [M]
   # The line search under way (see step):
   d: jax.Array  # [M, P] its direction
   trials: jax.Array  # [M] int32: its trials so far (the next one's step:
@@ -80,14 +84,21 @@ class State(NamedTuple):
   fresh: jax.Array  # [M] bool: a new one starts (d to be computed)
 
 
-ValueAndGrad = Callable[[jax.Array], tuple[jax.Array, jax.Array]]
+# theta [M, P] -> (f [M], g [M, P]) or (f, g, aux [M]).
+ValueAndGrad = Callable[[jax.Array], tuple[jax.Array, ...]]
 # A symmetric positive definite linear map of each configuration's vector
 # ([M, P] -> [M, P]): L-BFGS's initial inverse Hessian, up to its scale.
 Precondition = Callable[[jax.Array], jax.Array]
 
 
+def _evaluated(value_and_grad: ValueAndGrad, theta_MxP):
+  """(f, g, aux) of value_and_grad at theta (aux 0 where it gives none)."""
+  out = value_and_grad(theta_MxP)
+  return out if len(out) == 3 else (*out, jnp.zeros_like(out[0]))
+
+
 def init(theta_MxP: jax.Array, value_and_grad: ValueAndGrad) -> State:
-  value, grad = value_and_grad(theta_MxP)
+  value, grad, aux = _evaluated(value_and_grad, theta_MxP)
   m, p = theta_MxP.shape
   return State(theta=theta_MxP, value=value, grad=grad,
                s=jnp.zeros((m, MEMORY, p), theta_MxP.dtype),
@@ -96,7 +107,7 @@ def init(theta_MxP: jax.Array, value_and_grad: ValueAndGrad) -> State:
                pairs=jnp.zeros(m, jnp.int32),
                iterations=jnp.zeros(m, jnp.int32),
                evaluations=jnp.ones(m, jnp.int32),
-               stalled=jnp.zeros(m, bool),
+               stalled=jnp.zeros(m, bool), aux=aux,
                d=jnp.zeros((m, p), theta_MxP.dtype),
                trials=jnp.zeros(m, jnp.int32),
                fresh=jnp.ones(m, bool))
@@ -186,6 +197,8 @@ def warm_start(state: State, weight_M, penalized_P, same_loss_MxM, tol,
   return state._replace(
       theta=where(theta, state.theta), value=where(best, state.value),
       grad=where(grad, state.grad),
+      # (The same rows and loss: the training accuracy there is k's.)
+      aux=where(state.aux[k], state.aux),
       rho=where(jnp.zeros_like(state.rho), state.rho),
       pairs=where(jnp.zeros_like(state.pairs), state.pairs),
       fresh=state.fresh | jump)  # (its line search starts again there)
@@ -307,7 +320,7 @@ def step(state: State, value_and_grad: ValueAndGrad, tol, max_iters,
     return jnp.where((l1 > 0) & (theta * orthant <= 0), 0.0, theta)
 
   theta = point(jnp.where(active, t, 0.0))  # (the finished: where they are)
-  f, g_new = value_and_grad(theta)
+  f, g_new, aux = _evaluated(value_and_grad, theta)
   # Armijo, or near the optimum, where float32 cannot resolve the decrease
   # of f, the approximate Wolfe conditions of Hager & Zhang (2005): f no
   # larger up to its rounding, and the slope along d much flatter, judged
@@ -349,7 +362,7 @@ def step(state: State, value_and_grad: ValueAndGrad, tol, max_iters,
       pairs=state.pairs + keep.astype(jnp.int32),
       iterations=state.iterations + (moved | gave_up).astype(jnp.int32),
       evaluations=state.evaluations + active.astype(jnp.int32),
-      stalled=state.stalled | gave_up,
+      stalled=state.stalled | gave_up, aux=jnp.where(moved, aux, state.aux),
       d=d, trials=trials,
       fresh=jnp.where(active, moved, state.fresh))
 
@@ -557,19 +570,18 @@ class LBFGS:
     l1 = self._l1(values)
 
     def value_and_grad(theta):
-      value, grad = f(self._model(theta, center), x, y, values)[:2]
+      value, grad, aux = f(self._model(theta, center), x, y, values)
       if l1 is not None:
         value = value + jnp.sum(l1 * jnp.abs(theta), axis=-1)
-      return value, self._solver_gradient(grad, center)
+      return (value, self._solver_gradient(grad, center),
+              aux["train_accuracy"])
 
     return value_and_grad
 
   def _start(self, theta, values, x, y, center):
     state = init(theta, self._value_and_grad(
         x, y, values, center, objective.loss_blocks(self.stacked)))
-    return {"solver": state._asdict(),
-            "train_accuracy": self._accuracy(state.theta, x, y, center,
-                                             values["fold"])}
+    return {"solver": state._asdict(), "train_accuracy": state.aux}
 
   def _on_devices(self):
     """The training set (features, as FlatObjective.features gives them,
@@ -601,17 +613,6 @@ class LBFGS:
     return jax.eval_shape(self._start, theta, self.values, features,
                           jax.tree.map(like, objective.rows_of(self.dataset)),
                           self.center)
-
-  def _accuracy(self, theta, x, rows, center, fold_M):
-    """Each configuration's training accuracy (one forward pass) on the rows
-    it trains on: of weight > 0, not in the fold it leaves out."""
-    labels, weights, folds = rows
-    return jax.vmap(functools.partial(evaluation.accuracy,
-                                      chunk=self.flat.chunk),
-                    in_axes=(0, None, None, None, None, 0))(
-                        self.params_of(theta, center),
-                        evaluation.untransposed(x), labels, weights, folds,
-                        fold_M)
 
   def params_of(self, theta_MxP, center=None):
     """The model's params trees of the solver's flat variables (center: a
@@ -684,9 +685,7 @@ class LBFGS:
               *moments, values["weight_decay"][picked],
               self.dataset.num_classes, self.flat.unravel),
           self._l1(sub_values), self._to_model(center))
-      sub = {"solver": state._asdict(),
-             "train_accuracy": self._accuracy(state.theta, x, y, center,
-                                              sub_values["fold"])}
+      sub = {"solver": state._asdict(), "train_accuracy": state.aux}
       # Padding (copies of a picked configuration) is dropped, not written.
       states = jax.tree.map(lambda a, new: a.at[keep].set(new, mode="drop"),
                             states, sub)
