@@ -472,3 +472,22 @@ def test_a_pass_split_by_folds_is_the_whole_pass(dataset):
   assert objective.fold_groups(config_folds, np.repeat(
       np.arange(3), [2500, 250, n - 2750]), weights, blocks) is None
   assert objective.fold_groups([-1] * 6, folds, weights, blocks) is None
+
+
+def test_the_preconditioners_quadratic_form_is_v_dot_p_v():
+  """whitening_preconditioner's quadratic (one product with the
+  eigenvectors) is v.P v, as L-BFGS's scale gamma = s.y / y.P y needs it."""
+  rng = np.random.default_rng(0)
+  d, k = 12, 4
+  a = rng.normal(size=(d, d))
+  eigvals, eigvecs = np.linalg.eigh(a @ a.T / d)
+  template = {"b": jnp.zeros(k), "w": jnp.zeros((d, k))}
+  unravel = jax.flatten_util.ravel_pytree(template)[1]
+  precondition = objective.whitening_preconditioner(
+      jnp.asarray(rng.normal(size=d), jnp.float32),
+      jnp.asarray(eigvecs, jnp.float32), jnp.asarray(eigvals, jnp.float32),
+      jnp.array([1e-3, 1e-1, 1.0]), k, unravel)
+  v = jnp.asarray(rng.normal(size=(3, (d + 1) * k)), jnp.float32)
+  np.testing.assert_allclose(precondition.quadratic(v),
+                             jnp.sum(v * precondition(v), axis=-1),
+                             rtol=1e-5)

@@ -88,7 +88,16 @@ class State(NamedTuple):
 ValueAndGrad = Callable[[jax.Array], tuple[jax.Array, ...]]
 # A symmetric positive definite linear map of each configuration's vector
 # ([M, P] -> [M, P]): L-BFGS's initial inverse Hessian, up to its scale.
+# It may have an attribute `quadratic`: v -> v.P v [M], computed with less
+# work than P v.
 Precondition = Callable[[jax.Array], jax.Array]
+
+
+def _quadratic(precondition: Precondition, v_MxP):
+  """v.P v of each configuration [M]."""
+  if hasattr(precondition, "quadratic"):
+    return precondition.quadratic(v_MxP)
+  return jnp.sum(v_MxP * precondition(v_MxP), axis=-1)
 
 
 def _evaluated(value_and_grad: ValueAndGrad, theta_MxP):
@@ -254,12 +263,12 @@ def direction(state: State, precondition: Precondition = identity,
                                  state.pairs)
   newest = (state.pairs - 1) % MEMORY
   y_new = jnp.take_along_axis(state.y, newest[:, None, None], axis=1)[:, 0]
-  yPy = jnp.sum(y_new * precondition(y_new), axis=-1)
+  yPy = _quadratic(precondition, y_new)
   rho_new = jnp.take_along_axis(state.rho, newest[:, None], axis=1)[:, 0]
   # Before any pair, a first step of length at most 1 (in P's coordinates).
   # (P g only then: a third application of P in every other direction.)
   gPg = jax.lax.cond(jnp.any(state.pairs == 0),
-                     lambda: jnp.sum(g * precondition(g), axis=-1),
+                     lambda: _quadratic(precondition, g),
                      lambda: jnp.ones_like(yPy))
   gamma = jnp.where(state.pairs > 0,
                     1.0 / (rho_new * jnp.maximum(yPy, 1e-30)),
@@ -671,24 +680,25 @@ class LBFGS:
           values["max_iters"],
           values["l1_share"] if self.SPARSE else None,
           self._to_model(center))._asdict()}
-      sub = jax.tree.map(lambda a: a[picked], states)
-      sub_values = jax.tree.map(lambda a: a[picked], values)
+      # The whole stack as it is (picked: all, in order), its pass split by
+      # folds; else the picked configurations, gathered.
+      whole = size == len(self.stacked)
+      sub, sub_values = ((states, values) if whole else (
+          jax.tree.map(lambda a: a[picked], t) for t in (states, values)))
       state = run(
           State(**sub["solver"]),
-          # (The whole stack, in its order: its pass split by folds.)
           self._value_and_grad(x, y, sub_values, center,
-                               None if size == len(self.stacked)
-                               else blocks),
-          values["tol"][picked], values["max_iters"][picked],
+                               None if whole else blocks),
+          sub_values["tol"], sub_values["max_iters"],
           self.ITERATIONS_PER_ROUND,
           identity if self.SPARSE else objective.whitening_preconditioner(
-              *moments, values["weight_decay"][picked],
+              *moments, sub_values["weight_decay"],
               self.dataset.num_classes, self.flat.unravel),
           self._l1(sub_values), self._to_model(center))
       sub = {"solver": state._asdict(), "train_accuracy": state.aux}
       # Padding (copies of a picked configuration) is dropped, not written.
-      states = jax.tree.map(lambda a, new: a.at[keep].set(new, mode="drop"),
-                            states, sub)
+      states = sub if whole else jax.tree.map(
+          lambda a, new: a.at[keep].set(new, mode="drop"), states, sub)
       state = State(**states["solver"])
       params = self.params_of(state.theta, center)
       l1, to_model = self._l1(values), self._to_model(center)

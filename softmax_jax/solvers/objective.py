@@ -429,7 +429,20 @@ def whitening_preconditioner(mean_D, eigvecs_DxD, eigvals_D, weight_decay_M,
     u = eigvecs_DxD @ ((eigvecs_DxD.T @ u) / (eigvals_D + lam)[:, None])
     return ravel_pytree({"w": u, "b": g["b"] - mean_D @ u})[0]
 
-  return lambda v_MxP: jax.vmap(one)(v_MxP, lam_M)
+  def quadratic(v, lam):
+    # v.P v = ||(Cov + lam)^(-1/2) u||^2 + ||v_b||^2 (u as above): one
+    # product with the eigenvectors instead of P's two (in a 50-
+    # configuration cross-validation, 3.3 of a pass's ~100 ms).
+    g = unravel(v)
+    u = eigvecs_DxD.T @ (g["w"] - mean_D[:, None] * g["b"][None, :])
+    return (jnp.sum(u * u / (eigvals_D + lam)[:, None])
+            + jnp.sum(g["b"] * g["b"]))
+
+  def precondition(v_MxP):
+    return jax.vmap(one)(v_MxP, lam_M)
+
+  precondition.quadratic = lambda v_MxP: jax.vmap(quadratic)(v_MxP, lam_M)
+  return precondition
 
 
 class FlatObjective:
