@@ -3,9 +3,9 @@
 compile_once: a second fit of the same shapes (a notebook's next `fit`, a
 cross-validation's refit, a test's next run) lowers its program again but
 pays no XLA compilation. The key is the lowered program itself (its
-StableHLO text, with the shardings it was lowered for) and its argument
-and result structures, so a hit is the very program a fresh compilation
-would give.
+StableHLO text, with the shardings it was lowered for) and its arguments'
+structure and shapes and its results' structure, so a hit is the very
+program a fresh compilation would give, for arguments of those shapes.
 
 family: a solver whose programs are a function of a signature it computes
 (every constant their trace reads: the configurations' compiled-in fields,
@@ -77,7 +77,9 @@ def compile_once(lowered: jax.stages.Lowered, *,
       DOT_BOUND_OPTIONS if dot_bound and on_cpu()
       else {})
   key = hashlib.sha256("\n".join((
-      lowered.as_text(), str(lowered.in_tree), str(lowered.out_tree),
+      # (args_info: the arguments' shapes, also of those the program does
+      # not read, which its text leaves out)
+      lowered.as_text(), str(lowered.args_info), str(lowered.out_tree),
       str([d.id for d in jax.devices()]), str(sorted(options.items())))
                                  ).encode()).hexdigest()
   if key in _programs:

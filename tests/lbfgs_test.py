@@ -491,3 +491,37 @@ def test_the_preconditioners_quadratic_form_is_v_dot_p_v():
   np.testing.assert_allclose(precondition.quadratic(v),
                              jnp.sum(v * precondition(v), axis=-1),
                              rtol=1e-5)
+
+
+def test_a_start_evaluated_by_the_first_pass_is_the_evaluated_start(dataset):
+  """lbfgs.unevaluated: a state whose first pass evaluates it (no program
+  of its own at the start) takes the same iterations to the same point as
+  one evaluated by init, bit for bit; before that pass it is not
+  finished, however small its (unknown) gradient."""
+  from softmax_jax import model  # pylint: disable=import-outside-toplevel
+  template = model.init_params(jax.random.key(0), dataset.num_features,
+                               dataset.num_classes, init_scale=0.0)
+  flat, unravel = jax.flatten_util.ravel_pytree(template)
+  values = {"weight_decay": jnp.array([1e-1, 1e-3]),
+            "huber_delta": jnp.ones(2), "fold": -jnp.ones(2, jnp.int32),
+            "l1_share": jnp.zeros(2)}
+
+  def value_and_grad(theta):
+    value, grad, aux = objective.full_batch(
+        theta, dataset.x_train, objective.rows_of(dataset), values,
+        unravel=unravel, blocks=(("xent", 0, 2),), loss_input="probs",
+        chunk=1024)
+    return value, grad, aux["train_accuracy"]
+
+  tol, max_iters = jnp.array([1e-5, 1e-5]), jnp.array([40, 40])
+  theta = jnp.zeros((2, flat.size))
+  fresh = lbfgs.unevaluated(theta)
+  assert not lbfgs.finished(fresh, tol, max_iters).any()
+  run = jax.jit(lbfgs.run, static_argnums=(1, 4))
+  a = run(jax.jit(lbfgs.init, static_argnums=1)(theta, value_and_grad),
+          value_and_grad, tol, max_iters, 30)
+  b = run(fresh, value_and_grad, tol, max_iters, 30)
+  np.testing.assert_array_equal(a.iterations, b.iterations)
+  np.testing.assert_array_equal(a.evaluations, b.evaluations)
+  np.testing.assert_array_equal(a.theta, b.theta)
+  np.testing.assert_array_equal(a.aux, b.aux)
