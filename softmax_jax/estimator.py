@@ -331,7 +331,7 @@ class SoftmaxRegressionCV(_Softmax):
   refit's (the returned model: the optimum at C_, as SoftmaxRegression's);
   fold_max_iter (100, LogisticRegressionCV's max_iter) the iterations of
   each (fold, C) fit at most, which scores its C: to tol where it gets
-  there (on 10,000 Fashion-MNIST images, C up to 0.05), else where it
+  there (on 10,000 Fashion-MNIST images, C up to 0.006), else where it
   stopped (the weakest strengths, which take up to 1,000 iterations to
   their optimum, 5 x the time of the whole cross-validation, and score
   far below the best); None: max_iter, every fold fit to its optimum.
