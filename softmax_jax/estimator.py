@@ -327,14 +327,16 @@ class SoftmaxRegressionCV(_Softmax):
   rows (KFold, StratifiedKFold, GroupKFold); scoring: accuracy or
   neg_log_loss, each fold's rows weighted by their sample weights; refit
   False: as scikit-learn's, the model the mean of each fold's model at its
-  own best C, and C_ the mean of those Cs. tol and max_iter are the
-  refit's (the returned model: the optimum at C_, as SoftmaxRegression's);
+  own best C, and C_ the mean of those Cs. tol: where every fit stops (the
+  refit, the returned model, is the optimum at C_ to tol, as
+  SoftmaxRegression's); max_iter: the refit's iterations at most;
   fold_max_iter (100, LogisticRegressionCV's max_iter) the iterations of
   each (fold, C) fit at most, which scores its C: to tol where it gets
   there (on 10,000 Fashion-MNIST images, C up to 0.006), else where it
   stopped (the weakest strengths, which take up to 1,000 iterations to
   their optimum, 5 x the time of the whole cross-validation, and score
-  far below the best); None: max_iter, every fold fit to its optimum.
+  far below the best); None: max_iter, every fold fit to its optimum (a
+  ConvergenceWarning where one stops at max_iter short of tol).
   Learned: C_, Cs_, scores_ [folds, Cs], n_iter_ and fold_converged_
   [folds, Cs] (each fold fit's iterations, and whether it reached tol),
   and the model.
@@ -417,6 +419,15 @@ class SoftmaxRegressionCV(_Softmax):
     self.fold_converged_ = np.array(
         [bool(r.history[-1].get("converged", False))
          for r in runs]).reshape(num_folds, num_cs)
+    certified = all("converged" in r.history[-1] for r in runs)
+    if (self.fold_max_iter is None and certified
+        and not self.fold_converged_.all()):  # (asked for: every one to tol)
+      warnings.warn(
+          f"{int((~self.fold_converged_).sum())} of "
+          f"{self.fold_converged_.size} fold fits stopped at max_iter="
+          f"{self.max_iter} with the gradient norm above tol={self.tol}: "
+          "their scores are not their optima's; raise max_iter",
+          ConvergenceWarning, stacklevel=2)
     if self.refit:  # the best mean score's C, fit on all the data: the model
       best = int(np.argmax(self.scores_.mean(axis=0)))
       self.C_ = float(self.Cs_[best])

@@ -135,18 +135,30 @@ def test_integer_weights_are_repeated_rows(images):
 
 
 @pytest.mark.slow
-def test_cross_validation_is_one_stack_of_separate_fits(thumbnails):
+def test_cross_validation_is_one_stack_of_separate_fits(thumbnails,
+                                                        monkeypatch):
   """Each (fold, C) of the one stack scores as its own fit on the fold's
-  training rows; C_ is the best mean, refit on all rows."""
+  training rows (in as many iterations at most), its pass over those rows
+  alone; C_ is the best mean, refit on all rows."""
+  import warnings  # pylint: disable=g-import-not-at-top
+
+  from softmax_jax.solvers import objective  # pylint: disable=g-import-not-at-top
   X, y, _, _ = thumbnails
   X, y = X[:600], y[:600]
   cs = [0.01, 0.1, 1.0]
   splitter = StratifiedKFold(3)
+  split, fold_groups = [], objective.fold_groups
+  monkeypatch.setattr(objective, "fold_groups", lambda *a: split.append(
+      fold_groups(*a)) or split[-1])
   cv = SoftmaxRegressionCV(Cs=cs, cv=splitter).fit(X, y)
+  assert split[0] is not None and len(split[0]) == 3  # (a pass per fold)
   assert cv.scores_.shape == (3, 3) and cv.n_iter_.shape == (3, 3)
   for f, (train, test) in enumerate(splitter.split(X, y)):
     for j, c in enumerate(cs):
-      alone = SoftmaxRegression(C=c).fit(X[train], y[train])
+      with warnings.catch_warnings():  # (stopped at fold_max_iter, as it)
+        warnings.simplefilter("ignore")
+        alone = SoftmaxRegression(C=c, max_iter=cv.fold_max_iter).fit(
+            X[train], y[train])
       assert cv.scores_[f, j] == pytest.approx(alone.score(X[test], y[test]),
                                                abs=2 / len(test))
   assert cs[int(np.argmax(cv.scores_.mean(axis=0)))] == cv.C_
@@ -183,6 +195,8 @@ def test_fold_fits_stop_at_fold_max_iter_and_the_refit_is_exact(thumbnails):
                         refit=False).fit(X, y)
   exact = SoftmaxRegressionCV(Cs=cs, cv=3, fold_max_iter=None).fit(X, y)
   assert exact.fold_converged_.all() and (exact.n_iter_[:, 1] > 5).all()
+  with pytest.warns(ConvergenceWarning, match="fold fits stopped at max_iter"):
+    SoftmaxRegressionCV(Cs=cs, cv=3, fold_max_iter=None, max_iter=5).fit(X, y)
   for bad in (0, 2.5, True, "100"):
     with pytest.raises(ValueError, match="fold_max_iter"):
       SoftmaxRegressionCV(Cs=cs, cv=3, fold_max_iter=bad).fit(X, y)

@@ -443,7 +443,7 @@ def test_a_pass_split_by_folds_is_the_whole_pass(dataset):
   rows = (dataset.y_train, weights, folds)
   config_folds = [0, 0, 1, 1, 2, 2]
   blocks = (("xent", 0, 6),)
-  groups = objective.fold_groups(config_folds, folds, weights, blocks)
+  groups = objective.fold_groups(config_folds, folds, weights, blocks, 256)
   assert [(a, b, k) for a, b, k in groups] == [
       (0, 1000, (2, 3, 4, 5)), (1000, 1900, (0, 1, 4, 5)),
       (1900, n - 50, (0, 1, 2, 3))]
@@ -456,22 +456,26 @@ def test_a_pass_split_by_folds_is_the_whole_pass(dataset):
             "fold": jnp.array(config_folds, jnp.int32),
             "l1_share": jnp.zeros(6)}
 
-  def pass_(split):
+  def pass_(split, chunk):
     return jax.jit(lambda t: objective.full_batch(
         t, dataset.x_train, rows, values, unravel=unravel, blocks=blocks,
-        loss_input="probs", chunk=256, groups=split))(theta)
+        loss_input="probs", chunk=chunk, groups=split))(theta)
 
-  (v1, g1, aux1), (v2, g2, aux2) = pass_(groups), pass_(None)
-  np.testing.assert_allclose(v1, v2, rtol=1e-5)
-  np.testing.assert_allclose(g1, g2, rtol=1e-4, atol=1e-7)
-  np.testing.assert_array_equal(aux1["train_accuracy"],
-                                aux2["train_accuracy"])
+  # Chunks of a part of a fold, and of a whole fold (each fold's rows in
+  # one chunk, the smaller folds' cut short).
+  for chunk in (256, 4096):
+    (v1, g1, aux1), (v2, g2, aux2) = pass_(groups, chunk), pass_(None, chunk)
+    np.testing.assert_allclose(v1, v2, rtol=1e-5)
+    np.testing.assert_allclose(g1, g2, rtol=1e-4, atol=1e-7)
+    np.testing.assert_array_equal(aux1["train_accuracy"],
+                                  aux2["train_accuracy"])
+  assert objective.group_chunks(groups, 4096) == (n - 1950, 1)
   # Rows not sorted by fold, folds too unequal, or nothing saved: no split.
   assert objective.fold_groups(config_folds, np.arange(n) % 3, weights,
-                               blocks) is None
+                               blocks, 256) is None
   assert objective.fold_groups(config_folds, np.repeat(
-      np.arange(3), [2500, 250, n - 2750]), weights, blocks) is None
-  assert objective.fold_groups([-1] * 6, folds, weights, blocks) is None
+      np.arange(3), [2500, 250, n - 2750]), weights, blocks, 256) is None
+  assert objective.fold_groups([-1] * 6, folds, weights, blocks, 256) is None
 
 
 def test_the_preconditioners_quadratic_form_is_v_dot_p_v():

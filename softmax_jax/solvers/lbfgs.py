@@ -2,7 +2,8 @@
 
 Each configuration m minimizes its own smooth objective f_m(theta_m) over a
 flat parameter vector; `value_and_grad` evaluates all of them at once
-([M, P] -> [M], [M, P]), so the pass over the data is shared by the stack (a
+([M, P] -> [M], [M, P], and optionally an aux [M] kept beside the value: the
+training accuracy), so the pass over the data is shared by the stack (a
 regularization path is M weight decays on the same data). Each iteration
 computes every configuration's quasi-Newton direction (the two-loop
 recursion over its last MEMORY curvature pairs, Nocedal & Wright alg. 7.4,

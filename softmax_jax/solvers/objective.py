@@ -308,9 +308,8 @@ def _grouped_sums(chunk_sums, params_M, values, blocks, x_NxD, rows_N: Rows,
   kept = np.array([k for _, _, k in groups], np.int32)  # [G, M']
   starts = np.array([a for a, _, _ in groups], np.int32)
   stops = np.array([b for _, b, _ in groups], np.int32)
-  c = min(evaluation.even_chunk(int(max(stops - starts)), chunk),
-          int(min(stops - starts)))
-  per_group = math.ceil(int(max(stops - starts)) / c)
+  c, per_group = group_chunks(groups, chunk)
+  n = evaluation.untransposed(x_NxD).shape[0]
   blks = sub_blocks(blocks, groups[0][2])  # (the same in each group)
   m = len(jax.tree.leaves(params_M)[0])
 
@@ -320,9 +319,12 @@ def _grouped_sums(chunk_sums, params_M, values, blocks, x_NxD, rows_N: Rows,
                     for t in (params_M, values))
     start, stop = jnp.asarray(starts)[g], jnp.asarray(stops)[g]
 
-    def one(i):  # chunk i of the group's rows (as evaluation._chunk)
-      first = jnp.minimum(start + i * c, stop - c)
-      valid = first + jnp.arange(c) >= start + i * c
+    def one(i):  # chunk i of the group's rows: its window's rows from
+      # start + i c on (the window ends at row n at the latest) and before
+      # stop (a smaller group's last chunk is cut short)
+      first = jnp.minimum(start + i * c, n - c)
+      row = first + jnp.arange(c)
+      valid = (row >= start + i * c) & (row < stop)
 
       def cut(a, axis=0):
         return jax.lax.dynamic_slice_in_dim(a, first, c, axis=axis)
@@ -346,6 +348,15 @@ def _grouped_sums(chunk_sums, params_M, values, blocks, x_NxD, rows_N: Rows,
   return jax.lax.fori_loop(0, len(groups), lambda g, t: add(t, g), zeros)
 
 
+def group_chunks(groups: Groups, chunk: int) -> tuple[int, int]:
+  """(rows of each chunk, chunks of each group) of a split pass: as even
+  chunks of at most `chunk` rows as the largest group takes (a smaller
+  group's last chunk cut short)."""
+  largest = max(b - a for a, b, _ in groups)
+  c = evaluation.even_chunk(largest, chunk)
+  return c, math.ceil(largest / c)
+
+
 def sub_blocks(blocks, kept) -> tuple[tuple[str, int, int], ...]:
   """The loss blocks (loss_blocks) of the stack positions `kept` (sorted)
   of a stack whose blocks are `blocks`, numbered within them."""
@@ -364,8 +375,8 @@ GROUPS_MIN_SAVING = 0.05
 GROUPS_MAX = 64  # row ranges, at most (more: folds not sorted, no split)
 
 
-def fold_groups(folds_of_configs, folds_N, weights_N,
-                blocks) -> Groups | None:
+def fold_groups(folds_of_configs, folds_N, weights_N, blocks,
+                chunk: int) -> Groups | None:
   """The pass of a cross-validation stack split by its rows' folds: each
   range of consecutive rows of one fold, with the configurations that do
   not leave that fold out (folds_of_configs: each stack position's --fold,
@@ -384,6 +395,8 @@ def fold_groups(folds_of_configs, folds_N, weights_N,
   weighed = np.flatnonzero(np.asarray(weights_N) > 0)
   end = int(weighed[-1]) + 1 if len(weighed) else 0
   edges = np.flatnonzero(np.diff(folds_N[:end])) + 1
+  if len(edges) + 1 > GROUPS_MAX:
+    return None
   groups = tuple(
       (int(a), int(b), tuple(i for i, f in enumerate(folds_of_configs)
                              if f != folds_N[a]))
@@ -393,11 +406,12 @@ def fold_groups(folds_of_configs, folds_N, weights_N,
   if not groups:
     return None
   sizes = [b - a for a, b, _ in groups]
-  if (len(groups) > GROUPS_MAX or len({len(k) for _, _, k in groups}) > 1
-      or max(sizes) > 2 * min(sizes)
-      or len({sub_blocks(blocks, k) for _, _, k in groups}) > 1
-      or sum((b - a) * len(k) for a, b, k in groups)
-      > (1 - GROUPS_MIN_SAVING) * m * n):
+  if (len({len(k) for _, _, k in groups}) > 1 or max(sizes) > 2 * min(sizes)
+      or len({sub_blocks(blocks, k) for _, _, k in groups}) > 1):
+    return None
+  c, per_group = group_chunks(groups, chunk)  # (the rows computed)
+  if len(groups) * per_group * c * len(groups[0][2]) > (
+      1 - GROUPS_MIN_SAVING) * m * n:
     return None
   return groups
 
@@ -500,12 +514,13 @@ class FlatObjective:
         chunk=self.chunk,
         squeeze=len(stack.stacked) == 1
         and dataset.num_classes >= SQUEEZE_MIN_CLASSES)
-    # The whole stack's pass split by folds (fold_groups), on one device
-    # (the configurations of a stack over several are split among them).
+    # The whole stack's pass split by folds (fold_groups), on one CPU
+    # device (the configurations of a stack over several are split among
+    # them; on an accelerator, a loop over the folds is not measured).
     self.groups = (fold_groups([s.fold for s in stack.stacked],
                                dataset.folds, rows_of(dataset)[1],
-                               loss_blocks(stack.stacked))
-                   if len(jax.devices()) == 1 else None)
+                               loss_blocks(stack.stacked), self.chunk)
+                   if on_cpu and len(jax.devices()) == 1 else None)
     # Without an intercept (fit_intercept=False) b stays 0: its entries of
     # the gradient are 0, so no solver moves them.
     self.free = None if c.fit_intercept else self.mask(
