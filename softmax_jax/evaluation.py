@@ -3,9 +3,9 @@
 `evaluate` gives the scores recorded after every epoch (jit- and vmap-able
 over a stack of configurations); `predict` the top-1 class and its
 probability of every example, for the final report. Both walk the examples
-with `map_chunks`, which neither pads nor copies the data: the last chunk is
-the last `chunk` rows, and the rows it shares with the previous chunk are
-marked invalid.
+with `map_chunks`, which neither pads nor copies the data: the chunks are as
+even as can be (even_chunk), the last one the last rows, and the rows it
+shares with the previous chunk are marked invalid.
 """
 
 from __future__ import annotations
@@ -32,13 +32,19 @@ def chunk_for(num_configs: int, num_classes: int, most: int = CHUNK) -> int:
   return int(min(most, max(256, _STACK_BUDGET // (num_configs * num_classes))))
 
 
-def _chunk(x_NxD, y_N, i, c):
-  """Chunk i of c rows: (x [c, D], y [c], valid [c]); y may be a pytree of
+def chunk_of(x_NxD, y_N, i, c, begin=0, end=None):
+  """Chunk i of c rows of rows begin..end (all by default; begin and end
+  may be traced): (x [c, D], y [c], valid [c]); y may be a pytree of
   [N, ...] arrays (e.g. labels with their weights), each chunked alike, and
   x a pair (x [N, D], the same transposed [D, N]), chunked into ([c, D],
-  [D, c]) (objective.transposes)."""
-  start = jnp.minimum(i * c, untransposed(x_NxD).shape[0] - c)
-  valid_c = start + jnp.arange(c) >= i * c  # not already in chunk i - 1
+  [D, c]) (objective.transposes). Its window of c rows ends at row N at
+  the latest; valid marks its rows from begin + i c on (not already in
+  chunk i - 1) and before end (a range's last chunk cut short)."""
+  start = jnp.minimum(begin + i * c, untransposed(x_NxD).shape[0] - c)
+  row = start + jnp.arange(c)
+  valid_c = row >= begin + i * c
+  if end is not None:
+    valid_c = valid_c & (row < end)
 
   def cut(a, axis=0):
     return jax.lax.dynamic_slice_in_dim(a, start, c, axis=axis)
@@ -65,7 +71,7 @@ def even_chunk(n: int, chunk: int) -> int:
 def map_chunks(fn, x_NxD, y_N, chunk: int = CHUNK):
   """fn(x [c, D], y [c], valid [c]) of each chunk of rows, stacked [S, ...]."""
   c = even_chunk(untransposed(x_NxD).shape[0], chunk)
-  return jax.lax.map(lambda i: fn(*_chunk(x_NxD, y_N, i, c)),
+  return jax.lax.map(lambda i: fn(*chunk_of(x_NxD, y_N, i, c)),
                      jnp.arange(math.ceil(untransposed(x_NxD).shape[0] / c)))
 
 
@@ -74,11 +80,11 @@ def sum_chunks(fn, x_NxD, y_N, chunk: int = CHUNK):
   pytree), accumulated in a loop: nothing of a chunk outlives it, also when
   fn takes a gradient (a full-batch gradient without an [N, K] array)."""
   c = even_chunk(untransposed(x_NxD).shape[0], chunk)
-  first = fn(*_chunk(x_NxD, y_N, 0, c))
+  first = fn(*chunk_of(x_NxD, y_N, 0, c))
   return jax.lax.fori_loop(
       1, math.ceil(untransposed(x_NxD).shape[0] / c),
       lambda i, total: jax.tree.map(jnp.add, total,
-                                    fn(*_chunk(x_NxD, y_N, i, c))), first)
+                                    fn(*chunk_of(x_NxD, y_N, i, c))), first)
 
 
 def evaluate(params: model.Params, x_NxD, y_N, chunk: int = CHUNK,
@@ -111,25 +117,6 @@ def evaluate(params: model.Params, x_NxD, y_N, chunk: int = CHUNK,
   if "top5" in total:
     scores["top5_accuracy"] = total["top5"] / n
   return scores
-
-
-def accuracy(params: model.Params, x_NxD, y_N, weights_N=None, folds_N=None,
-             fold=-1, chunk: int = CHUNK):
-  """The share of rows whose top-1 class is their label (a forward pass);
-  with the rows' weights and folds, of those a configuration leaving out
-  `fold` trains on (weight > 0, another fold), chunk by chunk."""
-  n = untransposed(x_NxD).shape[0]
-  if weights_N is None:
-    weights_N, folds_N = jnp.ones(n), jnp.zeros(n, jnp.int32)
-
-  def sums(x, rows, valid):
-    y, w, f = rows
-    counted = valid & (w > 0) & (f != fold)
-    return jnp.stack([jnp.sum(counted * metrics.argmax_is(
-        model.logits(params, data_lib.to_features(x)), y)), jnp.sum(counted)])
-
-  correct, count = sum_chunks(sums, x_NxD, (y_N, weights_N, folds_N), chunk)
-  return correct / count
 
 
 def predict(params: model.Params, x_NxD, chunk: int = CHUNK,

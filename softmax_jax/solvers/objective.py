@@ -85,10 +85,15 @@ def per_example_losses(logits_MxBxK, y_B, huber_delta_M, *, blocks,
 
 def loss_blocks(configs: list[Config]) -> tuple[tuple[str, int, int], ...]:
   """(loss, start, stop) of each run of equal losses in the config order."""
+  return _runs([c.loss for c in configs])
+
+
+def _runs(names: list[str]) -> tuple[tuple[str, int, int], ...]:
+  """(name, start, stop) of each run of equal names."""
   blocks, start = [], 0
-  for i in range(1, len(configs) + 1):
-    if i == len(configs) or configs[i].loss != configs[start].loss:
-      blocks.append((configs[start].loss, start, i))
+  for i in range(1, len(names) + 1):
+    if i == len(names) or names[i] != names[start]:
+      blocks.append((names[start], start, i))
       start = i
   return tuple(blocks)
 
@@ -309,7 +314,6 @@ def _grouped_sums(chunk_sums, params_M, values, blocks, x_NxD, rows_N: Rows,
   starts = np.array([a for a, _, _ in groups], np.int32)
   stops = np.array([b for _, b, _ in groups], np.int32)
   c, per_group = group_chunks(groups, chunk)
-  n = evaluation.untransposed(x_NxD).shape[0]
   blks = sub_blocks(blocks, groups[0][2])  # (the same in each group)
   m = len(jax.tree.leaves(params_M)[0])
 
@@ -319,20 +323,10 @@ def _grouped_sums(chunk_sums, params_M, values, blocks, x_NxD, rows_N: Rows,
                     for t in (params_M, values))
     start, stop = jnp.asarray(starts)[g], jnp.asarray(stops)[g]
 
-    def one(i):  # chunk i of the group's rows: its window's rows from
-      # start + i c on (the window ends at row n at the latest) and before
-      # stop (a smaller group's last chunk is cut short)
-      first = jnp.minimum(start + i * c, n - c)
-      row = first + jnp.arange(c)
-      valid = (row >= start + i * c) & (row < stop)
-
-      def cut(a, axis=0):
-        return jax.lax.dynamic_slice_in_dim(a, first, c, axis=axis)
-
-      x = ((cut(x_NxD[0]), cut(x_NxD[1], axis=1))
-           if isinstance(x_NxD, tuple) else cut(x_NxD))
-      return chunk_sums(params, vals, blks, x, jax.tree.map(cut, rows_N),
-                        valid)
+    def one(i):  # chunk i of the group's rows (a smaller group's last
+      # chunk cut short)
+      return chunk_sums(params, vals, blks, *evaluation.chunk_of(
+          x_NxD, rows_N, i, c, start, stop))
 
     sums = jax.lax.fori_loop(1, per_group, lambda i, t: jax.tree.map(
         jnp.add, t, one(i)), one(0))
@@ -362,12 +356,7 @@ def sub_blocks(blocks, kept) -> tuple[tuple[str, int, int], ...]:
   of a stack whose blocks are `blocks`, numbered within them."""
   loss_at = [name for name, start, stop in blocks
              for _ in range(start, stop)]
-  out, begin = [], 0
-  for i in range(1, len(kept) + 1):
-    if i == len(kept) or loss_at[kept[i]] != loss_at[kept[begin]]:
-      out.append((loss_at[kept[begin]], begin, i))
-      begin = i
-  return tuple(out)
+  return _runs([loss_at[i] for i in kept])
 
 
 # fold_groups splits a pass where it saves at least this share of its work.
@@ -508,9 +497,10 @@ class FlatObjective:
     else:
       self.chunk = min(all_rows, max(
           256, self.ACCELERATOR_VALUES // dataset.num_features))
+    blocks = loss_blocks(stack.stacked)
     self._full_batch = functools.partial(
-        full_batch, unravel=self.unravel,
-        blocks=loss_blocks(stack.stacked), loss_input=c.loss_input,
+        full_batch, unravel=self.unravel, blocks=blocks,
+        loss_input=c.loss_input,
         chunk=self.chunk,
         squeeze=len(stack.stacked) == 1
         and dataset.num_classes >= SQUEEZE_MIN_CLASSES)
@@ -518,8 +508,8 @@ class FlatObjective:
     # device (the configurations of a stack over several are split among
     # them; on an accelerator, a loop over the folds is not measured).
     self.groups = (fold_groups([s.fold for s in stack.stacked],
-                               dataset.folds, rows_of(dataset)[1],
-                               loss_blocks(stack.stacked), self.chunk)
+                               dataset.folds, rows_of(dataset)[1], blocks,
+                               self.chunk)
                    if on_cpu and len(jax.devices()) == 1 else None)
     # Without an intercept (fit_intercept=False) b stays 0: its entries of
     # the gradient are 0, so no solver moves them.
