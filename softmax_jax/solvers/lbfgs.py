@@ -609,7 +609,7 @@ class LBFGS:
   def _start(theta):
     """The states at theta, evaluated by the first round's first pass."""
     state = unevaluated(theta)
-    return {"solver": state._asdict(), "train_accuracy": state.aux}
+    return {"solver": state._asdict()}
 
   def _on_devices(self):
     """The training set (features, as FlatObjective.features gives them,
@@ -704,7 +704,7 @@ class LBFGS:
               *moments, sub_values["weight_decay"],
               self.dataset.num_classes, self.flat.unravel),
           self._l1(sub_values), self._to_model(center))
-      sub = {"solver": state._asdict(), "train_accuracy": state.aux}
+      sub = {"solver": state._asdict()}
       # Padding (copies of a picked configuration) is dropped, not written.
       states = sub if whole else jax.tree.map(
           lambda a, new: a.at[keep].set(new, mode="drop"), states, sub)
@@ -716,7 +716,7 @@ class LBFGS:
           "train_loss": state.value - objective.penalty(
               params, values["weight_decay"],
               values["l1_share"] if self.SPARSE else None),
-          "train_accuracy": states["train_accuracy"], "objective": state.value,
+          "train_accuracy": state.aux, "objective": state.value,
           "grad_norm": grad_norm(state, l1, to_model),
           "iterations": state.iterations, "evaluations": state.evaluations,
           "converged": grad_norm(state, l1, to_model) < values["tol"],
