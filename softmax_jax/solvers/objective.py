@@ -79,7 +79,7 @@ def per_example_losses(logits_MxBxK, y_B, huber_delta_M, *, blocks,
                                          for _, start, stop in blocks])
             if len(blocks) > 1 else [logits_MxBxK])
   parts = []
-  for (name, start, stop), piece in zip(blocks, pieces):
+  for (name, start, stop), piece in zip(blocks, pieces, strict=True):
     fn = functools.partial(losses.LOSSES[name], loss_input=loss_input)
     per_example = over_stack(
         lambda o, d, y, fn=fn: fn(o, y, huber_delta=d), squeeze,
