@@ -11,7 +11,7 @@ JAX's profiler and adds up, over its trace, the time of each kernel XLA ran
 XLA_FLAGS=--xla_dump_to=DIR writes), per epoch. The tracer's own cost
 lengthens each kernel by a few microseconds, so the traced kernels add up
 to more than the untraced epoch where the kernels are many and small (d2l:
-~40 against ~33 ms); the matmuls' times are those of kernels of 10-300 ms
+~41-47 against ~33-34 ms); the matmuls' times are those of kernels of 10-300 ms
 an epoch, which it hardly moves. Points: d2l (`launch.py --loss=xent`),
 sweep (benchmarks/compare.py's 4 losses x 16 learning rates).
 """
