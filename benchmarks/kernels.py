@@ -98,7 +98,8 @@ def main() -> None:
     jax.profiler.stop_trace()
     kernels = kernel_seconds(Path(tmp), args.traced)
   n, d = ds.x_train.shape
-  flop = 4 * (n // 256 * 256) * d * ds.num_classes * len(configs)
+  batch = configs[0].batch_size  # (the epoch's steps drop the last part)
+  flop = 4 * (n // batch * batch) * d * ds.num_classes * len(configs)
   print(f"{args.point}: {len(configs)} configuration(s); an epoch "
         f"{seconds * 1e3:.1f} ms (median of {args.rounds}), its matmuls' "
         f"{flop / 1e9:.1f} GFLOP at {flop / seconds / 1e9:.0f} GFLOP/s, "
